@@ -1,0 +1,37 @@
+# fsgen: `make run` sets up and runs the default job; `make test` sets up and runs the checks.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+
+.PHONY: setup run test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# CPU build of torch, pinned here (pyproject keeps a loose range so GPU machines keep their own build)
+	$(BIN)/python -m pip install --quiet torch==2.13.0 -c $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(CONSTRAINTS)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/python -m warehouse upgrade
+	$(BIN)/python -m collector.run
+
+lint: setup
+	$(BIN)/ruff check collector warehouse analytics api migrations tests bench
+	$(BIN)/ruff format --check collector warehouse analytics api migrations tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
