@@ -1,0 +1,170 @@
+"""Idempotent ingest of staged shards: one short transaction per shard, recorded in a ledger."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.db import WarehouseLocked, open_duckdb
+from warehouse.migrate import require_head
+from warehouse.settings import staging_dir
+from warehouse.staging import RunFinal, RunManifest, batch_dirs, read_final, read_manifest
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest pass moved into the warehouse."""
+
+    shards: int = 0
+    events: int = 0
+    samples: int = 0
+    runs_finished: int = 0
+
+    def __add__(self, other: IngestReport) -> IngestReport:
+        return IngestReport(
+            self.shards + other.shards,
+            self.events + other.events,
+            self.samples + other.samples,
+            self.runs_finished + other.runs_finished,
+        )
+
+
+def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
+    """The run_id of a manifest's run, registering the run and its models on first sight."""
+    row = con.execute("SELECT run_id FROM runs WHERE run_key = ?", [manifest.run_key]).fetchone()
+    if row is not None:
+        return int(row[0])
+    now = datetime.now()
+    con.execute("BEGIN TRANSACTION")
+    for m in manifest.models:
+        con.execute(
+            "INSERT INTO models (name, path, params, architecture, vocab_size, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [m.name, m.path, m.params, m.architecture, m.vocab_size, now],
+        )
+    inserted = con.execute(
+        "INSERT INTO runs (run_key, created_at, llm, slm, slm_tuned, method, router, threshold, dataset, "
+        "status, n_samples, seed, temperature, top_p, device, dtype, settings) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
+        [
+            manifest.run_key,
+            datetime.fromisoformat(manifest.created_at),
+            manifest.llm,
+            manifest.slm,
+            manifest.slm_tuned,
+            manifest.method,
+            manifest.router,
+            manifest.threshold,
+            manifest.dataset,
+            manifest.n_samples,
+            manifest.seed,
+            manifest.temperature,
+            manifest.top_p,
+            manifest.device,
+            manifest.dtype,
+            json.dumps(manifest.settings, sort_keys=True),
+        ],
+    ).fetchone()
+    con.execute("COMMIT")
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table, events: pa.Table) -> None:
+    """Append one batch as Arrow (columns matched by name); the caller owns the transaction."""
+    con.register("fsgen_samples_batch", samples)
+    con.register("fsgen_events_batch", events)
+    try:
+        con.execute(
+            "INSERT INTO samples BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM fsgen_samples_batch",
+            [run_id],
+        )
+        con.execute(
+            "INSERT INTO token_events BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM fsgen_events_batch",
+            [run_id],
+        )
+    finally:
+        con.unregister("fsgen_samples_batch")
+        con.unregister("fsgen_events_batch")
+
+
+def ingest_shard(con: duckdb.DuckDBPyConnection, run_id: int, shard_dir: Path) -> IngestReport:
+    """Ingest one shard folder unless the ledger has it; remove the folder only after commit."""
+    key = f"{shard_dir.parent.name}/{shard_dir.name}"
+    seen = con.execute("SELECT 1 FROM ingested_shards WHERE shard = ?", [key]).fetchone()
+    report = IngestReport()
+    if seen is None:
+        samples = pq.read_table(shard_dir / "samples.parquet")
+        events = pq.read_table(shard_dir / "events.parquet")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            insert_batch(con, run_id, samples, events)
+            con.execute(
+                "INSERT INTO ingested_shards VALUES (?, ?, ?, ?, ?)",
+                [key, run_id, events.num_rows, samples.num_rows, datetime.now()],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        report = IngestReport(shards=1, events=events.num_rows, samples=samples.num_rows)
+    shutil.rmtree(shard_dir)
+    return report
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
+    """Record how a run ended."""
+    con.execute(
+        "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ? WHERE run_id = ?",
+        [final.status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, run_id],
+    )
+
+
+def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestReport:
+    """Ingest every finished batch of one staged run, then its final record if it has one."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        return IngestReport()
+    run_id = ensure_run(con, manifest)
+    report = IngestReport()
+    for shard in batch_dirs(run_dir):
+        report = report + ingest_shard(con, run_id, shard)
+    final = read_final(run_dir)
+    if final is not None and not batch_dirs(run_dir):
+        finish_run(con, run_id, final)
+        shutil.rmtree(run_dir)
+        report = report + IngestReport(runs_finished=1)
+    return report
+
+
+def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestReport:
+    """Ingest everything staged next to `warehouse` through an open read-write connection."""
+    root = staging_dir(warehouse)
+    if not root.exists():
+        return IngestReport()
+    require_head(con, warehouse)
+    report = IngestReport()
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        report = report + ingest_run_dir(con, run_dir)
+    if report.shards:
+        con.execute("CHECKPOINT")
+    return report
+
+
+def try_ingest(warehouse: Path) -> IngestReport | None:
+    """Open the file, ingest what is staged, close; None when another process holds the file."""
+    try:
+        con = open_duckdb(warehouse)
+    except WarehouseLocked:
+        return None
+    try:
+        return ingest_pending(con, warehouse)
+    finally:
+        con.close()

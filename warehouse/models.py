@@ -1,0 +1,133 @@
+"""The warehouse schema as SQLAlchemy 2.0 typed models (migrations create it; this is the reference)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Float,
+    Integer,
+    MetaData,
+    Sequence,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# duckdb_engine has no SERIAL: run ids come from this sequence.
+RUN_ID_SEQ = Sequence("runs_run_id_seq", start=1)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Model(Base):
+    """A language model that took part in a run; params are counted from its loaded weights."""
+
+    __tablename__ = "models"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    params: Mapped[int] = mapped_column(BigInteger)
+    architecture: Mapped[str | None] = mapped_column(Text)
+    vocab_size: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Run(Base):
+    """One (LLM, SLM[, tuned SLM], method, router, dataset, decoding settings) over a set of samples."""
+
+    __tablename__ = "runs"
+
+    run_id: Mapped[int] = mapped_column(
+        BigInteger, RUN_ID_SEQ, primary_key=True, server_default=RUN_ID_SEQ.next_value()
+    )
+    # The collector names a run before it can reach the database (it may be locked by a reader).
+    run_key: Mapped[str] = mapped_column(Text)  # unique: the single writer checks before inserting
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    llm: Mapped[str] = mapped_column(Text)
+    slm: Mapped[str] = mapped_column(Text)
+    slm_tuned: Mapped[str | None] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(Text)
+    router: Mapped[str] = mapped_column(Text)
+    threshold: Mapped[float | None] = mapped_column(Double)
+    dataset: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    temperature: Mapped[float] = mapped_column(Double)
+    top_p: Mapped[float] = mapped_column(Double)
+    device: Mapped[str] = mapped_column(Text)
+    dtype: Mapped[str] = mapped_column(Text)
+    settings: Mapped[str] = mapped_column(Text)  # JSON of every decoding setting
+    wall_s: Mapped[float | None] = mapped_column(Double)
+    tokens_per_s: Mapped[float | None] = mapped_column(Double)
+
+
+class Sample(Base):
+    """One prompt of one run and what the collaboration wrote for it."""
+
+    __tablename__ = "samples"
+    # No constraints in the table: DuckDB cannot alter a table with indexes; the ledger keeps ingest idempotent.
+    __mapper_args__ = {"primary_key": ["run_id", "sample_id"]}
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    sample_id: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    n_tokens: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column(Integer)
+    stop_reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    correct: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class TokenEvent(Base):
+    """One generated token of one sample of one run (see DESIGN.md §2 for the vocabulary)."""
+
+    __tablename__ = "token_events"
+    __mapper_args__ = {"primary_key": ["run_id", "sample_id", "step"]}
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    sample_id: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    rel_pos: Mapped[float] = mapped_column(Float)  # step / n_tokens of the sample, in [0, 1)
+    token_id: Mapped[int] = mapped_column(Integer)
+    s1_token_id: Mapped[int] = mapped_column(Integer)
+    s1_prob: Mapped[float] = mapped_column(Float)
+    s1_entropy: Mapped[float] = mapped_column(Float)
+    s1_margin: Mapped[float] = mapped_column(Float)
+    s2_token_id: Mapped[int] = mapped_column(Integer)
+    llm_token_id: Mapped[int] = mapped_column(Integer)
+    llm_prob: Mapped[float] = mapped_column(Float)
+    llm_entropy: Mapped[float] = mapped_column(Float)
+    llm_prob_s1_token: Mapped[float] = mapped_column(Float)
+    consulted: Mapped[bool] = mapped_column(Boolean)
+    mismatch: Mapped[bool] = mapped_column(Boolean)
+
+
+class IngestedShard(Base):
+    """Ledger of staged shards already in the warehouse: ingesting a shard twice changes nothing."""
+
+    __tablename__ = "ingested_shards"
+
+    shard: Mapped[str] = mapped_column(Text, primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[int] = mapped_column(Integer)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime)
+

@@ -1,0 +1,173 @@
+"""Staged shards: the collector's write path, readable by whichever process ingests.
+
+Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
+
+    <run_key>/run.json                         run manifest (settings, models), written first
+    <run_key>/batch-<first_sample_id>/         one finished batch, renamed into place when complete
+        samples.parquet, events.parquet
+    <run_key>/final.json                       the run's outcome, written last
+
+Every file is written under a temporary name and renamed, so a reader never sees half a shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.int32()),
+        ("step", pa.int32()),
+        ("rel_pos", pa.float32()),
+        ("token_id", pa.int32()),
+        ("s1_token_id", pa.int32()),
+        ("s1_prob", pa.float32()),
+        ("s1_entropy", pa.float32()),
+        ("s1_margin", pa.float32()),
+        ("s2_token_id", pa.int32()),
+        ("llm_token_id", pa.int32()),
+        ("llm_prob", pa.float32()),
+        ("llm_entropy", pa.float32()),
+        ("llm_prob_s1_token", pa.float32()),
+        ("consulted", pa.bool_()),
+        ("mismatch", pa.bool_()),
+    ]
+)
+
+SAMPLE_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.int32()),
+        ("item_id", pa.string()),
+        ("prompt", pa.string()),
+        ("output", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("prompt_tokens", pa.int32()),
+        ("stop_reason", pa.string()),
+        ("reference", pa.string()),
+        ("correct", pa.bool_()),
+    ]
+)
+
+MANIFEST = "run.json"
+FINAL = "final.json"
+BATCH_PREFIX = "batch-"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model as the warehouse records it."""
+
+    name: str
+    path: str
+    params: int
+    architecture: str | None = None
+    vocab_size: int | None = None
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """Everything the `runs` row holds that is known when the run starts."""
+
+    run_key: str
+    created_at: str
+    llm: str
+    slm: str
+    method: str
+    router: str
+    dataset: str
+    n_samples: int
+    seed: int
+    temperature: float
+    top_p: float
+    device: str
+    dtype: str
+    settings: dict[str, Any]
+    models: tuple[ModelInfo, ...]
+    slm_tuned: str | None = None
+    threshold: float | None = None
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> RunManifest:
+        """Parse a manifest written by `StagingWriter.write_manifest`."""
+        models = tuple(ModelInfo(**m) for m in data.pop("models"))
+        return RunManifest(models=models, **data)
+
+
+@dataclass(frozen=True)
+class RunFinal:
+    """How a run ended; `status` is 'complete' or 'failed'."""
+
+    status: str
+    finished_at: str
+    wall_s: float
+    tokens_per_s: float
+    error: str | None = field(default=None)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class StagingWriter:
+    """Writes one run's shards; each batch appears whole or not at all."""
+
+    def __init__(self, staging_root: Path, run_key: str) -> None:
+        self.run_dir = staging_root / run_key
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_manifest(self, manifest: RunManifest) -> None:
+        """Write run.json (idempotent: a resumed run rewrites the same content)."""
+        payload = asdict(manifest)
+        _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+
+    def write_batch(self, first_sample_id: int, samples: pa.Table, events: pa.Table) -> Path:
+        """Write a finished batch as a shard folder, renamed into place when complete."""
+        final = self.run_dir / f"{BATCH_PREFIX}{first_sample_id:08d}"
+        tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".tmp-batch-"))
+        pq.write_table(samples.cast(SAMPLE_SCHEMA), tmp / "samples.parquet")
+        pq.write_table(events.cast(EVENT_SCHEMA), tmp / "events.parquet", compression="zstd")
+        os.replace(tmp, final)
+        return final
+
+    def write_final(self, final: RunFinal) -> None:
+        """Write final.json: the ingester marks the run finished once every batch is in."""
+        _atomic_write_bytes(self.run_dir / FINAL, json.dumps(asdict(final)).encode())
+
+
+def read_manifest(run_dir: Path) -> RunManifest | None:
+    """The manifest of a staged run, None if it is not written yet."""
+    path = run_dir / MANIFEST
+    return RunManifest.from_json(json.loads(path.read_text())) if path.exists() else None
+
+
+def read_final(run_dir: Path) -> RunFinal | None:
+    """The final record of a staged run, None while it runs."""
+    path = run_dir / FINAL
+    return RunFinal(**json.loads(path.read_text())) if path.exists() else None
+
+
+def batch_dirs(run_dir: Path) -> list[Path]:
+    """Finished batch shards of a staged run, oldest first."""
+    return sorted(p for p in run_dir.glob(f"{BATCH_PREFIX}*") if p.is_dir())
+
+
+def staged_sample_ids(run_dir: Path) -> set[int]:
+    """Sample ids held by shards that are staged but not yet ingested."""
+    ids: set[int] = set()
+    for shard in batch_dirs(run_dir):
+        table = pq.read_table(shard / "samples.parquet", columns=["sample_id"])
+        ids.update(int(v) for v in table.column("sample_id").to_pylist())
+    return ids
