@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.models import make_model, make_tokenizer
 from warehouse.migrate import upgrade
 
 
@@ -14,4 +17,41 @@ def warehouse_path(tmp_path: Path) -> Path:
     """A fresh warehouse file at head."""
     path = tmp_path / "fsgen.duckdb"
     upgrade(path)
+    return path
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    """Paths of tiny real models: an LLM, an SLM sharing its tokenizer, and one with another tokenizer."""
+
+    llm: Path
+    slm: Path
+    foreign: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Built once per session (random weights, seconds)."""
+    root = tmp_path_factory.mktemp("models")
+    tok = make_tokenizer(root / "tok")
+    llm = make_model(root / "llm", tok, hidden=64, layers=3, seed=1)
+    slm = make_model(root / "slm", tok, hidden=32, layers=2, seed=2)
+    other_tok = make_tokenizer(root / "tok2", vocab_size=220, seed_text="zebra quilt ")
+    foreign = make_model(root / "foreign", other_tok, hidden=32, layers=2, seed=3)
+    return TinyModels(llm, slm, foreign)
+
+
+@pytest.fixture
+def prompts_file(tmp_path: Path) -> Path:
+    """A JSONL prompts file of varied lengths (exercises left padding)."""
+    texts = [
+        "the quick brown",
+        "question: what is",
+        "def add(a",
+        "numbers 0 1 2 3 4 5",
+        "the",
+        "letters a b c",
+    ]
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
     return path

@@ -73,8 +73,10 @@ def run_command(args: argparse.Namespace, path: Path) -> None:
     elif args.command == "ingest":
         with duckdb_connection(path) as con:
             report = ingest_pending(con, path)
-        print(f"ingested {report.shards} shard(s): {report.events} events, {report.samples} samples; "
-              f"{report.runs_finished} run(s) finished")
+        print(
+            f"ingested {report.shards} shard(s): {report.events} events, {report.samples} samples; "
+            f"{report.runs_finished} run(s) finished"
+        )
     elif args.command == "export":
         with duckdb_connection(path, read_only=True) as con:
             counts = export_parquet(con, args.parquet)

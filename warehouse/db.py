@@ -38,7 +38,9 @@ def make_engine(path: Path, *, read_only: bool = False) -> sa.Engine:
 def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A raw DuckDB connection; raises WarehouseLocked instead of DuckDB's IO error."""
     if read_only and not path.exists():
-        raise WarehouseError(f"no warehouse at {path}; create it with: python -m warehouse upgrade --warehouse {path}")
+        raise WarehouseError(
+            f"no warehouse at {path}; create it with: python -m warehouse upgrade --warehouse {path}"
+        )
     try:
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:

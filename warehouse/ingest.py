@@ -77,22 +77,22 @@ def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
     return int(inserted[0])
 
 
-def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table, events: pa.Table) -> None:
-    """Append one batch as Arrow (columns matched by name); the caller owns the transaction."""
-    con.register("fsgen_samples_batch", samples)
-    con.register("fsgen_events_batch", events)
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, run_id: int, data: pa.Table) -> None:
+    """Append an Arrow table to `table` with run_id set (columns matched by name); caller owns the txn."""
+    view = f"fsgen_batch_{table}"
+    con.register(view, data)
     try:
         con.execute(
-            "INSERT INTO samples BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM fsgen_samples_batch",
-            [run_id],
-        )
-        con.execute(
-            "INSERT INTO token_events BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM fsgen_events_batch",
-            [run_id],
+            f"INSERT INTO {table} BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM {view}", [run_id]
         )
     finally:
-        con.unregister("fsgen_samples_batch")
-        con.unregister("fsgen_events_batch")
+        con.unregister(view)
+
+
+def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table, events: pa.Table) -> None:
+    """Append one batch's samples and token events as Arrow; the caller owns the transaction."""
+    insert_arrow(con, "samples", run_id, samples)
+    insert_arrow(con, "token_events", run_id, events)
 
 
 def ingest_shard(con: duckdb.DuckDBPyConnection, run_id: int, shard_dir: Path) -> IngestReport:
@@ -103,9 +103,12 @@ def ingest_shard(con: duckdb.DuckDBPyConnection, run_id: int, shard_dir: Path) -
     if seen is None:
         samples = pq.read_table(shard_dir / "samples.parquet")
         events = pq.read_table(shard_dir / "events.parquet")
+        cycles_file = shard_dir / "cycles.parquet"
         con.execute("BEGIN TRANSACTION")
         try:
             insert_batch(con, run_id, samples, events)
+            if cycles_file.exists():
+                insert_arrow(con, "spec_cycles", run_id, pq.read_table(cycles_file))
             con.execute(
                 "INSERT INTO ingested_shards VALUES (?, ?, ?, ?, ?)",
                 [key, run_id, events.num_rows, samples.num_rows, datetime.now()],

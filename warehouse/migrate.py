@@ -31,9 +31,8 @@ def compare_type(
     context: object, inspected: object, metadata: object, inspected_type: object, metadata_type: object
 ) -> bool | None:
     """DuckDB reflects TEXT as VARCHAR and DOUBLE as FLOAT: equal here; anything else, Alembic's rule."""
-    same = (
-        (isinstance(metadata_type, sa.Text) and type(inspected_type) is sa.String)
-        or (isinstance(metadata_type, sa.Double) and type(inspected_type) in (sa.Float, sa.FLOAT))
+    same = (isinstance(metadata_type, sa.Text) and type(inspected_type) is sa.String) or (
+        isinstance(metadata_type, sa.Double) and type(inspected_type) in (sa.Float, sa.FLOAT)
     )
     return False if same else None
 

@@ -81,7 +81,7 @@ class Sample(Base):
     """One prompt of one run and what the collaboration wrote for it."""
 
     __tablename__ = "samples"
-    # No constraints in the table: DuckDB cannot alter a table with indexes; the ledger keeps ingest idempotent.
+    # No constraints: DuckDB cannot alter a table with indexes; the ingest ledger keeps it idempotent.
     __mapper_args__ = {"primary_key": ["run_id", "sample_id"]}
 
     run_id: Mapped[int] = mapped_column(BigInteger)
@@ -130,4 +130,3 @@ class IngestedShard(Base):
     events: Mapped[int] = mapped_column(BigInteger)
     samples: Mapped[int] = mapped_column(Integer)
     ingested_at: Mapped[datetime] = mapped_column(DateTime)
-

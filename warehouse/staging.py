@@ -4,7 +4,7 @@ Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
 
     <run_key>/run.json                         run manifest (settings, models), written first
     <run_key>/batch-<first_sample_id>/         one finished batch, renamed into place when complete
-        samples.parquet, events.parquet
+        samples.parquet, events.parquet[, cycles.parquet for speculative decoding]
     <run_key>/final.json                       the run's outcome, written last
 
 Every file is written under a temporary name and renamed, so a reader never sees half a shard.
@@ -133,12 +133,19 @@ class StagingWriter:
         payload = asdict(manifest)
         _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
 
-    def write_batch(self, first_sample_id: int, samples: pa.Table, events: pa.Table) -> Path:
+    def write_batch(
+        self, first_sample_id: int, samples: pa.Table, events: pa.Table, cycles: pa.Table | None = None
+    ) -> Path:
         """Write a finished batch as a shard folder, renamed into place when complete."""
         final = self.run_dir / f"{BATCH_PREFIX}{first_sample_id:08d}"
         tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".tmp-batch-"))
         pq.write_table(samples.cast(SAMPLE_SCHEMA), tmp / "samples.parquet")
-        pq.write_table(events.cast(EVENT_SCHEMA), tmp / "events.parquet", compression="zstd")
+        missing = set(EVENT_SCHEMA.names) - set(events.column_names)
+        if missing:
+            raise ValueError(f"event batch lacks columns {sorted(missing)}")
+        pq.write_table(events, tmp / "events.parquet", compression="zstd")
+        if cycles is not None:
+            pq.write_table(cycles, tmp / "cycles.parquet")
         os.replace(tmp, final)
         return final
 

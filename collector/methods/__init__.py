@@ -1,0 +1,21 @@
+"""Decoding methods: one module each; `batch_collector` picks the batch loop for a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from collector.config import RunConfig
+from collector.methods.base import BatchOutput, CollectContext
+
+BatchCollector = Callable[[CollectContext, torch.Tensor, torch.Tensor], BatchOutput]
+
+
+def batch_collector(config: RunConfig) -> BatchCollector:
+    """The batch loop of a run: the fast oracle path where it applies, else the lock-step engine."""
+    if config.method == "oracle" and config.router == "always" and config.greedy:
+        from collector.methods.oracle import collect_oracle_batch
+
+        return collect_oracle_batch
+    raise NotImplementedError(f"method {config.method} with router {config.router} is not available yet")

@@ -1,0 +1,271 @@
+"""The collection loop: batches of prompts through a method, staged as shards, ingested when possible."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.compute as pc
+import torch
+from tqdm import tqdm
+
+from collector.batch import batch_tables
+from collector.config import RunConfig
+from collector.methods import batch_collector
+from collector.methods.base import BatchOutput, CollectContext
+from collector.modeling import LoadedModel, load_model, pick_device, pick_dtype, shared_vocab_size
+from collector.prompts import check_prompt_length, load_prompts_file
+from collector.tasks.base import Task, TaskItem
+from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
+from warehouse.ingest import IngestReport, ingest_pending
+from warehouse.migrate import require_head
+from warehouse.settings import staging_dir
+from warehouse.staging import RunFinal, RunManifest, StagingWriter
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one invocation collected (a resumed run counts only its new samples)."""
+
+    run_key: str
+    run_id: int | None
+    status: str
+    samples: int
+    tokens: int
+    mismatches: int
+    consulted: int
+    wall_s: float
+    correct: int
+    checked: int
+    ingested: bool
+
+    @property
+    def cof(self) -> float:
+        return self.mismatches / self.tokens if self.tokens else 0.0
+
+    @property
+    def consult_rate(self) -> float:
+        return self.consulted / self.tokens if self.tokens else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.checked if self.checked else None
+
+
+def load_task_for(config: RunConfig) -> Task:
+    """The run's items: a prompts file or a named dataset."""
+    if config.prompts is not None:
+        return load_prompts_file(config.prompts, config.samples)
+    from collector.tasks import load_task
+
+    assert config.dataset is not None
+    return load_task(
+        config.dataset, path=config.dataset_path, samples=config.samples, seed=config.seed, shots=config.shots
+    )
+
+
+def build_context(config: RunConfig, task: Task) -> CollectContext:
+    """Load the models, check that they share a vocabulary, and set up the router."""
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.dtype, device)
+    llm = load_model(config.llm, device, dtype)
+    slm = load_model(config.slm, device, dtype)
+    tuned = load_model(config.slm_tuned, device, dtype) if config.slm_tuned else None
+    vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    from collector.routers import build_router
+
+    router = build_router(config)
+    return CollectContext(llm, slm, vocab, config, task.stop_strings, tuned, router, generator)
+
+
+def context_length(model: LoadedModel) -> int:
+    """Positions the model accepts."""
+    cfg = model.model.config
+    value = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
+    return int(value)
+
+
+def encode_batch(
+    ctx: CollectContext, items: Sequence[TaskItem]
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Left-padded input ids and mask [B, P], and each prompt's token count (after any truncation)."""
+    tok = ctx.llm.tokenizer
+    limit = min(context_length(m) for m in (ctx.llm, ctx.slm))
+    rows: list[list[int]] = []
+    for item in items:
+        ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
+        keep = check_prompt_length(
+            len(ids), ctx.config.max_new_tokens, limit, ctx.config.truncate_prompt, item.item_id
+        )
+        rows.append(ids[len(ids) - keep :] if keep else [tok.eos_token_id])
+    width = max(len(r) for r in rows)
+    pad = tok.pad_token_id
+    ids_t = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids_t.to(ctx.device), mask.to(ctx.device), [len(r) for r in rows]
+
+
+def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Consecutive slices of at most `size`."""
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def check_warehouse(warehouse: Path) -> bool:
+    """Refuse a missing or outdated file; True if we can write it now, False if another process holds it."""
+    if not warehouse.exists():
+        raise WarehouseError(
+            f"no warehouse at {warehouse}; "
+            f"create it with: python -m warehouse upgrade --warehouse {warehouse}"
+        )
+    try:
+        con = open_duckdb(warehouse)
+    except WarehouseLocked:
+        return False
+    try:
+        require_head(con, warehouse)
+    finally:
+        con.close()
+    return True
+
+
+def ingest_now(warehouse: Path, run_key: str) -> tuple[IngestReport | None, int | None]:
+    """Ingest staged shards if the file is free; returns the report and this run's id."""
+    try:
+        con = open_duckdb(warehouse)
+    except WarehouseLocked:
+        return None, None
+    try:
+        report = ingest_pending(con, warehouse)
+        row = con.execute("SELECT run_id FROM runs WHERE run_key = ?", [run_key]).fetchone()
+        return report, None if row is None else int(row[0])
+    finally:
+        con.close()
+
+
+def manifest_for(config: RunConfig, ctx: CollectContext, task: Task, run_key: str) -> RunManifest:
+    """The run's manifest: settings plus the models as the warehouse records them."""
+    models = tuple(m.info() for m in (ctx.llm, ctx.slm, ctx.slm_tuned) if m is not None)
+    return RunManifest(
+        run_key=run_key,
+        created_at=datetime.now().isoformat(),
+        llm=ctx.llm.name,
+        slm=ctx.slm.name,
+        slm_tuned=ctx.slm_tuned.name if ctx.slm_tuned else None,
+        method=config.method,
+        router=config.router,
+        threshold=config.threshold,
+        dataset=task.name,
+        n_samples=len(task.items),
+        seed=config.seed,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        device=str(ctx.device),
+        dtype=str(next(ctx.llm.model.parameters()).dtype).removeprefix("torch."),
+        settings=config.settings(),
+        models=models,
+    )
+
+
+@dataclass
+class _Tally:
+    samples: int = 0
+    tokens: int = 0
+    mismatches: int = 0
+    consulted: int = 0
+    correct: int = 0
+    checked: int = 0
+
+
+def _write_batch(
+    ctx: CollectContext,
+    task: Task,
+    writer: StagingWriter,
+    chunk: list[int],
+    collect: Callable[..., BatchOutput],
+) -> _Tally:
+    items = [task.items[i] for i in chunk]
+    ids, mask, prompt_tokens = encode_batch(ctx, items)
+    out = collect(ctx, ids, mask)
+    valid = out.valid.cpu().tolist()
+    samples, events = batch_tables(
+        out.trace, valid, chunk, items, prompt_tokens, ctx.llm.tokenizer, task, out.extra
+    )
+    writer.write_batch(chunk[0], samples, events, out.cycles)
+    correct = samples.column("correct")
+    return _Tally(
+        samples=len(chunk),
+        tokens=events.num_rows,
+        mismatches=int(pc.sum(events.column("mismatch")).as_py() or 0),
+        consulted=int(pc.sum(events.column("consulted")).as_py() or 0),
+        correct=int(pc.sum(correct).as_py() or 0),
+        checked=len(correct) - correct.null_count,
+    )
+
+
+def run_collection(
+    config: RunConfig,
+    warehouse: Path,
+    *,
+    run_key: str | None = None,
+    done: frozenset[int] = frozenset(),
+    progress: bool = True,
+) -> RunSummary:
+    """Collect a run (or the rest of one): every finished batch is staged, then ingested when possible."""
+    config.validate()
+    writable = check_warehouse(warehouse)
+    task = load_task_for(config)
+    ctx = build_context(config, task)
+    run_key = run_key or uuid.uuid4().hex
+    writer = StagingWriter(staging_dir(warehouse), run_key)
+    writer.write_manifest(manifest_for(config, ctx, task, run_key))
+    collect = batch_collector(config)
+    todo = [i for i in range(len(task.items)) if i not in done]
+    tally, start = _Tally(), time.perf_counter()
+    bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
+    try:
+        for chunk in chunks(todo, config.batch_size):
+            t = _write_batch(ctx, task, writer, chunk, collect)
+            for key in vars(tally):
+                setattr(tally, key, getattr(tally, key) + getattr(t, key))
+            bar.update(len(chunk))
+            bar.set_postfix(
+                tok_s=f"{tally.tokens / (time.perf_counter() - start):.0f}",
+                cof=f"{tally.mismatches / max(tally.tokens, 1):.3f}",
+            )
+            if writable:
+                ingest_now(warehouse, run_key)
+    except BaseException as exc:
+        wall = time.perf_counter() - start
+        writer.write_final(
+            RunFinal("failed", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), repr(exc))
+        )
+        ingest_now(warehouse, run_key)
+        raise
+    finally:
+        bar.close()
+    wall = time.perf_counter() - start
+    writer.write_final(RunFinal("complete", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9)))
+    report, run_id = ingest_now(warehouse, run_key)
+    return RunSummary(
+        run_key,
+        run_id,
+        "complete",
+        tally.samples,
+        tally.tokens,
+        tally.mismatches,
+        tally.consulted,
+        wall,
+        tally.correct,
+        tally.checked,
+        ingested=report is not None,
+    )

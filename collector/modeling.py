@@ -1,0 +1,148 @@
+"""Loading a model pair: paths (zoo:, local, hub id), shared-vocabulary check, counted parameters."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from warehouse.staging import ModelInfo
+
+
+class ModelLoadError(ValueError):
+    """A model or tokenizer could not be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A causal LM ready for inference, with the name the warehouse records."""
+
+    name: str
+    path: str
+    model: Any
+    tokenizer: PreTrainedTokenizerBase
+    params: int
+    vocab_size: int  # rows of the output layer
+
+    def info(self) -> ModelInfo:
+        """The warehouse's `models` row."""
+        return ModelInfo(
+            name=self.name,
+            path=self.path,
+            params=self.params,
+            architecture=type(self.model).__name__,
+            vocab_size=self.vocab_size,
+        )
+
+
+def pick_device(device: str | None) -> torch.device:
+    """`cuda` where present, else CPU; an explicit choice wins."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
+    """bf16 on CUDA, fp32 on CPU; an explicit choice wins."""
+    if dtype:
+        try:
+            value = getattr(torch, dtype)
+        except AttributeError:
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+        if not isinstance(value, torch.dtype):
+            raise ModelLoadError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        return value
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def resolve_spec(spec: str) -> tuple[str, str]:
+    """(warehouse name, loadable path or hub id) of a model argument; `zoo:<name>` maps to the zoo."""
+    if spec.startswith("zoo:"):
+        from collector.zoo import resolve_model_path
+
+        return spec, resolve_model_path(spec)
+    local = Path(spec).expanduser()
+    if local.exists():
+        return str(local.resolve()), str(local.resolve())
+    looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1
+    if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in spec:
+        raise ModelLoadError(
+            f"model path {spec!r} does not exist; pass a folder with config.json and weights, "
+            "a Hugging Face hub id, or zoo:<name> (see: python -m collector.zoo list)"
+        )
+    return spec, spec
+
+
+def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights."""
+    name, path = resolve_spec(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"could not load model {spec!r} from {path}: {exc}. "
+            "Check the path (a folder with config.json, weights and tokenizer files) or use zoo:<name>."
+        ) from exc
+    model = model.to(device).eval()  # type: ignore[arg-type]
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    params = sum(p.numel() for p in model.parameters())
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    return LoadedModel(name, path, model, tokenizer, params, vocab)
+
+
+def shared_vocab_size(*models: LoadedModel) -> int:
+    """Size of the shared vocabulary; refuses tokenizers that encode the shared ids differently."""
+    size = min(m.vocab_size for m in models)
+    ref = models[0]
+    ref_tokens = ref.tokenizer.convert_ids_to_tokens(list(range(min(size, len(ref.tokenizer)))))
+    for other in models[1:]:
+        n = min(size, len(ref.tokenizer), len(other.tokenizer))
+        tokens = other.tokenizer.convert_ids_to_tokens(list(range(n)))
+        for i, (a, b) in enumerate(zip(ref_tokens[:n], tokens, strict=True)):
+            if a != b:
+                raise ModelLoadError(
+                    f"{ref.name} and {other.name} tokenizers differ at id {i} ({a!r} vs {b!r}); "
+                    "pick models from one family (they must share a vocabulary)"
+                )
+        if (
+            len(ref.tokenizer) != len(other.tokenizer)
+            and min(len(ref.tokenizer), len(other.tokenizer)) < size
+        ):
+            size = min(len(ref.tokenizer), len(other.tokenizer))
+    return size
+
+
+_CACHE_KWARG: dict[type, str] = {}
+
+
+def cache_kwarg(model: Any) -> str:
+    """Name of the KV-cache argument of `model.forward` (`cache` in new transformers)."""
+    cls = type(model)
+    if cls not in _CACHE_KWARG:
+        params = inspect.signature(cls.forward).parameters
+        _CACHE_KWARG[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KWARG[cls]
+
+
+def forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None) -> Any:
+    """One forward pass with an optional KV cache; returns the model output (logits, cache)."""
+    kwargs = {cache_kwarg(model): cache} if cache is not None else {}
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kwargs)
+
+
+def crop_cache(cache: Any, length: int) -> None:
+    """Roll a DynamicCache back to `length` positions (drops rejected drafts)."""
+    current = cache.get_seq_length()
+    if current > length:
+        try:
+            cache.crop(length - current)  # new API: a negative count of tokens to remove
+        except ValueError:
+            cache.crop(length)

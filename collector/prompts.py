@@ -1,0 +1,56 @@
+"""Prompts from a JSONL file (`{"prompt": ...}` per line) as a Task, and prompt-length checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from collector.tasks.base import Task, TaskItem
+
+
+def load_prompts_file(path: str, samples: int | None = None) -> Task:
+    """A Task from a JSONL file; optional `id`, `reference` and `stop` fields are used when present."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"prompts file {path} does not exist; pass a JSONL file with a 'prompt' field"
+        )
+    items: list[TaskItem] = []
+    stops: set[str] = set()
+    for n, line in enumerate(file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path} line {n} is not valid JSON ({exc.msg}); write one JSON object per line"
+            ) from exc
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise ValueError(
+                f"{path} line {n} has no string 'prompt' field; each line needs {{\"prompt\": ...}}"
+            )
+        ref = row.get("reference")
+        items.append(TaskItem(str(row.get("id", n - 1)), row["prompt"], None if ref is None else str(ref)))
+        stops.update(row.get("stop", []))
+    if not items:
+        raise ValueError(f'prompts file {path} holds no prompts; add lines like {{"prompt": "Once upon"}}')
+    if samples is not None:
+        items = items[:samples]
+    return Task(name=f"prompts:{file.name}", items=tuple(items), stop_strings=tuple(sorted(stops)))
+
+
+def check_prompt_length(
+    n_prompt: int, max_new_tokens: int, context: int, truncate: bool, item_id: str
+) -> int:
+    """How many prompt tokens to keep; refuses a prompt that does not fit unless truncation is asked for."""
+    room = context - max_new_tokens
+    if n_prompt <= room:
+        return n_prompt
+    if truncate and room > 0:
+        return room
+    raise ValueError(
+        f"prompt {item_id} has {n_prompt} tokens; with --max-new-tokens {max_new_tokens} it needs "
+        f"{n_prompt + max_new_tokens} positions but the model accepts {context}; "
+        "use fewer shots, a smaller --max-new-tokens, or --truncate-prompt to cut it from the left"
+    )

@@ -1,0 +1,128 @@
+"""`python -m collector.run`: collect token events of a collaboration into the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from rich.console import Console
+from rich.table import Table
+
+from collector.config import METHODS, ROUTERS, RunConfig
+from collector.engine import RunSummary, run_collection
+from collector.modeling import ModelLoadError
+from warehouse.db import WarehouseError
+from warehouse.settings import resolve_warehouse
+
+EXAMPLES = """examples:
+  python -m collector.run                                   # the default job: every zoo pair, every method
+  python -m collector.run --llm zoo:fs-l --slm zoo:fs-xs --dataset builtin:arith --samples 32
+  python -m collector.run --llm ./pythia-1b --slm ./pythia-70m --method oracle \\
+      --prompts prompts.jsonl --samples 100 --batch-size 16 --max-new-tokens 128 --warehouse runs.duckdb
+  python -m collector.run --resume 7                        # continue run 7 after its last committed sample
+"""
+
+DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser (defaults come from RunConfig)."""
+    p = argparse.ArgumentParser(
+        prog="python -m collector.run",
+        description="Run a large and a small model together and record every generated token.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = p.add_argument
+    add("--llm", help="large model (System 2): local path, hub id or zoo:<name>")
+    add("--slm", help="small model (System 1): local path, hub id or zoo:<name>")
+    add("--slm-tuned", help="tuned small model, for --method proxy")
+    add("--method", choices=METHODS, default=DEFAULTS["method"])
+    add("--router", choices=ROUTERS, default=DEFAULTS["router"], help="when System 2 is consulted")
+    add("--threshold", type=float, help="router threshold τ (max_prob/margin: < τ; entropy: > τ)")
+    add("--router-model", help="classifier from `python -m collector.router train`, for --router learned")
+    add("--prompts", help='JSONL file, one {"prompt": ...} object per line')
+    add("--dataset", help="builtin:arith|builtin:choice|builtin:code|gsm8k|mmlu-stem|mbpp|humaneval")
+    add("--dataset-path", help="local file or folder of the dataset")
+    add("--samples", type=int, help="number of prompts (a seeded subset for datasets)")
+    add("--seed", type=int, default=DEFAULTS["seed"])
+    add("--shots", type=int, help="few-shot examples in each prompt (default: the dataset's)")
+    add("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    add("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
+    add("--temperature", type=float, default=DEFAULTS["temperature"], help="0 = greedy (the paper's)")
+    add("--top-p", type=float, default=DEFAULTS["top_p"])
+    add("--draft-k", type=int, default=DEFAULTS["draft_k"], help="speculative draft length K")
+    add("--alpha", type=float, default=DEFAULTS["alpha"], help="contrastive plausibility cut-off α")
+    add("--lambda", dest="lam", type=float, default=DEFAULTS["lam"], help="contrastive mix λ")
+    add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
+    add("--device", help="cuda, cpu, ... (default: cuda where present)")
+    add("--dtype", help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+    add("--truncate-prompt", action="store_true", help="cut over-long prompts from the left")
+    add("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
+    add("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """A RunConfig from parsed arguments."""
+    names = {f.name for f in fields(RunConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    missing = [flag for flag in ("llm", "slm") if flag not in values]
+    if missing:
+        raise ValueError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
+    return RunConfig(**values)
+
+
+def print_summary(console: Console, config: RunConfig, summary: RunSummary) -> None:
+    """The table printed when a run ends."""
+    table = Table(title=f"run {summary.run_id if summary.run_id is not None else summary.run_key}")
+    for col in ("method", "router", "samples", "tokens", "consult rate", "CoF", "tokens/s", "accuracy"):
+        table.add_column(col, justify="right")
+    acc = "—" if summary.accuracy is None else f"{summary.accuracy:.3f}"
+    table.add_row(
+        config.method,
+        config.router,
+        str(summary.samples),
+        str(summary.tokens),
+        f"{summary.consult_rate:.3f}",
+        f"{summary.cof:.4f}",
+        f"{summary.tokens_per_s:.1f}",
+        acc,
+    )
+    console.print(table)
+    if not summary.ingested:
+        console.print(
+            "[yellow]the warehouse is held by another process: the run is staged and will be "
+            "ingested by the API server or `python -m warehouse ingest`[/yellow]"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    console = Console(stderr=False)
+    args = build_parser().parse_args(argv)
+    warehouse = resolve_warehouse(args.warehouse)
+    try:
+        if not argv or argv == ["--warehouse", args.warehouse]:
+            from collector.sweep import run_default_job
+
+            return run_default_job(warehouse, console)
+        if args.resume:
+            from collector.resume import resume_run
+
+            config, summary = resume_run(args.resume, warehouse, progress=not args.quiet)
+        else:
+            config = config_from_args(args)
+            summary = run_collection(config, warehouse, progress=not args.quiet)
+    except (WarehouseError, ModelLoadError, ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    print_summary(console, config, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
