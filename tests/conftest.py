@@ -36,7 +36,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     tok = make_tokenizer(root / "tok")
     llm = make_model(root / "llm", tok, hidden=64, layers=3, seed=1)
     slm = make_model(root / "slm", tok, hidden=32, layers=2, seed=2)
-    other_tok = make_tokenizer(root / "tok2", vocab_size=220, seed_text="zebra quilt ")
+    other_tok = make_tokenizer(root / "tok2", seed_text="zebra quilt xylophone jukebox ")
     foreign = make_model(root / "foreign", other_tok, hidden=32, layers=2, seed=3)
     return TinyModels(llm, slm, foreign)
 

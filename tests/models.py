@@ -16,7 +16,7 @@ CORPUS = [
 ] * 20
 
 
-def make_tokenizer(out: Path, vocab_size: int = 200, seed_text: str = "") -> PreTrainedTokenizerFast:
+def make_tokenizer(out: Path, vocab_size: int = 320, seed_text: str = "") -> PreTrainedTokenizerFast:
     """A small byte-level BPE tokenizer with <eos>/<pad>, saved to `out`."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

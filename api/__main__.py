@@ -1,0 +1,49 @@
+"""`python -m api`: serve the warehouse read-only over HTTP (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from api.app import create_app
+from api.db import Database
+from api.settings import ApiSettings
+from warehouse.db import WarehouseError
+
+EXAMPLES = """examples:
+  python -m api                                     # ./fsgen.duckdb on http://127.0.0.1:8000
+  python -m api --warehouse runs.duckdb --port 8080
+  FSGEN_API_TOKEN=secret python -m api              # every /v1 request needs 'Authorization: Bearer secret'
+  curl 'http://127.0.0.1:8000/v1/cof?group_by=method'
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description="Read-only REST API over an fsgen warehouse.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = ApiSettings(**overrides)
+    try:
+        probe = Database(settings.warehouse, settings.query_timeout_ms)
+        probe.connect()
+        probe.close()
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The API's read-only view of the warehouse: parameterised queries under a time limit."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from api.errors import ApiError
+from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.migrate import require_head
+
+
+class Database:
+    """One read-only DuckDB connection (external access off, configuration locked); a cursor per query."""
+
+    def __init__(self, path: Path, timeout_ms: int) -> None:
+        self.path = path
+        self.timeout_ms = timeout_ms
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """Open on first use; refuses a missing file or one whose schema is behind head."""
+        with self._lock:
+            if self._con is None:
+                if not self.path.exists():
+                    raise WarehouseError(
+                        f"no warehouse at {self.path}; create it with: "
+                        f"python -m warehouse upgrade --warehouse {self.path}"
+                    )
+                try:
+                    con = duckdb.connect(
+                        str(self.path),
+                        read_only=True,
+                        config={"enable_external_access": False, "lock_configuration": True},
+                    )
+                except duckdb.IOException as exc:
+                    raise WarehouseLocked(f"{self.path} is held by a writer ({exc})") from exc
+                require_head(con, self.path)
+                self._con = con
+            return self._con
+
+    def close(self) -> None:
+        """Release the file."""
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def query(
+        self, sql: str, params: list[Any] | None = None, timeout_ms: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows as dicts; interrupted (HTTP 503) past the time limit, which a client may only lower."""
+        limit = min(timeout_ms or self.timeout_ms, self.timeout_ms)
+        cur = self.connect().cursor()
+        timer = threading.Timer(limit / 1000, cur.interrupt)
+        timer.start()
+        try:
+            rel = cur.execute(sql, params or [])
+            names = [d[0] for d in rel.description or []]
+            return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+        except duckdb.InterruptException as exc:
+            raise ApiError(503, "query_timeout", f"query ran past {limit} ms; narrow it or page it") from exc
+        finally:
+            timer.cancel()
+            cur.close()

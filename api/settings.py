@@ -1,0 +1,23 @@
+"""API settings (`FSGEN_` environment prefix); built in the entry point and passed to `create_app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from warehouse.settings import DEFAULT_WAREHOUSE
+
+
+class ApiSettings(BaseSettings):
+    """Where the warehouse is, how to serve it, and the limits every query runs under."""
+
+    model_config = SettingsConfigDict(env_prefix="FSGEN_", extra="ignore")
+
+    warehouse: Path = DEFAULT_WAREHOUSE
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_token: str | None = None  # FSGEN_API_TOKEN: when set, every /v1 request needs `Bearer <token>`
+    cors_origins: list[str] = []  # FSGEN_CORS_ORIGINS='["http://localhost:3000"]'; empty = CORS off
+    query_timeout_ms: int = 5000  # a client may lower it with ?timeout_ms=, never raise it
+    max_rows: int = 1000  # hard cap on any page

@@ -1,0 +1,43 @@
+"""A small warehouse with two ingested runs, served by the app through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.settings import ApiSettings
+from collector.config import RunConfig
+from collector.engine import run_collection
+from tests.conftest import TinyModels
+from warehouse.migrate import upgrade
+
+
+@pytest.fixture(scope="module")
+def served_warehouse(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two complete oracle runs (LLM with SLM, LLM with itself) on a real file."""
+    root = tmp_path_factory.mktemp("api")
+    path = root / "fsgen.duckdb"
+    upgrade(path)
+    prompts = root / "p.jsonl"
+    prompts.write_text('{"prompt": "the quick"}\n{"prompt": "def add(a"}\n{"prompt": "numbers 0 1"}\n')
+    for slm in (tiny_models.slm, tiny_models.llm):
+        cfg = RunConfig(llm=str(tiny_models.llm), slm=str(slm), prompts=str(prompts), max_new_tokens=6)
+        run_collection(cfg, path, progress=False)
+    return path
+
+
+@pytest.fixture
+async def client(served_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ApiSettings(warehouse=served_warehouse, max_rows=1))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+    app.state.db.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,79 @@
+"""The read-only API over a real warehouse, called through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.settings import ApiSettings
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["revision"]
+
+
+async def test_runs_are_paginated_with_an_opaque_cursor(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/v1/runs", params={"limit": 50})).json()
+    assert len(first["data"]) == 1 and first["truncated"] is True  # max_rows=1 caps the page
+    second = (await client.get("/v1/runs", params={"cursor": first["next_cursor"]})).json()
+    assert len(second["data"]) == 1 and second["next_cursor"] is None and second["truncated"] is False
+    ids = [first["data"][0]["run_id"], second["data"][0]["run_id"]]
+    assert ids == sorted(ids) and ids[0] != ids[1]
+
+
+async def test_get_run_and_its_cof(client: httpx.AsyncClient) -> None:
+    runs = (await client.get("/v1/runs", params={"status": "complete"})).json()["data"]
+    run = (await client.get(f"/v1/runs/{runs[0]['run_id']}")).json()
+    assert run["status"] == "complete" and run["method"] == "oracle"
+    assert run["tokens"] > 0 and run["cof"] == pytest.approx(run["mismatches"] / run["tokens"])
+
+
+async def test_cof_by_pair(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/v1/cof", params=[("group_by", "llm"), ("group_by", "slm")])).json()
+    assert body["group_by"] == ["llm", "slm"] and len(body["data"]) == 2
+    same = [row for row in body["data"] if row["group"]["llm"] == row["group"]["slm"]]
+    assert len(same) == 1 and same[0]["cof"] == 0.0  # a model paired with itself never mismatches
+
+
+async def test_errors_share_one_shape(client: httpx.AsyncClient) -> None:
+    for path, status, code in [
+        ("/v1/runs/999999", 404, "not_found"),
+        ("/v1/cof?group_by=prompt", 400, "invalid_group_by"),
+        ("/v1/runs?cursor=%%%", 400, "invalid_cursor"),
+        ("/v1/runs?limit=0", 422, "invalid_parameter"),
+    ]:
+        r = await client.get(path)
+        assert r.status_code == status and r.json()["error"]["code"] == code, path
+
+
+async def test_read_only(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/runs", json={})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_bearer_token(served_warehouse: Path) -> None:
+    app = create_app(ApiSettings(warehouse=served_warehouse, api_token="s3cret"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/v1/runs")).status_code == 401
+        ok = await c.get("/v1/runs", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert (await c.get("/health")).status_code == 200
+    app.state.db.close()
+
+
+async def test_refuses_a_file_behind_head(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    duckdb.connect(str(path)).close()
+    app = create_app(ApiSettings(warehouse=path))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/v1/runs")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "warehouse_unavailable"
+    assert f"python -m warehouse upgrade --warehouse {path}" in r.json()["error"]["message"]
