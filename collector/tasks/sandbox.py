@@ -46,6 +46,7 @@ DEFAULT_FILE_MB = 16
 _TAIL_CHARS = 2000
 _NOBODY = 65534
 _PYTHON_FLAGS = ("-I", "-S", "-B")
+_PROBE_ARG = "--probe"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,17 @@ def run_code(program: str, *, timeout_s: float = 3.0, memory_mb: int = DEFAULT_M
     try:
         return _run_in(root, program, timeout_s=timeout_s, memory_mb=memory_mb, launch=launch)
     finally:
+        _remove_tree(root)
+
+
+def _remove_tree(root: Path) -> None:
+    """Remove the run's folder, even where the program took away permissions inside its scratch folder."""
+    shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        for folder, subfolders, _ in os.walk(root):
+            for name in subfolders:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(folder, name), 0o700)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -250,11 +262,12 @@ def _launch_mode() -> _Launch:
 
 
 def _probe(launch: _Launch) -> bool:
+    """Whether a child started this way can run this very runner file."""
     import subprocess  # lazily: see the module docstring
 
     try:
         done = subprocess.run(
-            [*launch.prefix, sys.executable, *_PYTHON_FLAGS, "-c", "pass"],
+            [*launch.prefix, sys.executable, *_PYTHON_FLAGS, str(Path(__file__).resolve()), _PROBE_ARG],
             cwd="/",
             env={"PATH": "/usr/bin:/bin"},
             capture_output=True,
@@ -263,7 +276,7 @@ def _probe(launch: _Launch) -> bool:
         )
     except (OSError, subprocess.SubprocessError):
         return False
-    return done.returncode == 0
+    return done.returncode == 0 and done.stdout.strip() == b"ok"
 
 
 def sandbox_description() -> str:
@@ -367,7 +380,7 @@ def _make_hook(
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
-            if isinstance(args[0], (str, bytes, os.PathLike)) and args[2] & _WRITE_FLAGS:
+            if isinstance(args[0], (str, bytes, os.PathLike)) and _writes(args):
                 path = _resolve(args[0], follow=True)
                 if not _inside(path, scratch):
                     block(f"writing outside the scratch folder ({path})")
@@ -387,6 +400,14 @@ def _make_hook(
             block(f"signalling other processes ({event})")
 
     return hook
+
+
+def _writes(open_args: tuple[Any, ...]) -> bool:
+    """Whether an 'open' event (path, mode, flags) opens for writing."""
+    mode, flags = (list(open_args[1:3]) + [None, None])[:2]
+    if isinstance(flags, int) and flags & _WRITE_FLAGS:
+        return True
+    return isinstance(mode, str) and any(c in mode for c in "wax+")
 
 
 def _resolve(path: str | bytes | os.PathLike[str], *, follow: bool) -> str:
@@ -410,6 +431,7 @@ def _run_program(program_path: str) -> dict[str, Any]:
         source = f.read()
     module = types.ModuleType("__main__")
     sys.modules["__main__"] = module
+    sys.argv = [program_path]
     try:
         exec(compile(source, "<program>", "exec"), module.__dict__)
     except SystemExit as exc:
@@ -436,4 +458,7 @@ def _describe(exc: BaseException, source: str) -> str:
 
 
 if __name__ == "__main__":
-    _child_main(sys.argv[1:])
+    if sys.argv[1:] == [_PROBE_ARG]:
+        print("ok")
+    else:
+        _child_main(sys.argv[1:])
