@@ -1,0 +1,395 @@
+"""`python -m analytics.report`: the paper's figures (PNG and SVG) and report.md from one warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from analytics.positions import position_profile
+from analytics.routers import best_threshold, pareto_front, replay_all
+from analytics.scaling import GroupFit, TooFewPoints, fit_groups, leave_one_out_error, pair_points
+from analytics.source import open_warehouse, query
+from analytics.speculative import acceptance_by_position, speculative_runs
+from analytics.summary import (
+    PAPER_FILTERS,
+    Headline,
+    headline,
+    headline_sections,
+    markdown_table,
+    table_or_note,
+)
+from analytics.uncertainty import entropy_histogram
+from warehouse.db import WarehouseError
+
+EXAMPLES = """examples:
+  python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
+  python -m analytics.report --warehouse runs.duckdb --out out/report
+  python -m analytics.report --bootstrap 0 --formats png   # quicker: no intervals, PNG only
+"""
+BUDGETS = (0.05, 0.1, 0.2)
+ROUTER_STYLES = {"max_prob": "-", "margin": "--", "entropy": ":"}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What to write and where."""
+
+    out: Path
+    formats: tuple[str, ...] = ("png", "svg")
+    bootstrap: int = 1000
+    seed: int = 0
+    quiet: bool = False
+
+
+def _save(fig: Figure, opts: ReportOptions, name: str) -> list[Path]:
+    paths = []
+    for fmt in opts.formats:
+        path = opts.out / f"{name}.{fmt}"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list[Axes]]:
+    cols = max(1, min(3, n))
+    rows = max(1, -(-n // cols))
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(max(n, 1))]
+    return fig, axes
+
+
+def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figure:
+    """CoF against parameter ratio with the fitted law, one panel per method, one colour per dataset."""
+    methods = sorted(points["method"].unique().to_list())
+    fig, axes = _grid(len(methods))
+    by_key = {(g.method, g.dataset): g for g in fits}
+    for ax, method in zip(axes, methods, strict=False):
+        for i, ((dataset,), grp) in enumerate(
+            points.filter(pl.col("method") == method).group_by(["dataset"])
+        ):
+            color = f"C{i}"
+            ax.scatter(grp["param_ratio"], grp["cof"], color=color, label=str(dataset), zorder=3)
+            group = by_key.get((method, str(dataset)))
+            if group is not None and group.fit is not None:
+                ratios = grp["param_ratio"].to_numpy()
+                r = np.geomspace(ratios.min() / 1.2, ratios.max() * 1.5, 100)
+                f = group.fit
+                label = f"γ={f.gamma:.3g} α={f.alpha:.3g} β={f.beta:.3g} R²={f.r2:.2f}"
+                ax.plot(r, f.value(r), color=color, label=label)
+        ax.set(xscale="log", xlabel="parameter ratio R = N_LLM / N_SLM", ylabel="CoF", title=method)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def figure_position_heatmap(profile: pl.DataFrame) -> Figure:
+    """Share of each pair's mismatches per relative-position decile."""
+    labels = profile.select(
+        pl.format("{}/{} {} ({})", "llm", "slm", "method", "dataset").alias("label"), "bin", "mismatch_share"
+    )
+    pivot = labels.pivot(on="bin", index="label", values="mismatch_share", sort_columns=True).sort("label")
+    matrix = pivot.select([c for c in pivot.columns if c != "label"]).fill_null(0).to_numpy()
+    fig = Figure(figsize=(8, 1.2 + 0.3 * max(pivot.height, 1)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_yticks(range(pivot.height), pivot["label"].to_list(), fontsize=7)
+    ax.set_xticks(range(matrix.shape[1]), [f"{10 * int(c)}%" for c in pivot.columns if c != "label"])
+    ax.set(
+        xlabel="relative position in the generation (decile start)", title="share of mismatches by position"
+    )
+    fig.colorbar(image, ax=ax, label="share of the pair's mismatches")
+    return fig
+
+
+def figure_entropy(hist: pl.DataFrame) -> Figure:
+    """System 1 entropy densities of matched vs mismatched tokens, one panel per method."""
+    methods = sorted(hist["method"].unique().to_list())
+    width = float(hist["hi"][0] - hist["lo"][0])
+    edges = width * np.arange(int(hist["bin"].max()) + 2)  # type: ignore[arg-type]
+    fig, axes = _grid(len(methods))
+    for ax, method in zip(axes, methods, strict=False):
+        for flag, name, color in ((False, "matched", "C0"), (True, "mismatched", "C3")):
+            part = hist.filter((pl.col("method") == method) & (pl.col("mismatch") == flag))
+            density = np.zeros(len(edges) - 1)  # empty bins are absent from the frame
+            density[part["bin"].to_numpy()] = part["density"].to_numpy()
+            if part.height:
+                ax.stairs(density, edges, label=name, color=color)
+        ax.set(xlabel="System 1 entropy (nats)", ylabel="density", title=method)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
+    """Offline router replay: mismatches caught against consult rate, with the Pareto front."""
+    fig, axes = _grid(len(curves))
+    for ax, (title, frame) in zip(axes, curves.items(), strict=False):
+        for router, style in ROUTER_STYLES.items():
+            part = frame.filter(pl.col("router") == router).sort("consult_rate")
+            ax.plot(part["consult_rate"], part["caught"], style, label=router)
+        front = pareto_front(frame)
+        ax.plot(front["consult_rate"], front["caught"], "k.", markersize=4, label="Pareto front")
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, label="random")
+        ax.set(
+            xlabel="consult rate",
+            ylabel="share of mismatches caught",
+            title=title,
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+        )
+        ax.legend(fontsize=7)
+    return fig
+
+
+def figure_acceptance(acceptance: pl.DataFrame) -> Figure:
+    """Speculative decoding: acceptance rate by position in the draft, one line per run."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for (run_id,), part in acceptance.sort("position").group_by(["run_id"], maintain_order=True):
+        ax.plot(part["position"], part["acceptance_rate"], marker="o", label=f"run {run_id}")
+    ax.set(
+        xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title="draft acceptance"
+    )
+    ax.legend(fontsize=7)
+    return fig
+
+
+def router_curves(con: duckdb.DuckDBPyConnection, limit: int = 6) -> dict[str, pl.DataFrame]:
+    """Replay every router kind on the largest complete `always` run of each method."""
+    runs = query(
+        con,
+        """SELECT r.run_id, r.method, r.llm, r.slm, c.tokens FROM runs r JOIN run_cof c ON c.run_id = r.run_id
+           WHERE r.router = 'always' AND r.status = 'complete' AND c.tokens > 0
+           QUALIFY row_number() OVER (PARTITION BY r.method ORDER BY c.tokens DESC, r.run_id) = 1
+           ORDER BY r.method LIMIT ?""",
+        [limit],
+    )
+    return {
+        f"{row['method']} {row['llm']}/{row['slm']} (run {row['run_id']})": replay_all(con, row["run_id"])
+        for row in runs.iter_rows(named=True)
+    }
+
+
+def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
+    """Per fitted group: coefficients with bootstrap intervals and the leave-one-pair-out error."""
+    rows = []
+    for g in fits:
+        if g.fit is None:
+            continue
+        grp = points.filter((pl.col("method") == g.method) & (pl.col("dataset") == g.dataset)).drop_nulls(
+            "cof"
+        )
+        try:
+            loo: float | None = leave_one_out_error(grp["param_ratio"], grp["cof"]).rmse
+        except TooFewPoints:
+            loo = None
+        ci = g.fit.ci
+        rows.append(
+            {
+                "method": g.method,
+                "dataset": g.dataset,
+                "pairs": g.pairs,
+                "gamma": _with_ci(g.fit.gamma, ci.gamma if ci else None),
+                "alpha": _with_ci(g.fit.alpha, ci.alpha if ci else None),
+                "beta": _with_ci(g.fit.beta, ci.beta if ci else None),
+                "r2": round(g.fit.r2, 4),
+                "loo_rmse": None if loo is None else round(loo, 5),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def _with_ci(value: float, ci: tuple[float, float] | None) -> str:
+    return f"{value:.4g}" if ci is None else f"{value:.4g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+
+
+def _say(opts: ReportOptions, step: int, total: int, text: str) -> None:
+    if not opts.quiet:
+        print(f"[{step}/{total}] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled part of report.md and the figure files it links."""
+
+    title: str
+    body: str
+    files: tuple[Path, ...] = ()
+
+
+def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
+    """CoF vs parameter ratio with the fitted law, and the coefficients with intervals."""
+    points = pair_points(con, router="always")
+    if points.height == 0:
+        return Section("Scaling law", "(no complete `always` runs with pairs yet)")
+    fits = fit_groups(points, bootstrap=opts.bootstrap, seed=opts.seed)
+    files = _save(figure_cof_vs_ratio(points, fits), opts, "cof_vs_ratio")
+    details = fit_details(points, fits)
+    notes = [f"- {g.method} / {g.dataset}: {g.note}" for g in fits if g.fit is None]
+    ci = (
+        f"{opts.bootstrap} bootstrap resamples, 95% percentile intervals"
+        if opts.bootstrap
+        else "no bootstrap"
+    )
+    body = f"CoF = γ·R^(−α) + β per method and dataset ({ci}; loo_rmse = leave-one-pair-out error).\n\n"
+    body += (table_or_note(details, "no group has enough pairs to fit") + "\n" + "\n".join(notes)).strip()
+    return Section("Scaling law", body, tuple(files))
+
+
+def section_positions(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
+    """Position heatmap per pair."""
+    profile = position_profile(con, ["llm", "slm", "method", "dataset"], filters=PAPER_FILTERS)
+    if profile.height == 0:
+        return Section("Where mismatches fall", "(no events)")
+    files = _save(figure_position_heatmap(profile), opts, "position_heatmap")
+    return Section(
+        "Where mismatches fall", "Share of each pair's mismatches by relative-position decile.", tuple(files)
+    )
+
+
+def section_entropy(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
+    """Entropy distributions of matched vs mismatched tokens."""
+    hist = entropy_histogram(con, ["method"], filters=PAPER_FILTERS)
+    if hist.height == 0:
+        return Section("System 1 entropy", "(no events)")
+    files = _save(figure_entropy(hist), opts, "entropy_distributions")
+    return Section("System 1 entropy", "Entropy densities of matched vs mismatched tokens.", tuple(files))
+
+
+def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
+    """Router Pareto curves and the best threshold for a few consult budgets."""
+    curves = router_curves(con)
+    if not curves:
+        return Section("Router replay", "(no complete `always` run to replay)")
+    files = _save(figure_routers(curves), opts, "router_pareto")
+    rows = []
+    for title, frame in curves.items():
+        for budget in BUDGETS:
+            choice = best_threshold(frame, budget)
+            if choice is not None:
+                rows.append(
+                    {
+                        "run": title,
+                        "budget": budget,
+                        "router": choice.router,
+                        "threshold": choice.threshold,
+                        "consult_rate": choice.consult_rate,
+                        "caught": choice.caught,
+                        "precision": choice.precision,
+                    }
+                )
+    body = "Best threshold within each consult budget (offline replay of the recorded run).\n\n"
+    return Section(
+        "Router replay", body + table_or_note(pl.DataFrame(rows), "no threshold fits"), tuple(files)
+    )
+
+
+def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
+    """Acceptance by draft position and expected vs measured speed-up, when speculative data exist."""
+    acceptance = acceptance_by_position(con)
+    if acceptance.height == 0:
+        return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
+    files = _save(figure_acceptance(acceptance), opts, "speculative_acceptance")
+    runs = speculative_runs(con).select(
+        "run_id",
+        "llm",
+        "slm",
+        "draft_k",
+        "acceptance",
+        "mean_accepted",
+        "cost_ratio",
+        "expected_speedup",
+        "measured_speedup",
+        "measured_from",
+    )
+    return Section("Speculative decoding", markdown_table(runs), tuple(files))
+
+
+def render_markdown(warehouse: str, h: Headline, sections: Sequence[Section], out: Path) -> str:
+    """report.md: the headline tables, then each section with its figures."""
+    lines = [
+        "# fsgen report",
+        "",
+        f"Warehouse `{warehouse}`: {h.runs} complete run(s), {h.tokens:,} token events.",
+        "",
+    ]
+    for title, body in headline_sections(h):
+        lines += [f"## {title}", "", body, ""]
+    for sec in sections:
+        lines += [f"## {sec.title}", "", sec.body, ""]
+        lines += [f"![{p.stem}]({p.relative_to(out)})" for p in sec.files if p.suffix == ".png"]
+        lines += [""]
+    return "\n".join(lines)
+
+
+SECTIONS: tuple[tuple[str, Callable[[duckdb.DuckDBPyConnection, ReportOptions], Section]], ...] = (
+    ("scaling law and CoF vs ratio", section_scaling),
+    ("position heatmap", section_positions),
+    ("entropy distributions", section_entropy),
+    ("router replay", section_routers),
+    ("speculative acceptance", section_speculative),
+)
+
+
+def write_report(con: duckdb.DuckDBPyConnection, warehouse: str, opts: ReportOptions) -> list[Path]:
+    """Write every figure and report.md into opts.out; returns the files written."""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    total = len(SECTIONS) + 2
+    _say(opts, 1, total, "headline tables")
+    h = headline(con)
+    sections = []
+    for i, (label, build) in enumerate(SECTIONS, start=2):
+        started = time.perf_counter()
+        sections.append(build(con, opts))
+        _say(opts, i, total, f"{label} ({time.perf_counter() - started:.1f} s)")
+    report = opts.out / "report.md"
+    report.write_text(render_markdown(warehouse, h, sections, opts.out))
+    _say(opts, total, total, f"wrote {report}")
+    return [report, *(p for s in sections for p in s.files)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m analytics.report",
+        description="Write the paper's figures (PNG/SVG) and report.md from an fsgen warehouse.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
+    parser.add_argument("--formats", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"])
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for fit intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: returns the exit status (2 for a warehouse problem the user can fix)."""
+    args = build_parser().parse_args(argv)
+    opts = ReportOptions(args.out, tuple(args.formats), args.bootstrap, args.seed, args.quiet)
+    try:
+        con = open_warehouse(args.warehouse)
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        files = write_report(con, str(args.warehouse or "fsgen.duckdb"), opts)
+    finally:
+        con.close()
+    if not opts.quiet:
+        print(f"{len(files)} file(s) in {opts.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""The scaling law CoF = γ·R^(−α) + β in the parameter ratio R = N_LLM / N_SLM.
+
+For a fixed α the model is linear in (γ, β), so the fit profiles α: a grid over α solves γ and β in closed
+form at every grid point, then a golden-section search refines α inside the best grid cell. That finds the
+global least-squares optimum whatever the sign of γ (in the paper's own data CoF rises with R: γ < 0), and
+vectorises over bootstrap resamples, so 1,000 resamples cost a few array operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from analytics.source import Source, query
+
+FloatArray = npt.NDArray[np.float64]
+ALPHA_BOUNDS = (1e-3, 5.0)
+GRID_POINTS = 160
+GOLDEN_STEPS = 48
+MIN_RATIOS = 3
+BOOT_CHUNK = 250
+
+
+class TooFewPoints(ValueError):
+    """The fit needs at least three distinct ratios (three parameters)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The fitted CoF at one ratio, with a bootstrap interval (NaN when the fit had no bootstrap)."""
+
+    ratio: float
+    value: float
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class ParamIntervals:
+    """Bootstrap percentile intervals of the three parameters."""
+
+    gamma: tuple[float, float]
+    alpha: tuple[float, float]
+    beta: tuple[float, float]
+    resamples: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """A least-squares fit of CoF = γ·R^(−α) + β."""
+
+    gamma: float
+    alpha: float
+    beta: float
+    r2: float
+    sse: float
+    n_points: int
+    ci: ParamIntervals | None = None
+    # Bootstrap parameter draws [B, 3] (γ, α, β), kept for prediction intervals.
+    draws: FloatArray | None = field(default=None, repr=False, compare=False)
+
+    def value(self, ratio: npt.ArrayLike) -> FloatArray:
+        """The fitted CoF at each ratio."""
+        r = np.asarray(ratio, dtype=float)
+        return np.asarray(self.gamma * r ** (-self.alpha) + self.beta, dtype=float)
+
+    def predict(self, ratio: float, confidence: float | None = None) -> Prediction:
+        """The fitted CoF at an (unseen) ratio with a bootstrap percentile interval."""
+        value = float(self.value(ratio))
+        if self.draws is None or len(self.draws) == 0:
+            return Prediction(float(ratio), value, float("nan"), float("nan"))
+        conf = confidence if confidence is not None else (self.ci.confidence if self.ci else 0.95)
+        g, a, b = self.draws.T
+        curve = g * float(ratio) ** (-a) + b
+        lo, hi = np.quantile(curve, [0.5 - conf / 2, 0.5 + conf / 2])
+        return Prediction(float(ratio), value, float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Leave-one-point-out prediction errors of the scaling fit."""
+
+    frame: pl.DataFrame
+    rmse: float
+    mae: float
+
+
+def _linear_given_alpha(
+    alpha: FloatArray, log_r: FloatArray, y: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """γ, β and SSE at each α; shapes broadcast: alpha [..., 1], log_r and y [..., n]."""
+    z = np.exp(-alpha * log_r)  # R^(−α): [..., n]
+    zc = z - z.mean(axis=-1, keepdims=True)
+    yc = y - y.mean(axis=-1, keepdims=True)
+    szz = (zc * zc).sum(axis=-1)
+    szy = (zc * yc).sum(axis=-1)
+    flat = szz <= 1e-300
+    gamma = np.where(flat, 0.0, szy / np.where(flat, 1.0, szz))
+    beta = y.mean(axis=-1) - gamma * z.mean(axis=-1)
+    resid = y - gamma[..., None] * z - beta[..., None]
+    return gamma, beta, (resid * resid).sum(axis=-1)
+
+
+def _grid_bracket(
+    log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]
+) -> tuple[FloatArray, FloatArray]:
+    """The grid cell around the best α of each row: (lo, hi), each [B]."""
+    grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
+    _, _, sse = _linear_given_alpha(grid[None, :, None], log_r[:, None, :], y[:, None, :])  # [B, G]
+    best = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
+    return grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, GRID_POINTS - 1)]
+
+
+def _fit_rows(log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]) -> FloatArray:
+    """Fit each row of log_r / y [B, n]; returns [B, 4] = (γ, α, β, SSE)."""
+    lo, hi = _grid_bracket(log_r, y, bounds)
+
+    def sse_at(alpha: FloatArray) -> FloatArray:
+        return _linear_given_alpha(alpha[:, None], log_r, y)[2]
+
+    # Golden-section search, vectorised over rows: one new evaluation per step.
+    inv_phi = (np.sqrt(5.0) - 1) / 2
+    c, d = hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo)
+    fc, fd = sse_at(c), sse_at(d)
+    for _ in range(GOLDEN_STEPS):
+        left = fc <= fd
+        lo, hi = np.where(left, lo, c), np.where(left, d, hi)
+        x = np.where(left, hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo))
+        fx = sse_at(x)
+        c, d, fc, fd = (
+            np.where(left, x, d),
+            np.where(left, c, x),
+            np.where(left, fx, fd),
+            np.where(left, fc, fx),
+        )
+    alpha = (lo + hi) / 2
+    gamma, beta, sse = _linear_given_alpha(alpha[:, None], log_r, y)
+    return np.stack([gamma, alpha, beta, sse], axis=1)
+
+
+def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    r = np.asarray(ratio, dtype=float).ravel()
+    y = np.asarray(cof, dtype=float).ravel()
+    if r.shape != y.shape:
+        raise ValueError(f"ratio and cof differ in length: {r.size} vs {y.size}")
+    keep = np.isfinite(r) & np.isfinite(y)
+    r, y = r[keep], y[keep]
+    if np.any(r <= 0):
+        raise ValueError("parameter ratios must be positive")
+    if np.unique(r).size < MIN_RATIOS:
+        raise TooFewPoints(
+            f"the scaling law has three parameters and needs at least {MIN_RATIOS} distinct ratios; "
+            f"got {np.unique(r).size} ({r.size} points)"
+        )
+    return r, y
+
+
+def _bootstrap_draws(
+    log_r: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple[float, float]
+) -> FloatArray:
+    """Parameter draws [B', 3] from resampling points with replacement; degenerate resamples dropped."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, size=(resamples, y.size))
+    out = []
+    for start in range(0, resamples, BOOT_CHUNK):
+        block = idx[start : start + BOOT_CHUNK]
+        lr = log_r[block]
+        srt = np.sort(lr, axis=1)
+        distinct = 1 + (np.diff(srt, axis=1) > 0).sum(axis=1)
+        ok = distinct >= MIN_RATIOS
+        out.append(_fit_rows(lr[ok], y[block][ok], bounds)[:, :3])
+    return np.concatenate(out) if out else np.empty((0, 3))
+
+
+def _intervals(draws: FloatArray, confidence: float, resamples: int) -> ParamIntervals:
+    q = [0.5 - confidence / 2, 0.5 + confidence / 2]
+    g, a, b = (tuple(float(v) for v in np.quantile(draws[:, i], q)) for i in range(3))
+    return ParamIntervals(g, a, b, resamples, confidence)  # type: ignore[arg-type]
+
+
+def fit_scaling_law(
+    ratio: npt.ArrayLike,
+    cof: npt.ArrayLike,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    confidence: float = 0.95,
+    alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
+) -> ScalingFit:
+    """Least-squares fit of CoF = γ·R^(−α) + β (γ's sign free), with bootstrap intervals when asked."""
+    r, y = _validated(ratio, cof)
+    log_r = np.log(r)
+    gamma, alpha, beta, sse = _fit_rows(log_r[None, :], y[None, :], alpha_bounds)[0]
+    sst = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - sse / sst if sst > 0 else float("nan")
+    draws, ci = None, None
+    if bootstrap > 0:
+        draws = _bootstrap_draws(log_r, y, bootstrap, seed, alpha_bounds)
+        ci = _intervals(draws, confidence, bootstrap) if len(draws) else None
+    return ScalingFit(float(gamma), float(alpha), float(beta), float(r2), float(sse), int(y.size), ci, draws)
+
+
+def leave_one_out_error(
+    ratio: npt.ArrayLike, cof: npt.ArrayLike, *, alpha_bounds: tuple[float, float] = ALPHA_BOUNDS
+) -> LeaveOneOut:
+    """Fit without each point in turn and predict it: the error on an unseen pair."""
+    r, y = _validated(ratio, cof)
+    preds = np.full(y.size, np.nan)
+    for i in range(y.size):
+        keep = np.arange(y.size) != i
+        if np.unique(r[keep]).size >= MIN_RATIOS:
+            preds[i] = fit_scaling_law(r[keep], y[keep], alpha_bounds=alpha_bounds).value(r[i])
+    err = preds - y
+    frame = pl.DataFrame({"ratio": r, "cof": y, "predicted": preds, "error": err})
+    ok = np.isfinite(err)
+    if not ok.any():
+        raise TooFewPoints("no point can be left out and still leave three distinct ratios")
+    return LeaveOneOut(frame, float(np.sqrt(np.mean(err[ok] ** 2))), float(np.mean(np.abs(err[ok]))))
+
+
+def pair_points(
+    source: Source,
+    *,
+    method: str | None = None,
+    dataset: str | None = None,
+    router: str | None = "always",
+) -> pl.DataFrame:
+    """Per-pair CoF with parameter ratio from the `pair_cof` view (complete runs only)."""
+    clauses, params = [], []
+    for col, value in (("method", method), ("dataset", dataset), ("router", router)):
+        if value is not None:
+            clauses.append(f"{col} = ?")
+            params.append(value)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    return query(
+        source,
+        "SELECT llm, slm, llm_params, slm_params, param_ratio, method, router, dataset, runs, tokens, "
+        f"mismatches, cof FROM pair_cof {where} ORDER BY method, dataset, router, param_ratio, llm, slm",
+        params,
+    )
+
+
+def fit_pairs(
+    source: Source,
+    *,
+    method: str,
+    dataset: str,
+    router: str | None = "always",
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> ScalingFit:
+    """Fit the scaling law to the pairs of one method and dataset (raises TooFewPoints)."""
+    points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
+    return fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
+
+
+@dataclass(frozen=True)
+class GroupFit:
+    """The fit of one (method, dataset), or why there is none."""
+
+    method: str
+    dataset: str
+    pairs: int
+    fit: ScalingFit | None
+    note: str
+
+
+def fit_groups(points: pl.DataFrame, *, bootstrap: int = 0, seed: int = 0) -> tuple[GroupFit, ...]:
+    """Fit every (method, dataset) in a `pair_points` frame; too few pairs becomes a note, not an error."""
+    out = []
+    for (method, dataset), grp in points.drop_nulls("cof").group_by(
+        ["method", "dataset"], maintain_order=True
+    ):
+        try:
+            fit = fit_scaling_law(grp["param_ratio"], grp["cof"], bootstrap=bootstrap, seed=seed)
+            out.append(GroupFit(str(method), str(dataset), grp.height, fit, "ok"))
+        except TooFewPoints:
+            distinct = grp["param_ratio"].n_unique()
+            note = f"too few pairs to fit ({distinct} distinct ratio(s), need {MIN_RATIOS})"
+            out.append(GroupFit(str(method), str(dataset), grp.height, None, note))
+    return tuple(sorted(out, key=lambda g: (g.method, g.dataset)))
+
+
+def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
+    """One row per (method, dataset): γ, α, β, R² and bootstrap intervals where fitted."""
+
+    def num(g: GroupFit, attr: str) -> float | None:
+        return None if g.fit is None else float(getattr(g.fit, attr))
+
+    def bound(g: GroupFit, attr: str, i: int) -> float | None:
+        return None if g.fit is None or g.fit.ci is None else float(getattr(g.fit.ci, attr)[i])
+
+    rows = {
+        "method": [g.method for g in fits],
+        "dataset": [g.dataset for g in fits],
+        "pairs": [g.pairs for g in fits],
+        **{k: [num(g, k) for g in fits] for k in ("gamma", "alpha", "beta", "r2")},
+        **{
+            f"{k}_{s}": [bound(g, k, i) for g in fits]
+            for k in ("gamma", "alpha", "beta")
+            for i, s in ((0, "lo"), (1, "hi"))
+        },
+        "note": [g.note for g in fits],
+    }
+    schema = {k: (pl.Utf8 if k in ("method", "dataset", "note") else pl.Float64) for k in rows} | {
+        "pairs": pl.Int64
+    }
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,192 @@
+"""Does System 1's uncertainty predict a mismatch? Correlations, AUROC and mismatch rate by entropy bin.
+
+Every predictor is oriented so that a larger value means a less certain System 1: entropy, 1 − max
+probability, 1 − margin. DuckDB reduces the token events to a histogram per (group, value) and then to a
+handful of sums per group (Mann–Whitney U with ties counted half, the tie term of the rank variance, and the
+moments for the point-biserial correlation); polars turns those sums into statistics. So AUROC over 100M
+events never brings the events into Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from analytics.source import (
+    Filters,
+    Source,
+    check_group_by,
+    connect,
+    events_where,
+    group_select,
+    query,
+    runs_where,
+)
+
+# name -> (SQL expression over token_events `e`, histogram resolution when not exact)
+PREDICTORS: dict[str, tuple[str, float]] = {
+    "entropy": ("e.s1_entropy", 1e-3),
+    "one_minus_max_prob": ("1 - e.s1_prob", 1e-4),
+    "one_minus_margin": ("1 - e.s1_margin", 1e-4),
+}
+STAT_SUMS = ("tokens", "mismatches", "u", "ties", "sx", "sxx", "sxy")
+
+
+def check_predictors(predictors: Sequence[str]) -> tuple[str, ...]:
+    """Validate predictor names."""
+    names = (predictors,) if isinstance(predictors, str) else tuple(predictors)
+    unknown = [p for p in names if p not in PREDICTORS]
+    if unknown or not names:
+        raise ValueError(f"unknown predictor(s) {unknown or names}; choose from: {', '.join(PREDICTORS)}")
+    return names
+
+
+def predictor_sums_sql(
+    predictor: str, group_by: Sequence[str], filters: Filters | None, exact: bool
+) -> tuple[str, list[object]]:
+    """SQL giving, per group, the sums from which AUROC, Spearman and point-biserial follow."""
+    expr, resolution = PREDICTORS[predictor]
+    value = f"CAST({expr} AS DOUBLE)" if exact else f"CAST(round(({expr}) / {resolution}) AS BIGINT)"
+    cols = check_group_by(group_by)
+    out = ", ".join(f'"{c}"' for c in cols)
+    ev_where, ev_params = events_where(filters)
+    where, params = runs_where(filters)
+    sql = f"""
+        WITH h AS (
+            SELECT e.run_id, {value} AS v, count(*) AS n, sum(CAST(e.mismatch AS INTEGER)) AS pos,
+                   sum(CAST({expr} AS DOUBLE)) AS sx,
+                   sum(CAST({expr} AS DOUBLE) * CAST({expr} AS DOUBLE)) AS sxx,
+                   sum(CASE WHEN e.mismatch THEN CAST({expr} AS DOUBLE) ELSE 0 END) AS sxy
+            FROM token_events e {ev_where} GROUP BY ALL
+        ), g AS (
+            SELECT {group_select(cols)}, h.v,
+                   CAST(sum(h.n) AS DOUBLE) AS n, CAST(sum(h.pos) AS DOUBLE) AS pos,
+                   sum(h.sx) AS sx, sum(h.sxx) AS sxx, sum(h.sxy) AS sxy
+            FROM h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL
+        ), c AS (
+            SELECT *, coalesce(sum(n - pos) OVER (PARTITION BY {out} ORDER BY v
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS neg_below
+            FROM g
+        )
+        SELECT {out}, ? AS predictor,
+               CAST(sum(n) AS BIGINT) AS tokens, CAST(sum(pos) AS BIGINT) AS mismatches,
+               sum(pos * (neg_below + 0.5 * (n - pos))) AS u, sum(n * n * n - n) AS ties,
+               sum(sx) AS sx, sum(sxx) AS sxx, sum(sxy) AS sxy
+        FROM c GROUP BY ALL ORDER BY {out}
+    """
+    return sql, [*ev_params, *params, predictor]
+
+
+def statistics_from_sums(sums: pl.DataFrame) -> pl.DataFrame:
+    """AUROC, Spearman and point-biserial correlation from per-group rank and moment sums."""
+    n = pl.col("tokens").cast(pl.Float64)
+    n1 = pl.col("mismatches").cast(pl.Float64)
+    n0 = n - n1
+    auroc = pl.col("u") / (n1 * n0)
+    rank_sum_pos = pl.col("u") + n1 * (n1 + 1) / 2  # Mann–Whitney: U = R1 − n1(n1+1)/2
+    mean_rank_gap = rank_sum_pos / n1 - (n * (n + 1) / 2 - rank_sum_pos) / n0
+    rank_var = (n * n - 1) / 12 - pl.col("ties") / (12 * n)  # population variance of mid-ranks
+    p = n1 / n
+    spearman = mean_rank_gap * (p * (1 - p)).sqrt() / rank_var.sqrt()
+    cov = pl.col("sxy") / n - (pl.col("sx") / n) * p
+    var_x = pl.col("sxx") / n - (pl.col("sx") / n) ** 2
+    point_biserial = cov / (var_x * p * (1 - p)).sqrt()
+    defined = (n1 > 0) & (n0 > 0)
+    keys = [c for c in sums.columns if c not in STAT_SUMS]
+    return sums.select(
+        *keys,
+        pl.col("tokens"),
+        pl.col("mismatches"),
+        pl.when(defined).then(auroc).alias("auroc"),
+        pl.when(defined & (rank_var > 0)).then(spearman).alias("spearman"),
+        pl.when(defined & (var_x > 0)).then(point_biserial).alias("point_biserial"),
+    )
+
+
+def mismatch_predictors(
+    source: Source,
+    group_by: Sequence[str] = ("run_id",),
+    *,
+    predictors: Sequence[str] = tuple(PREDICTORS),
+    filters: Filters | None = None,
+    exact: bool = False,
+) -> pl.DataFrame:
+    """Per group and predictor: AUROC, Spearman and point-biserial correlation with mismatch.
+
+    `exact=False` ranks values on a fine grid (1e-3 nats, 1e-4 in probability): ties within a cell count
+    half, which moves AUROC by well under 1e-3 and keeps the histogram small on 100M events.
+    """
+    frames = []
+    with connect(source) as con:
+        for name in check_predictors(predictors):
+            sql, params = predictor_sums_sql(name, group_by, filters, exact)
+            frames.append(query(con, sql, params))
+    return statistics_from_sums(pl.concat(frames, how="vertical_relaxed"))
+
+
+def mismatch_by_entropy_bin(
+    source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
+) -> pl.DataFrame:
+    """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
+    cols = check_group_by(group_by)
+    out = ", ".join(f'"{c}"' for c in cols)
+    where, params = runs_where(filters)
+    sums = query(
+        source,
+        f"""SELECT {group_select(cols)}, p.bin, p.lo, p.hi,
+                   CAST(sum(p.tokens) AS BIGINT) AS tokens, CAST(sum(p.mismatches) AS BIGINT) AS mismatches
+            FROM entropy_profile p JOIN runs r ON r.run_id = p.run_id {where}
+            GROUP BY ALL ORDER BY {out}, p.bin""",
+        params,
+    )
+    return sums.with_columns((pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"))
+
+
+def entropy_histogram(
+    source: Source,
+    group_by: Sequence[str] = ("run_id",),
+    *,
+    filters: Filters | None = None,
+    bins: int = 40,
+    upper: float | None = None,
+) -> pl.DataFrame:
+    """Entropy distributions of matched and mismatched tokens as densities over equal-width bins.
+
+    Bins span [0, upper] (default: the largest entropy seen); larger values fall in the last bin.
+    """
+    if bins < 1:
+        raise ValueError("bins must be at least 1")
+    cols = check_group_by(group_by)
+    out = ", ".join(f'"{c}"' for c in cols)
+    ev_where, ev_params = events_where(filters)
+    where, params = runs_where(filters)
+    with connect(source) as con:
+        if upper is None:
+            top = query(con, f"SELECT max(e.s1_entropy) AS m FROM token_events e {ev_where}", ev_params)
+            upper = float(top["m"][0] or 0.0) or 1.0
+        width = upper / bins
+        counts = query(
+            con,
+            f"""WITH h AS (
+                    SELECT e.run_id, e.mismatch,
+                           least(greatest(CAST(floor(e.s1_entropy / ?) AS INTEGER), 0), ?) AS bin,
+                           count(*) AS n
+                    FROM token_events e {ev_where} GROUP BY ALL
+                )
+                SELECT {group_select(cols)}, h.mismatch, h.bin, CAST(sum(h.n) AS BIGINT) AS tokens
+                FROM h JOIN runs r ON r.run_id = h.run_id {where}
+                GROUP BY ALL ORDER BY {out}, h.mismatch, h.bin""",
+            [width, bins - 1, *ev_params, *params],
+        )
+    return histogram_densities(counts, [*cols, "mismatch"], width)
+
+
+def histogram_densities(counts: pl.DataFrame, keys: Sequence[str], width: float) -> pl.DataFrame:
+    """Add bin edges and the density (count / (class total × width)) to a binned count frame."""
+    total = pl.col("tokens").sum().over(list(keys))
+    return counts.with_columns(
+        (pl.col("bin") * width).alias("lo"),
+        ((pl.col("bin") + 1) * width).alias("hi"),
+        (pl.col("tokens") / (total * width)).alias("density"),
+    )

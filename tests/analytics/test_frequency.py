@@ -1,0 +1,121 @@
+"""Collaboration frequency: pooled CoF, per-sample mean and its t interval, grouping and its guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+from scipy import stats
+
+from analytics.frequency import collaboration_frequency, with_intervals
+from analytics.source import AnalyticsError
+from tests.analytics.conftest import add_events, add_model, add_run
+
+
+def _events(mismatch_by_sample: list[list[bool]], consulted: bool = True) -> pl.DataFrame:
+    rows = [(s, i, m) for s, ms in enumerate(mismatch_by_sample) for i, m in enumerate(ms)]
+    return pl.DataFrame(
+        {"sample_id": [r[0] for r in rows], "step": [r[1] for r in rows], "mismatch": [r[2] for r in rows]},
+        schema={"sample_id": pl.Int32, "step": pl.Int32, "mismatch": pl.Boolean},
+    ).with_columns(pl.lit(consulted).alias("consulted"))
+
+
+def test_per_run_cof_with_t_interval(con: duckdb.DuckDBPyConnection, empty_warehouse: Path) -> None:
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    run = add_run(con)
+    # samples: 1/4, 2/2, 0/4 mismatches -> pooled 3/10, per-sample mean (0.25 + 1 + 0) / 3
+    add_events(con, run, _events([[True, False, False, False], [True, True], [False] * 4]))
+    got = collaboration_frequency(con)
+    per_sample = np.array([0.25, 1.0, 0.0])
+    mean, sd = per_sample.mean(), per_sample.std(ddof=1)
+    lo, hi = stats.t.interval(0.95, 2, loc=mean, scale=sd / np.sqrt(3))
+    expected = pl.DataFrame(
+        {
+            "run_id": [run],
+            "samples": [3],
+            "tokens": [10],
+            "mismatches": [3],
+            "consulted": [10],
+            "cof": [0.3],
+            "cof_mean": [mean],
+            "cof_sd": [sd],
+            "ci_lo": [max(lo, 0.0)],
+            "ci_hi": [min(hi, 1.0)],
+            "consult_rate": [1.0],
+        }
+    )
+    assert_frame_equal(got, expected, check_dtypes=False)
+    # a path opens the file read-only and gives the same answer (the writer must let go first)
+    con.close()
+    assert_frame_equal(collaboration_frequency(empty_warehouse), got)
+
+
+def test_grouping_pools_runs_and_filters(con: duckdb.DuckDBPyConnection) -> None:
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    a = add_run(con, method="oracle")
+    b = add_run(con, method="oracle", dataset="mmlu")
+    c = add_run(con, method="contrastive")
+    add_events(con, a, _events([[True, False], [False, False]]))
+    add_events(con, b, _events([[True, True]]))
+    add_events(con, c, _events([[False, False, False, True]], consulted=False))
+    got = collaboration_frequency(con, ["method"]).select("method", "samples", "tokens", "mismatches", "cof")
+    expected = pl.DataFrame(
+        {"method": ["contrastive", "oracle"], "samples": [1, 3], "tokens": [4, 6], "mismatches": [1, 3]}
+    ).with_columns((pl.col("mismatches") / pl.col("tokens")).alias("cof"))
+    assert_frame_equal(got, expected, check_dtypes=False)
+    only = collaboration_frequency(con, ["method", "dataset"], filters={"dataset": ["mmlu"]})
+    assert only["cof"].to_list() == [1.0] and only["ci_lo"].to_list() == [None]  # one sample: no interval
+    assert collaboration_frequency(con, filters={"method": "nope"}).height == 0
+
+
+def test_unknown_group_column_is_refused(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(AnalyticsError, match="unknown group_by column.*choose from: run_id"):
+        collaboration_frequency(con, ["llm", "prompt; DROP TABLE runs"])
+    with pytest.raises(AnalyticsError, match="unknown filter column"):
+        collaboration_frequency(con, filters={"nope": 1})
+    with pytest.raises(AnalyticsError, match="empty"):
+        collaboration_frequency(con, [])
+
+
+def test_identical_models_have_zero_cof(con: duckdb.DuckDBPyConnection) -> None:
+    add_model(con, "S", 1)
+    run = add_run(con, llm="S", slm="S")
+    add_events(con, run, _events([[False] * 5, [False] * 3]))
+    got = collaboration_frequency(con)
+    assert got["cof"].to_list() == [0.0] and got["ci_hi"].to_list() == [0.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 50), st.integers(0, 50)).map(lambda t: (t[0], min(t[0], t[1]))),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_interval_brackets_the_mean(samples: list[tuple[int, int]]) -> None:
+    tokens = np.array([s[0] for s in samples])
+    mism = np.array([s[1] for s in samples])
+    per = mism / tokens
+    sums = pl.DataFrame(
+        {
+            "samples": [len(samples)],
+            "tokens": [int(tokens.sum())],
+            "mismatches": [int(mism.sum())],
+            "consulted": [int(tokens.sum())],
+            "cof_mean": [float(per.mean())],
+            "cof_sd": [float(per.std(ddof=1)) if len(samples) > 1 else None],
+        }
+    )
+    row = with_intervals(sums).row(0, named=True)
+    assert 0.0 <= row["cof"] <= 1.0
+    if len(samples) > 1:
+        assert row["ci_lo"] <= row["cof_mean"] + 1e-12 <= row["ci_hi"] + 2e-12

@@ -1,0 +1,103 @@
+"""The scaling-law fit: exact recovery from noiseless data (either sign of gamma), intervals, pairs."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analytics.scaling import (
+    TooFewPoints,
+    fit_groups,
+    fit_pairs,
+    fit_scaling_law,
+    fits_frame,
+    leave_one_out_error,
+    pair_points,
+)
+from tests.analytics.conftest import build_sweep
+
+RATIOS = np.array([1.5, 2.0, 4.0, 8.0, 16.0, 40.0, 100.0, 250.0, 1000.0])
+
+
+def _close(got: float, want: float, rel: float = 0.01) -> bool:
+    return abs(got - want) <= rel * abs(want)
+
+
+@pytest.mark.parametrize(
+    ("gamma", "alpha", "beta"),
+    [(0.3, 0.5, 0.05), (-0.15, 0.3, 0.25), (-0.4, 1.2, 0.3), (0.8, 2.5, 0.02), (-0.05, 0.08, 0.2)],
+)
+def test_recovers_known_parameters(gamma: float, alpha: float, beta: float) -> None:
+    fit = fit_scaling_law(RATIOS, gamma * RATIOS**-alpha + beta)
+    assert _close(fit.gamma, gamma) and _close(fit.alpha, alpha) and _close(fit.beta, beta)
+    assert fit.r2 == pytest.approx(1.0) and fit.n_points == RATIOS.size
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gamma=st.floats(0.05, 1.0) | st.floats(-1.0, -0.05),
+    alpha=st.floats(0.1, 2.0),
+    beta=st.floats(0.0, 0.5),
+)
+def test_recovery_property(gamma: float, alpha: float, beta: float) -> None:
+    fit = fit_scaling_law(RATIOS, gamma * RATIOS**-alpha + beta)
+    assert _close(fit.gamma, gamma) and _close(fit.alpha, alpha)
+    assert abs(fit.beta - beta) <= 0.01 * max(abs(beta), 0.01)
+
+
+def test_rising_saturating_cof_gives_negative_gamma() -> None:
+    # rising, saturating CoF: the paper's own data
+    cof = -0.2 * RATIOS**-0.2 + 0.22
+    fit = fit_scaling_law(RATIOS, cof)
+    assert fit.gamma < 0 and _close(fit.alpha, 0.2) and fit.sse < 1e-20
+
+
+def test_bootstrap_intervals_and_prediction() -> None:
+    rng = np.random.default_rng(1)
+    ratio = np.geomspace(1.5, 800, 30)
+    cof = -0.15 * ratio**-0.3 + 0.25 + rng.normal(0, 0.003, ratio.size)
+    fit = fit_scaling_law(ratio, cof, bootstrap=400, seed=3)
+    assert fit.ci is not None and fit.ci.resamples == 400
+    assert fit.ci.gamma[0] < -0.15 < fit.ci.gamma[1]
+    assert fit.ci.alpha[0] < 0.3 < fit.ci.alpha[1]
+    pred = fit.predict(2000.0)
+    assert pred.lo < pred.value < pred.hi and _close(pred.value, -0.15 * 2000**-0.3 + 0.25, 0.05)
+    again = fit_scaling_law(ratio, cof, bootstrap=400, seed=3)
+    assert again == fit  # seeded
+    plain = fit_scaling_law(ratio, cof).predict(10.0)
+    assert np.isnan(plain.lo) and np.isfinite(plain.value)
+
+
+def test_too_few_ratios_is_a_clear_error() -> None:
+    with pytest.raises(TooFewPoints, match="at least 3 distinct ratios; got 2"):
+        fit_scaling_law([2.0, 2.0, 4.0], [0.1, 0.11, 0.2])
+    with pytest.raises(ValueError, match="positive"):
+        fit_scaling_law([0.0, 2.0, 4.0], [0.1, 0.11, 0.2])
+
+
+def test_leave_one_out_on_noiseless_data() -> None:
+    cof = 0.3 * RATIOS**-0.5 + 0.05
+    loo = leave_one_out_error(RATIOS, cof)
+    assert loo.frame.height == RATIOS.size and loo.rmse < 1e-6 and loo.mae <= loo.rmse + 1e-12
+
+
+def test_fit_pairs_from_the_warehouse(con: duckdb.DuckDBPyConnection) -> None:
+    build_sweep(con)
+    points = pair_points(con, method="oracle", dataset="gsm8k")
+    assert points.height == 5 and points["param_ratio"].to_list() == [4.0, 4.0, 16.0, 16.0, 64.0]
+    fit = fit_pairs(con, method="oracle", dataset="gsm8k")
+    assert fit.n_points == 5 and np.isfinite(fit.r2)
+    frame = fits_frame(fit_groups(points))
+    assert frame["note"].to_list() == ["ok"] and frame["pairs"].to_list() == [5]
+
+
+def test_fit_groups_notes_too_few_pairs(con: duckdb.DuckDBPyConnection) -> None:
+    build_sweep(con)
+    few = pair_points(con).head(2)
+    fits = fit_groups(few)
+    assert fits[0].fit is None and "too few pairs" in fits[0].note
+    frame = fits_frame(fits)
+    assert frame["gamma"].to_list() == [None]

@@ -1,0 +1,108 @@
+"""Speculative statistics on hand-built cycles; without the speculative schema, empty frames."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from analytics.speculative import (
+    acceptance_by_position,
+    emitted_by_draft_index,
+    expected_speedup,
+    has_speculative_data,
+    speculative_runs,
+)
+from tests.analytics.conftest import add_model, add_run, add_speculative_schema
+
+# (drafted, accepted) per cycle, K = 3
+CYCLES = [(3, 3), (3, 1), (3, 0), (3, 2), (2, 2)]
+
+
+def test_expected_speedup_formula() -> None:
+    assert expected_speedup(0.0, 4, 0.1) == pytest.approx(1 / 1.4)  # nothing accepted: one token per cycle
+    assert expected_speedup(1.0, 4, 0.0) == pytest.approx(5.0)  # free drafts, all accepted: K + 1
+    a, k, c = 0.8, 5, 0.05
+    assert expected_speedup(a, k, c) == pytest.approx((1 - a ** (k + 1)) / ((1 - a) * (k * c + 1)))
+    assert np.allclose(expected_speedup([0.5, 1 - 1e-12], [2, 2], [0.0, 0.0]), [1.75, 3.0])
+
+
+@given(st.floats(0.0, 0.999), st.integers(1, 10), st.floats(0.0, 1.0))
+def test_expected_speedup_bounds(a: float, k: int, c: float) -> None:
+    s = float(expected_speedup(a, k, c))
+    assert 1 / (k * c + 1) - 1e-12 <= s <= (k + 1) / (k * c + 1) + 1e-12
+
+
+def test_degrades_to_empty_without_speculative_schema(con: duckdb.DuckDBPyConnection) -> None:
+    if has_speculative_data(con):
+        pytest.skip("this schema already has spec_cycles")
+    assert acceptance_by_position(con).height == 0
+    assert speculative_runs(con).height == 0 and "expected_speedup" in speculative_runs(con).columns
+    assert emitted_by_draft_index(con).height == 0
+
+
+@pytest.fixture
+def spec_run(con: duckdb.DuckDBPyConnection) -> int:
+    add_speculative_schema(con)
+    add_model(con, "L", 1000)
+    add_model(con, "S", 100)
+    oracle = add_run(con, method="oracle", tokens_per_s=10.0)
+    assert oracle > 0
+    run = add_run(con, method="speculative", settings={"draft_k": 3}, tokens_per_s=16.0)
+    for i, (drafted, accepted) in enumerate(CYCLES):
+        con.execute("INSERT INTO spec_cycles VALUES (?, 0, ?, ?, ?)", [run, i, drafted, accepted])
+    return run
+
+
+def test_acceptance_by_position_by_hand(con: duckdb.DuckDBPyConnection, spec_run: int) -> None:
+    got = acceptance_by_position(con)
+    # position 0 reached by all 5 cycles, accepted in 4; position 1 reached by 4, accepted in 3;
+    # position 2 reached by the 2 cycles that drafted 3 and accepted >= 2, accepted in 1
+    assert got["position"].to_list() == [0, 1, 2]
+    assert got["reached"].to_list() == [5, 4, 2]
+    assert got["accepted"].to_list() == [4, 3, 1]
+    assert got["acceptance_rate"].to_list() == pytest.approx([0.8, 0.75, 0.5])
+    assert got["survival"].to_list() == pytest.approx([0.8, 0.6, 0.2])
+
+
+def test_speculative_runs_by_hand(con: duckdb.DuckDBPyConnection, spec_run: int) -> None:
+    row = speculative_runs(con).row(0, named=True)
+    accepted, trials = 8, 8 + 3  # three cycles stopped at a rejection
+    a = accepted / trials
+    assert row["run_id"] == spec_run and row["draft_k"] == 3 and row["cycles"] == 5
+    assert row["acceptance"] == pytest.approx(a) and row["mean_accepted"] == pytest.approx(1.6)
+    assert row["tokens_per_cycle"] == pytest.approx(2.6) and row["cost_ratio"] == pytest.approx(0.1)
+    assert row["expected_speedup"] == pytest.approx((1 - a**4) / ((1 - a) * 1.3))
+    assert row["measured_speedup"] == pytest.approx(1.6) and row["measured_from"] == "oracle/always run"
+    given_row = speculative_runs(con, measured={spec_run: 2.5}).row(0, named=True)
+    assert given_row["measured_speedup"] == 2.5 and given_row["measured_from"] == "given"
+    settings = json.dumps({"draft_k": 3, "baseline_tokens_per_s": 8.0})
+    con.execute("UPDATE runs SET settings = ? WHERE run_id = ?", [settings, spec_run])
+    from_settings = speculative_runs(con).row(0, named=True)
+    assert from_settings["measured_speedup"] == 2.0
+    assert from_settings["measured_from"] == "settings.baseline_tokens_per_s"
+
+
+def test_emitted_tokens_by_draft_index(con: duckdb.DuckDBPyConnection, spec_run: int) -> None:
+    con.execute(
+        "INSERT INTO token_events BY NAME SELECT ? AS run_id, 0 AS sample_id, i AS step, 0 AS rel_pos, "
+        "1 AS token_id, 1 AS s1_token_id, 0.9 AS s1_prob, 0.1 AS s1_entropy, 0.5 AS s1_margin, "
+        "1 AS s2_token_id, 1 AS llm_token_id, 0.9 AS llm_prob, 0.1 AS llm_entropy, "
+        "0.9 AS llm_prob_s1_token, true AS consulted, i = 3 AS mismatch, "
+        "CASE WHEN i < 3 THEN i ELSE 3 END AS draft_index, i < 3 AS accepted FROM range(4) t(i)",
+        [spec_run],
+    )
+    got = emitted_by_draft_index(con, filters={"method": "speculative"})
+    assert got.to_dicts() == [
+        {"draft_index": 0, "accepted": True, "tokens": 1},
+        {"draft_index": 1, "accepted": True, "tokens": 1},
+        {"draft_index": 2, "accepted": True, "tokens": 1},
+        {"draft_index": 3, "accepted": False, "tokens": 1},
+    ]
+    assert acceptance_by_position(con, ["method"]).height == 3
+    assert isinstance(acceptance_by_position(con, ["method"])["method"].dtype, pl.String)
