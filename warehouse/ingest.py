@@ -95,31 +95,71 @@ def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table,
     insert_arrow(con, "token_events", run_id, events)
 
 
-def ingest_shard(con: duckdb.DuckDBPyConnection, run_id: int, shard_dir: Path) -> IngestReport:
-    """Ingest one shard folder unless the ledger has it; remove the folder only after commit."""
-    key = f"{shard_dir.parent.name}/{shard_dir.name}"
-    seen = con.execute("SELECT 1 FROM ingested_shards WHERE shard = ?", [key]).fetchone()
-    report = IngestReport()
-    if seen is None:
-        samples = pq.read_table(shard_dir / "samples.parquet")
-        events = pq.read_table(shard_dir / "events.parquet")
-        cycles_file = shard_dir / "cycles.parquet"
-        con.execute("BEGIN TRANSACTION")
-        try:
-            insert_batch(con, run_id, samples, events)
-            if cycles_file.exists():
-                insert_arrow(con, "spec_cycles", run_id, pq.read_table(cycles_file))
-            con.execute(
-                "INSERT INTO ingested_shards VALUES (?, ?, ?, ?, ?)",
-                [key, run_id, events.num_rows, samples.num_rows, datetime.now()],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        report = IngestReport(shards=1, events=events.num_rows, samples=samples.num_rows)
-    shutil.rmtree(shard_dir)
-    return report
+# Many small shards go in one transaction (still all-or-nothing, ledger included): per-commit cost dominates
+# for collector batches of a few thousand events.
+GROUP_BYTES = 256 * 2**20  # about 7M events per transaction at most
+GROUP_SHARDS = 512
+
+
+def _shard_key(shard_dir: Path) -> str:
+    return f"{shard_dir.parent.name}/{shard_dir.name}"
+
+
+def _read_each(files: list[Path]) -> list[pa.Table]:
+    return [pq.read_table(f) for f in files]
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]) -> IngestReport:
+    """Ingest shards in one transaction, with their ledger rows; folders are removed only after commit."""
+    sample_parts = _read_each([s / "samples.parquet" for s in shards])
+    event_parts = _read_each([s / "events.parquet" for s in shards])
+    samples, events = _concat(sample_parts), _concat(event_parts)
+    cycles = [s / "cycles.parquet" for s in shards if (s / "cycles.parquet").exists()]
+    ledger = pa.table(
+        {
+            "shard": [_shard_key(s) for s in shards],
+            "events": [t.num_rows for t in event_parts],
+            "samples": [t.num_rows for t in sample_parts],
+            "ingested_at": [datetime.now()] * len(shards),
+        }
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        insert_batch(con, run_id, samples, events)
+        if cycles:
+            insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles)))
+        insert_arrow(con, "ingested_shards", run_id, ledger)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    for shard in shards:
+        shutil.rmtree(shard)
+    return IngestReport(shards=len(shards), events=events.num_rows, samples=samples.num_rows)
+
+
+def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[list[Path]]:
+    """Shards not in the ledger, in groups bounded by size on disk; ledgered ones are removed."""
+    keys = [_shard_key(s) for s in shards]
+    query = "SELECT shard FROM ingested_shards WHERE shard IN (SELECT unnest(?))"
+    done = {r[0] for r in con.execute(query, [keys]).fetchall()}
+    groups: list[list[Path]] = [[]]
+    size = 0
+    for shard, key in zip(shards, keys, strict=True):
+        if key in done:
+            shutil.rmtree(shard)  # committed before a crash that left its folder behind
+            continue
+        nbytes = (shard / "events.parquet").stat().st_size
+        if groups[-1] and (size + nbytes > GROUP_BYTES or len(groups[-1]) >= GROUP_SHARDS):
+            groups.append([])
+            size = 0
+        groups[-1].append(shard)
+        size += nbytes
+    return [g for g in groups if g]
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
@@ -137,8 +177,8 @@ def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestRepor
         return IngestReport()
     run_id = ensure_run(con, manifest)
     report = IngestReport()
-    for shard in batch_dirs(run_dir):
-        report = report + ingest_shard(con, run_id, shard)
+    for group in _pending_groups(con, batch_dirs(run_dir)):
+        report = report + ingest_group(con, run_id, group)
     final = read_final(run_dir)
     if final is not None and not batch_dirs(run_dir):
         finish_run(con, run_id, final)

@@ -143,7 +143,7 @@ class StagingWriter:
         missing = set(EVENT_SCHEMA.names) - set(events.column_names)
         if missing:
             raise ValueError(f"event batch lacks columns {sorted(missing)}")
-        pq.write_table(events, tmp / "events.parquet", compression="zstd")
+        pq.write_table(events, tmp / "events.parquet", compression="lz4")  # read back 4x faster than zstd
         if cycles is not None:
             pq.write_table(cycles, tmp / "cycles.parquet")
         os.replace(tmp, final)

@@ -43,7 +43,9 @@ def test_walk_base_head_base_head(tmp_path: Path) -> None:
 def test_autogenerate_finds_no_difference_at_head(warehouse_path: Path) -> None:
     engine = make_engine(warehouse_path)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"include_object": include_object, "compare_type": compare_type})
+        ctx = MigrationContext.configure(
+            conn, opts={"include_object": include_object, "compare_type": compare_type}
+        )
         diff = compare_metadata(ctx, Base.metadata)
     engine.dispose()
     assert diff == []
@@ -53,9 +55,10 @@ def test_run_ids_come_from_a_sequence(warehouse_path: Path) -> None:
     with duckdb.connect(str(warehouse_path)) as con:
         ids = [
             con.execute(
-                "INSERT INTO runs (run_key, created_at, llm, slm, method, router, dataset, status, n_samples, "
-                "seed, temperature, top_p, device, dtype, settings) VALUES (?, now(), 'l', 's', 'oracle', "
-                "'always', 'd', 'running', 1, 0, 0, 1, 'cpu', 'float32', '{}') RETURNING run_id",
+                "INSERT INTO runs (run_key, created_at, llm, slm, method, router, dataset, status, "
+                "n_samples, seed, temperature, top_p, device, dtype, settings) "
+                "VALUES (?, now(), 'l', 's', 'oracle', 'always', 'd', 'running', 1, 0, 0, 1, "
+                "'cpu', 'float32', '{}') RETURNING run_id",
                 [f"k{i}"],
             ).fetchone()[0]  # type: ignore[index]
             for i in range(3)
