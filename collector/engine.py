@@ -17,7 +17,7 @@ from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.methods import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
-from collector.modeling import LoadedModel, load_model, pick_device, pick_dtype, shared_vocab_size
+from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
 from collector.prompts import check_prompt_length, load_prompts_file
 from collector.tasks.base import Task, TaskItem
 from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
@@ -76,9 +76,9 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     """Load the models, check that they share a vocabulary, and set up the router."""
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
-    llm = load_model(config.llm, device, dtype)
-    slm = load_model(config.slm, device, dtype)
-    tuned = load_model(config.slm_tuned, device, dtype) if config.slm_tuned else None
+    llm = load_model_cached(config.llm, device, dtype)
+    slm = load_model_cached(config.slm, device, dtype)
+    tuned = load_model_cached(config.slm_tuned, device, dtype) if config.slm_tuned else None
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     from collector.routers import build_router

@@ -98,6 +98,17 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedMod
     return LoadedModel(name, path, model, tokenizer, params, vocab)
 
 
+_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+
+
+def load_model_cached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """`load_model`, kept for the life of the process (a sweep reuses each model across its cells)."""
+    key = (spec, str(device), str(dtype))
+    if key not in _LOADED:
+        _LOADED[key] = load_model(spec, device, dtype)
+    return _LOADED[key]
+
+
 def shared_vocab_size(*models: LoadedModel) -> int:
     """Size of the shared vocabulary; refuses tokenizers that encode the shared ids differently."""
     size = min(m.vocab_size for m in models)
