@@ -31,11 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument(
+        "--read-only",
+        dest="ingest",
+        action="store_false",
+        default=None,
+        help="open the file read-only and ingest nothing (collectors then only stage their shards)",
+    )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     settings = ApiSettings(**overrides)
     try:
-        probe = Database(settings.warehouse, settings.query_timeout_ms)
+        probe = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
         probe.connect()
         probe.close()
     except WarehouseError as exc:

@@ -12,18 +12,25 @@ from starlette.responses import Response
 from api.db import Database
 from api.deps import require_token
 from api.errors import error_response, install_error_handlers
+from api.ingester import BackgroundIngester
 from api.routes import cof, health, runs
 from api.settings import ApiSettings
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """Build the app; nothing is opened until the first request (or startup under uvicorn)."""
-    db = Database(settings.warehouse, settings.query_timeout_ms)
+    db = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db.connect()
+        ingester = BackgroundIngester(db.cursor, settings.warehouse, settings.ingest_interval_s)
+        if settings.ingest:
+            ingester.start()
+        app.state.ingester = ingester
         yield
+        if settings.ingest:
+            ingester.stop()
         db.close()
 
     app = FastAPI(

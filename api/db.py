@@ -14,11 +14,17 @@ from warehouse.migrate import require_head
 
 
 class Database:
-    """One read-only DuckDB connection (external access off, configuration locked); a cursor per query."""
+    """One DuckDB connection (external access off, configuration locked); a cursor per query.
 
-    def __init__(self, path: Path, timeout_ms: int) -> None:
+    With `ingest` the server holds the file read-write so that its background ingester can move staged
+    shards in (DuckDB allows no reader beside a writer in another process); requests still run only
+    parameterised SELECTs. Without it the file is opened read-only.
+    """
+
+    def __init__(self, path: Path, timeout_ms: int, ingest: bool = False) -> None:
         self.path = path
         self.timeout_ms = timeout_ms
+        self.ingest = ingest
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
@@ -34,7 +40,7 @@ class Database:
                 try:
                     con = duckdb.connect(
                         str(self.path),
-                        read_only=True,
+                        read_only=not self.ingest,
                         config={"enable_external_access": False, "lock_configuration": True},
                     )
                 except duckdb.IOException as exc:
@@ -42,6 +48,10 @@ class Database:
                 require_head(con, self.path)
                 self._con = con
             return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A fresh cursor on the shared connection (one per thread)."""
+        return self.connect().cursor()
 
     def close(self) -> None:
         """Release the file."""
@@ -55,7 +65,7 @@ class Database:
     ) -> list[dict[str, Any]]:
         """Rows as dicts; interrupted (HTTP 503) past the time limit, which a client may only lower."""
         limit = min(timeout_ms or self.timeout_ms, self.timeout_ms)
-        cur = self.connect().cursor()
+        cur = self.cursor()
         timer = threading.Timer(limit / 1000, cur.interrupt)
         timer.start()
         try:

@@ -21,3 +21,5 @@ class ApiSettings(BaseSettings):
     cors_origins: list[str] = []  # FSGEN_CORS_ORIGINS='["http://localhost:3000"]'; empty = CORS off
     query_timeout_ms: int = 5000  # a client may lower it with ?timeout_ms=, never raise it
     max_rows: int = 1000  # hard cap on any page
+    ingest: bool = True  # hold the file and ingest staged shards in the background (else read-only)
+    ingest_interval_s: float = 0.5

@@ -5,6 +5,7 @@ Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
     <run_key>/run.json                         run manifest (settings, models), written first
     <run_key>/batch-<first_sample_id>/         one finished batch, renamed into place when complete
         samples.parquet, events.parquet[, cycles.parquet for speculative decoding]
+    <run_key>/written.txt                      sample ids of every staged shard, one line per shard
     <run_key>/final.json                       the run's outcome, written last
 
 Every file is written under a temporary name and renamed, so a reader never sees half a shard.
@@ -57,6 +58,7 @@ SAMPLE_SCHEMA = pa.schema(
 )
 
 MANIFEST = "run.json"
+WRITTEN = "written.txt"  # sample ids of every shard this run has staged, ingested or not (for resume)
 FINAL = "final.json"
 BATCH_PREFIX = "batch-"
 
@@ -147,6 +149,11 @@ class StagingWriter:
         if cycles is not None:
             pq.write_table(cycles, tmp / "cycles.parquet")
         os.replace(tmp, final)
+        ids = samples.column("sample_id").to_pylist()
+        with open(self.run_dir / WRITTEN, "a") as fh:
+            fh.write(",".join(str(i) for i in ids) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         return final
 
     def write_final(self, final: RunFinal) -> None:
@@ -172,8 +179,11 @@ def batch_dirs(run_dir: Path) -> list[Path]:
 
 
 def staged_sample_ids(run_dir: Path) -> set[int]:
-    """Sample ids held by shards that are staged but not yet ingested."""
+    """Sample ids of every shard this run has staged, whether or not it has been ingested since."""
     ids: set[int] = set()
+    written = run_dir / WRITTEN
+    if written.exists():
+        ids.update(int(v) for line in written.read_text().splitlines() for v in line.split(",") if v)
     for shard in batch_dirs(run_dir):
         table = pq.read_table(shard / "samples.parquet", columns=["sample_id"])
         ids.update(int(v) for v in table.column("sample_id").to_pylist())

@@ -1,0 +1,62 @@
+"""The API server's background ingester: while the server holds the file, it moves staged shards in.
+
+DuckDB lets one process write a file or many read it, never both. While the API runs it is that one
+process, so collectors only stage shards next to the warehouse and this thread ingests them, each
+group in one short transaction, so a finished batch shows up in the API within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from warehouse.ingest import IngestReport, ingest_pending
+
+log = logging.getLogger("fsgen.api.ingester")
+
+
+class BackgroundIngester:
+    """Polls the staging folder every `interval_s` seconds on its own cursor."""
+
+    def __init__(
+        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float = 0.5
+    ) -> None:
+        self._cursor = cursor
+        self._warehouse = warehouse
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fsgen-ingester", daemon=True)
+        self.total = IngestReport()
+
+    def start(self) -> None:
+        """Begin polling."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the pass in progress and stop."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def ingest_once(self) -> IngestReport:
+        """One pass over the staging folder."""
+        cur = self._cursor()
+        try:
+            report = ingest_pending(cur, self._warehouse)
+        finally:
+            cur.close()
+        self.total = self.total + report
+        if report.shards:
+            log.info("ingested %d shard(s), %d events", report.shards, report.events)
+        return report
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.ingest_once()
+            except Exception:  # a bad shard must not stop the server; it stays staged for a retry
+                log.exception("ingest pass failed; shards stay staged")
+            self._stop.wait(self._interval)
