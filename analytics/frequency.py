@@ -23,8 +23,8 @@ def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[
         WITH s AS (
             SELECT e.run_id, e.sample_id,
                    count(*) AS tokens,
-                   sum(CAST(e.mismatch AS INTEGER)) AS mismatches,
-                   sum(CAST(e.consulted AS INTEGER)) AS consulted
+                   count_if(e.mismatch) AS mismatches,
+                   count_if(e.consulted) AS consulted
             FROM token_events e {ev_where}
             GROUP BY e.run_id, e.sample_id
         )

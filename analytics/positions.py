@@ -74,9 +74,9 @@ def early_share(
     sums = query(
         source,
         f"""WITH a AS (
-                SELECT e.run_id, count(*) AS tokens, sum(CAST(e.mismatch AS INTEGER)) AS mismatches,
-                       count(*) FILTER (WHERE {cond}) AS early_tokens,
-                       sum(CAST(e.mismatch AS INTEGER)) FILTER (WHERE {cond}) AS early_mismatches
+                SELECT e.run_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches,
+                       count_if({cond}) AS early_tokens,
+                       count_if(e.mismatch AND {cond}) AS early_mismatches
                 FROM token_events e {ev_where} GROUP BY e.run_id
             )
             SELECT {group_select(cols)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -19,6 +20,7 @@ from analytics.speculative import (
     speculative_runs,
 )
 from tests.analytics.conftest import add_model, add_run, add_speculative_schema
+from warehouse.migrate import upgrade
 
 # (drafted, accepted) per cycle, K = 3
 CYCLES = [(3, 3), (3, 1), (3, 0), (3, 2), (2, 2)]
@@ -38,12 +40,14 @@ def test_expected_speedup_bounds(a: float, k: int, c: float) -> None:
     assert 1 / (k * c + 1) - 1e-12 <= s <= (k + 1) / (k * c + 1) + 1e-12
 
 
-def test_degrades_to_empty_without_speculative_schema(con: duckdb.DuckDBPyConnection) -> None:
-    if has_speculative_data(con):
-        pytest.skip("this schema already has spec_cycles")
-    assert acceptance_by_position(con).height == 0
-    assert speculative_runs(con).height == 0 and "expected_speedup" in speculative_runs(con).columns
-    assert emitted_by_draft_index(con).height == 0
+def test_degrades_to_empty_without_speculative_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    upgrade(path, "0001")  # the schema before the speculative migration
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert not has_speculative_data(con)
+        assert acceptance_by_position(con).height == 0
+        assert speculative_runs(con).height == 0 and "expected_speedup" in speculative_runs(con).columns
+        assert emitted_by_draft_index(con).height == 0
 
 
 @pytest.fixture
