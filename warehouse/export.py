@@ -6,27 +6,32 @@ from pathlib import Path
 
 import duckdb
 
-TABLES = ("models", "runs", "samples", "ingested_shards")
+# (table, partitioned by run_id): the per-token tables are large; metadata tables are one file each.
+TABLES = (
+    ("models", False),
+    ("runs", False),
+    ("ingested_shards", False),
+    ("samples", True),
+    ("token_events", True),
+    ("spec_cycles", True),
+)
 
 
 def export_parquet(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, int]:
-    """Write each table under `out/<table>/`; token_events and samples partitioned by run_id."""
+    """Write `out/<table>/run_id=<id>/*.parquet` (or `out/<table>/data.parquet`); returns row counts."""
     out.mkdir(parents=True, exist_ok=True)
+    present = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     counts: dict[str, int] = {}
-    for table in TABLES:
+    for table, partitioned in TABLES:
+        if table not in present:
+            continue
         target = out / table
-        partition = "PARTITION_BY (run_id), " if table == "samples" else ""
-        con.execute(f"COPY {table} TO '{target}' (FORMAT parquet, {partition}OVERWRITE_OR_IGNORE true)")
-        counts[table] = _count(con, table)
-    target = out / "token_events"
-    con.execute(
-        f"COPY token_events TO '{target}' "
-        "(FORMAT parquet, PARTITION_BY (run_id), COMPRESSION zstd, OVERWRITE_OR_IGNORE true)"
-    )
-    counts["token_events"] = _count(con, "token_events")
+        if partitioned:
+            options = "FORMAT parquet, PARTITION_BY (run_id), COMPRESSION zstd, OVERWRITE_OR_IGNORE true"
+            con.execute(f"COPY {table} TO '{target}' ({options})")
+        else:
+            target.mkdir(exist_ok=True)
+            con.execute(f"COPY {table} TO '{target / 'data.parquet'}' (FORMAT parquet)")
+        row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        counts[table] = 0 if row is None else int(row[0])
     return counts
-
-
-def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return 0 if row is None else int(row[0])

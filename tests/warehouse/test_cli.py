@@ -1,0 +1,36 @@
+"""`python -m warehouse`: upgrade, status, ingest and a Parquet export that polars reads back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.warehouse.test_ingest import _stage
+from warehouse.__main__ import main
+
+
+def test_upgrade_status_ingest_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "w.duckdb"
+    assert main(["--warehouse", str(path), "status"]) == 0
+    assert "-> run upgrade" in capsys.readouterr().out
+    assert main(["--warehouse", str(path), "upgrade"]) == 0
+    _stage(path, "run-x", shards=2)
+    assert main(["--warehouse", str(path), "status"]) == 0
+    assert "staged    : 2 shard(s)" in capsys.readouterr().out
+    assert main(["--warehouse", str(path), "ingest"]) == 0
+    assert "ingested 2 shard(s): 2000 events, 20 samples; 1 run(s) finished" in capsys.readouterr().out
+    out = tmp_path / "export"
+    assert main(["--warehouse", str(path), "export", "--parquet", str(out)]) == 0
+    events = pl.read_parquet(out / "token_events" / "**" / "*.parquet", hive_partitioning=True)
+    assert events.height == 2000 and "run_id" in events.columns
+    assert pl.read_parquet(out / "runs" / "*.parquet")["status"].to_list() == ["complete"]
+
+
+def test_env_var_names_the_default_warehouse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FSGEN_WAREHOUSE", str(tmp_path / "env.duckdb"))
+    assert main(["upgrade"]) == 0
+    assert (tmp_path / "env.duckdb").exists()
