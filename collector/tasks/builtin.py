@@ -1,0 +1,370 @@
+"""Built-in tasks shaped like GSM8K, MMLU and MBPP, generated from a fixed world so the zoo can learn them."""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from collector.tasks.base import Checker, Task, TaskItem
+from collector.tasks.checkers import check_choice, check_code, check_numeric
+
+BUILTIN_FAMILIES: tuple[str, ...] = ("arith", "choice", "code")
+# The world (fact base, problem pools, train/test split) is fixed: the zoo's knowledge is about this world.
+WORLD_SEED = 2406_12295
+DEFAULT_SHOTS = 2
+EXAMPLE_SEPARATOR = "\n\n"
+STOP_STRINGS: tuple[str, ...] = ("\n\n",)
+TEST_PERCENT = 15
+POOL_SIZES = {"arith": {"test": 400, "train": 3000}, "code": {"test": 300, "train": 1500}}
+
+NAMES = (
+    "Mia", "Tom", "Ava", "Leo", "Zoe", "Max", "Ivy", "Sam", "Eli", "Ana",
+    "Ben", "Lily", "Omar", "Nina", "Raj", "Kim", "Hugo", "Lena", "Noah", "Ruth",
+)  # fmt: skip
+GOODS = (
+    "apples", "pears", "stamps", "marbles", "cards", "books", "shells", "coins",
+    "eggs", "pencils", "stickers", "plums", "beads", "nuts", "cookies", "buttons",
+)  # fmt: skip
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "city": (
+        "Kemora", "Tolvi", "Drasp", "Uline", "Brannock", "Selvo", "Quarth", "Myrin",
+        "Ostrel", "Pellan", "Varo", "Zintha", "Redmarsh", "Ashford", "Lunmere", "Corvale",
+    ),
+    "job": (
+        "baker", "farmer", "pilot", "doctor", "painter", "sailor", "teacher", "miner",
+        "singer", "tailor", "potter", "hunter", "weaver", "guard", "cook", "smith",
+    ),
+    "color": ("red", "blue", "green", "yellow", "purple", "orange", "white", "black", "pink", "gray"),
+    "pet": ("cat", "dog", "owl", "fox", "goat", "horse", "rabbit", "parrot", "turtle", "frog"),
+    "food": ("bread", "rice", "soup", "fish", "cheese", "beans", "eggs", "honey", "corn", "plums"),
+}  # fmt: skip
+STATEMENTS = {
+    "city": "{e} lives in {v}.",
+    "job": "{e} works as a {v}.",
+    "color": "{e} likes the color {v}.",
+    "pet": "{e} has a pet {v}.",
+    "food": "{e} likes to eat {v}.",
+}
+QUESTIONS = {
+    "city": "Where does {e} live?",
+    "job": "What is the job of {e}?",
+    "color": "Which color does {e} like?",
+    "pet": "Which pet does {e} have?",
+    "food": "What does {e} like to eat?",
+}
+N_ENTITIES = 120
+LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One generated problem: the prompt part (question and cue), the answer text and checker data."""
+
+    key: str
+    prompt: str
+    answer: str
+    reference: str
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The solved example as it appears in a few-shot prompt."""
+        return self.prompt + self.answer
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A fictional person of the fact base and its attribute values."""
+
+    name: str
+    facts: tuple[tuple[str, str], ...]
+
+
+def _is_test(key: str) -> bool:
+    """Stable split of problem keys: about TEST_PERCENT % go to the test split."""
+    return zlib.crc32(f"{WORLD_SEED}:{key}".encode()) % 100 < TEST_PERCENT
+
+
+def _rng(*parts: object) -> random.Random:
+    """A Random seeded from a stable string of parts."""
+    return random.Random(":".join(str(p) for p in parts))
+
+
+# ---------------------------------------------------------------- arith (GSM8K-like)
+
+
+def _arith_numbers(rng: random.Random) -> tuple[str, tuple[int, ...]]:
+    """A problem kind and its operands (two- and three-digit numbers)."""
+    kind = rng.choice(("add", "add", "sub", "sub", "mul", "two"))
+    if kind == "add":
+        return kind, (rng.randint(10, 99), rng.randint(10, 99))
+    if kind == "sub":
+        a = rng.randint(30, 199)
+        return kind, (a, rng.randint(10, min(a - 1, 99)))
+    if kind == "mul":
+        return kind, (rng.randint(2, 9), rng.randint(11, 49))
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    return kind, (a, b, rng.randint(5, a + b - 1))
+
+
+def _arith_parts(kind: str, nums: tuple[int, ...], n: str, g: str) -> tuple[str, str, int, str]:
+    """Question, worked solution, answer and raw worked statement of one problem."""
+    if kind == "add":
+        a, b = nums
+        q = f"{n} has {a} {g}. Then {n} buys {b} more. How many {g} does {n} have now?"
+        return q, f"{a} + {b} = {a + b}.", a + b, f"{n} had {a} {g} and bought {b} more, so {n} had"
+    if kind == "sub":
+        a, b = nums
+        q = f"{n} has {a} {g}. Then {n} gives {b} to a friend. How many {g} does {n} have left?"
+        return q, f"{a} - {b} = {a - b}.", a - b, f"{n} had {a} {g} and gave away {b}, so {n} had"
+    if kind == "mul":
+        a, b = nums
+        q = f"{n} buys {a} bags with {b} {g} in each bag. How many {g} does {n} buy?"
+        return q, f"{a} * {b} = {a * b}.", a * b, f"{n} bought {a} bags of {b} {g}, so {n} bought"
+    a, b, c = nums
+    q = f"{n} has {a} {g}. Then {n} buys {b} more and gives {c} away. How many {g} does {n} have now?"
+    work = f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}."
+    raw = f"{n} had {a} {g}, bought {b} more and gave {c} away, so {n} had"
+    return q, work, a + b - c, raw
+
+
+def _arith_example(rng: random.Random) -> tuple[Example, str]:
+    """A random arithmetic word problem and its raw worked-statement form."""
+    kind, nums = _arith_numbers(rng)
+    n, g = rng.choice(NAMES), rng.choice(GOODS)
+    q, work, ans, raw = _arith_parts(kind, nums, n, g)
+    key = f"arith:{kind}:{n}:{g}:{nums}"
+    ex = Example(key, f"Question: {q}\nAnswer:", f" {work} The answer is {ans}.", str(ans))
+    return ex, f"{raw} {work[:-1]} {g}."
+
+
+# ---------------------------------------------------------------- choice (MMLU-like)
+
+
+@cache
+def entities() -> tuple[Entity, ...]:
+    """The fact base: N_ENTITIES fictional people with one value per attribute."""
+    rng = _rng(WORLD_SEED, "entities")
+    onsets = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "gl")
+    vowels = ("a", "e", "i", "o", "u", "ai", "ou", "ee")
+    codas = ("", "", "n", "r", "s", "l", "k", "th", "m")
+    names: list[str] = []
+    taken = {w.lower() for vals in ATTRIBUTES.values() for w in vals}
+    while len(names) < N_ENTITIES:
+        sylls = [
+            rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas) for _ in range(rng.randint(2, 3))
+        ]
+        name = "".join(sylls).capitalize()
+        if name.lower() not in taken and 4 <= len(name) <= 11:
+            taken.add(name.lower())
+            names.append(name)
+    return tuple(Entity(nm, tuple((a, rng.choice(vals)) for a, vals in ATTRIBUTES.items())) for nm in names)
+
+
+def fact_statement(entity: str, attribute: str, value: str) -> str:
+    """The canonical prose sentence for one fact."""
+    return STATEMENTS[attribute].format(e=entity, v=value)
+
+
+def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Example:
+    """A lettered multiple-choice question about one fact, answered with the fact then the letter."""
+    value = dict(entity.facts)[attribute]
+    options = [value, *rng.sample([v for v in ATTRIBUTES[attribute] if v != value], 3)]
+    rng.shuffle(options)
+    letter = LETTERS[options.index(value)]
+    lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
+    lines += [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+    answer = f" {fact_statement(entity.name, attribute, value)} The answer is {letter}."
+    return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter)
+
+
+@cache
+def _choice_keys() -> dict[str, tuple[tuple[int, str], ...]]:
+    """(entity index, attribute) pairs of each split."""
+    pairs = [(i, a) for i, e in enumerate(entities()) for a, _ in e.facts]
+    test = tuple(p for p in pairs if _is_test(f"choice:{entities()[p[0]].name}:{p[1]}"))
+    train = tuple(p for p in pairs if not _is_test(f"choice:{entities()[p[0]].name}:{p[1]}"))
+    return {"test": test, "train": train}
+
+
+def entity_bio(entity: Entity, rng: random.Random) -> str:
+    """A raw prose document about one entity: some of its facts in random order."""
+    facts = list(entity.facts)
+    rng.shuffle(facts)
+    facts = facts[: rng.randint(3, len(facts))]
+    return " ".join(fact_statement(entity.name, a, v) for a, v in facts)
+
+
+# ---------------------------------------------------------------- code (MBPP-like)
+
+# family: (description, body, argument kind, reference implementation of (x, k, c))
+CODE_FAMILIES: dict[str, tuple[str, str, str, Callable[..., object]]] = {
+    "add": ("returns {p} plus {k}", "{p} + {k}", "int", lambda x, k, c: x + k),
+    "sub": ("returns {p} minus {k}", "{p} - {k}", "int", lambda x, k, c: x - k),
+    "mul": ("returns {p} times {k}", "{p} * {k}", "int", lambda x, k, c: x * k),
+    "div": ("checks if {p} is divisible by {k}", "{p} % {k} == 0", "int", lambda x, k, c: x % k == 0),
+    "gt": ("checks if {p} is greater than {k}", "{p} > {k}", "int", lambda x, k, c: x > k),
+    "sum": ("returns the sum of the list {p}", "sum({p})", "list", lambda x, k, c: sum(x)),
+    "max": ("returns the largest number in the list {p}", "max({p})", "list", lambda x, k, c: max(x)),
+    "min": ("returns the smallest number in the list {p}", "min({p})", "list", lambda x, k, c: min(x)),
+    "len": ("returns the length of the list {p}", "len({p})", "list", lambda x, k, c: len(x)),
+    "head": ("returns the first {k} items of the list {p}", "{p}[:{k}]", "list", lambda x, k, c: x[:k]),
+    "scale": (
+        "returns the list {p} with each number times {k}", "[v * {k} for v in {p}]", "list",
+        lambda x, k, c: [v * k for v in x],
+    ),
+    "rev": ("returns the string {p} reversed", "{p}[::-1]", "str", lambda x, k, c: x[::-1]),
+    "upper": ("returns the string {p} in upper case", "{p}.upper()", "str", lambda x, k, c: x.upper()),
+    "count": (
+        "counts the letter '{c}' in the string {p}", "{p}.count('{c}')", "str", lambda x, k, c: x.count(c),
+    ),
+}  # fmt: skip
+PARAMS = {
+    "int": ("x", "n", "num", "value"),
+    "list": ("xs", "nums", "items", "values"),
+    "str": ("s", "text", "word"),
+}
+VERBS = ("get", "calc", "make", "find", "do", "compute", "solve", "apply")
+NOUNS = ("value", "result", "item", "thing", "data", "answer", "output", "number", "total", "step")
+WORDS = ("apple", "banana", "river", "pepper", "mississippi", "letter", "bottle", "summer", "cabbage")
+
+
+def _code_input(kind: str, rng: random.Random) -> object:
+    """A random test input of one argument kind."""
+    if kind == "int":
+        return rng.randint(1, 60)
+    if kind == "list":
+        return [rng.randint(1, 20) for _ in range(rng.randint(3, 6))]
+    return rng.choice(WORDS)
+
+
+def _code_example(rng: random.Random) -> tuple[Example, str]:
+    """A random tiny-function task with asserts, and its raw plain-function form."""
+    family = rng.choice(sorted(CODE_FAMILIES))
+    desc, body, kind, ref = CODE_FAMILIES[family]
+    p, k, c = rng.choice(PARAMS[kind]), rng.randint(2, 9), rng.choice("aeiprst")
+    name = f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}{rng.randint(1, 99)}"
+    text, code = desc.format(p=p, k=k, c=c), body.format(p=p, k=k, c=c)
+    args = [_code_input(kind, rng) for _ in range(3)]
+    tests = [f"assert {name}({a!r}) == {ref(a, k, c)!r}" for a in args]
+    # The prompt ends at the colon: BPE merges a newline with the indentation that follows it.
+    head = f"def {name}({p}):"
+    prompt = f"Task: Write a function {name}({p}) that {text}.\n{head}"
+    extra = (("prefix", head), ("tests", "\n".join(tests)))
+    ex = Example(f"code:{name}({p}):{text}", prompt, f"\n    return {code}", code, extra)
+    raw = f'{head}\n    """{text[0].upper()}{text[1:]}."""\n    return {code}\n\n\n' + "\n".join(tests[1:])
+    return ex, raw
+
+
+# ---------------------------------------------------------------- pools and loading
+
+
+def _draw(gen: Callable[[random.Random], tuple[Example, str]], rng: random.Random, test: bool) -> Example:
+    """Draw generated examples until one falls in the wanted split."""
+    while True:
+        ex, _ = gen(rng)
+        if _is_test(ex.key) == test:
+            return ex
+
+
+def _draw_pool(family: str, split: str) -> tuple[Example, ...]:
+    """A fixed pool of distinct examples of a generated family."""
+    gen = _arith_example if family == "arith" else _code_example
+    rng, seen, out = _rng(WORLD_SEED, family, split), set(), list[Example]()
+    while len(out) < POOL_SIZES[family][split]:
+        ex = _draw(gen, rng, split == "test")
+        if ex.key not in seen:
+            seen.add(ex.key)
+            out.append(ex)
+    return tuple(out)
+
+
+@cache
+def pool(family: str, split: str) -> tuple[Example, ...]:
+    """All examples of one family and split, in a fixed order."""
+    if family not in BUILTIN_FAMILIES:
+        raise ValueError(f"unknown built-in family {family!r}; choose one of {', '.join(BUILTIN_FAMILIES)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if family != "choice":
+        return _draw_pool(family, split)
+    ents = entities()
+    return tuple(_choice_example(ents[i], a, _rng(WORLD_SEED, i, a)) for i, a in _choice_keys()[split])
+
+
+def few_shot_prompt(shots: Sequence[Example], target: Example) -> str:
+    """Solved examples, then the target's question and cue."""
+    return EXAMPLE_SEPARATOR.join([*(s.text for s in shots), target.prompt])
+
+
+def _shots_for(family: str, key: str, seed: int, count: int) -> list[Example]:
+    """Seeded few-shot examples from the train split, never the target itself."""
+    train = pool(family, "train")
+    picks = _rng(seed, family, key).sample(range(len(train)), count + 1)
+    return [train[i] for i in picks if train[i].key != key][:count]
+
+
+_CHECKERS: dict[str, Checker] = {"arith": check_numeric, "choice": check_choice, "code": check_code}
+
+
+def load_builtin(
+    family: str, *, split: str = "test", samples: int | None = None, seed: int = 0, shots: int | None = None
+) -> Task:
+    """A built-in task: a seeded subset of one split with few-shot prompts from the train split."""
+    items_pool = pool(family, split)
+    indices = list(range(len(items_pool)))
+    if samples is not None and samples < len(indices):
+        indices = sorted(_rng(seed, family, split, "samples").sample(indices, samples))
+    n_shots = DEFAULT_SHOTS if shots is None else shots
+    items = []
+    for i in indices:
+        ex = items_pool[i]
+        prompt = few_shot_prompt(_shots_for(family, ex.key, seed, n_shots), ex)
+        items.append(TaskItem(f"{family}-{split}-{i}", prompt, ex.reference, ex.extra))
+    return Task(f"builtin:{family}", tuple(items), STOP_STRINGS, _CHECKERS[family])
+
+
+# ---------------------------------------------------------------- training text
+
+
+def _episode(family: str, rng: random.Random) -> str:
+    """One to three solved train examples of a family in the few-shot format."""
+    train = pool(family, "train")
+    return EXAMPLE_SEPARATOR.join(train[rng.randrange(len(train))].text for _ in range(rng.randint(1, 3)))
+
+
+def _raw_document(family: str, rng: random.Random) -> str:
+    """A raw (non-QA) document: worked statements, prose facts or plain functions."""
+    if family == "choice":
+        return entity_bio(entities()[rng.randrange(N_ENTITIES)], rng)
+    gen = _arith_example if family == "arith" else _code_example
+    parts = []
+    for _ in range(rng.randint(2, 4)):
+        while True:
+            ex, raw = gen(rng)
+            if not _is_test(ex.key):
+                parts.append(raw)
+                break
+    return ("\n" if family == "arith" else "\n\n\n").join(parts)
+
+
+# Share of each document kind in the base corpus; QA episodes are a small share, the rest raw text.
+# QA episodes lean on the choice format: its letter lookup is the slowest skill to learn.
+QA_WEIGHTS = (0.3, 0.5, 0.2)
+BASE_MIX = (("choice", "raw", 0.38), ("arith", "raw", 0.26), ("code", "raw", 0.16), ("any", "qa", 0.2))
+
+
+def corpus_documents(seed: int = 0, *, tuned: bool = False, count: int = 1000) -> list[str]:
+    """`count` training documents from the train split: the base mix, or QA episodes only when tuned."""
+    rng = _rng(seed, "corpus", tuned)
+    kinds, weights = [(f, k) for f, k, _ in BASE_MIX], [w for _, _, w in BASE_MIX]
+    docs = []
+    for _ in range(count):
+        family, kind = ("any", "qa") if tuned else rng.choices(kinds, weights)[0]
+        if family == "any":
+            family = rng.choices(BUILTIN_FAMILIES, QA_WEIGHTS)[0]
+        docs.append(_episode(family, rng) if kind == "qa" else _raw_document(family, rng))
+    return docs

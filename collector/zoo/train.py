@@ -1,0 +1,263 @@
+"""Train the zoo: one tokenizer, four base GPT-NeoX models of growing size, a tuned smallest, a manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
+
+from collector.tasks.builtin import BUILTIN_FAMILIES, load_builtin
+from collector.zoo.corpus import (
+    MAX_LENGTH,
+    Corpora,
+    build_corpora,
+    save_tokenizer,
+    token_stream,
+    train_tokenizer,
+)
+
+SEQ_LEN = 320
+BATCH = 4
+EVAL_SAMPLES = 60
+MAX_NEW_TOKENS = {"arith": 44, "choice": 24, "code": 24}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape and training budget of one base model."""
+
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    tokens: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class TunedSpec:
+    """A model fine-tuned from a base model on the QA (instruction) format."""
+
+    name: str
+    base: str
+    tokens: int
+    lr: float
+
+
+# Budgets grow with size: a bigger model both holds more of the fact base and sees more of the corpus.
+BASE_SPECS: tuple[ModelSpec, ...] = (
+    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=800_000, lr=1e-2),
+    ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=1_300_000, lr=8e-3),
+    ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=2_200_000, lr=6e-3),
+    ModelSpec("zoo-l", hidden=112, layers=4, heads=4, tokens=3_600_000, lr=4e-3),
+)
+TUNED_SPECS: tuple[TunedSpec, ...] = (TunedSpec("zoo-xs-tuned", base="zoo-xs", tokens=400_000, lr=3e-3),)
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """What the manifest records about one trained model."""
+
+    name: str
+    params: int
+    val_loss: float
+    val_loss_qa: float
+    accuracy: dict[str, float]
+    tuned: bool
+    base: str | None
+    train_tokens: int
+    train_seconds: float
+
+
+def build_model(spec: ModelSpec, vocab_size: int, eos_id: int) -> GPTNeoXForCausalLM:
+    """A freshly initialised Pythia-architecture model."""
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab_size,
+        hidden_size=spec.hidden,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        intermediate_size=4 * spec.hidden,
+        max_position_embeddings=MAX_LENGTH,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+    )
+    return GPTNeoXForCausalLM(cfg)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters counted from the weights."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _lr_at(step: int, total: int, peak: float) -> float:
+    """Linear warm-up then cosine decay to a tenth of the peak."""
+    warm = max(1, total // 20)
+    if step < warm:
+        return peak * (step + 1) / warm
+    frac = (step - warm) / max(1, total - warm)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def train_on_stream(model: GPTNeoXForCausalLM, stream: torch.Tensor, lr: float, desc: str) -> float:
+    """Train in stream order on non-overlapping windows; returns the wall time in seconds."""
+    n_windows = stream.numel() // SEQ_LEN
+    data = stream[: n_windows * SEQ_LEN].view(n_windows, SEQ_LEN)  # [N, SEQ_LEN]
+    steps = n_windows // BATCH
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=desc, unit="step", mininterval=2.0)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, steps, lr)
+        batch = data[step * BATCH : (step + 1) * BATCH]  # [BATCH, SEQ_LEN]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def eval_loss(model: GPTNeoXForCausalLM, data: torch.Tensor) -> float:
+    """Mean next-token loss over validation windows.  # data: [N, SEQ_LEN]"""
+    model.eval()
+    losses = [
+        model(input_ids=data[i : i + 16], labels=data[i : i + 16]).loss for i in range(0, len(data), 16)
+    ]
+    return float(torch.stack(losses).mean())
+
+
+def _truncate(text: str, stops: Sequence[str]) -> str:
+    """Cut a continuation at the first stop string."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+@torch.no_grad()
+def greedy_continuations(
+    model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, prompts: Sequence[str], max_new: int
+) -> list[str]:
+    """Greedy continuations of prompts, batched with left padding."""
+    tok.padding_side = "left"
+    outs: list[str] = []
+    for i in range(0, len(prompts), 16):
+        enc = tok(list(prompts[i : i + 16]), return_tensors="pt", padding=True)
+        gen = model.generate(
+            **enc,
+            max_new_tokens=max_new,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        new = gen[:, enc["input_ids"].shape[1] :]  # [B, max_new]
+        outs.extend(tok.batch_decode(new, skip_special_tokens=True))
+    return outs
+
+
+def task_accuracy(
+    model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, samples: int = EVAL_SAMPLES
+) -> dict[str, float]:
+    """Greedy accuracy on a seeded sample of each built-in test split, by the task's checker."""
+    acc: dict[str, float] = {}
+    for family in BUILTIN_FAMILIES:
+        task = load_builtin(family, samples=samples, seed=0)
+        outs = greedy_continuations(model, tok, [it.prompt for it in task.items], MAX_NEW_TOKENS[family])
+        right = [
+            bool(task.check(it, _truncate(o, task.stop_strings)))
+            for it, o in zip(task.items, outs, strict=True)
+        ]
+        acc[task.name] = round(sum(right) / len(right), 4)
+    return acc
+
+
+def _report(
+    model: GPTNeoXForCausalLM,
+    tok: PreTrainedTokenizerFast,
+    corpora: Corpora,
+    info: tuple[str, str | None, int, float],
+) -> ModelReport:
+    """Measure one trained model."""
+    name, base, tokens, seconds = info
+    return ModelReport(
+        name=name,
+        params=count_params(model),
+        val_loss=round(eval_loss(model, corpora.valid), 4),
+        val_loss_qa=round(eval_loss(model, corpora.valid_qa), 4),
+        accuracy=task_accuracy(model, tok),
+        tuned=base is not None,
+        base=base,
+        train_tokens=tokens,
+        train_seconds=round(seconds, 1),
+    )
+
+
+def _save(model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, path: Path) -> None:
+    """Save weights (fp32 safetensors), config and tokenizer."""
+    model.save_pretrained(str(path), safe_serialization=True)
+    save_tokenizer(tok, path)
+
+
+def write_manifest(reports: Sequence[ModelReport], out: Path) -> None:
+    """zoo.json: one object per model, base models by size, tuned last."""
+    rows = [asdict(r) for r in reports]
+    (out / "zoo.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator training touches."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_family(
+    out: Path, seed: int = 0, *, scale: float = 1.0, threads: int = 2, log: Callable[[str], None] = print
+) -> list[ModelReport]:
+    """Reproduce the whole zoo from a seed into `out`; `scale` shrinks every budget for quick probes."""
+    torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    tok = train_tokenizer(seed)
+    max_tokens = int(max(s.tokens for s in BASE_SPECS) * scale)
+    corpora = build_corpora(tok, seed, max_tokens, SEQ_LEN)
+    log(f"tokenizer: {len(tok)} tokens; corpus stream: {corpora.train.numel():,} tokens")
+    reports, models = [], {}
+    for spec in BASE_SPECS:
+        seed_everything(seed)
+        model = build_model(spec, len(tok), tok.eos_token_id)
+        tokens = int(spec.tokens * scale)
+        seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
+        reports.append(_report(model, tok, corpora, (spec.name, None, tokens, seconds)))
+        log(f"{spec.name}: {reports[-1]}")
+        _save(model, tok, out / spec.name)
+        models[spec.name] = model
+    for tspec in TUNED_SPECS:
+        seed_everything(seed)
+        model = models[tspec.base]
+        tokens = int(tspec.tokens * scale)
+        stream = token_stream(tok, seed, tokens, tuned=True)
+        seconds = train_on_stream(model, stream, tspec.lr, tspec.name)
+        reports.append(_report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds)))
+        log(f"{tspec.name}: {reports[-1]}")
+        _save(model, tok, out / tspec.name)
+    write_manifest(reports, out)
+    return reports

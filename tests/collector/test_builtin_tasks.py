@@ -1,0 +1,101 @@
+"""Built-in tasks: determinism, disjoint splits, prompt shape, and checkers that accept the references."""
+
+from __future__ import annotations
+
+import pytest
+
+from collector.tasks.builtin import (
+    BUILTIN_FAMILIES,
+    EXAMPLE_SEPARATOR,
+    corpus_documents,
+    load_builtin,
+    pool,
+)
+
+
+def _question(family: str, prompt: str) -> str:
+    """The identifying question line of one example's prompt part."""
+    return prompt.split("\n")[0]
+
+
+@pytest.fixture(scope="module")
+def corpus_text() -> str:
+    """The start of the zoo's training corpus (base mix and QA-only), joined."""
+    return "\n".join(corpus_documents(0, count=3000) + corpus_documents(0, tuned=True, count=1000))
+
+
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
+def test_load_shape(family: str) -> None:
+    task = load_builtin(family, samples=7, seed=3)
+    assert task.name == f"builtin:{family}"
+    assert len(task.items) == 7
+    assert task.stop_strings and task.checker is not None
+    assert len({it.item_id for it in task.items}) == 7
+    for item in task.items:
+        assert item.reference
+        assert item.prompt.count("Question:" if family != "code" else "Task:") == 3  # 2 shots + target
+
+
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
+def test_same_seed_same_items(family: str) -> None:
+    a, b = load_builtin(family, samples=10, seed=1), load_builtin(family, samples=10, seed=1)
+    c = load_builtin(family, samples=10, seed=2)
+    assert a == b
+    assert [it.item_id for it in a.items] != [it.item_id for it in c.items]
+
+
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
+def test_splits_are_disjoint(family: str) -> None:
+    test_keys = {ex.key for ex in pool(family, "test")}
+    train_keys = {ex.key for ex in pool(family, "train")}
+    assert test_keys and train_keys and not test_keys & train_keys
+    test_questions = {_question(family, ex.prompt) for ex in pool(family, "test")}
+    assert not test_questions & {_question(family, ex.prompt) for ex in pool(family, "train")}
+
+
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
+def test_no_test_question_in_training_corpus(family: str, corpus_text: str) -> None:
+    leaked = [q for q in (_question(family, ex.prompt) for ex in pool(family, "test")) if q in corpus_text]
+    assert leaked == []
+
+
+@pytest.mark.parametrize("family", BUILTIN_FAMILIES)
+def test_shots_come_from_train_split(family: str) -> None:
+    train_texts = {ex.text for ex in pool(family, "train")}
+    item = load_builtin(family, samples=1, shots=3).items[0]
+    *shots, target = item.prompt.split(EXAMPLE_SEPARATOR)
+    assert len(shots) == 3 and all(s in train_texts for s in shots)
+    assert load_builtin(family, samples=1, shots=0).items[0].prompt == target
+
+
+@pytest.mark.parametrize("family", ["arith", "choice"])
+def test_checker_accepts_reference_answers(family: str) -> None:
+    task = load_builtin(family, samples=40, shots=0)
+    answers = {_question(family, ex.prompt): ex.answer for ex in pool(family, "test")}
+    for item in task.items:
+        answer = answers[_question(family, item.prompt)]
+        assert task.check(item, answer + "\n\nQuestion: more text")
+        assert not task.check(item, " I do not know.")
+
+
+def test_code_checker_runs_reference_and_rejects_wrong_body() -> None:
+    task = load_builtin("code", samples=6, shots=0)
+    answers = {_question("code", ex.prompt): ex.answer for ex in pool("code", "test")}
+    for item in task.items:
+        assert item.prompt.endswith(item.get("prefix") or "")
+        assert task.check(item, answers[_question("code", item.prompt)] + "\n\nTask: Write")
+        assert not task.check(item, "\n    return None")
+
+
+def test_unknown_family_and_split() -> None:
+    with pytest.raises(ValueError, match="arith"):
+        load_builtin("poetry")
+    with pytest.raises(ValueError, match="split"):
+        load_builtin("arith", split="dev")
+
+
+def test_corpus_is_deterministic_and_prefix_stable() -> None:
+    assert corpus_documents(5, count=50) == corpus_documents(5, count=80)[:50]
+    assert corpus_documents(5, count=50) != corpus_documents(6, count=50)
+    tuned = corpus_documents(0, tuned=True, count=50)
+    assert all(doc.startswith(("Question:", "Task:")) for doc in tuned)
