@@ -195,12 +195,19 @@ def _write_batch(
 ) -> _Tally:
     items = [task.items[i] for i in chunk]
     ids, mask, prompt_tokens = encode_batch(ctx, items)
+    if ctx.generator is not None:  # seeded per batch: a resumed sampled run draws what one run would
+        ctx.generator.manual_seed(ctx.config.seed * 1_000_003 + chunk[0])
     out = collect(ctx, ids, mask)
     valid = out.valid.cpu().tolist()
     samples, events = batch_tables(
         out.trace, valid, chunk, items, prompt_tokens, ctx.llm.tokenizer, task, out.extra
     )
-    writer.write_batch(chunk[0], samples, events, out.cycles)
+    cycles = out.cycles
+    if cycles is not None:  # batch-row indices → sample ids; cycles past a row's cut dropped
+        from collector.methods.speculative import cycles_for_samples
+
+        cycles = cycles_for_samples(cycles, chunk, samples.column("n_tokens").to_pylist())
+    writer.write_batch(chunk[0], samples, events, cycles)
     correct = samples.column("correct")
     return _Tally(
         samples=len(chunk),

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Sequence,
+    SmallInteger,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -118,6 +119,22 @@ class TokenEvent(Base):
     llm_prob_s1_token: Mapped[float] = mapped_column(Float)
     consulted: Mapped[bool] = mapped_column(Boolean)
     mismatch: Mapped[bool] = mapped_column(Boolean)
+    # Speculative decoding only (NULL otherwise): position in the draft 0..K-1, K for the LLM's own token.
+    draft_index: Mapped[int | None] = mapped_column(SmallInteger)
+    accepted: Mapped[bool | None] = mapped_column(Boolean)  # a draft token the LLM kept
+
+
+class SpecCycle(Base):
+    """One draft/verify round of speculative decoding: K drafted tokens, how many the LLM kept."""
+
+    __tablename__ = "spec_cycles"
+    __mapper_args__ = {"primary_key": ["run_id", "sample_id", "cycle"]}
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    sample_id: Mapped[int] = mapped_column(Integer)
+    cycle: Mapped[int] = mapped_column(Integer)  # 0, 1, ... within the sample
+    drafted: Mapped[int] = mapped_column(SmallInteger)
+    accepted: Mapped[int] = mapped_column(SmallInteger)
 
 
 class IngestedShard(Base):

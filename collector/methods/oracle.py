@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import torch
 
+from collector.config import RunConfig
 from collector.figures import log_probs, trace_no_sync
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
 from collector.modeling import forward
+from collector.sampling import pick_no_sync
 
 
-def oracle_step(s_logp: torch.Tensor, l_logp: torch.Tensor) -> StepChoice:
-    """System 2's token: the LLM's argmax."""
-    return StepChoice(s2_token=l_logp.argmax(-1))
+def oracle_step(
+    s_logp: torch.Tensor,
+    l_logp: torch.Tensor,
+    cfg: RunConfig | None = None,
+    noise: torch.Tensor | None = None,
+) -> StepChoice:
+    """System 2's token: the LLM's argmax (a sample from the LLM when `cfg` samples and `noise` is given)."""
+    if cfg is None or noise is None:
+        return StepChoice(s2_token=l_logp.argmax(-1))
+    return StepChoice(s2_token=pick_no_sync(l_logp, cfg, noise))
 
 
 def valid_lengths_no_sync(generated: torch.Tensor, eos_id: int | None) -> torch.Tensor:

@@ -1,14 +1,41 @@
-"""Routers decide per token whether System 2 is consulted."""
+"""Routers decide per token whether System 2 is consulted: `consult_no_sync(figures, step) -> bool [B]`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
+
+import torch
 
 from collector.config import RunConfig
+from collector.figures import Figures
 
 
-def build_router(config: RunConfig) -> Any:
-    """The router of a run; None means `always` (System 2 consulted for every token)."""
+class Router(Protocol):
+    """Consults System 2 for the rows where it returns True; never synchronises the device."""
+
+    def consult_no_sync(self, figures: Figures, step: torch.Tensor) -> torch.Tensor:
+        """bool [B] from System 1's figures (each [B]) and the step index of each row [B]."""
+        ...
+
+
+def build_router(config: RunConfig) -> Router:
+    """The router of a run, from its name, threshold and (for `learned`) its saved classifier."""
+    from collector.routers.threshold import THRESHOLD_ROUTERS, AlwaysRouter, NeverRouter
+
     if config.router == "always":
-        return None
-    raise NotImplementedError(f"router {config.router} is not available yet")
+        return AlwaysRouter()
+    if config.router == "never":
+        return NeverRouter()
+    if config.router in THRESHOLD_ROUTERS:
+        if config.threshold is None:
+            raise ValueError(f"--router {config.router} needs --threshold T")
+        return THRESHOLD_ROUTERS[config.router](config.threshold)
+    if config.router == "learned":
+        from collector.routers.learned import load_learned_router
+
+        if not config.router_model:
+            raise ValueError(
+                "--router learned needs --router-model PATH (from python -m collector.router train)"
+            )
+        return load_learned_router(config.router_model, config.threshold)
+    raise ValueError(f"unknown router {config.router!r}")
