@@ -73,11 +73,11 @@ def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figur
     methods = sorted(points["method"].unique().to_list())
     fig, axes = _grid(len(methods))
     by_key = {(g.method, g.dataset): g for g in fits}
+    colors = {d: f"C{i}" for i, d in enumerate(sorted(points["dataset"].unique().to_list()))}
     for ax, method in zip(axes, methods, strict=False):
-        for i, ((dataset,), grp) in enumerate(
-            points.filter(pl.col("method") == method).group_by(["dataset"])
-        ):
-            color = f"C{i}"
+        mine = points.filter(pl.col("method") == method)
+        for (dataset,), grp in mine.sort("dataset").group_by(["dataset"], maintain_order=True):
+            color = colors[dataset]
             ax.scatter(grp["param_ratio"], grp["cof"], color=color, label=str(dataset), zorder=3)
             group = by_key.get((method, str(dataset)))
             if group is not None and group.fit is not None:
@@ -92,21 +92,25 @@ def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figur
 
 
 def figure_position_heatmap(profile: pl.DataFrame) -> Figure:
-    """Share of each pair's mismatches per relative-position decile."""
-    labels = profile.select(
-        pl.format("{}/{} {} ({})", "llm", "slm", "method", "dataset").alias("label"), "bin", "mismatch_share"
-    )
-    pivot = labels.pivot(on="bin", index="label", values="mismatch_share", sort_columns=True).sort("label")
-    matrix = pivot.select([c for c in pivot.columns if c != "label"]).fill_null(0).to_numpy()
-    fig = Figure(figsize=(8, 1.2 + 0.3 * max(pivot.height, 1)), layout="constrained")
-    ax = fig.add_subplot()
-    image = ax.imshow(matrix, aspect="auto", cmap="viridis", vmin=0)
-    ax.set_yticks(range(pivot.height), pivot["label"].to_list(), fontsize=7)
-    ax.set_xticks(range(matrix.shape[1]), [f"{10 * int(c)}%" for c in pivot.columns if c != "label"])
-    ax.set(
-        xlabel="relative position in the generation (decile start)", title="share of mismatches by position"
-    )
-    fig.colorbar(image, ax=ax, label="share of the pair's mismatches")
+    """Share of each pair's mismatches per relative-position decile, one panel per method."""
+    methods = sorted(profile["method"].unique().to_list())
+    rows = profile.select(pl.struct("llm", "slm").n_unique().over("method").max()).item() or 1
+    fig = Figure(figsize=(5.5 * len(methods), 1.4 + 0.22 * rows), layout="constrained")
+    axes = [fig.add_subplot(1, len(methods), i + 1) for i in range(len(methods))]
+    for ax, method in zip(axes, methods, strict=False):
+        part = profile.filter(pl.col("method") == method).with_columns(
+            pl.format("{}/{}", "llm", "slm").alias("pair"),
+            (pl.col("llm_params") / pl.col("slm_params")).alias("r"),
+        )
+        pivot = part.pivot(on="bin", index=["pair", "r"], values="mismatch_share", sort_columns=True).sort(
+            "r"
+        )
+        bins = [c for c in pivot.columns if c not in ("pair", "r")]
+        image = ax.imshow(pivot.select(bins).fill_null(0).to_numpy(), aspect="auto", cmap="viridis", vmin=0)
+        ax.set_yticks(range(pivot.height), pivot["pair"].to_list(), fontsize=6)
+        ax.set_xticks(range(len(bins)), [f"{10 * int(c)}%" for c in bins], fontsize=7)
+        ax.set(xlabel="relative position (decile start)", title=f"{method}: share of mismatches")
+        fig.colorbar(image, ax=ax, shrink=0.8)
     return fig
 
 
@@ -149,16 +153,20 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
     return fig
 
 
-def figure_acceptance(acceptance: pl.DataFrame) -> Figure:
-    """Speculative decoding: acceptance rate by position in the draft, one line per run."""
+def figure_acceptance(acceptance: pl.DataFrame, max_lines: int = 12) -> Figure:
+    """Speculative decoding: acceptance rate by position in the draft, one line per pair (largest first)."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    for (run_id,), part in acceptance.sort("position").group_by(["run_id"], maintain_order=True):
-        ax.plot(part["position"], part["acceptance_rate"], marker="o", label=f"run {run_id}")
+    ranked = acceptance.with_columns(pl.col("cycles").max().over("llm", "slm").alias("size"))
+    pairs = ranked.select("llm", "slm", "size").unique().sort("size", descending=True).head(max_lines)
+    for llm, slm, _ in pairs.iter_rows():
+        part = ranked.filter((pl.col("llm") == llm) & (pl.col("slm") == slm)).sort("position")
+        ax.plot(part["position"], part["acceptance_rate"], marker="o", label=f"{llm}/{slm}")
+    ax.set_xticks(sorted(acceptance["position"].unique().to_list()))
     ax.set(
         xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title="draft acceptance"
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncols=2)
     return fig
 
 
@@ -246,12 +254,18 @@ def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_positions(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Position heatmap per pair."""
-    profile = position_profile(con, ["llm", "slm", "method", "dataset"], filters=PAPER_FILTERS)
+    profile = position_profile(con, ["llm", "slm", "method"], filters=PAPER_FILTERS)
     if profile.height == 0:
         return Section("Where mismatches fall", "(no events)")
+    params = query(con, "SELECT name, CAST(params AS DOUBLE) AS params FROM models")
+    for role in ("llm", "slm"):
+        named = params.rename({"name": role, "params": f"{role}_params"})
+        profile = profile.join(named, on=role, how="left")
     files = _save(figure_position_heatmap(profile), opts, "position_heatmap")
     return Section(
-        "Where mismatches fall", "Share of each pair's mismatches by relative-position decile.", tuple(files)
+        "Where mismatches fall",
+        "Share of each pair's mismatches by relative-position decile (datasets pooled; pairs by ratio).",
+        tuple(files),
     )
 
 
@@ -294,7 +308,7 @@ def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Acceptance by draft position and expected vs measured speed-up, when speculative data exist."""
-    acceptance = acceptance_by_position(con)
+    acceptance = acceptance_by_position(con, ["llm", "slm"])
     if acceptance.height == 0:
         return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
     files = _save(figure_acceptance(acceptance), opts, "speculative_acceptance")
