@@ -30,6 +30,7 @@ from analytics.summary import (
 )
 from analytics.uncertainty import entropy_histogram
 from warehouse.db import WarehouseError
+from warehouse.settings import resolve_warehouse
 
 EXAMPLES = """examples:
   python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
@@ -397,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        files = write_report(con, str(args.warehouse or "fsgen.duckdb"), opts)
+        files = write_report(con, str(resolve_warehouse(args.warehouse)), opts)
     finally:
         con.close()
     if not opts.quiet:

@@ -74,3 +74,13 @@ def test_help_has_examples() -> None:
         [sys.executable, "-m", "analytics.report", "--help"], capture_output=True, text=True, check=True
     )
     assert "examples:" in done.stdout and "--warehouse" in done.stdout
+
+
+def test_default_warehouse_comes_from_the_environment(
+    sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FSGEN_WAREHOUSE", str(sweep))
+    out = tmp_path / "env-report"
+    assert main(["--out", str(out), "--bootstrap", "0", "--formats", "svg", "--quiet"]) == 0
+    assert (out / "cof_vs_ratio.svg").exists() and not (out / "cof_vs_ratio.png").exists()
+    assert f"Warehouse `{sweep}`" in (out / "report.md").read_text()
