@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from warehouse.staging import ModelInfo
@@ -81,6 +82,7 @@ def resolve_spec(spec: str) -> tuple[str, str]:
 def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
     """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights."""
     name, path = resolve_spec(spec)
+    transformers.logging.disable_progress_bar()  # one line per weight file would drown our own progress
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)

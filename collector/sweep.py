@@ -197,14 +197,19 @@ def print_headline(warehouse: Path, console: Console) -> None:
         console.print("(the warehouse is busy; see the headline later with: python -m analytics.report)")
 
 
-def run_default_job(warehouse: Path, console: Console) -> int:
+def run_default_job(
+    warehouse: Path,
+    console: Console,
+    samples: int = DEFAULT_SAMPLES,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> int:
     """`python -m collector.run` with no arguments: the zoo sweep, then the headline table."""
     if not warehouse.exists():
         from warehouse.migrate import upgrade
 
         upgrade(warehouse)
         console.print(f"created {warehouse} at the newest schema")
-    cells = default_cells()
+    cells = default_cells(samples, max_new_tokens)
     console.print(f"default job: {len(cells)} runs (zoo pairs × methods × built-in tasks) into {warehouse}")
     outcomes = run_sweep(cells, warehouse, console)
     print_headline(warehouse, console)

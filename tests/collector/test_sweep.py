@@ -1,0 +1,63 @@
+"""Sweeps: a TOML grid runs every cell once, skips complete cells on a rerun; the default job end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from rich.console import Console
+
+from collector.sweep import default_cells, main, run_default_job
+from tests.conftest import TinyModels
+
+
+def _runs(path: Path) -> list[tuple[str, str, str]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT method, router, status FROM runs ORDER BY run_id").fetchall()
+
+
+def test_sweep_runs_each_cell_once(
+    tiny_models: TinyModels,
+    warehouse_path: Path,
+    prompts_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        f'pairs = [["{tiny_models.llm}", "{tiny_models.slm}"]]\n'
+        'methods = ["oracle", "contrastive"]\n'
+        'routers = [{router = "always"}, {router = "entropy", threshold = 1.0}]\n'
+        'datasets = ["builtin:arith"]\nsamples = 2\nmax_new_tokens = 4\n'
+    )
+    assert main([str(config), "--dry-run"]) == 0
+    assert main([str(config), "--warehouse", str(warehouse_path)]) == 0
+    first = _runs(warehouse_path)
+    assert len(first) == 4 and all(status == "complete" for *_, status in first)
+    assert main([str(config), "--warehouse", str(warehouse_path)]) == 0
+    assert _runs(warehouse_path) == first  # nothing ran twice
+    assert "4 skipped" in capsys.readouterr().out
+
+
+def test_bad_sweep_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('methods = ["telepathy"]\npairs = [["a", "b"]]\n')
+    assert main([str(bad), "--dry-run"]) == 2
+    assert "unknown method 'telepathy'" in capsys.readouterr().out
+
+
+def test_default_job_covers_every_zoo_pair_and_method(tmp_path: Path) -> None:
+    from collector.zoo import zoo_pairs
+
+    cells = default_cells(samples=2, max_new_tokens=4)
+    pairs = {(c.llm, c.slm) for c in cells if c.router == "always"}
+    assert pairs == {(f"zoo:{llm}", f"zoo:{slm}") for llm, slm in zoo_pairs()}
+    assert {c.method for c in cells} == {"oracle", "contrastive", "proxy", "speculative"}
+    path = tmp_path / "default.duckdb"
+    console = Console(record=True, width=200)
+    assert run_default_job(path, console, samples=2, max_new_tokens=4) == 0
+    text = console.export_text()
+    assert "Scaling law" in text and "CoF by pair and method" in text
+    runs = _runs(path)
+    assert len(runs) == len(cells) and all(status == "complete" for *_, status in runs)
