@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,18 @@ def row_end(
         text = _decode(tokenizer, row[:n])
         text = text[: _first_stop(text, stops)]
     return RowEnd(n, reason, text)
+
+
+# Code checks each start a sandboxed interpreter (~0.2 s, mostly waiting): run a few at once.
+CHECK_WORKERS = 4
+
+
+def check_all(task: Task, items: Sequence[TaskItem], outputs: Sequence[str]) -> list[bool | None]:
+    """The task's verdict on each output (None where the task has no checker)."""
+    if task.checker is None:
+        return [None] * len(items)
+    with ThreadPoolExecutor(max_workers=CHECK_WORKERS) as pool:
+        return list(pool.map(task.check, items, outputs))
 
 
 def _host(trace: StepTrace) -> dict[str, np.ndarray]:
@@ -116,9 +129,7 @@ def batch_tables(
             "prompt_tokens": pa.array(prompt_tokens, pa.int32()),
             "stop_reason": [e.stop_reason for e in ends],
             "reference": [it.reference for it in items],
-            "correct": pa.array(
-                [task.check(it, e.output) for it, e in zip(items, ends, strict=True)], pa.bool_()
-            ),
+            "correct": pa.array(check_all(task, items, [e.output for e in ends]), pa.bool_()),
         },
         schema=SAMPLE_SCHEMA,
     )
