@@ -177,7 +177,9 @@ def run_sweep(cells: list[RunConfig], warehouse: Path, console: Console) -> list
         outcomes.append(out)
         s = out.summary
         detail = f"CoF {s.cof:.3f}, {s.tokens} tokens, {s.tokens_per_s:.0f} tok/s" if s else (out.error or "")
-        console.print(f"[{i:>3}/{len(cells)}] {out.action:<8} {_label(cell)}  {detail}", highlight=False)
+        console.print(
+            f"[{i:>3}/{len(cells)}] {out.action:<8} {_label(cell)}  {detail}", highlight=False, soft_wrap=True
+        )
     counts = {a: sum(o.action == a for o in outcomes) for a in ("ran", "resumed", "skipped", "failed")}
     console.print(
         f"sweep done in {time.perf_counter() - start:.0f} s: "
@@ -192,7 +194,7 @@ def print_headline(warehouse: Path, console: Console) -> None:
     from analytics.summary import format_headline, headline  # the entry point may use analytics
 
     try:
-        console.print(format_headline(headline(warehouse)), highlight=False, markup=False)
+        console.print(format_headline(headline(warehouse)), highlight=False, markup=False, soft_wrap=True)
     except WarehouseLocked:
         console.print("(the warehouse is busy; see the headline later with: python -m analytics.report)")
 
