@@ -4,8 +4,11 @@ Per step and row: System 1's log-probs give its token and figures, the router de
 consulted, the method's step function gives System 2's token from the LLM's (and any other model's)
 log-probs, and the emitted token is System 2's where consulted, else System 1's. The LLM runs every step
 so its figures are recorded for every token (analytics can replay any router offline). Rows that emit EOS
-keep emitting pad; the host cuts them once per batch. The device is synchronised only every CHECK_EVERY
-steps, to stop early when every row is done (EOS or a stop string).
+keep emitting pad until the next host check; the host cuts them once per batch. The device is synchronised
+only every CHECK_EVERY steps: to stop when every row is done (EOS or a stop string), and to drop finished
+rows from the batch (their KV-cache rows are cut out), so a few long rows do not keep all rows decoding.
+Caches are preallocated for prompt + max_new_tokens where transformers allows (StaticCache), which saves
+the per-step concatenation of the whole cache.
 
 `Decoder` is also the cache discipline of speculative decoding: a slot that must be forgotten (a rejected
 draft) stays in the KV cache as a hole masked out by the attention mask, with per-row position ids, so
@@ -14,6 +17,8 @@ every row of a batch can advance by its own count without a host round trip.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,20 +28,55 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from collector.figures import Figures, StepTrace, figures_no_sync, log_probs
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
-from collector.modeling import LoadedModel, forward
+from collector.modeling import LoadedModel, cache_kwarg, forward
 from collector.routers.threshold import AlwaysRouter
 from collector.sampling import gumbel_no_sync, pick_no_sync
 
 CHECK_EVERY = 8  # steps (or draft/verify cycles) between host checks of "every row done"
 
 
+def new_cache(model: Any, max_len: int | None) -> Any:
+    """A KV cache preallocated for `max_len` slots where transformers allocates it lazily (no per-step
+    concatenation of the whole cache: a third of a small model's decode step on CPU), else a DynamicCache."""
+    if max_len is not None and _lazy_static_cache():
+        from transformers import StaticCache
+
+        return StaticCache(config=model.config, max_cache_len=max_len)
+    return DynamicCache()
+
+
+_LOGITS_TO_KEEP: dict[type, str | None] = {}
+
+
+def _last_logits_only(model: Any) -> dict[str, int]:
+    """Forward kwargs that make the LM head score only the last position (a prefill needs no more)."""
+    cls = type(model)
+    if cls not in _LOGITS_TO_KEEP:
+        params = inspect.signature(cls.forward).parameters
+        names = ("logits_to_keep", "num_logits_to_keep")  # transformers ≥ 4.50, 4.45–4.49
+        _LOGITS_TO_KEEP[cls] = next((n for n in names if n in params), None)
+    name = _LOGITS_TO_KEEP[cls]
+    return {name: 1} if name else {}
+
+
+@functools.cache
+def _lazy_static_cache() -> bool:
+    """True where StaticCache takes (config, max_cache_len) and sizes batch, device and dtype on first use."""
+    try:
+        from transformers import StaticCache
+    except ImportError:
+        return False
+    params = inspect.signature(StaticCache.__init__).parameters
+    return "max_cache_len" in params and not {"max_batch_size", "batch_size", "dtype"} & set(params)
+
+
 class Decoder:
     """One model's KV-cached state over a left-padded batch: per-row positions, dropped slots as holes."""
 
-    def __init__(self, model: Any, vocab: int) -> None:
+    def __init__(self, model: Any, vocab: int, max_len: int | None = None) -> None:
         self.model = model
         self.vocab = vocab
-        self.cache = DynamicCache()
+        self.cache = new_cache(model, max_len)
         self.mask = torch.zeros(0)
         self.next_pos = torch.zeros(0)
 
@@ -47,7 +87,10 @@ class Decoder:
         if ids.shape[1] == 0:
             return None
         pos = (self.mask.cumsum(-1) - 1).clamp(min=0)  # as generate computes them under left padding
-        out = forward(self.model, ids, self.mask, pos, self.cache)
+        out = self.model(
+            input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
+            **{cache_kwarg(self.model): self.cache}, **_last_logits_only(self.model),
+        )  # fmt: skip
         return log_probs(out.logits[:, -1], self.vocab)
 
     def feed(self, ids: torch.Tensor, live: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,6 +101,21 @@ class Decoder:
         self.next_pos = self.next_pos + keep.sum(1)
         out = forward(self.model, ids, self.mask, pos, self.cache)
         return log_probs(out.logits, self.vocab)
+
+    def can_select(self) -> bool:
+        """Whether rows can be cut out of this cache (every layer holds plain key/value tensors)."""
+        layers = getattr(self.cache, "layers", None)
+        if not layers:
+            return False
+        return all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers)
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only batch rows `rows` [B'] (finished rows leave the batch)."""
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+            if hasattr(layer, "batch_size"):
+                layer.batch_size = len(rows)
+        self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
 
     def retract(self, keep: torch.Tensor) -> None:
         """Make holes of the last n slots where keep [B, n] is False; per row, keep must be a prefix."""
@@ -144,6 +202,90 @@ def _step_no_sync(
     return s1_trace_no_sync(token, s1_token, s1, logps[1], s2_token, consulted)
 
 
+def trace_fields(t: StepTrace) -> dict[str, torch.Tensor]:
+    """A trace as named tensors (the inverse of `trace_from_fields`)."""
+    return {
+        "token": t.token, "s1_token": t.s1.token, "s1_prob": t.s1.prob, "s1_entropy": t.s1.entropy,
+        "s1_margin": t.s1.margin, "s2_token": t.s2_token, "llm_token": t.llm.token, "llm_prob": t.llm.prob,
+        "llm_entropy": t.llm.entropy, "llm_margin": t.llm.margin, "llm_prob_s1": t.llm_prob_s1_token,
+        "consulted": t.consulted,
+    }  # fmt: skip
+
+
+def trace_from_fields(d: dict[str, torch.Tensor]) -> StepTrace:
+    """A trace from named tensors (the inverse of `trace_fields`)."""
+
+    def figs(who: str) -> Figures:
+        return Figures(d[f"{who}_token"], d[f"{who}_prob"], d[f"{who}_entropy"], d[f"{who}_margin"])
+
+    return StepTrace(
+        d["token"], figs("s1"), figs("llm"), d["s2_token"], d["llm_prob_s1"], d["consulted"].bool()
+    )
+
+
+class LockstepBatch:
+    """One batch under the lock-step loop. Finished rows leave the batch at each host check (their caches
+    are cut out), so a few long rows do not keep the whole batch decoding; the trace is reassembled at the
+    end from segments of constant rows."""
+
+    def __init__(self, ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> None:
+        self.ctx, self.rule = ctx, lockstep_rule(ctx)
+        B, self.T = input_ids.shape[0], ctx.config.max_new_tokens
+        slots = input_ids.shape[1] + self.T
+        self.decoders = [Decoder(m.model, ctx.vocab, slots) for m in self.rule.models]
+        self.logps = [_prefill(d, input_ids, mask) for d in self.decoders]  # each [B', V]
+        device, tok = input_ids.device, ctx.llm.tokenizer
+        self.eos, self.pad = tok.eos_token_id, tok.pad_token_id
+        self.rows = torch.arange(B, device=device)  # [B'] the batch row of each row still decoding
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)  # [B']
+        self.length = torch.zeros(B, dtype=torch.long, device=device)  # [B] tokens each row generated
+        self.history = torch.full((B, self.T), self.pad, dtype=torch.long, device=device)  # [B, T]
+        self.segments: list[tuple[torch.Tensor, int, list[StepTrace]]] = [(self.rows, 0, [])]
+
+    def step(self, t: int) -> torch.Tensor:
+        """Decide token t of every live row and record it; returns the tokens [B']."""
+        trace = _step_no_sync(self.ctx, self.rule, self.logps, self.finished, t)
+        self.segments[-1][2].append(trace)
+        self.length.index_add_(0, self.rows, (~self.finished).long())
+        self.history[self.rows, t] = trace.token
+        if self.eos is not None:
+            self.finished = self.finished | (trace.token == self.eos)
+        return trace.token
+
+    def check(self, t: int) -> tuple[bool, torch.Tensor | None]:
+        """Host check after step t: (every row done, the live rows kept when finished rows were dropped)."""
+        self.finished, done = stop_rows_on_host(
+            self.history[self.rows, : t + 1], self.length[self.rows], self.finished,
+            self.ctx.llm.tokenizer, self.ctx.stop_strings,
+        )  # fmt: skip
+        keep = (~self.finished).nonzero().flatten()  # host-sized: this is the check's sync
+        if not done and len(keep) < len(self.rows) and all(d.can_select() for d in self.decoders):
+            for d in self.decoders:
+                d.select(keep)
+            self.rows, self.finished = self.rows[keep], self.finished[keep]
+            self.segments.append((self.rows, t + 1, []))
+            return done, keep
+        return done, None
+
+    def feed(self, token: torch.Tensor) -> None:
+        """Give the live rows' tokens [B'] to every model."""
+        self.logps = [d.feed(token[:, None])[:, 0] for d in self.decoders]
+
+    def trace(self, steps: int) -> StepTrace:
+        """The batch's trace [B, steps], finished rows padded after they left."""
+        B = self.length.shape[0]
+        full: dict[str, torch.Tensor] = {}
+        for rows, start, traces in self.segments:
+            if not traces:
+                continue
+            for name, v in trace_fields(StepTrace.stack(traces)).items():  # each [B', n]
+                if name not in full:
+                    fill = self.pad if name == "token" else 0
+                    full[name] = torch.full((B, steps), fill, dtype=v.dtype, device=v.device)
+                full[name][rows, start : start + v.shape[1]] = v
+        return trace_from_fields(full)
+
+
 def _prefill(decoder: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     logp = decoder.prefill(ids, mask)
     if logp is None:
@@ -154,26 +296,18 @@ def _prefill(decoder: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.T
 @torch.inference_mode()
 def collect_lockstep_batch(ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> BatchOutput:
     """Decode a batch token by token with every model of the method; the trace stays on the device."""
-    rule = lockstep_rule(ctx)
-    decoders = [Decoder(m.model, ctx.vocab) for m in rule.models]
-    logps = [_prefill(d, input_ids, mask) for d in decoders]
-    B, T = input_ids.shape[0], ctx.config.max_new_tokens
-    eos = ctx.llm.tokenizer.eos_token_id
-    finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-    length = torch.zeros(B, dtype=torch.long, device=input_ids.device)
-    steps: list[StepTrace] = []
-    for t in range(T):
-        trace = _step_no_sync(ctx, rule, logps, finished, t)
-        steps.append(trace)
-        length += (~finished).long()
-        if eos is not None:
-            finished = finished | (trace.token == eos)
-        if t + 1 == T:
+    run = LockstepBatch(ctx, input_ids, mask)
+    steps = run.T
+    for t in range(run.T):
+        token = run.step(t)
+        if t + 1 == run.T:
             break
         if (t + 1) % CHECK_EVERY == 0:
-            tokens = torch.stack([s.token for s in steps], dim=1)  # [B, t+1]
-            finished, done = stop_rows_on_host(tokens, length, finished, ctx.llm.tokenizer, ctx.stop_strings)
+            done, keep = run.check(t)
             if done:
+                steps = t + 1
                 break
-        logps = [d.feed(trace.token[:, None])[:, 0] for d in decoders]
-    return BatchOutput(trace=StepTrace.stack(steps), valid=length)
+            if keep is not None:  # finished rows left the batch
+                token = token[keep]
+        run.feed(token)
+    return BatchOutput(trace=run.trace(steps), valid=run.length)

@@ -7,8 +7,9 @@ acceptances draw the bonus from p: the output is distributed as the LLM's (Levia
 
 Batches: every row advances by its own accepted count. Each cycle appends K+1 slots to each model's KV
 cache for every row; a row's rejected drafts become holes masked by the attention mask, and each row
-carries its own position ids (see `collector.lockstep.Decoder`). No cache is cropped or copied, and the
-device is synchronised only every few cycles (to stop when every row is done), never per cycle.
+carries its own position ids (see `collector.lockstep.Decoder`). No cache is cropped or rebuilt, and the
+device is synchronised only every few cycles (to stop when every row is done), never per cycle. The caches
+grow (DynamicCache): holes make a cache preallocated for the worst case ((K+1)·max_new_tokens) long.
 
 One cycle, per row, with x the last emitted token (not yet fed to either model):
     SLM:  feed [d_K of the last cycle if it was all accepted, else a hole; x], then d_1 .. d_{K-1}
@@ -28,7 +29,14 @@ import torch
 
 from collector.config import RunConfig
 from collector.figures import Figures, StepTrace, figures_no_sync
-from collector.lockstep import CHECK_EVERY, Decoder, s1_trace_no_sync, stop_rows_on_host
+from collector.lockstep import (
+    CHECK_EVERY,
+    Decoder,
+    s1_trace_no_sync,
+    stop_rows_on_host,
+    trace_fields,
+    trace_from_fields,
+)
 from collector.methods.base import BatchOutput, CollectContext
 from collector.sampling import gumbel_no_sync, pick_no_sync, sampling_logp
 
@@ -109,25 +117,8 @@ class TraceBuffer:
     def trace(self, T: int) -> tuple[StepTrace, dict[str, torch.Tensor]]:
         """The first T slots as a StepTrace [B, T] and the speculative columns."""
         d = {k: v[:, :T] for k, v in self.data.items()}
-
-        def figs(who: str, token: torch.Tensor) -> Figures:
-            return Figures(token, d[f"{who}_prob"], d[f"{who}_entropy"], d[f"{who}_margin"])
-
-        trace = StepTrace(
-            d["token"], figs("s1", d["s1_token"]), figs("llm", d["llm_token"]),
-            d["s2_token"], d["llm_prob_s1"], d["consulted"].bool(),
-        )  # fmt: skip
         extra = {"draft_index": d["draft_index"].to(torch.int16), "accepted": d["accepted"].bool()}
-        return trace, extra
-
-
-def _trace_values(t: StepTrace) -> dict[str, torch.Tensor]:
-    return {
-        "token": t.token, "s1_token": t.s1.token, "s1_prob": t.s1.prob, "s1_entropy": t.s1.entropy,
-        "s1_margin": t.s1.margin, "s2_token": t.s2_token, "llm_token": t.llm.token, "llm_prob": t.llm.prob,
-        "llm_entropy": t.llm.entropy, "llm_margin": t.llm.margin, "llm_prob_s1": t.llm_prob_s1_token,
-        "consulted": t.consulted,
-    }  # fmt: skip
+        return trace_from_fields(d), extra
 
 
 class SpeculativeBatch:
@@ -202,7 +193,7 @@ class SpeculativeBatch:
             *(torch.cat([f, pad], dim=1) for f in (s1.prob, s1.entropy, s1.margin)),
         )
         consulted = torch.ones_like(emit)
-        values = _trace_values(s1_trace_no_sync(v.tokens, s1.token, s1, l_lp, v.tokens, consulted))
+        values = trace_fields(s1_trace_no_sync(v.tokens, s1.token, s1, l_lp, v.tokens, consulted))
         values["draft_index"] = torch.where(j < n, j, K)  # K marks the LLM's correction or bonus token
         values["accepted"] = j < n
         self.buf.put(idx, values)

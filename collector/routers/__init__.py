@@ -22,6 +22,11 @@ def build_router(config: RunConfig) -> Router:
     """The router of a run, from its name, threshold and (for `learned`) its saved classifier."""
     from collector.routers.threshold import THRESHOLD_ROUTERS, AlwaysRouter, NeverRouter
 
+    if config.method == "speculative" and config.router != "always":
+        raise ValueError(
+            f"--method speculative verifies every draft with the LLM; --router {config.router} does not "
+            "apply (use --router always, or a lock-step method such as oracle)"
+        )
     if config.router == "always":
         return AlwaysRouter()
     if config.router == "never":

@@ -160,3 +160,14 @@ def test_train_refuses_runs_it_cannot_learn_from(
     assert "one class" in capsys.readouterr().err
     assert router_main(["train", "--run", "999", "--out", out, "--warehouse", str(warehouse_path)]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+def test_speculative_refuses_a_router_before_anything_is_staged(
+    tiny_models: TinyModels, warehouse_path: Path, prompts_file: Path
+) -> None:
+    cfg = _config(
+        tiny_models, method="speculative", router="entropy", threshold=1.0, prompts=str(prompts_file)
+    )
+    with pytest.raises(ValueError, match="--router always"):
+        run_collection(cfg, warehouse_path, progress=False)
+    assert not any((warehouse_path.parent / f"{warehouse_path.name}.staging").glob("*/run.json"))
