@@ -69,6 +69,8 @@ def test_binned_auroc_is_close_and_grouping_pools(
         want = roc_auc_score(ev["mismatch"].to_numpy(), ev["s1_entropy"].to_numpy())
         got = binned.filter(pl.col("method") == method)["auroc"][0]
         assert got == pytest.approx(want, abs=1e-3)
+        r_pb = stats.pointbiserialr(ev["mismatch"].to_numpy(), ev["s1_entropy"].to_numpy()).statistic
+        assert binned.filter(pl.col("method") == method)["point_biserial"][0] == pytest.approx(r_pb, abs=1e-3)
         assert got > 0.6  # entropy does predict mismatch in these events
 
 
