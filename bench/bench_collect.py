@@ -221,7 +221,13 @@ def timed(runs: dict[str, Callable[[], int]], repeats: int) -> dict[str, Timing]
     return {n: Timing(n, tokens[n], statistics.median(seconds[n])) for n in runs}
 
 
-def main() -> None:
+def with_cfg(c: CollectContext, **kw: Any) -> CollectContext:
+    """The same models under other settings (router rebuilt, stop strings off)."""
+    cfg = replace(c.config, **kw)
+    return replace(c, config=cfg, router=build_router(cfg), stop_strings=())
+
+
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--loop-prompts", type=int, default=8, help="prompts for the batch-1 runs")
@@ -231,7 +237,11 @@ def main() -> None:
     p.add_argument("--draft-k", type=int, nargs="+", default=[3, 5])
     p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: the task's)")
     p.add_argument("--random-pair", action="store_true", help="random models ~30x apart even if a zoo exists")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     llm, slm, tuned, desc = (
         random_pair(Path(tempfile.mkdtemp(prefix="fsgen-bench-"))) if args.random_pair else zoo_pair()
@@ -246,11 +256,6 @@ def main() -> None:
     ctx = replace(ctx, stop_strings=())
     tuned_ctx = build_context(replace(base, slm_tuned=tuned), task) if tuned else None
     load = os.getloadavg()[0]
-
-    def with_cfg(c: CollectContext, **kw: Any) -> CollectContext:
-        cfg = replace(c.config, **kw)
-        return replace(c, config=cfg, router=build_router(cfg), stop_strings=())
-
     B = 16
     runs: dict[str, Callable[[], int]] = {
         "paper-style per-token loop (batch 1)": lambda: paper_loop(ctx, small),
@@ -268,7 +273,7 @@ def main() -> None:
         runs["proxy (batch 16)"] = lambda: collect_tokens(with_cfg(tuned_ctx, method="proxy"), task, B)
     batch_runs = timed(runs, args.repeats)
     report_batch(batch_runs, desc, args, load)
-    report_speculative(ctx, small, args, with_cfg)
+    report_speculative(ctx, small, args)
     print(
         f"\nload average (1 min) at start {load:.1f}, at end {os.getloadavg()[0]:.1f}; "
         f"torch threads {args.threads}"
@@ -294,9 +299,7 @@ def report_batch(t: dict[str, Timing], desc: str, args: argparse.Namespace, load
         )
 
 
-def report_speculative(
-    ctx: CollectContext, task: Task, args: argparse.Namespace, with_cfg: Callable[..., CollectContext]
-) -> None:
+def report_speculative(ctx: CollectContext, task: Task, args: argparse.Namespace) -> None:
     item = task.items[0]
     llm_1 = forward_seconds(ctx, ctx.llm, item, 1)
     c = forward_seconds(ctx, ctx.slm, item, 1) / llm_1

@@ -11,12 +11,19 @@ import duckdb
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from collector.config import RunConfig
 from collector.engine import run_collection
 from collector.methods.oracle import collect_oracle_batch
-from collector.methods.speculative import collect_speculative_batch, speculative_step, verify_sampling
+from collector.methods.speculative import (
+    collect_speculative_batch,
+    speculative_step,
+    verify_greedy,
+    verify_sampling,
+)
 from collector.modeling import LoadedModel
 from collector.sampling import sampling_logp
 from tests.collector.helpers import (
@@ -245,3 +252,22 @@ def test_warehouse_holds_draft_columns_and_cycles(
             assert emitted - last < n_tokens <= emitted  # the last cycle holds the cut
             assert kept_events <= kept_cycles and cycles >= n_tokens / 4
         assert con.execute("SELECT DISTINCT drafted FROM spec_cycles").fetchall() == [(3,)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), rows=st.integers(1, 6), k=st.integers(1, 6), vocab=st.integers(2, 12))
+def test_greedy_verdict_is_the_llm_argmax_up_to_the_first_disagreement(
+    seed: int, rows: int, k: int, vocab: int
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    l_logp = torch.log_softmax(torch.randn(rows, k + 1, vocab, generator=gen), -1)
+    target = l_logp.argmax(-1)  # [rows, K+1]
+    agree = torch.rand(rows, k, generator=gen) < 0.7
+    draft = torch.where(agree, target[:, :k], torch.randint(0, vocab, (rows, k), generator=gen))
+    verdict = verify_greedy(draft, l_logp)
+    for b in range(rows):
+        n = int(verdict.accepted[b])
+        assert torch.equal(draft[b, :n], target[b, :n]) and (n == k or draft[b, n] != target[b, n])
+        assert torch.equal(
+            verdict.tokens[b, : n + 1], target[b, : n + 1]
+        )  # emitted = the LLM's greedy choice
