@@ -229,13 +229,13 @@ def run_collection(
 ) -> RunSummary:
     """Collect a run (or the rest of one): every finished batch is staged, then ingested when possible."""
     config.validate()
+    collect = batch_collector(config)  # refuses bad decoding settings before anything is staged
     writable = check_warehouse(warehouse)
     task = load_task_for(config)
     ctx = build_context(config, task)
     run_key = run_key or uuid.uuid4().hex
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
-    collect = batch_collector(config)
     todo = [i for i in range(len(task.items)) if i not in done]
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)

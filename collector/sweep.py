@@ -96,6 +96,8 @@ def expand(spec: dict[str, Any]) -> list[RunConfig]:
                 if method == "proxy" and slm not in tuned:
                     continue
                 for r in routers:
+                    if method == "speculative" and r.get("router", "always") != "always":
+                        continue  # the LLM verifies every draft: routers do not apply
                     cells.append(
                         RunConfig(
                             llm=llm,

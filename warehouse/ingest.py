@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,6 +102,13 @@ GROUP_BYTES = 256 * 2**20  # about 7M events per transaction at most
 GROUP_SHARDS = 512
 
 
+def remove_dir(path: Path) -> None:
+    """Remove a folder atomically for readers: renamed out of sight first, then deleted."""
+    hidden = path.with_name(f".del-{path.name}")
+    os.replace(path, hidden)
+    shutil.rmtree(hidden)
+
+
 def _shard_key(shard_dir: Path) -> str:
     return f"{shard_dir.parent.name}/{shard_dir.name}"
 
@@ -138,7 +146,7 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
         con.execute("ROLLBACK")
         raise
     for shard in shards:
-        shutil.rmtree(shard)
+        remove_dir(shard)
     return IngestReport(shards=len(shards), events=events.num_rows, samples=samples.num_rows)
 
 
@@ -151,7 +159,7 @@ def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[
     size = 0
     for shard, key in zip(shards, keys, strict=True):
         if key in done:
-            shutil.rmtree(shard)  # committed before a crash that left its folder behind
+            remove_dir(shard)  # committed before a crash that left its folder behind
             continue
         nbytes = (shard / "events.parquet").stat().st_size
         if groups[-1] and (size + nbytes > GROUP_BYTES or len(groups[-1]) >= GROUP_SHARDS):
@@ -182,7 +190,7 @@ def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestRepor
     final = read_final(run_dir)
     if final is not None and not batch_dirs(run_dir):
         finish_run(con, run_id, final)
-        shutil.rmtree(run_dir)
+        remove_dir(run_dir)
         report = report + IngestReport(runs_finished=1)
     return report
 
@@ -193,6 +201,8 @@ def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestRep
     if not root.exists():
         return IngestReport()
     require_head(con, warehouse)
+    for leftover in [*root.glob(".del-*"), *root.glob("*/.del-*")]:  # removals cut short by a crash
+        shutil.rmtree(leftover, ignore_errors=True)
     report = IngestReport()
     for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         report = report + ingest_run_dir(con, run_dir)
