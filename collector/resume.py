@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from collector.config import RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
 from warehouse.settings import staging_dir
-from warehouse.staging import batch_dirs, read_manifest
+from warehouse.staging import read_manifest, staged_sample_ids
 
 
 def _from_warehouse(run_id: int, warehouse: Path) -> tuple[str, RunConfig, set[int]]:
@@ -35,19 +33,6 @@ def _from_warehouse(run_id: int, warehouse: Path) -> tuple[str, RunConfig, set[i
     return str(row[0]), RunConfig.from_settings(json.loads(row[1])), {int(r[0]) for r in ids}
 
 
-def _staged_ids(run_dir: Path) -> set[int]:
-    """Sample ids in staged shards. A shard without samples.parquet is being (or was killed while being)
-    removed after its ingest committed: its samples are in the warehouse already, so it is skipped."""
-    ids: set[int] = set()
-    for shard in batch_dirs(run_dir):
-        try:
-            table = pq.read_table(shard / "samples.parquet", columns=["sample_id"])
-        except FileNotFoundError:
-            continue
-        ids.update(int(v) for v in table.column("sample_id").to_pylist())
-    return ids
-
-
 def resume_run(ref: str, warehouse: Path, *, progress: bool = True) -> tuple[RunConfig, RunSummary]:
     """Continue run `ref` (a run id, or a run key still in staging) where it stopped."""
     committed: set[int] = set()
@@ -60,6 +45,6 @@ def resume_run(ref: str, warehouse: Path, *, progress: bool = True) -> tuple[Run
         run_key, config = ref, RunConfig.from_settings(manifest.settings)
     run_dir = staging_dir(warehouse) / run_key
     if run_dir.exists():
-        committed |= _staged_ids(run_dir)
+        committed |= staged_sample_ids(run_dir)
     summary = run_collection(config, warehouse, run_key=run_key, done=frozenset(committed), progress=progress)
     return config, summary

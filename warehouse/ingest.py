@@ -11,12 +11,21 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from warehouse.db import WarehouseLocked, open_duckdb
 from warehouse.migrate import require_head
 from warehouse.settings import staging_dir
-from warehouse.staging import RunFinal, RunManifest, batch_dirs, read_final, read_manifest
+from warehouse.staging import (
+    CYCLES_FILE,
+    EVENTS_FILE,
+    SAMPLES_FILE,
+    RunFinal,
+    RunManifest,
+    batch_dirs,
+    read_arrow,
+    read_final,
+    read_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table,
 
 # Many small shards go in one transaction (still all-or-nothing, ledger included): per-commit cost dominates
 # for collector batches of a few thousand events.
-GROUP_BYTES = 256 * 2**20  # about 7M events per transaction at most
+GROUP_BYTES = 512 * 2**20  # about 10M events per transaction at most
 GROUP_SHARDS = 512
 
 
@@ -114,7 +123,7 @@ def _shard_key(shard_dir: Path) -> str:
 
 
 def _read_each(files: list[Path]) -> list[pa.Table]:
-    return [pq.read_table(f) for f in files]
+    return [read_arrow(f) for f in files]
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -123,10 +132,10 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]) -> IngestReport:
     """Ingest shards in one transaction, with their ledger rows; folders are removed only after commit."""
-    sample_parts = _read_each([s / "samples.parquet" for s in shards])
-    event_parts = _read_each([s / "events.parquet" for s in shards])
+    sample_parts = _read_each([s / SAMPLES_FILE for s in shards])
+    event_parts = _read_each([s / EVENTS_FILE for s in shards])
     samples, events = _concat(sample_parts), _concat(event_parts)
-    cycles = [s / "cycles.parquet" for s in shards if (s / "cycles.parquet").exists()]
+    cycles = [s / CYCLES_FILE for s in shards if (s / CYCLES_FILE).exists()]
     ledger = pa.table(
         {
             "shard": [_shard_key(s) for s in shards],
@@ -161,7 +170,7 @@ def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[
         if key in done:
             remove_dir(shard)  # committed before a crash that left its folder behind
             continue
-        nbytes = (shard / "events.parquet").stat().st_size
+        nbytes = (shard / EVENTS_FILE).stat().st_size
         if groups[-1] and (size + nbytes > GROUP_BYTES or len(groups[-1]) >= GROUP_SHARDS):
             groups.append([])
             size = 0

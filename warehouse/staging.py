@@ -4,11 +4,13 @@ Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
 
     <run_key>/run.json                         run manifest (settings, models), written first
     <run_key>/batch-<first_sample_id>/         one finished batch, renamed into place when complete
-        samples.parquet, events.parquet[, cycles.parquet for speculative decoding]
+        samples.arrow, events.arrow[, cycles.arrow for speculative decoding]   (Arrow IPC files)
     <run_key>/written.txt                      sample ids of every staged shard, one line per shard
     <run_key>/final.json                       the run's outcome, written last
 
-Every file is written under a temporary name and renamed, so a reader never sees half a shard.
+Every file is written under a temporary name and renamed, so a reader never sees half a shard. Shards are
+Arrow IPC files: the ingester memory-maps them and hands them to DuckDB as Arrow without decoding (Parquet
+shards cost more to read back than DuckDB takes to insert them). `python -m warehouse export` writes Parquet.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -61,6 +62,22 @@ MANIFEST = "run.json"
 WRITTEN = "written.txt"  # sample ids of every shard this run has staged, ingested or not (for resume)
 FINAL = "final.json"
 BATCH_PREFIX = "batch-"
+SAMPLES_FILE = "samples.arrow"
+EVENTS_FILE = "events.arrow"
+CYCLES_FILE = "cycles.arrow"
+
+
+def write_arrow(table: pa.Table, path: Path) -> None:
+    """One Arrow IPC file (uncompressed: staging is transient, reading it back is a memory map)."""
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def read_arrow(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """An Arrow IPC file, memory-mapped."""
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns else table
 
 
 @dataclass(frozen=True)
@@ -141,13 +158,13 @@ class StagingWriter:
         """Write a finished batch as a shard folder, renamed into place when complete."""
         final = self.run_dir / f"{BATCH_PREFIX}{first_sample_id:08d}"
         tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".tmp-batch-"))
-        pq.write_table(samples.cast(SAMPLE_SCHEMA), tmp / "samples.parquet")
+        write_arrow(samples.cast(SAMPLE_SCHEMA), tmp / SAMPLES_FILE)
         missing = set(EVENT_SCHEMA.names) - set(events.column_names)
         if missing:
             raise ValueError(f"event batch lacks columns {sorted(missing)}")
-        pq.write_table(events, tmp / "events.parquet", compression="lz4")  # read back 4x faster than zstd
+        write_arrow(events, tmp / EVENTS_FILE)
         if cycles is not None:
-            pq.write_table(cycles, tmp / "cycles.parquet")
+            write_arrow(cycles, tmp / CYCLES_FILE)
         os.replace(tmp, final)
         ids = samples.column("sample_id").to_pylist()
         with open(self.run_dir / WRITTEN, "a") as fh:
@@ -185,6 +202,8 @@ def staged_sample_ids(run_dir: Path) -> set[int]:
     if written.exists():
         ids.update(int(v) for line in written.read_text().splitlines() for v in line.split(",") if v)
     for shard in batch_dirs(run_dir):
-        table = pq.read_table(shard / "samples.parquet", columns=["sample_id"])
-        ids.update(int(v) for v in table.column("sample_id").to_pylist())
+        # A shard without its samples file lost it to a removal cut short after ingest: `written` has its ids.
+        if (shard / SAMPLES_FILE).exists():
+            column = read_arrow(shard / SAMPLES_FILE, ["sample_id"])["sample_id"]
+            ids.update(int(v) for v in column.to_pylist())
     return ids

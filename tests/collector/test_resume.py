@@ -26,7 +26,7 @@ from collector.run import main as run_main
 from tests.collector.helpers import one_thread  # noqa: F401  (fixture)
 from tests.conftest import TinyModels
 from warehouse.settings import staging_dir
-from warehouse.staging import FINAL, staged_sample_ids
+from warehouse.staging import EVENTS_FILE, FINAL, staged_sample_ids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_sampled_run_resumes_to_the_same_draws_past_a_half_removed_shard(
     tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each batch draws from its own seeded generator, so a resumed sampled run equals an uninterrupted one;
-    a shard that lost samples.parquet while being removed after its ingest does not stop the resume."""
+    a shard that lost its samples file while being removed after its ingest does not stop the resume."""
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in TEXTS[:6]))
     cfg = RunConfig(
@@ -180,7 +180,7 @@ def test_sampled_run_resumes_to_the_same_draws_past_a_half_removed_shard(
     assert status == "failed"
     half_removed = staging_dir(warehouse_path) / run_key / "batch-00000000"
     half_removed.mkdir(parents=True)
-    (half_removed / "events.parquet").write_bytes(b"left over")
+    (half_removed / EVENTS_FILE).write_bytes(b"left over")
 
     assert run_main(["--resume", str(run_id), "--warehouse", str(warehouse_path), "--quiet"]) == 0
     reference = run_collection(cfg, warehouse_path, progress=False)
