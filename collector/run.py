@@ -18,7 +18,7 @@ from warehouse.settings import resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.run                                   # the default job: every zoo pair, every method
-  python -m collector.run --llm zoo:fs-l --slm zoo:fs-xs --dataset builtin:arith --samples 32
+  python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --samples 32
   python -m collector.run --llm ./pythia-1b --slm ./pythia-70m --method oracle \\
       --prompts prompts.jsonl --samples 100 --batch-size 16 --max-new-tokens 128 --warehouse runs.duckdb
   python -m collector.run --resume 7                        # continue run 7 after its last committed sample

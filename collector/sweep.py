@@ -29,14 +29,14 @@ DEFAULT_SAMPLES = 24
 DEFAULT_MAX_NEW_TOKENS = 40
 
 EXAMPLE = """example CONFIG.toml:
-  pairs = [["zoo:fs-l", "zoo:fs-xs"], ["zoo:fs-m", "zoo:fs-xs"]]   # or pairs = "zoo" for every zoo pair
+  pairs = [["zoo:zoo-l", "zoo:zoo-xs"], ["zoo:zoo-m", "zoo:zoo-xs"]]   # or pairs = "zoo" for every zoo pair
   methods = ["oracle", "contrastive", "speculative"]
   routers = [{router = "always"}, {router = "entropy", threshold = 1.5}]
   datasets = ["builtin:arith", "builtin:choice"]
   samples = 32
   max_new_tokens = 64
   [tuned]                                                         # tuned SLM per SLM, for proxy
-  "zoo:fs-xs" = "zoo:fs-xs-tuned"
+  "zoo:zoo-xs" = "zoo:zoo-xs-tuned"
 
 examples:
   python -m collector.sweep sweep.toml
