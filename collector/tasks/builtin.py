@@ -176,7 +176,8 @@ def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Examp
     rng.shuffle(options)
     letter = LETTERS[options.index(value)]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
-    lines += [f"{LETTERS[i]}. {opt}" for i, opt in enumerate(options)]
+    # Each option's letter follows its text, so the answer letter is a forward lookup from the recalled value.
+    lines += [f"{opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
     answer = f" {fact_statement(entity.name, attribute, value)} The answer is {letter}."
     return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter)
 

@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "--scale", type=float, default=1.0, help="multiply every token budget (quick probes: 0.1)"
     )
+    trn.add_argument(
+        "--eval-samples",
+        type=int,
+        default=None,
+        help="test items per built-in task for accuracy (default: 60)",
+    )
     return parser
 
 
@@ -87,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from collector.zoo.train import train_family  # lazily: torch and transformers load slowly
 
     start = time.perf_counter()
-    reports = train_family(args.out, args.seed, scale=args.scale, threads=args.threads)
+    extra = {} if args.eval_samples is None else {"eval_samples": args.eval_samples}
+    reports = train_family(args.out, args.seed, scale=args.scale, threads=args.threads, **extra)
     print(format_table(zoo_models(args.out)))
     print(f"trained {len(reports)} models in {time.perf_counter() - start:.0f} s wall", file=sys.stderr)
     return 0

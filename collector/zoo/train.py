@@ -54,10 +54,10 @@ class TunedSpec:
 
 # Budgets grow with size: a bigger model both holds more of the fact base and sees more of the corpus.
 BASE_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=800_000, lr=1e-2),
-    ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=1_300_000, lr=8e-3),
-    ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=2_200_000, lr=6e-3),
-    ModelSpec("zoo-l", hidden=112, layers=4, heads=4, tokens=3_600_000, lr=4e-3),
+    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=900_000, lr=1e-2),
+    ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=1_500_000, lr=8e-3),
+    ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=2_600_000, lr=6e-3),
+    ModelSpec("zoo-l", hidden=112, layers=4, heads=4, tokens=4_400_000, lr=4e-3),
 )
 TUNED_SPECS: tuple[TunedSpec, ...] = (TunedSpec("zoo-xs-tuned", base="zoo-xs", tokens=400_000, lr=3e-3),)
 
@@ -195,6 +195,7 @@ def _report(
     tok: PreTrainedTokenizerFast,
     corpora: Corpora,
     info: tuple[str, str | None, int, float],
+    eval_samples: int,
 ) -> ModelReport:
     """Measure one trained model."""
     name, base, tokens, seconds = info
@@ -203,7 +204,7 @@ def _report(
         params=count_params(model),
         val_loss=round(eval_loss(model, corpora.valid), 4),
         val_loss_qa=round(eval_loss(model, corpora.valid_qa), 4),
-        accuracy=task_accuracy(model, tok),
+        accuracy=task_accuracy(model, tok, eval_samples),
         tuned=base is not None,
         base=base,
         train_tokens=tokens,
@@ -230,7 +231,13 @@ def seed_everything(seed: int) -> None:
 
 
 def train_family(
-    out: Path, seed: int = 0, *, scale: float = 1.0, threads: int = 2, log: Callable[[str], None] = print
+    out: Path,
+    seed: int = 0,
+    *,
+    scale: float = 1.0,
+    threads: int = 2,
+    eval_samples: int = EVAL_SAMPLES,
+    log: Callable[[str], None] = print,
 ) -> list[ModelReport]:
     """Reproduce the whole zoo from a seed into `out`; `scale` shrinks every budget for quick probes."""
     torch.set_num_threads(threads)
@@ -246,7 +253,7 @@ def train_family(
         model = build_model(spec, len(tok), tok.eos_token_id)
         tokens = int(spec.tokens * scale)
         seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
-        reports.append(_report(model, tok, corpora, (spec.name, None, tokens, seconds)))
+        reports.append(_report(model, tok, corpora, (spec.name, None, tokens, seconds), eval_samples))
         log(f"{spec.name}: {reports[-1]}")
         _save(model, tok, out / spec.name)
         models[spec.name] = model
@@ -256,7 +263,7 @@ def train_family(
         tokens = int(tspec.tokens * scale)
         stream = token_stream(tok, seed, tokens, tuned=True)
         seconds = train_on_stream(model, stream, tspec.lr, tspec.name)
-        reports.append(_report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds)))
+        reports.append(_report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds), eval_samples))
         log(f"{tspec.name}: {reports[-1]}")
         _save(model, tok, out / tspec.name)
     write_manifest(reports, out)

@@ -121,3 +121,16 @@ def test_list_table_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     assert exc.value.code == 0
     assert "examples:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_builds_a_loadable_family(tmp_path: Path) -> None:
+    from collector.zoo.train import train_family
+
+    reports = train_family(tmp_path, seed=1, scale=0.002, threads=1, eval_samples=1, log=lambda _: None)
+    entries = zoo_models(tmp_path)
+    assert [e.name for e in entries] == [e.name for e in ENTRIES]
+    assert [r.params for r in reports] == [e.params for e in ENTRIES]
+    tok = AutoTokenizer.from_pretrained(entries[0].path)
+    model = AutoModelForCausalLM.from_pretrained(entries[-1].path)
+    assert model.config.vocab_size == len(tok)
