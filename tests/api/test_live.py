@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.test_server import _free_port
+from tests.api.conftest import api_server
 from tests.conftest import TinyModels
 from warehouse.migrate import upgrade
 
@@ -58,25 +58,8 @@ class Poller:
 def live_api(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     warehouse = tmp_path / "live.duckdb"
     upgrade(warehouse)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--warehouse", str(warehouse), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "API did not start"
-        time.sleep(0.2)
-    yield base, warehouse
-    proc.terminate()
-    proc.wait(timeout=20)
+    with api_server(warehouse) as base:
+        yield base, warehouse
 
 
 def _collector(models: TinyModels, warehouse: Path, prompts: Path, *extra: str) -> subprocess.Popen[str]:
