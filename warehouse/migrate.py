@@ -89,11 +89,11 @@ def current_revision_of(con: duckdb.DuckDBPyConnection) -> str | None:
     """The revision recorded in an open DuckDB connection, None for an empty file."""
     has_table = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alembic_version'"
-    ).fetchone()
-    if not has_table or not has_table[0]:
+    ).fetchall()
+    if not has_table[0][0]:
         return None
-    row = con.execute("SELECT version_num FROM alembic_version").fetchone()
-    return None if row is None else str(row[0])
+    rows = con.execute("SELECT version_num FROM alembic_version").fetchall()  # fetchall: no open result
+    return str(rows[0][0]) if rows else None
 
 
 def current_revision(path: Path) -> str | None:
