@@ -8,7 +8,16 @@ from typing import Literal
 import polars as pl
 from scipy import stats
 
-from analytics.source import Filters, Source, check_group_by, events_where, group_select, query, runs_where
+from analytics.source import (
+    Filters,
+    Source,
+    check_group_by,
+    events_where,
+    group_select,
+    profile_sums,
+    query,
+    runs_where,
+)
 
 Alternative = Literal["greater", "less", "two-sided"]
 
@@ -18,16 +27,7 @@ def position_profile(
 ) -> pl.DataFrame:
     """Per group and relative-position decile: tokens, mismatch rate, share of the group's mismatches."""
     cols = check_group_by(group_by)
-    out = ", ".join(f'"{c}"' for c in cols)
-    where, params = runs_where(filters)
-    sums = query(
-        source,
-        f"""SELECT {group_select(cols)}, p.bin,
-                   CAST(sum(p.tokens) AS BIGINT) AS tokens, CAST(sum(p.mismatches) AS BIGINT) AS mismatches
-            FROM position_profile p JOIN runs r ON r.run_id = p.run_id {where}
-            GROUP BY ALL ORDER BY {out}, p.bin""",
-        params,
-    )
+    sums = profile_sums(source, "position_profile", ["bin"], cols, filters)
     return with_shares(sums, cols)
 
 

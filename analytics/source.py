@@ -164,3 +164,21 @@ def events_where(filters: Filters | None, alias: str = "e") -> tuple[str, list[A
     if not where:
         return "", []
     return f"WHERE {alias}.run_id IN (SELECT rf.run_id FROM runs rf {where})", params
+
+
+def profile_sums(
+    source: Source, view: str, bin_cols: Sequence[str], group_by: Sequence[str], filters: Filters | None
+) -> pl.DataFrame:
+    """Tokens and mismatches of a per-run profile view (`position_profile`, `entropy_profile`) by group."""
+    cols = check_group_by(group_by)
+    out = ", ".join(f'"{c}"' for c in cols)
+    bins = ", ".join(f"p.{c}" for c in bin_cols)
+    where, params = runs_where(filters)
+    return query(
+        source,
+        f"""SELECT {group_select(cols)}, {bins},
+                   CAST(sum(p.tokens) AS BIGINT) AS tokens, CAST(sum(p.mismatches) AS BIGINT) AS mismatches
+            FROM {view} p JOIN runs r ON r.run_id = p.run_id {where}
+            GROUP BY ALL ORDER BY {out}, p.bin""",
+        params,
+    )

@@ -20,6 +20,7 @@ from analytics.source import (
     connect,
     events_where,
     group_select,
+    profile_sums,
     query,
     runs_where,
 )
@@ -126,17 +127,7 @@ def mismatch_by_entropy_bin(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
-    cols = check_group_by(group_by)
-    out = ", ".join(f'"{c}"' for c in cols)
-    where, params = runs_where(filters)
-    sums = query(
-        source,
-        f"""SELECT {group_select(cols)}, p.bin, p.lo, p.hi,
-                   CAST(sum(p.tokens) AS BIGINT) AS tokens, CAST(sum(p.mismatches) AS BIGINT) AS mismatches
-            FROM entropy_profile p JOIN runs r ON r.run_id = p.run_id {where}
-            GROUP BY ALL ORDER BY {out}, p.bin""",
-        params,
-    )
+    sums = profile_sums(source, "entropy_profile", ["bin", "lo", "hi"], group_by, filters)
     return sums.with_columns((pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"))
 
 
