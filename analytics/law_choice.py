@@ -56,6 +56,10 @@ class LawFit:
     # Residual-bootstrap parameter draws [B, k], for prediction intervals.
     draws: FloatArray | None = field(default=None, repr=False, compare=False)
 
+    def value(self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
+        """This law's CoF at each (N_LLM, N_SLM), unclipped."""
+        return _values(self.form, np.asarray([self.params]), _design(llm_params, slm_params))[0]
+
     def param(self, name: str) -> float:
         """One parameter by name."""
         return self.params[self.names.index(name)]
@@ -214,12 +218,12 @@ def _identify(
             lo, hi = intervals[1]
             share = np.log(hi / lo) / np.log(bounds[1] / bounds[0])
             if share >= SPAN_SHARE:
-                reasons.append(f"bootstrap interval of alpha [{lo:.3g}, {hi:.3g}] spans the search range")
+                reasons.append(f"alpha's bootstrap interval [{lo:.3g}, {hi:.3g}] spans the search range")
         if cond > COND_MAX:
-            reasons.append(f"near-singular Jacobian (condition {cond:.3g})")
+            reasons.append(f"near-singular Jacobian (cond {cond:.2g})")
         limit = ("constant" if to_constant else "log_ratio") if reasons else None
     elif cond > COND_MAX:
-        reasons.append(f"near-singular design (condition {cond:.3g}): the sizes move together")
+        reasons.append(f"near-singular design (cond {cond:.2g}): the sizes move together")
     return not reasons, "; ".join(reasons), limit
 
 

@@ -237,7 +237,7 @@ def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
         why = "" if laws is None else dict(laws.skipped).get("power_ratio", "")
         return f"not checked out of sample: {why}" if why else "ok"
     if not power.identified:
-        return f"unidentified ({power.reason}); read it as its limit {power.limit_form}"
+        return f"unidentified, read as {power.limit_form}: {power.reason}"
     return "ok"
 
 

@@ -114,8 +114,9 @@ def test_fit_groups_flags_an_unidentified_power_law() -> None:
     ).with_columns((pl.col("llm_params") / pl.col("slm_params")).alias("param_ratio"))
     points = points.with_columns((0.13 + 0.075 * pl.col("param_ratio").log()).alias("cof"))
     (group,) = fit_groups(points, bootstrap=100)
-    assert group.fit is not None and group.note.startswith("unidentified (alpha at its lower bound")
-    assert group.note.endswith("read it as its limit log_ratio")
+    assert group.fit is not None and group.note.startswith(
+        "unidentified, read as log_ratio: alpha at its lower"
+    )
     assert group.laws is not None and group.laws.form == "log_ratio"
     frame = fits_frame([group])
     assert frame["power_identified"].to_list() == [False] and frame["law_fit"][0] == "0.13 + 0.075*ln(R)"
