@@ -126,7 +126,8 @@ class CofFit:
             return np.clip(value, 0, 1), nan, nan
         rng = np.random.default_rng(self.seed + 1)
         curves = _values(c.form, c.draws, x)  # [B, m]
-        noisy = curves + self.residuals[rng.integers(0, self.residuals.size, curves.shape)]
+        # One residual per draw, shared along the curve: same distribution at each point, a smooth band.
+        noisy = curves + self.residuals[rng.integers(0, self.residuals.size, (curves.shape[0], 1))]
         lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
         return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
