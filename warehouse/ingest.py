@@ -26,6 +26,7 @@ from warehouse.staging import (
     read_final,
     read_manifest,
 )
+from warehouse.summaries import accumulate_arrow
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
     con.execute("BEGIN TRANSACTION")
     try:
         insert_batch(con, run_id, samples, events)
+        accumulate_arrow(con, run_id, events)  # summary tables, in the shard's own transaction
         if cycles:
             insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles)))
         insert_arrow(con, "ingested_shards", run_id, ledger)
