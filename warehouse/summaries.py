@@ -34,6 +34,20 @@ HISTOGRAM_CELLS: dict[str, str] = {
     "rel_pos": f"CAST(floor(CAST(rel_pos AS DOUBLE) * {REL_POS_CELLS}) AS INTEGER)",
 }
 
+# The summed columns with token_events' types, so a batch sums exactly as its stored rows would.
+AS_STORED = ", ".join(
+    f"CAST({c} AS {t}) AS {c}"
+    for c, t in [
+        ("sample_id", "INTEGER"),
+        ("step", "INTEGER"),
+        ("rel_pos", "REAL"),
+        ("s1_prob", "REAL"),
+        ("s1_entropy", "REAL"),
+        ("s1_margin", "REAL"),
+        ("consulted", "BOOLEAN"),
+        ("mismatch", "BOOLEAN"),
+    ]
+)
 COUNTS = "count(*) AS tokens, count_if(consulted) AS consulted, count_if(mismatch) AS mismatches"
 TOKENS_MISMATCHES = "count(*) AS tokens, count_if(mismatch) AS mismatches"
 
@@ -112,7 +126,9 @@ def accumulate_arrow(con: duckdb.DuckDBPyConnection, run_id: int, events: pa.Tab
     """Add the sums of one run's batch of events (Arrow, without run_id); the caller owns the transaction."""
     con.register("fsgen_summary_batch", events)
     try:
-        accumulate(con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, * FROM fsgen_summary_batch)")
+        accumulate(
+            con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch)"
+        )
     finally:
         con.unregister("fsgen_summary_batch")
 
