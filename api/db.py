@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from api.errors import ApiError
-from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
 from warehouse.migrate import require_head
 
 
@@ -37,6 +37,7 @@ class Database:
                         f"no warehouse at {self.path}; create it with: "
                         f"python -m warehouse upgrade --warehouse {self.path}"
                     )
+                check_warehouse_file(self.path)
                 try:
                     con = duckdb.connect(
                         str(self.path),

@@ -76,6 +76,7 @@ class Run(Base):
     settings: Mapped[str] = mapped_column(Text)  # JSON of every decoding setting
     wall_s: Mapped[float | None] = mapped_column(Double)
     tokens_per_s: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)  # why a `failed` run failed, with what to do
 
 
 class Sample(Base):

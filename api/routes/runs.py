@@ -10,13 +10,15 @@ from pydantic import BaseModel
 
 from api.deps import DbDep, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
 from api.errors import ApiError
+from api.settings import ApiSettings
+from warehouse.liveness import displayed_status
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
 RUN_COLUMNS = (
     "r.run_id, r.created_at, r.finished_at, r.llm, r.slm, r.slm_tuned, r.method, r.router, r.threshold, "
     "r.dataset, r.status, r.n_samples, r.seed, r.temperature, r.top_p, r.device, r.dtype, r.wall_s, "
-    "r.tokens_per_s, c.tokens, c.consulted, c.mismatches, c.cof, c.consult_rate, a.accuracy"
+    "r.tokens_per_s, c.tokens, c.consulted, c.mismatches, c.cof, c.consult_rate, a.accuracy, r.run_key"
 )
 RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
 FILTERS = ("llm", "slm", "method", "router", "dataset", "status")
@@ -48,6 +50,12 @@ class RunPublic(BaseModel):
     cof: float | None
     consult_rate: float | None
     accuracy: float | None
+
+
+def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
+    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
+    status = displayed_status(settings.warehouse, row.pop("run_key"), row["status"], row["run_id"])
+    return RunPublic(**{**row, "status": status})
 
 
 class RunsPublic(BaseModel):
@@ -93,15 +101,16 @@ def list_runs(
     more = len(rows) > page
     rows = rows[:page]
     next_cursor = encode_cursor({"after": rows[-1]["run_id"]}) if more else None
-    return RunsPublic(data=[RunPublic(**r) for r in rows], next_cursor=next_cursor, truncated=more)
+    data = [run_public(r, settings) for r in rows]
+    return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-def get_run(run_id: int, db: DbDep, timeout_ms: TimeoutMs = None) -> RunPublic:
+def get_run(run_id: int, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
     rows: list[dict[str, Any]] = db.query(
         f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], timeout_ms
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return RunPublic(**rows[0])
+    return run_public(rows[0], settings)
