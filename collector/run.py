@@ -14,6 +14,7 @@ from collector.config import METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
 from collector.modeling import ModelLoadError
 from warehouse.db import WarehouseError
+from warehouse.migrate import head_revision, upgrade
 from warehouse.settings import resolve_warehouse
 
 EXAMPLES = """examples:
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     default_job = is_default_job(args)
     set_threads(args.threads or (DEFAULT_JOB_THREADS if default_job else None))
     try:
+        if not warehouse.exists():  # a new file starts at head; one behind head is still refused
+            upgrade(warehouse)
+            console.print(f"created {warehouse} at schema revision {head_revision()}", highlight=False)
         if default_job:
             from collector.sweep import run_default_job
 
