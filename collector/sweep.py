@@ -19,8 +19,8 @@ from rich.console import Console
 
 from collector.config import METHODS, RunConfig
 from collector.engine import RunSummary, run_collection
-from collector.modeling import ModelLoadError
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.errors import UserError
 from warehouse.settings import resolve_warehouse
 
 # The default job: every zoo pair, every method, the built-in tasks, a few dozen samples each.
@@ -160,7 +160,9 @@ def run_cell(config: RunConfig, warehouse: Path, seen: dict[RunConfig, tuple[int
             _, summary = resume_run(str(prior[0]), warehouse, progress=False)
             return CellOutcome(config, "resumed", summary)
         return CellOutcome(config, "ran", run_collection(config, warehouse, progress=False))
-    except (ModelLoadError, ValueError, FileNotFoundError, NotImplementedError) as exc:
+    except WarehouseError:
+        raise  # every cell would fail alike: the sweep stops with the message
+    except UserError as exc:
         return CellOutcome(config, "failed", error=str(exc))
 
 
@@ -241,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for cell in cells:
             cell.validate()
-    except ValueError as exc:
+    except UserError as exc:
         console.print(f"[red]error:[/red] sweep {args.config} has an invalid cell: {exc}")
         return 2
     if args.dry_run:

@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from warehouse.errors import UserError
+from warehouse.db import WarehouseError
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -84,7 +84,7 @@ QUARANTINED_PREFIX = "q:"  # a `written.txt` line whose ids were quarantined, he
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-class StagingFull(UserError):
+class StagingFull(WarehouseError):
     """The staging folder's disk (or a file-size limit) ran out while writing a shard."""
 
 
