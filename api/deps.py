@@ -112,7 +112,14 @@ CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 TimeoutMs = Annotated[
-    int | None, Query(ge=1, le=3_600_000, description="lower the server's query time limit (ms)")
+    int | None, Query(ge=1000, le=3_600_000, description="lower the server's query time limit (ms)")
 ]
 Limit = Annotated[int, Query(ge=1, le=1_000_000, description="rows per page (capped by the server)")]
-PageCursor = Annotated[str | None, Query(description="opaque cursor from the previous page's next_cursor")]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern="^[A-Za-z0-9_-]+$",
+        description="opaque cursor: the previous page's next_cursor",
+    ),
+]
