@@ -13,7 +13,7 @@ import duckdb
 from analytics.scaling import TooFewPoints
 from analytics.source import AnalyticsError
 from api.errors import ApiError
-from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
 from warehouse.migrate import require_head
 
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class Database:
                     f"no warehouse at {self.path}; create it with: "
                     f"python -m warehouse upgrade --warehouse {self.path}"
                 )
+            check_warehouse_file(self.path)
             try:
                 con = duckdb.connect(
                     str(self.path),

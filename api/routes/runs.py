@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -12,6 +12,8 @@ from api.db import select
 from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
 from api.errors import ApiError, error_responses
 from api.params import Method, RouterName, Status
+from api.settings import ApiSettings
+from warehouse.liveness import displayed_status
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -60,7 +62,16 @@ RUN_COLUMNS = ", ".join(
     "a.accuracy" if name == "accuracy" else f"{_FROM_VIEWS.get(name, 'r')}.{name}"
     for name in RunPublic.model_fields
 )
+RUN_COLUMNS += ", r.run_key"  # for the liveness check; not shown
 RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
+
+
+def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
+    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
+    status = displayed_status(settings.warehouse, row.pop("run_key"), row["status"], row["run_id"])
+    return RunPublic(**{**row, "status": status})
+
+
 RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
 
 
@@ -104,17 +115,20 @@ def list_runs(
     more = len(rows) > page
     rows = rows[:page]
     next_cursor = encode_cursor({"after": rows[-1]["run_id"]}) if more else None
-    return RunsPublic(data=[RunPublic(**r) for r in rows], next_cursor=next_cursor, truncated=more)
+    data = [run_public(r, settings) for r in rows]
+    return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
 
 
 @router.get(
     "/runs/{run_id}", response_model=RunPublic, responses=error_responses(400, 401, 404, 405, 500, 503)
 )
-def get_run(run_id: RunId, cur: CursorDep, db: DbDep, timeout_ms: TimeoutMs = None) -> RunPublic:
+def get_run(
+    run_id: RunId, cur: CursorDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
+) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
     rows = select(
         cur, f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return RunPublic(**rows[0])
+    return run_public(rows[0], settings)
