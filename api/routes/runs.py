@@ -66,14 +66,7 @@ RUN_COLUMNS = ", ".join(
     "a.accuracy" if name == "accuracy" else f"{_FROM_VIEWS.get(name, 'r')}.{name}"
     for name in RunPublic.model_fields
 )
-RUN_COLUMNS += ", r.run_key"  # for the liveness check; not shown
 RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
-
-
-def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
-    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
-    status = displayed_status(settings.warehouse, row.pop("run_key"), row["status"], row["run_id"])
-    return RunPublic(**{**row, "status": status})
 
 
 RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
