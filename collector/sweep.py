@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a new local one)")
     p.add_argument("--max-retries", type=int, default=3, help="Ray: retries of a cell whose worker died")
     p.add_argument("--threads", type=int, default=1, help="torch threads per cell (Ray: CPUs per cell)")
+    p.add_argument("--num-cpus", type=int, help="Ray: CPUs of a new local cluster (default: every core)")
     p.add_argument("--device-map", help="auto: place each model over a machine's GPUs (every cell)")
     return p
 
@@ -191,7 +192,7 @@ def execute(args: argparse.Namespace, cells: Sequence[RunConfig], console: Conso
         from collector.sweeps.ray_executor import run_ray
 
         return run_ray(cells, warehouse, console, address=args.address, max_retries=args.max_retries,
-                       threads=args.threads)  # fmt: skip
+                       threads=args.threads, num_cpus=args.num_cpus)  # fmt: skip
     import torch
 
     torch.set_num_threads(args.threads)

@@ -87,6 +87,6 @@ def run_local(cells: Sequence[RunConfig], warehouse: Path, console: Console) -> 
     for i, cell in enumerate(cells, 1):
         out = run_cell(cell, warehouse, seen)
         outcomes.append(out)
-        console.print(outcome_line(i, len(cells), out), highlight=False, soft_wrap=True)
+        console.print(outcome_line(i, len(cells), out), highlight=False, markup=False, soft_wrap=True)
     print_totals(outcomes, time.perf_counter() - start, console)
     return outcomes

@@ -204,6 +204,7 @@ class RayDriver:
             f"[ray] {states.count('queued')} queued · {states.count('running')} running · {done} done · "
             f"{failed} failed{now}",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
 
@@ -267,7 +268,8 @@ class RayDriver:
     def end(self, cell: _Cell, outcome: CellOutcome) -> None:
         cell.state = "ended"
         self.outcomes[cell.index] = outcome
-        self.console.print(outcome_line(cell.index, self.total, outcome), highlight=False, soft_wrap=True)
+        line = outcome_line(cell.index, self.total, outcome)
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         self.progress()
 
     def drain(self) -> None:
@@ -302,9 +304,13 @@ def run_ray(
     address: str | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
     threads: int = 1,
+    num_cpus: int | None = None,
     observer: Callable[[CellEvent], None] | None = None,
 ) -> list[CellOutcome]:
-    """Every cell as a Ray task on the cluster at `address` (or $RAY_ADDRESS, or a local one)."""
+    """Every cell as a Ray task on the cluster at `address` (or $RAY_ADDRESS, or a new local one).
+
+    `num_cpus` sizes a new local cluster (default: every core); `observer` hears every cell event.
+    """
     try:
         import ray
     except ImportError as exc:
@@ -312,7 +318,8 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:  # a new local cluster unless an address (or $RAY_ADDRESS) names one
         joining = address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, **({} if joining else {"include_dashboard": False}))
+        local = {"include_dashboard": False, "num_cpus": num_cpus}
+        ray.init(address=address, **({} if joining else local))
     start = time.perf_counter()
     try:
         driver = RayDriver(warehouse, console, observer)
