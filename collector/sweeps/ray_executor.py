@@ -41,7 +41,7 @@ from collector.sweeps.sizes import weight_bytes
 from collector.sweeps.spec import SweepError
 from warehouse.db import WarehouseError
 from warehouse.settings import staging_dir
-from warehouse.staging import RunFinal, RunManifest, StagingWriter
+from warehouse.staging import MANIFEST, RunFinal, RunManifest, StagingWriter
 
 # A cell asks for its weights plus a fifth (KV cache, activations) against one GPU's memory.
 HEADROOM = 1.2
@@ -98,7 +98,8 @@ def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads
     pid = os.getpid()
     manifest = asdict(manifest_for(config, ctx, task, run_key))
     yield "started", {"pid": pid, "host": socket.gethostname(), "manifest": manifest}
-    todo = [i for i in range(len(task.items)) if i not in set(done)]
+    skip = set(done)
+    todo = [i for i in range(len(task.items)) if i not in skip]  # the chunks a local run (or resume) makes
     tokens, start = 0, time.perf_counter()
     for chunk in chunks(todo, config.batch_size):
         capture = _BatchCapture()
@@ -259,7 +260,7 @@ class RayDriver:
         """A cell whose task raised or ran out of retries: recorded failed, like a local run."""
         cause = getattr(exc, "cause", None)
         message = str(cause) if isinstance(cause, CELL_ERRORS) else f"{type(exc).__name__}: {exc}"
-        if (cell.writer.run_dir / "run.json").exists():
+        if (cell.writer.run_dir / MANIFEST).exists():
             cell.writer.write_final(RunFinal("failed", datetime.now().isoformat(), 0.0, 0.0, message))
             self.ingest(cell)
         self.end(cell, CellOutcome(cell.config, "failed", error=message.strip().splitlines()[-1]))

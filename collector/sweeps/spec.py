@@ -103,7 +103,8 @@ def _entries(spec: dict[str, Any], axis: str, default: Iterable[str]) -> list[di
     field = AXIS_FIELD[axis]
     raw = spec.get(axis)
     if raw is None:
-        return [{}] if field in spec else [{field: v} for v in default]
+        given = field in spec or (axis == "datasets" and "prompts" in spec)  # a prompts file is the data
+        return [{}] if given else [{field: v} for v in default]
     if isinstance(raw, str | dict):
         raw = [raw]
     if not isinstance(raw, list) or not raw:
