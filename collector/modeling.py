@@ -12,10 +12,11 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from warehouse.errors import UserError
 from warehouse.staging import ModelInfo
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model or tokenizer could not be used; the message says what to do."""
 
 
@@ -42,10 +43,27 @@ class LoadedModel:
 
 
 def pick_device(device: str | None) -> torch.device:
-    """`cuda` where present, else CPU; an explicit choice wins."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`cuda` where present, else CPU; an explicit choice wins, if this machine has that device."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"--device {device!r} is not a device name ({exc}); use cpu, cuda or cuda:N"
+        ) from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (chosen.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a torch built without CUDA)"
+            raise ModelLoadError(
+                f"--device {device}: this machine has {have}; use --device cpu or leave it out"
+            )
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(
+            f"--device {device}: MPS is not available here; use --device cpu or leave it out"
+        )
+    return chosen
 
 
 def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:

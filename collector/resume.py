@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from collector.config import RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.liveness import run_liveness
 from warehouse.settings import staging_dir
 from warehouse.staging import read_manifest, staged_sample_ids
 
@@ -45,6 +47,12 @@ def resume_point(ref: str, warehouse: Path) -> tuple[str, RunConfig, frozenset[i
         run_key, config = ref, RunConfig.from_settings(manifest.settings)
     run_dir = staging_dir(warehouse) / run_key
     if run_dir.exists():
+        liveness = run_liveness(warehouse, run_key)
+        if liveness.state == "live" and liveness.pid != os.getpid():
+            raise WarehouseError(
+                f"run {ref} is still being collected ({liveness.detail}); wait for it, or stop that process "
+                "and resume then"
+            )
         committed |= staged_sample_ids(run_dir)
     return run_key, config, frozenset(committed)
 

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from collector.config import METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
-from collector.modeling import ModelLoadError
-from warehouse.db import WarehouseError
+from warehouse.errors import UserError
+from warehouse.migrate import head_revision, upgrade
 from warehouse.settings import resolve_warehouse
 
 EXAMPLES = """examples:
@@ -74,7 +74,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     missing = [flag for flag in ("llm", "slm") if flag not in values]
     if missing:
-        raise ValueError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
+        raise UserError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
     return RunConfig(**values)
 
 
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     default_job = is_default_job(args)
     set_threads(args.threads or (DEFAULT_JOB_THREADS if default_job else None))
     try:
+        if not warehouse.exists():  # a new file starts at head; one behind head is still refused
+            upgrade(warehouse)
+            console.print(f"created {warehouse} at schema revision {head_revision()}", highlight=False)
         if default_job:
             from collector.sweep import run_default_job
 
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = config_from_args(args)
             summary = run_collection(config, warehouse, progress=not args.quiet)
-    except (WarehouseError, ModelLoadError, ValueError, FileNotFoundError) as exc:
+    except UserError as exc:  # anything else is a bug: it keeps its traceback
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     print_summary(console, config, summary)

@@ -20,11 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from collector.config import RunConfig
-from collector.modeling import ModelLoadError
 from collector.sweeps import shipped_sweeps, sweep_path
 from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
-from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.db import WarehouseLocked
+from warehouse.errors import UserError
 from warehouse.settings import resolve_warehouse
 
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         start = time.perf_counter()
         outcomes = execute(args, sweep.cells, console)
-    except (SweepError, ModelLoadError, WarehouseError) as exc:
+    except UserError as exc:  # a bad sweep file, a missing model, the warehouse: said, not a traceback
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     console.print(f"{args.executor} executor: {time.perf_counter() - start:.1f} s wall", highlight=False)

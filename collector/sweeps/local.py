@@ -12,12 +12,10 @@ from rich.console import Console
 
 from collector.config import RunConfig
 from collector.engine import RunSummary, run_collection
-from collector.modeling import ModelLoadError
-from warehouse.db import WarehouseLocked, duckdb_connection
+from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.errors import UserError
 
 ACTIONS = ("ran", "resumed", "skipped", "failed")
-# What a cell may fail with and the sweep carries on: a user's error, said in its message.
-CELL_ERRORS = (ModelLoadError, ValueError, FileNotFoundError, NotImplementedError)
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,9 @@ def run_cell(config: RunConfig, warehouse: Path, seen: dict[RunConfig, tuple[int
             _, summary = resume_run(str(prior[0]), warehouse, progress=False)
             return CellOutcome(config, "resumed", summary)
         return CellOutcome(config, "ran", run_collection(config, warehouse, progress=False))
-    except CELL_ERRORS as exc:
+    except WarehouseError:
+        raise  # every cell would fail alike: the sweep stops with the message
+    except UserError as exc:  # this cell's own problem (its data, its models): the sweep carries on
         return CellOutcome(config, "failed", error=str(exc))
 
 

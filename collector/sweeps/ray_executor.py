@@ -36,10 +36,11 @@ from collector.engine import (
     load_task_for,
     manifest_for,
 )
-from collector.sweeps.local import CELL_ERRORS, CellOutcome, existing_runs, label, outcome_line, print_totals
+from collector.sweeps.local import CellOutcome, existing_runs, label, outcome_line, print_totals
 from collector.sweeps.sizes import weight_bytes
 from collector.sweeps.spec import SweepError
 from warehouse.db import WarehouseError
+from warehouse.errors import UserError
 from warehouse.settings import staging_dir
 from warehouse.staging import MANIFEST, RunFinal, RunManifest, StagingWriter
 
@@ -116,7 +117,7 @@ def gpus_for(config: RunConfig, gpu_bytes: int | None) -> float:
         return 0
     need = math.ceil(weight_bytes(config) * HEADROOM / gpu_bytes)
     if need > 1 and not config.device_map:
-        raise ValueError(
+        raise UserError(
             f"{label(config)} needs {need} GPUs ({weight_bytes(config) / 2**30:.1f} GiB of weights, "
             f'{gpu_bytes / 2**30:.0f} GiB per GPU): set device_map = "auto" to place it over them'
         )
@@ -182,7 +183,9 @@ class RayDriver:
                     run_key, _, done = resume_point(str(prior[0]), self.warehouse)
                     staged = set(done)
                 gpus = gpus_for(config, gpu_bytes)
-            except (WarehouseError, *CELL_ERRORS) as exc:
+            except WarehouseError:
+                raise  # every cell would fail alike: the sweep stops with the message
+            except UserError as exc:
                 self.outcomes[i] = CellOutcome(config, "failed", error=str(exc))
                 continue
             gen = remote.options(
@@ -259,7 +262,7 @@ class RayDriver:
     def fail(self, cell: _Cell, exc: BaseException) -> None:
         """A cell whose task raised or ran out of retries: recorded failed, like a local run."""
         cause = getattr(exc, "cause", None)
-        message = str(cause) if isinstance(cause, CELL_ERRORS) else f"{type(exc).__name__}: {exc}"
+        message = str(cause) if isinstance(cause, UserError) else f"{type(exc).__name__}: {exc}"
         if (cell.writer.run_dir / MANIFEST).exists():
             cell.writer.write_final(RunFinal("failed", datetime.now().isoformat(), 0.0, 0.0, message))
             self.ingest(cell)

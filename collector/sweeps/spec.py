@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
 
 from collector.config import METHODS, RunConfig
+from warehouse.errors import UserError
 
 DEFAULT_DATASETS = ("builtin:arith", "builtin:choice", "builtin:code")
 AXES = ("pairs", "family", "datasets", "methods", "routers")
@@ -25,7 +26,7 @@ DATASET_ALIASES = {"name": "dataset", "path": "dataset_path"}
 AXIS_FIELD = {"datasets": "dataset", "methods": "method", "routers": "router"}
 
 
-class SweepError(ValueError):
+class SweepError(UserError):
     """A sweep file that cannot be expanded; the message says what to change."""
 
 
@@ -269,7 +270,7 @@ def _build(values: dict[str, Any]) -> RunConfig:
         ) from exc
     try:
         cell.validate()
-    except ValueError as exc:
+    except UserError as exc:
         raise SweepError(f"cell {_label(cell)} is invalid: {exc}") from exc
     return cell
 
