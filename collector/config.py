@@ -39,6 +39,7 @@ class RunConfig:
     weight: float = 1.0
     device: str | None = None
     dtype: str | None = None
+    device_map: str | None = None  # accelerate's placement over one machine's GPUs ("auto")
     truncate_prompt: bool = False
 
     def settings(self) -> dict[str, Any]:

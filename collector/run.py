@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
     add("--device", help="cuda, cpu, ... (default: cuda where present)")
     add("--dtype", help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+    add("--device-map", help="auto: place each model over this machine's GPUs (accelerate), for big models")
     add("--truncate-prompt", action="store_true", help="cut over-long prompts from the left")
     add("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
