@@ -76,9 +76,10 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     """Load the models, check that they share a vocabulary, and set up the router."""
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
-    llm = load_model_cached(config.llm, device, dtype)
-    slm = load_model_cached(config.slm, device, dtype)
-    tuned = load_model_cached(config.slm_tuned, device, dtype) if config.slm_tuned else None
+    place = config.device_map
+    llm = load_model_cached(config.llm, device, dtype, place)
+    slm = load_model_cached(config.slm, device, dtype, place)
+    tuned = load_model_cached(config.slm_tuned, device, dtype, place) if config.slm_tuned else None
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     from collector.routers import build_router

@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from collector.routers.learned import LearnedModel, features_from_events, fit_router
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.errors import UserError
 from warehouse.settings import resolve_warehouse
 
 EXAMPLES = """examples:
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = train(resolve_warehouse(args.warehouse), args.run, Path(args.out), args.threshold)
-    except (WarehouseError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     auroc = "n/a" if report.validation_auroc is None else f"{report.validation_auroc:.3f}"

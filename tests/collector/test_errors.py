@@ -9,7 +9,7 @@ import pytest
 
 from collector.run import main
 from tests.conftest import TinyModels
-from warehouse.migrate import downgrade
+from warehouse.migrate import current_revision, downgrade, head_revision
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -120,10 +120,10 @@ def test_warehouse_behind_head(
     assert f"python -m warehouse upgrade --warehouse {warehouse_path}" in out
 
 
-def test_missing_warehouse(
+def test_missing_warehouse_is_created_at_head(
     capsys: pytest.CaptureFixture[str], tiny_models: TinyModels, tmp_path: Path, prompts_file: Path
 ) -> None:
-    missing = tmp_path / "nope.duckdb"
+    missing = tmp_path / "new" / "fresh.duckdb"
     code, out = _run(
         capsys,
         "--llm",
@@ -135,8 +135,8 @@ def test_missing_warehouse(
         "--warehouse",
         str(missing),
     )
-    assert code == 2 and "python -m warehouse upgrade" in out
-    assert not missing.exists()
+    assert code == 0 and f"created {missing} at schema revision {head_revision()}" in out
+    assert current_revision(missing) == head_revision() and _complete_runs(missing) == 1
 
 
 def test_failed_run_is_marked_failed(tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path) -> None:
