@@ -13,6 +13,7 @@ interval is as wide as out-of-sample errors are, and wider where few pairs estim
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,8 +55,6 @@ class LawFit:
     reason: str
     limit_form: str | None
     intervals: tuple[tuple[float, float], ...] | None = None
-    # Residual-bootstrap parameter draws [B, k], for prediction intervals.
-    draws: FloatArray | None = field(default=None, repr=False, compare=False)
 
     def value(self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
         """This law's CoF at each (N_LLM, N_SLM), unclipped."""
@@ -93,6 +92,8 @@ class CofFit:
     # Prediction noise of the chosen law: s (RMS of its leave-one-out residuals) times Student's t(df).
     noise_scale: float
     noise_df: int
+    # Residual-bootstrap parameter draws [B, k] per law form, for prediction intervals.
+    draws: Mapping[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def chosen(self) -> LawFit:
@@ -123,11 +124,12 @@ class CofFit:
         x = _design(llm_params, slm_params)
         c = self.chosen
         value = _values(c.form, np.asarray([c.params]), x)[0]
-        if c.draws is None or len(c.draws) == 0:
+        draws = self.draws.get(c.form)
+        if draws is None or len(draws) == 0:
             nan = np.full_like(value, np.nan)
             return np.clip(value, 0, 1), nan, nan
         rng = np.random.default_rng(self.seed + 1)
-        curves = _values(c.form, c.draws, x)  # [B, m]
+        curves = _values(c.form, draws, x)  # [B, m]
         # One noise draw per curve, shared along it: the same distribution at each point, a smooth band.
         noisy = curves + self.noise_scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
         lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
@@ -232,8 +234,8 @@ def _identify(
 
 def _fit_law(
     law: Law, x: FloatArray, y: FloatArray, loo: FloatArray, resamples: int, seed: int, bounds: tuple
-) -> LawFit:
-    """One candidate fitted, checked and (when asked) bootstrapped."""
+) -> tuple[LawFit, FloatArray | None]:
+    """One candidate fitted, checked and (when asked) bootstrapped; also its bootstrap draws."""
     params, _ = fit_rows(law.form, x[None], y[None], bounds)
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
@@ -262,9 +264,8 @@ def _fit_law(
         reason,
         limit,
         intervals,
-        draws,
     )
-    return fit
+    return fit, draws
 
 
 def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
@@ -295,13 +296,15 @@ def fit_cof(
     x, y = x[keep], y[keep]
     fits: list[LawFit] = []
     skipped: list[tuple[str, str]] = []
+    draws: dict[str, FloatArray | None] = {}
     for law in LAWS.values():
         why = _why_skip(law, x)
         loo = None if why else leave_one_out(law.form, x, y, alpha_bounds)
         if loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
             continue
-        fits.append(_fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds))
+        fit, draws[law.form] = _fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds)
+        fits.append(fit)
     if not fits:
         raise TooFewPairs(
             f"no law can be fitted and checked on {y.size} pair(s): "
@@ -309,7 +312,8 @@ def fit_cof(
         )
     ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
     df = max(y.size - len(ranked[0].names), 1)
-    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df)
+    kept = {form: d for form, d in draws.items() if d is not None}
+    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df, kept)
 
 
 @dataclass(frozen=True)
