@@ -29,7 +29,7 @@ from api.errors import ApiError, error_responses
 from api.params import Confidence, Method, RouterName
 
 router = APIRouter(prefix="/v1", tags=["scaling"])
-EXCLUDE = ("draws",)  # bootstrap draws stay on the server; their intervals travel
+EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
 
 
 class PairPointPublic(BaseModel):
