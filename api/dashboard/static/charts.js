@@ -44,3 +44,4 @@ const cof = {
 };
 
 export const CHARTS = [cof];
+export const RUN_CHARTS = [];
