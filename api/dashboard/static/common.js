@@ -128,7 +128,7 @@ export function escapeHtml(s) {
 export function fmt(x, digits = 3) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
   if (typeof x !== "number") return String(x);
-  return Number.isInteger(x) && digits >= 0 && Math.abs(x) >= 1000 ? x.toLocaleString("en") : x.toFixed(digits);
+  return Number.isInteger(x) ? x.toLocaleString("en") : x.toFixed(digits);
 }
 
 /** "zoo:zoo-l / zoo:zoo-xs" → "zoo-l / zoo-xs". */
@@ -163,7 +163,7 @@ export function card(parent, { id, title, note = "", wide = false }) {
   el.innerHTML = `<header><h2 id="${id}-title">${escapeHtml(title)}</h2>
     <span class="downloads" hidden><button type="button" data-fmt="csv">CSV</button>
     <button type="button" data-fmt="json">JSON</button></span></header>
-    <p class="note">${note}</p><div class="chart" role="img" aria-label="${escapeHtml(title)}"></div>`;
+    <p class="note">${escapeHtml(note)}</p><div class="chart" role="img" aria-label="${escapeHtml(title)}"></div>`;
   parent.append(el);
   return el;
 }
@@ -212,7 +212,11 @@ export async function chart(cardEl, name, spec, rows) {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     width: "container",
     autosize: { type: "fit-x", contains: "padding" },
-    config: { font: "system-ui, sans-serif", axis: { labelLimit: 160 }, legend: { orient: "bottom", columns: 3 } },
+    config: {
+      font: "system-ui, sans-serif",
+      axis: { labelLimit: 160 },
+      legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150 },
+    },
     ...spec,
   };
   slot.innerHTML = "";

@@ -1,5 +1,5 @@
 // Overview: the paper's figures over the warehouse's runs, with filters; each chart's numbers download.
-import { apiAll, apiKnown, card, chart, escapeHtml, fail, frame, pairLabel, servedRoutes } from "./common.js";
+import { apiAll, apiKnown, card, chart, escapeHtml, fail, frame, servedRoutes } from "./common.js";
 import { CHARTS } from "./charts.js";
 
 const main = frame("Overview", "Overview");
@@ -38,7 +38,13 @@ async function drawAll(runs) {
     (r) => r.status === "complete" && ["method", "dataset", "router"].every((k) => !f[k] || r[k] === f[k])
   );
   document.getElementById("filter-note").textContent = `${selected.length} complete run(s) selected`;
-  const ctx = { filters: f, runs: selected, allRuns: runs, api: apiKnown, pairLabel };
+  const memo = new Map();
+  const base = {
+    filters: f,
+    runs: selected,
+    api: apiKnown,
+    memo: (key, fn) => (memo.has(key) ? memo.get(key) : memo.set(key, fn()).get(key)),
+  };
   await Promise.all(
     CHARTS.map(async (c) => {
       const el = cards.get(c.id);
@@ -48,7 +54,9 @@ async function drawAll(runs) {
         return;
       }
       try {
-        const { rows, spec } = await c.load(ctx);
+        const note = el.querySelector(".note");
+        note.textContent = c.note;
+        const { rows, spec } = await c.load({ ...base, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
         await chart(el, c.id, spec, rows);
       } catch (err) {
         fail(el, err);

@@ -55,7 +55,8 @@ async function charts(run) {
       const missing = c.routes.filter((p) => !routes.has(p));
       if (missing.length) return fail(el, `this server does not serve ${missing.join(", ")}`);
       try {
-        const { rows, spec } = await c.load({ run, api: apiKnown });
+        const note = el.querySelector(".note");
+        const { rows, spec } = await c.load({ run, api: apiKnown, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
         await chart(el, `run${runId}-${c.id}`, spec, rows);
       } catch (err) {
         fail(el, err);

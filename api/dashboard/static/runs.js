@@ -39,6 +39,7 @@ async function refresh() {
     const running = runs.filter((r) => r.status === "running").length;
     note.textContent = `${runs.length} run${runs.length === 1 ? "" : "s"}${running ? `, ${running} running` : ""}; refreshed ${new Date().toLocaleTimeString()}.`;
     note.classList.remove("error");
+    document.body.dataset.ready = "1";
   } catch (err) {
     note.textContent = `Could not refresh: ${err.message}`;
     note.classList.add("error");
