@@ -16,6 +16,7 @@ from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_han
 from api.ingester import BackgroundIngester
 from api.routes import (
     cof,
+    dashboard,
     docs,
     events,
     health,
@@ -97,5 +98,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     guarded = [Depends(strict_query), Depends(require_token)]
     for router in V1_ROUTERS:
         app.include_router(router, dependencies=guarded)
+    app.include_router(dashboard.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
