@@ -7,6 +7,7 @@ from typing import Any
 
 METHODS = ("oracle", "contrastive", "proxy", "speculative")
 ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
+DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class RunConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     draft_k: int = 5
+    draft_stop: str | None = None
+    draft_threshold: float | None = None
+    calibrate: bool = True  # time both models' forwards and the LLM's generate at the start of the run
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
@@ -66,6 +70,14 @@ class RunConfig:
             raise ValueError(
                 "--router learned needs --router-model PATH (from python -m collector.router train)"
             )
+        if self.draft_stop is not None and self.draft_stop not in DRAFT_STOPS:
+            raise ValueError(
+                f"unknown --draft-stop {self.draft_stop!r}; choose one of {', '.join(DRAFT_STOPS)}"
+            )
+        if (self.draft_stop is None) != (self.draft_threshold is None):
+            raise ValueError("--draft-stop and --draft-threshold go together; give both or neither")
+        if self.draft_stop is not None and self.method != "speculative":
+            raise ValueError(f"--draft-stop applies to --method speculative only, not {self.method}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("--batch-size and --max-new-tokens must be at least 1")
         if (self.prompts is None) == (self.dataset is None):

@@ -180,11 +180,16 @@ def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
-    """Record how a run ended."""
+    """Record how a run ended (and the costs it measured, replacing any from an earlier attempt)."""
+    con.execute("BEGIN TRANSACTION")
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ? WHERE run_id = ?",
         [final.status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, run_id],
     )
+    con.execute("DELETE FROM run_costs WHERE run_id = ?", [run_id])
+    if final.costs:
+        insert_arrow(con, "run_costs", run_id, pa.Table.from_pylist(final.costs))
+    con.execute("COMMIT")
 
 
 def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestReport:
