@@ -9,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import torch
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from collector.engine import run_collection
 from collector.methods.oracle import collect_oracle_batch
 from collector.methods.speculative import (
     collect_speculative_batch,
+    cycles_for_samples,
     speculative_step,
     verify_greedy,
     verify_sampling,
@@ -72,7 +75,9 @@ def _hf_greedy(llm: LoadedModel, prompt: str) -> list[int]:
     return _HF[key]
 
 
-def _hf_assisted_uncached(llm: LoadedModel, slm: LoadedModel, prompt: str, k: int) -> list[int]:
+def _hf_assisted_uncached(
+    llm: LoadedModel, slm: LoadedModel, prompt: str, k: int, max_new: int = MAX_NEW
+) -> list[int]:
     gen = slm.model.generation_config
     gen.num_assistant_tokens, gen.num_assistant_tokens_schedule = k, "constant"
     gen.assistant_confidence_threshold = 0.0
@@ -81,7 +86,7 @@ def _hf_assisted_uncached(llm: LoadedModel, slm: LoadedModel, prompt: str, k: in
         **ids,
         assistant_model=slm.model,
         do_sample=False,
-        max_new_tokens=MAX_NEW,
+        max_new_tokens=max_new,
         pad_token_id=llm.tokenizer.pad_token_id,
     )
     return out[0, ids["input_ids"].shape[1] :].tolist()
@@ -279,3 +284,67 @@ def test_greedy_verdict_is_the_llm_argmax_up_to_the_first_disagreement(
         assert torch.equal(
             verdict.tokens[b, : n + 1], target[b, : n + 1]
         )  # emitted = the LLM's greedy choice
+
+
+ZOO_NEW = 40
+
+
+def _zoo_context(k: int, **kw: object) -> tuple[object, list[str]]:
+    """The zoo's zoo-s drafted by zoo-xs on arithmetic prompts: outputs end on EOS (stop strings off)."""
+    from collector.tasks import load_task
+
+    items = load_task("builtin:arith", samples=4, seed=0).items
+    cfg = _spec_config(Path("unused"), Path("unused"), k, max_new_tokens=ZOO_NEW, **kw)
+    return replace(cfg, llm="zoo:zoo-s", slm="zoo:zoo-xs"), [it.prompt for it in items]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_outputs_that_end_on_eos_equal_generate_and_hf_assisted(k: int, batch: int) -> None:
+    cfg, prompts = _zoo_context(k)
+    ctx = context(cfg)  # type: ignore[arg-type]
+    llm, slm = ctx.llm, ctx.slm
+    got = tokens_by_sample(collect_events(ctx, collect_speculative_batch, prompts, batch))
+    eos = llm.tokenizer.eos_token_id
+    assert sum(v[-1] == eos for v in got.values()) >= 3, "the test wants outputs that end on EOS"
+    for sid, prompt in enumerate(prompts):
+        assert got[sid] == llm_greedy(llm, prompt, ZOO_NEW), f"prompt {sid}"
+        key = (llm.path, slm.path, str(k), prompt, "eos")
+        if key not in _HF:
+            _HF[key] = _hf_assisted_uncached(llm, slm, prompt, k, max_new=ZOO_NEW)
+        assert got[sid] == _HF[key], f"prompt {sid} vs HF assisted"
+    for chunk, out in run_batches(ctx, collect_speculative_batch, prompts, batch):
+        assert out.cycles is not None
+        valid = out.valid.tolist()
+        cycles = cycles_for_samples(out.cycles, chunk, valid)
+        assert cycles.num_rows == out.cycles.num_rows  # the method cut its own cycles already
+        for b, sid in enumerate(chunk):
+            mine = cycles.filter(pc.equal(cycles.column("sample_id"), sid))
+            accepted = mine.column("accepted").to_numpy()
+            assert int(accepted.sum()) + mine.num_rows == valid[b]  # sum(accepted) + cycles = n_tokens
+            assert valid[b] == ZOO_NEW or int(out.trace.token[b, valid[b] - 1]) == eos
+            assert int(out.extra["accepted"][b, : valid[b]].sum()) == int(accepted.sum())
+
+
+@pytest.mark.parametrize("stop,tau", [("max_prob", 0.6), ("entropy", 1.0)])
+def test_draft_stop_rule_keeps_greedy_output_and_each_row_stops_on_its_own(stop: str, tau: float) -> None:
+    k = 5
+    cfg, prompts = _zoo_context(k, draft_stop=stop, draft_threshold=tau)
+    ctx = context(cfg)  # type: ignore[arg-type]
+    base = tokens_by_sample(collect_events(context(replace(cfg, draft_stop=None, draft_threshold=None)),
+                                           collect_speculative_batch, prompts, 4))  # fmt: skip
+    tables = {}
+    for batch in (1, 4):
+        events = collect_events(ctx, collect_speculative_batch, prompts, batch)
+        assert tokens_by_sample(events) == base  # a stop rule changes the work, never the output
+        parts = [
+            cycles_for_samples(out.cycles, chunk, out.valid.tolist())
+            for chunk, out in run_batches(ctx, collect_speculative_batch, prompts, batch)
+            if out.cycles is not None
+        ]
+        tables[batch] = pa.concat_tables(parts).sort_by([("sample_id", "ascending"), ("cycle", "ascending")])
+    assert tables[1].equals(tables[4])  # each row drafts as it would alone
+    drafted = tables[4].column("drafted").to_numpy()
+    accepted = tables[4].column("accepted").to_numpy()
+    assert drafted.max() <= k and (accepted <= drafted).all()
+    assert (drafted < k).mean() > 0.2 and (drafted[:-1] >= 1).all()  # stops happen, ≥ 1 draft a cycle
