@@ -10,7 +10,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from collector.config import METHODS, ROUTERS, RunConfig
+from collector.config import DRAFT_STOPS, METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--temperature", type=float, default=DEFAULTS["temperature"], help="0 = greedy (the paper's)")
     add("--top-p", type=float, default=DEFAULTS["top_p"])
     add("--draft-k", type=int, default=DEFAULTS["draft_k"], help="speculative draft length K")
+    add("--draft-stop", choices=DRAFT_STOPS, help="stop a draft early: max_prob < τ or entropy > τ")
+    add("--draft-threshold", type=float, help="τ of --draft-stop")
+    add("--no-calibrate", dest="calibrate", action="store_false", default=None,
+        help="skip the forward-cost calibration at the start of the run")  # fmt: skip
     add("--alpha", type=float, default=DEFAULTS["alpha"], help="contrastive plausibility cut-off α")
     add("--lambda", dest="lam", type=float, default=DEFAULTS["lam"], help="contrastive mix λ")
     add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
