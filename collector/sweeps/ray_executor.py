@@ -276,6 +276,14 @@ class RayDriver:
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         self.progress()
 
+    def cancel(self) -> None:
+        """Cancel every cell still in flight (its worker stays up for the next sweep)."""
+        import ray
+
+        for gen, cell in self.cells.items():
+            if cell.state != "ended":
+                ray.cancel(gen)
+
     def drain(self) -> None:
         """Take what the workers send until every cell has ended."""
         import ray
@@ -325,10 +333,13 @@ def run_ray(
         local = {"include_dashboard": False, "num_cpus": num_cpus}
         ray.init(address=address, **({} if joining else local))
     start = time.perf_counter()
+    driver = RayDriver(warehouse, console, observer)
     try:
-        driver = RayDriver(warehouse, console, observer)
         driver.submit(cells, max_retries, threads)
         driver.drain()
+    except BaseException:  # Ctrl-C or a bug on the driver: stop the cells; what is staged resumes later
+        driver.cancel()
+        raise
     finally:
         if started_here:
             ray.shutdown()
