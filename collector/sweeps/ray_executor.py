@@ -291,7 +291,7 @@ class RayDriver:
 
         active = dict(self.cells)
         while active:
-            ready, _ = ray.wait(list(active), num_returns=1, timeout=5.0)
+            ready: list[Any] = ray.wait(list(active), num_returns=1, timeout=5.0)[0]
             for gen in ready:
                 cell = active[gen]
                 try:
@@ -330,7 +330,7 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:  # a new local cluster unless an address (or $RAY_ADDRESS) names one
         joining = address or os.environ.get("RAY_ADDRESS")
-        local = {"include_dashboard": False, "num_cpus": num_cpus}
+        local: dict[str, Any] = {"include_dashboard": False, "num_cpus": num_cpus}
         ray.init(address=address, **({} if joining else local))
     start = time.perf_counter()
     driver = RayDriver(warehouse, console, observer)
