@@ -25,6 +25,7 @@ from collector.sweeps.spec import plan
 from warehouse.migrate import upgrade
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.timeout(300)  # a wedged cluster fails the file instead of stalling the suite
 
 SPEC = {
     "pairs": [["zoo:zoo-s", "zoo:zoo-xs"]],
