@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import ray  # the `ray` extra, which `make test` installs
 import torch
 from rich.console import Console
 
@@ -24,7 +25,6 @@ from collector.sweeps.ray_executor import CellEvent, from_ipc, run_ray, to_ipc
 from collector.sweeps.spec import plan
 from warehouse.migrate import upgrade
 
-ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(300)  # a wedged cluster fails the file instead of stalling the suite
 
 SPEC = {
