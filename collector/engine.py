@@ -243,10 +243,12 @@ def run_collection(
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
     todo = [i for i in range(len(task.items)) if i not in done]
-    costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+    costs: list[Cost] = []
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
-    try:
+    try:  # from here on, any failure is recorded as the run's end (`failed`), so nothing looks complete
+        if config.calibrate:
+            costs = calibrate(ctx, [task.items[i] for i in todo] or task.items)
         for chunk in chunks(todo, config.batch_size):
             t = _write_batch(ctx, task, writer, chunk, collect)
             for key in vars(tally):
