@@ -12,7 +12,7 @@ from warehouse.ingest import ingest_pending
 from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, upgrade
 from warehouse.quarantine import quarantined_shards
-from warehouse.settings import resolve_warehouse, staging_dir
+from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.staging import batch_dirs
 
 EXAMPLES = """examples:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("upgrade", help="apply migrations up to head (creates the file)")
     down = sub.add_parser("downgrade", help="revert migrations down to a revision")
