@@ -85,6 +85,9 @@ def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -
         ref = q.run_key if staged or q.run_key not in runs else str(runs[q.run_key][0])
         ids = f"samples {min(q.sample_ids)}-{max(q.sample_ids)}" if q.sample_ids else "the whole run"
         print(f"  {q.path}  ({ids})\n    why : {q.reason}")
+        if runs.get(q.run_key, (0, "", None))[1] == "complete":
+            print("    do  : nothing is missing any more (its run is complete): delete the folder above")
+            continue
         print(
             f"    do  : collect them again with: python -m collector.run --resume {ref} --warehouse {path}\n"
             f"          (the rest of the run is ingested); then delete the folder above"

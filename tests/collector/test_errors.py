@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -340,3 +342,36 @@ def test_an_internal_value_error_keeps_its_traceback(
     monkeypatch.setattr(collector.run, "run_collection", bug)
     with pytest.raises(ValueError, match="an internal bug"):
         main(["--quiet", *_models(tiny_models, warehouse_path), "--prompts", str(prompts_file)])
+
+
+HOLD = "import duckdb, time; c = duckdb.connect({path!r}); print('x', flush=True); time.sleep(60)"
+
+
+def test_a_run_with_a_quarantined_shard_is_failed_until_resume_collects_it_again(
+    capsys: pytest.CaptureFixture[str], tiny_models: TinyModels, warehouse_path: Path, prompts_file: Path
+) -> None:
+    holder = subprocess.Popen(  # holds the file, so the collector only stages its shards
+        [sys.executable, "-c", HOLD.format(path=str(warehouse_path))], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"x"
+        args = [*_models(tiny_models, warehouse_path), "--prompts", str(prompts_file), "--batch-size", "2"]
+        assert _run(capsys, *args)[0] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    (run_dir,) = [d for d in staging_dir(warehouse_path).iterdir() if not d.name.startswith(".")]
+    with open(run_dir / "batch-00000002" / EVENTS_FILE, "r+b") as fh:
+        fh.truncate(500)
+    assert warehouse_main(["ingest", "--warehouse", str(warehouse_path)]) == 0
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT run_id, status FROM runs").fetchall() == [(1, "failed")]
+        assert con.execute("SELECT list(sample_id ORDER BY sample_id) FROM samples").fetchall() == [
+            ([0, 1, 4, 5],)
+        ]
+    assert _run(capsys, "--resume", "1", "--warehouse", str(warehouse_path))[0] == 0
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT status, error FROM runs").fetchall() == [("complete", None)]
+        assert con.execute("SELECT count(DISTINCT sample_id), count(*) FROM samples").fetchall() == [(6, 6)]
+    assert warehouse_main(["status", "--warehouse", str(warehouse_path)]) == 0
+    assert "nothing is missing any more" in capsys.readouterr().out
