@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+import sqlalchemy as sa
+
+from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection, is_lock_error
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
 from warehouse.liveness import run_liveness
@@ -49,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 def print_status(path: Path) -> None:
     """Print where the file stands: schema, staged and quarantined shards, row counts, runs in progress."""
     head = head_revision()
-    current = current_revision(path)
     print(f"warehouse : {path}{'' if path.exists() else ' (does not exist)'}")
-    print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    try:
+        current = current_revision(path)
+        print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    except WarehouseLocked:
+        current = None  # the staging folder can still be read
+        print("revision  : unknown: another process holds the file (the API server, or a collector)")
     root = staging_dir(path)
     staged = sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
     print(f"staged    : {staged} shard(s) waiting in {root}")
@@ -143,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = resolve_warehouse(args.warehouse)
     try:
-        run_command(args, path)
+        try:
+            run_command(args, path)
+        except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
+            if not is_lock_error(exc):
+                raise
+            raise WarehouseLocked(f"{path} is open in another process ({exc.orig})") from exc
     except WarehouseLocked as exc:
         print(f"error: {exc}. Stop the other process (or let the API ingest) and try again.", file=sys.stderr)
         return 2

@@ -209,3 +209,27 @@ def test_ingest_on_a_full_disk_says_so_and_keeps_the_shards(
     report = try_ingest(path)
     assert report is not None and report.shards == 2
     assert _runs(path)["run-full"] == ("complete", 20, None)
+
+
+HOLD = "import duckdb, time; c = duckdb.connect({path!r}); print('x', flush=True); time.sleep(60)"
+
+
+def test_status_and_upgrade_while_another_process_holds_the_file(
+    warehouse_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stage(warehouse_path, "run-held", shards=1, final=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(path=str(warehouse_path))], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"x"
+        capsys.readouterr()
+        assert warehouse_main(["status", "--warehouse", str(warehouse_path)]) == 0
+        out = capsys.readouterr().out
+        assert "another process holds the file" in out and "staged    : 1 shard(s)" in out
+        assert "run run-held (not ingested yet): live" in out
+        assert warehouse_main(["upgrade", "--warehouse", str(warehouse_path)]) == 2
+        assert "is open in another process" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
