@@ -14,7 +14,7 @@ from collector.config import DRAFT_STOPS, METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
-from warehouse.settings import resolve_warehouse
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.run                                   # the default job: every zoo pair, every method
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
     add("--device-map", help="auto: place each model over this machine's GPUs (accelerate), for big models")
     add("--truncate-prompt", action="store_true", help="cut over-long prompts from the left")
-    add("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(p)
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
     add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")
     add("--quiet", action="store_true", help="no progress bar")

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from warehouse.db import WarehouseLocked, open_duckdb
+from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
 from warehouse.migrate import require_head
 from warehouse.quarantine import QuarantinedShard, quarantine_run, quarantine_shard
 from warehouse.settings import staging_dir
@@ -264,11 +264,33 @@ def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestRep
     for leftover in [*root.glob(".del-*"), *root.glob("*/.del-*")]:  # removals cut short by a crash
         shutil.rmtree(leftover, ignore_errors=True)
     report = IngestReport()
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        report = report + ingest_run_dir(con, run_dir)
-    if report.shards:
-        con.execute("CHECKPOINT")
+    try:
+        for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            report = report + ingest_run_dir(con, run_dir)
+        if report.shards:
+            con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        full = disk_full_message(exc)
+        if full is None:
+            raise
+        raise WarehouseError(
+            f"the disk holding {warehouse} is full ({full}); nothing is lost: the shards stay staged. "
+            f"Free some space, then run: python -m warehouse ingest --warehouse {warehouse}"
+        ) from exc
     return report
+
+
+DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
+
+
+def disk_full_message(exc: BaseException | None) -> str | None:
+    """DuckDB's words for a full disk, found in an exception or the ones it was raised during; else None."""
+    while exc is not None:
+        text = str(exc)
+        if any(t in text.lower() for t in DISK_FULL_TEXT):
+            return text.splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def try_ingest(warehouse: Path) -> IngestReport | None:
