@@ -138,7 +138,7 @@ def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -
 def run_upgrade(path: Path) -> None:
     """Rewrite a file in the storage version DuckDB 1.x reads if needed, then migrate it to head."""
     if convert_storage(path):
-        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.0 and later read it)")
+        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.1 and later read it)")
     upgrade(path)
     print(f"{path} is at revision {head_revision()}")
 
