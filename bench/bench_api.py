@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -59,12 +60,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(warehouse: Path) -> Iterator[tuple[str, int]]:
+def server(warehouse: Path, cache_size: int = 256) -> Iterator[tuple[str, int]]:
     """`python -m api` on the file; yields (base URL, pid) once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
         [PY, "-m", "api", "--warehouse", str(warehouse), "--port", str(port)],
         cwd=REPO,
+        env={**os.environ, "FSGEN_CACHE_SIZE": str(cache_size)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -216,15 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=0,
+        help="the server's results cache (default 0: every request computes)",
+    )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, object] = {"load": [], "downloads": {}}
+    results: dict[str, object] = {"load": [], "downloads": {}, "cache_size": args.cache_size}
     largest = None
     for events in args.events:
         path = make_warehouse(args.workdir, events)
         run_id, spec_id, total = pick_runs(path)
         largest = path
-        with server(path) as (base, _):
+        with server(path, args.cache_size) as (base, _):
             for clients in args.clients:
                 for label, route in routes(run_id, spec_id).items():
                     row = {"events": total, "clients": clients, "route": label,
