@@ -6,12 +6,14 @@ parameter at a bound, a near-singular column-scaled Jacobian (condition > 10⁴)
 α that spans the search range marks a candidate unidentified; an unidentified power law is reported as its
 limit form (α → 0: a + b·ln R; α → ∞ or γ → 0: a constant). Intervals come from a residual bootstrap:
 the pairs are the design, their scaled residuals are resampled onto the fitted values and every
-resample refitted; a prediction adds to each refitted curve a resampled leave-one-out residual (an error
-on an unseen pair, so the interval is as wide as out-of-sample errors are).
+resample refitted; a prediction adds to each refitted curve a draw of s·t(n − k), s the RMS of the
+leave-one-out residuals (errors on unseen pairs) and t Student's with n − k degrees of freedom, so the
+interval is as wide as out-of-sample errors are, and wider where few pairs estimate them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -53,8 +55,6 @@ class LawFit:
     reason: str
     limit_form: str | None
     intervals: tuple[tuple[float, float], ...] | None = None
-    # Residual-bootstrap parameter draws [B, k], for prediction intervals.
-    draws: FloatArray | None = field(default=None, repr=False, compare=False)
 
     def value(self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
         """This law's CoF at each (N_LLM, N_SLM), unclipped."""
@@ -89,8 +89,11 @@ class CofFit:
     n_points: int
     bootstrap: int
     seed: int
-    # Centred leave-one-out residuals of the chosen law [n], resampled into prediction intervals.
-    residuals: FloatArray = field(repr=False, compare=False)
+    # Prediction noise of the chosen law: s (RMS of its leave-one-out residuals) times Student's t(df).
+    noise_scale: float
+    noise_df: int
+    # Residual-bootstrap parameter draws [B, k] per law form, for prediction intervals.
+    draws: Mapping[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def chosen(self) -> LawFit:
@@ -121,13 +124,14 @@ class CofFit:
         x = _design(llm_params, slm_params)
         c = self.chosen
         value = _values(c.form, np.asarray([c.params]), x)[0]
-        if c.draws is None or len(c.draws) == 0:
+        draws = self.draws.get(c.form)
+        if draws is None or len(draws) == 0:
             nan = np.full_like(value, np.nan)
             return np.clip(value, 0, 1), nan, nan
         rng = np.random.default_rng(self.seed + 1)
-        curves = _values(c.form, c.draws, x)  # [B, m]
-        # One residual per draw, shared along the curve: same distribution at each point, a smooth band.
-        noisy = curves + self.residuals[rng.integers(0, self.residuals.size, (curves.shape[0], 1))]
+        curves = _values(c.form, draws, x)  # [B, m]
+        # One noise draw per curve, shared along it: the same distribution at each point, a smooth band.
+        noisy = curves + self.noise_scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
         lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
         return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
@@ -230,8 +234,8 @@ def _identify(
 
 def _fit_law(
     law: Law, x: FloatArray, y: FloatArray, loo: FloatArray, resamples: int, seed: int, bounds: tuple
-) -> tuple[LawFit, FloatArray]:
-    """One candidate fitted, checked and (when asked) bootstrapped; also its centred LOO residuals."""
+) -> tuple[LawFit, FloatArray | None]:
+    """One candidate fitted, checked and (when asked) bootstrapped; also its bootstrap draws."""
     params, _ = fit_rows(law.form, x[None], y[None], bounds)
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
@@ -260,10 +264,8 @@ def _fit_law(
         reason,
         limit,
         intervals,
-        draws,
     )
-    loo_resid = y - loo
-    return fit, loo_resid - loo_resid.mean()
+    return fit, draws
 
 
 def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
@@ -293,15 +295,15 @@ def fit_cof(
     keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
     x, y = x[keep], y[keep]
     fits: list[LawFit] = []
-    pools: dict[str, FloatArray] = {}
     skipped: list[tuple[str, str]] = []
+    draws: dict[str, FloatArray | None] = {}
     for law in LAWS.values():
         why = _why_skip(law, x)
         loo = None if why else leave_one_out(law.form, x, y, alpha_bounds)
         if loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
             continue
-        fit, pools[law.form] = _fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds)
+        fit, draws[law.form] = _fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds)
         fits.append(fit)
     if not fits:
         raise TooFewPairs(
@@ -309,7 +311,9 @@ def fit_cof(
             + "; ".join(f"{form} {why}" for form, why in skipped)
         )
     ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
-    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, pools[ranked[0].form])
+    df = max(y.size - len(ranked[0].names), 1)
+    kept = {form: d for form, d in draws.items() if d is not None}
+    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df, kept)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from analytics.positions import position_profile
 from analytics.routers import best_threshold, pareto_front, replay_all
 from analytics.scaling import (
     GroupFit,
+    LawFit,
     TooFewPoints,
     fit_groups,
     leave_one_out_error,
@@ -221,14 +222,23 @@ def law_table(points: pl.DataFrame, fits: Sequence[GroupFit], bootstrap: int, se
                     "method": g.method,
                     "dataset": g.dataset,
                     "law": f"**{c.form}**" if i == 0 else c.form,
-                    "fit": c.describe() if c.identified else f"({c.describe()})",
+                    "fit": _law_text(c, g.laws.candidate(c.limit_form) if c.limit_form else None),
                     "loo_rmse": c.loo_rmse,
-                    "aicc": c.aicc,
+                    "aicc": c.aicc if np.isfinite(c.aicc) else None,
                     "identified": "yes" if c.identified else f"no: {c.reason}",
                     "loo_coverage_90": f"{cov.covered}/{cov.total}" if i == 0 else "",
                 }
             )
     return pl.DataFrame(rows)
+
+
+def _law_text(law: LawFit, limit: LawFit | None) -> str:
+    """A candidate's fitted formula; an unidentified one only as its limit form, never its coefficients."""
+    if law.identified:
+        return law.describe()
+    if law.limit_form is not None:
+        return f"→ its limit {law.limit_form}" + (f": {limit.describe()}" if limit else "")
+    return "(unidentified)"
 
 
 def _with_ci(value: float, ci: tuple[float, float] | None) -> str:
@@ -271,7 +281,7 @@ def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
     )
     body = (
         "Candidate laws per method and dataset, the chosen one in bold (lowest leave-one-pair-out RMSE "
-        "among identified laws, ties within 5% by AICc); unidentified fits in parentheses. "
+        "among identified laws, ties within 5% by AICc); an unidentified law is shown as its limit form. "
         "loo_coverage_90: pairs inside the 90% prediction interval of the law chosen without them "
         f"({resamples} residual-bootstrap resamples each).\n\n"
     )

@@ -59,7 +59,7 @@ def _noisy_tables(form: str, count: int, rng: np.random.Generator) -> list[tuple
 
 @pytest.mark.parametrize("form", list(LAWS))
 def test_the_chooser_finds_the_generating_law_on_noisy_tables(form: str) -> None:
-    # 12-20 pairs, noise sd 0.01: bench/scaling_laws_bench.py measures 86-100% over 200 tables per law.
+    # 12-20 pairs, noise sd 0.01: 9-12 of 12 here; bench/scaling_laws_bench.py: 85-94% over 200 per law.
     rng = np.random.default_rng(7)
     tables = _noisy_tables(form, 12, rng)
     hits = sum(fit_cof(NL[i], NS[i], y[i]).form == form for i, _, y in tables)
@@ -75,7 +75,7 @@ def test_prediction_intervals_cover_held_out_pairs() -> None:
         assert np.all(lo <= hi)
         covered += int(((lo <= y[out_i]) & (y[out_i] <= hi)).sum())
         total += out_i.size
-    assert 0.8 <= covered / total <= 0.97, f"90% intervals covered {covered}/{total}"
+    assert 0.85 <= covered / total <= 0.95, f"90% intervals covered {covered}/{total}"  # 99/106 here
 
 
 def test_leave_one_out_coverage_on_one_table() -> None:
