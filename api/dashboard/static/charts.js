@@ -88,7 +88,7 @@ function sizeChart(id, field, title) {
         data: { values: points },
         mark: { type: "point", filled: true, size: 70, tooltip: true },
         encoding: {
-          x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: { type: "log", nice: false, padding: 12 }, axis: { format: "~s", labelOverlap: true } }),
+          x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: { type: "log", nice: false, padding: 24 }, axis: { format: "~s", labelOverlap: true } }),
           y: q("cof", "CoF", { scale: { zero: false } }),
           color: n("method", "method"),
           shape: n("dataset", "dataset"),
@@ -107,11 +107,11 @@ const ratio = {
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
     const rows = [...points.map((p) => ({ kind: "pair", ...p })), ...curves.map((c) => ({ kind: "law", ...c }))];
-    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: { type: "log", nice: false, padding: 12 }, axis: { labelOverlap: true } });
+    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: { type: "log", nice: false, padding: 24 }, axis: { labelOverlap: true } });
     const spec = {
       height: 240,
       layer: [
-        { data: { values: curves }, mark: { type: "area", opacity: 0.18 }, encoding: { x, y: q("lo", "CoF"), y2: { field: "hi" }, color: n("method", "method", { legend: null }) } },
+        { data: { values: curves }, mark: { type: "area", opacity: 0.18 }, encoding: { x, y: q("lo", "CoF"), y2: { field: "hi" }, color: n("method", "method") } },
         { data: { values: curves }, mark: { type: "line", strokeWidth: 2 }, encoding: { x, y: q("law", "CoF"), color: n("method", "method"), detail: n("dataset") } },
         { data: { values: points }, mark: { type: "point", filled: true, size: 70, tooltip: true }, encoding: { x, y: q("cof", "CoF", { scale: { zero: false } }), color: n("method", "method"), shape: n("dataset", "dataset") } },
       ],
@@ -128,7 +128,7 @@ function positionSpec(rows, colorField, colorTitle) {
     layer: [
       {
         mark: { type: "line", point: true, tooltip: true },
-        encoding: { x: q("bin", "relative position decile (0 = first 10% of the output)", { scale: { domain: [0, 9] }, axis: { tickMinStep: 1, format: "d" } }), y: q("mismatch_share", "share of mismatches"), color: n(colorField, colorTitle) },
+        encoding: { x: q("bin", "position decile (0 = first 10% of the output)", { scale: { domain: [0, 9] }, axis: { tickMinStep: 1, format: "d" } }), y: q("mismatch_share", "share of mismatches"), color: n(colorField, colorTitle) },
       },
       { mark: { type: "line", strokeDash: [4, 3], color: "#888" }, encoding: { x: q("bin"), y: q("token_share"), detail: n(colorField) } },
     ],
@@ -150,7 +150,7 @@ const positions = {
 const auroc = {
   id: "auroc",
   title: "Uncertainty as a mismatch predictor (AUROC)",
-  note: "AUROC of each predictor per pair (0.5 = chance; larger = less certain System 1).",
+  note: "AUROC of each predictor per pair: 0.5 is chance, 1 a perfect predictor (each predictor grows as System 1 grows less certain).",
   routes: ["/v1/uncertainty"],
   async load(ctx) {
     const body = await ctx.api("/v1/uncertainty", { group_by: ["llm", "slm"], ...runFilters(ctx.filters) });
@@ -158,13 +158,8 @@ const auroc = {
     const spec = {
       height: 220,
       data: { values: rows },
-      layer: [
-        {
-          mark: { type: "bar", tooltip: true },
-          encoding: { x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
-        },
-        { data: { values: [{}] }, mark: { type: "rule", strokeDash: [4, 3], color: "#888" }, encoding: { y: { datum: 0.5 } } },
-      ],
+      mark: { type: "bar", tooltip: true },
+      encoding: { x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
     };
     return { rows, spec };
   },
@@ -215,7 +210,7 @@ function paretoSpec(rows) {
     layer: [
       {
         mark: { type: "line", point: { size: 18 }, tooltip: true, interpolate: "step-after" },
-        encoding: { x: q("consult_rate", "consult rate (share of tokens sent to System 2)", { scale: { domain: [0, 1] } }), y: q("caught", "share of mismatches caught", { scale: { domain: [0, 1] } }), color: n("router", "router"), order: q("consult_rate") },
+        encoding: { x: q("consult_rate", "consult rate (share of tokens to System 2)", { scale: { domain: [0, 1] }, axis: { tickCount: 5 } }), y: q("caught", "share of mismatches caught", { scale: { domain: [0, 1] } }), color: n("router", "router"), order: q("consult_rate") },
       },
       { data: { values: [{}] }, mark: { type: "rule", strokeDash: [4, 3], color: "#888" }, encoding: { x: { datum: BUDGET } } },
     ],

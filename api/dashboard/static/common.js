@@ -215,7 +215,7 @@ export async function chart(cardEl, name, spec, rows) {
     config: {
       font: "system-ui, sans-serif",
       axis: { labelLimit: 160 },
-      legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150 },
+      legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150, symbolOpacity: 1 },
     },
     ...spec,
   };

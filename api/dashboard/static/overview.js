@@ -20,8 +20,10 @@ function fillFilters(runs) {
   const form = document.getElementById("filters");
   for (const name of ["method", "dataset", "router"]) {
     const select = form.elements[name];
+    const keep = select.value;
     const values = [...new Set(runs.map((r) => r[name]))].sort();
     select.innerHTML = `<option value="">all</option>` + values.map((v) => `<option>${escapeHtml(v)}</option>`).join("");
+    select.value = values.includes(keep) ? keep : "";
   }
 }
 
@@ -30,8 +32,12 @@ function filters() {
   return Object.fromEntries(["method", "dataset", "router"].map((n) => [n, form.elements[n].value || null]));
 }
 
+let generation = 0;
+
 /** Draw every chart for the current filters; a chart whose route this server lacks says so. */
 async function drawAll(runs) {
+  const mine = ++generation; // a newer draw (filter change, new runs) wins over this one
+  document.body.dataset.ready = "";
   const f = filters();
   const paths = await servedRoutes();
   const selected = runs.filter(
@@ -57,19 +63,33 @@ async function drawAll(runs) {
         const note = el.querySelector(".note");
         note.textContent = c.note;
         const { rows, spec } = await c.load({ ...base, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
-        await chart(el, c.id, spec, rows);
+        if (mine === generation) await chart(el, c.id, spec, rows);
       } catch (err) {
-        fail(el, err);
+        if (mine === generation) fail(el, err);
       }
     })
   );
-  document.body.dataset.ready = "1";
+  if (mine === generation) document.body.dataset.ready = "1";
 }
 
-const runs = await apiAll("/v1/runs", { limit: 1000 });
+const POLL_MS = 5000; // the figures follow the runs as collectors finish them
+let runs = await apiAll("/v1/runs", { limit: 1000 });
+const signature = (rs) => JSON.stringify(rs.filter((r) => r.status === "complete").map((r) => [r.run_id, r.tokens]));
 fillFilters(runs);
-document.getElementById("filters").addEventListener("change", () => {
-  document.body.dataset.ready = "";
-  drawAll(runs);
-});
+document.getElementById("filters").addEventListener("change", () => drawAll(runs));
 await drawAll(runs);
+
+async function poll() {
+  try {
+    const fresh = await apiAll("/v1/runs", { limit: 1000 });
+    if (signature(fresh) !== signature(runs)) {
+      runs = fresh;
+      fillFilters(runs);
+      await drawAll(runs);
+    }
+  } catch (err) {
+    console.warn(err);
+  }
+  setTimeout(poll, POLL_MS);
+}
+setTimeout(poll, POLL_MS);
