@@ -13,7 +13,7 @@ from api.db import Database
 from api.deps import require_token
 from api.errors import error_response, install_error_handlers
 from api.ingester import BackgroundIngester
-from api.routes import cof, health, runs
+from api.routes import advice, cof, health, runs
 from api.settings import ApiSettings
 
 
@@ -55,4 +55,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     guarded = [Depends(require_token)]
     app.include_router(runs.router, dependencies=guarded)
     app.include_router(cof.router, dependencies=guarded)
+    app.include_router(advice.router, dependencies=guarded)
     return app
