@@ -16,6 +16,7 @@ from api.deps import require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
 from api.ingester import BackgroundIngester
 from api.routes import (
+    advice,
     cof,
     dashboard,
     docs,
@@ -43,6 +44,7 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     positions.router,
     routers.router,
     speculative.router,
+    advice.router,
 )
 
 

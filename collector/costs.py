@@ -90,7 +90,8 @@ def forward_seconds(
 
 @torch.inference_mode()
 def cycle_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int) -> float:
-    """Seconds of one real draft/verify cycle drafting d tokens (no stop rule), rows never finishing."""
+    """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule), batch 1,
+    the row never finishing."""
     from collector.methods.speculative import SpeculativeBatch
 
     cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
@@ -98,7 +99,12 @@ def cycle_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d:
     run.eos = None  # keep every row drafting for the whole timing
     run.T = (d + 1) * (STEPS * (REPEATS + 1) + 1)
     run.buf = type(run.buf)(ids.shape[0], run.T + d + 2, ids.device)
-    return _median_seconds(run.cycle, ctx.device)
+
+    def cycle_and_check() -> None:  # a lone row is checked after every cycle, as the batch loop does
+        run.cycle()
+        run.check()
+
+    return _median_seconds(cycle_and_check, ctx.device)
 
 
 @torch.inference_mode()
