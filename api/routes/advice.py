@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from analytics.advise import advise
-from api.deps import DbDep
+from analytics.advise import Advice, advise
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["speculative"])
 
@@ -49,11 +50,13 @@ class AdvicePublic(BaseModel):
     sampling: list[SamplingRow]
 
 
-@router.get("/speculative/advice", response_model=AdvicePublic)
-def get_speculative_advice(db: DbDep) -> AdvicePublic:
+@router.get(
+    "/speculative/advice", response_model=AdvicePublic, responses=error_responses(400, 401, 405, 500, 503)
+)
+def get_speculative_advice(analyst: AnalystDep, db: DbDep, timeout_ms: TimeoutMs = None) -> AdvicePublic:
     """Best draft model, K and stop rule per LLM and dataset (greedy, batch 1), with the runner-up, predicted
     from oracle traces and the costs each run recorded; and the best K under speculative sampling."""
-    advice = advise(db.cursor())
+    advice: Advice = analyst(db.limit_ms(timeout_ms), advise)
     return AdvicePublic(
         best=[AdviceRow(**r) for r in advice.best.drop("rank").to_dicts()],
         sampling=[SamplingRow(**r) for r in advice.sampling.to_dicts()],
