@@ -14,7 +14,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from api.db import Database
+from api.db import Analyst, Database
 from api.errors import ApiError
 from api.settings import ApiSettings
 
@@ -38,6 +38,14 @@ def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
         yield cur
     finally:
         cur.close()
+
+
+CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+def get_analyst(request: Request, cur: CursorDep) -> Analyst:
+    """This request's door onto analytics (its cursor, the app's results cache)."""
+    return Analyst(cur, request.app.state.cache)
 
 
 def require_token(
@@ -108,7 +116,7 @@ def decode_cursor(cursor: str | None, keys: tuple[str, ...]) -> dict[str, int] |
     return {k: data[k] for k in keys}
 
 
-CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+AnalystDep = Annotated[Analyst, Depends(get_analyst)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 TimeoutMs = Annotated[

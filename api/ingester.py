@@ -20,10 +20,10 @@ log = logging.getLogger("fsgen.api.ingester")
 
 
 class BackgroundIngester:
-    """Polls the staging folder every `interval_s` seconds on its own cursor."""
+    """Polls the staging folder every `interval_s` seconds (`ApiSettings.ingest_interval_s`), own cursor."""
 
     def __init__(
-        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float = 0.5
+        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float
     ) -> None:
         self._cursor = cursor
         self._warehouse = warehouse

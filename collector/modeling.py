@@ -48,9 +48,9 @@ def pick_device(device: str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         chosen = torch.device(device)
-    except RuntimeError as exc:
+    except RuntimeError:
         raise ModelLoadError(
-            f"--device {device!r} is not a device name ({exc}); use cpu, cuda or cuda:N"
+            f"--device {device!r} is not a device name; use --device cpu, cuda or cuda:N"
         ) from None
     if chosen.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -6,13 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from warehouse.db import STORAGE_VERSION, WarehouseError, WarehouseLocked, convert_storage, duckdb_connection
+import sqlalchemy as sa
+
+from warehouse.db import (
+    STORAGE_VERSION,
+    WarehouseError,
+    WarehouseLocked,
+    convert_storage,
+    duckdb_connection,
+    is_lock_error,
+)
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
 from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
 from warehouse.quarantine import quarantined_shards
-from warehouse.settings import resolve_warehouse, staging_dir
+from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.sql import sql_door
 from warehouse.staging import batch_dirs
 from warehouse.summaries import rebuild
@@ -36,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "upgrade",
@@ -59,9 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
 def print_status(path: Path) -> None:
     """Print where the file stands: schema, staged and quarantined shards, row counts, runs in progress."""
     head = head_revision()
-    current = current_revision(path)
     print(f"warehouse : {path}{'' if path.exists() else ' (does not exist)'}")
-    print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    try:
+        current = current_revision(path)
+        print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    except WarehouseLocked:
+        current = None  # the staging folder can still be read
+        print("revision  : unknown: another process holds the file (the API server, or a collector)")
     root = staging_dir(path)
     staged = sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
     print(f"staged    : {staged} shard(s) waiting in {root}")
@@ -95,6 +108,9 @@ def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -
         ref = q.run_key if staged or q.run_key not in runs else str(runs[q.run_key][0])
         ids = f"samples {min(q.sample_ids)}-{max(q.sample_ids)}" if q.sample_ids else "the whole run"
         print(f"  {q.path}  ({ids})\n    why : {q.reason}")
+        if runs.get(q.run_key, (0, "", None))[1] == "complete":
+            print("    do  : nothing is missing any more (its run is complete): delete the folder above")
+            continue
         print(
             f"    do  : collect them again with: python -m collector.run --resume {ref} --warehouse {path}\n"
             f"          (the rest of the run is ingested); then delete the folder above"
@@ -122,7 +138,7 @@ def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -
 def run_upgrade(path: Path) -> None:
     """Rewrite a file in the storage version DuckDB 1.x reads if needed, then migrate it to head."""
     if convert_storage(path):
-        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.0 and later read it)")
+        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.1 and later read it)")
     upgrade(path)
     print(f"{path} is at revision {head_revision()}")
 
@@ -166,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = resolve_warehouse(args.warehouse)
     try:
-        return run_command(args, path)
+        try:
+            return run_command(args, path)
+        except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
+            if not is_lock_error(exc):
+                raise
+            raise WarehouseLocked(f"{path} is open in another process ({exc.orig})") from exc
     except WarehouseLocked as exc:
         print(f"error: {exc}. Stop the other process (or let the API ingest) and try again.", file=sys.stderr)
         return 2

@@ -30,9 +30,9 @@ def is_lock_error(exc: BaseException) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
-# New files are written in this storage version, which DuckDB 1.0 and every later release (1.x, 2.x) reads;
-# DuckDB 2.0's default (storage version number 69) cannot be opened by a 1.x CLI. A file keeps the storage
-# version it was created with when later opened by a newer DuckDB.
+# New files are written in this storage version, which DuckDB 1.1 and every later release read (1.0.0 cannot
+# read its primary-key indexes); DuckDB 2.0's default (storage version number 69) cannot be opened by a 1.x
+# CLI. A file keeps the storage version it was created with when a newer DuckDB writes to it later.
 STORAGE_VERSION = "v1.0.0"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from warehouse.db import WarehouseLocked, open_duckdb
+from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
 from warehouse.migrate import require_head
 from warehouse.quarantine import QuarantinedShard, quarantine_run, quarantine_shard
 from warehouse.settings import staging_dir
@@ -203,7 +203,7 @@ def _pending_groups(shards: list[Path]) -> list[list[Path]]:
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
-    """Record how a run ended; a run missing any of its samples is `failed`, never `complete`."""
+    """Record how a run ended and its measured costs; a run missing samples is `failed`, not `complete`."""
     status, error = final.status, final.error
     row = con.execute(
         "SELECT r.n_samples, (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r "
@@ -218,11 +218,16 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> 
             f"{expected - present} of {expected} samples are missing (a shard was quarantined; see "
             f"python -m warehouse status); collect them with: python -m collector.run --resume {run_id}"
         )
+    con.execute("BEGIN TRANSACTION")
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ?, error = ? "
         "WHERE run_id = ?",
         [status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, error, run_id],
     )
+    con.execute("DELETE FROM run_costs WHERE run_id = ?", [run_id])
+    if final.costs:
+        insert_arrow(con, "run_costs", run_id, pa.Table.from_pylist(final.costs))
+    con.execute("COMMIT")
 
 
 def _manifest_or_quarantine(run_dir: Path) -> tuple[RunManifest | None, tuple[QuarantinedShard, ...]]:
@@ -259,11 +264,33 @@ def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestRep
     for leftover in [*root.glob(".del-*"), *root.glob("*/.del-*")]:  # removals cut short by a crash
         shutil.rmtree(leftover, ignore_errors=True)
     report = IngestReport()
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        report = report + ingest_run_dir(con, run_dir)
-    if report.shards:
-        con.execute("CHECKPOINT")
+    try:
+        for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            report = report + ingest_run_dir(con, run_dir)
+        if report.shards:
+            con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        full = disk_full_message(exc)
+        if full is None:
+            raise
+        raise WarehouseError(
+            f"the disk holding {warehouse} is full ({full}); nothing is lost: the shards stay staged. "
+            f"Free some space, then run: python -m warehouse ingest --warehouse {warehouse}"
+        ) from exc
     return report
+
+
+DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
+
+
+def disk_full_message(exc: BaseException | None) -> str | None:
+    """DuckDB's words for a full disk, found in an exception or the ones it was raised during; else None."""
+    while exc is not None:
+        text = str(exc)
+        if any(t in text.lower() for t in DISK_FULL_TEXT):
+            return text.splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def try_ingest(warehouse: Path) -> IngestReport | None:

@@ -98,7 +98,8 @@ def disk_full_is_user_error(where: Path) -> Iterator[None]:
             raise
         raise StagingFull(
             f"no space left to stage under {where} ({exc.strerror or exc}); nothing half-written was kept. "
-            "Free some disk space (or point --warehouse at a bigger disk), then continue with --resume"
+            "Free some disk space (or point --warehouse at a bigger disk), then run again; a run that had "
+            "started continues with --resume (see: python -m warehouse status)"
         ) from exc
 
 
@@ -164,6 +165,8 @@ class RunFinal:
     wall_s: float
     tokens_per_s: float
     error: str | None = field(default=None)
+    # measured costs (rows of run_costs without run_id: kind, tokens, batch_size, seconds)
+    costs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -244,7 +247,12 @@ class StagingWriter:
         """Write run.json (idempotent: a resumed run rewrites the same content) and the first heartbeat."""
         (self.run_dir / FINAL).unlink(missing_ok=True)  # a resumed run is not finished until it says so
         payload = asdict(manifest)
-        _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+        try:
+            _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+        except StagingFull:
+            if not any(self.run_dir.iterdir()):
+                self.run_dir.rmdir()  # nothing of the run was staged: leave no empty run behind
+            raise
         self.beat()
 
     def beat(self) -> None:

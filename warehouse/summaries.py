@@ -124,13 +124,11 @@ def accumulate(con: duckdb.DuckDBPyConnection, src: str) -> None:
 
 def accumulate_arrow(con: duckdb.DuckDBPyConnection, run_id: int, events: pa.Table) -> None:
     """Add the sums of one run's batch of events (Arrow, without run_id); the caller owns the transaction."""
+    # No unregister in a `finally`: in a failed transaction it raises too and hides the real error; the
+    # next batch's register replaces a view left behind.
     con.register("fsgen_summary_batch", events)
-    try:
-        accumulate(
-            con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch)"
-        )
-    finally:
-        con.unregister("fsgen_summary_batch")
+    accumulate(con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch)")
+    con.unregister("fsgen_summary_batch")
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> int:

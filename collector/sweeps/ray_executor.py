@@ -276,6 +276,14 @@ class RayDriver:
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         self.progress()
 
+    def cancel(self) -> None:
+        """Cancel every cell still in flight (its worker stays up for the next sweep)."""
+        import ray
+
+        for gen, cell in self.cells.items():
+            if cell.state != "ended":
+                ray.cancel(gen)
+
     def drain(self) -> None:
         """Take what the workers send until every cell has ended."""
         import ray
@@ -283,7 +291,7 @@ class RayDriver:
 
         active = dict(self.cells)
         while active:
-            ready, _ = ray.wait(list(active), num_returns=1, timeout=5.0)
+            ready: list[Any] = ray.wait(list(active), num_returns=1, timeout=5.0)[0]
             for gen in ready:
                 cell = active[gen]
                 try:
@@ -322,13 +330,16 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:  # a new local cluster unless an address (or $RAY_ADDRESS) names one
         joining = address or os.environ.get("RAY_ADDRESS")
-        local = {"include_dashboard": False, "num_cpus": num_cpus}
+        local: dict[str, Any] = {"include_dashboard": False, "num_cpus": num_cpus}
         ray.init(address=address, **({} if joining else local))
     start = time.perf_counter()
+    driver = RayDriver(warehouse, console, observer)
     try:
-        driver = RayDriver(warehouse, console, observer)
         driver.submit(cells, max_retries, threads)
         driver.drain()
+    except BaseException:  # Ctrl-C or a bug on the driver: stop the cells; what is staged resumes later
+        driver.cancel()
+        raise
     finally:
         if started_here:
             ray.shutdown()

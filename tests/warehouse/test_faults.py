@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from bench.bench_ingest import manifest, synthetic_events, synthetic_samples
 from warehouse.__main__ import main as warehouse_main
 from warehouse.ingest import try_ingest
 from warehouse.liveness import STALE_AFTER_S, displayed_status, run_liveness
+from warehouse.migrate import upgrade
 from warehouse.quarantine import quarantined_shards
 from warehouse.settings import staging_dir
 from warehouse.staging import EVENTS_FILE, HEARTBEAT, RunFinal, StagingWriter, staged_sample_ids
@@ -173,3 +176,60 @@ def test_a_finished_run_waiting_for_ingest_is_not_stale(warehouse_path: Path) ->
     writer = _stage(warehouse_path, "run-fin", shards=1, final=True)
     _beat(writer, _dead_pid(), socket.gethostname(), time.time())
     assert run_liveness(warehouse_path, "run-fin").state == "finishing"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB tmpfs (needs root and mount; skipped elsewhere: the collector's test simulates a full disk)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_ingest_on_a_full_disk_says_so_and_keeps_the_shards(
+    small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = small_disk / "fsgen.duckdb"
+    upgrade(path)
+    _stage(path, "run-full", shards=2)
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 4096))
+    capsys.readouterr()
+    assert warehouse_main(["ingest", "--warehouse", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is full" in err and "No space left on device" in err and "the shards stay staged" in err
+    assert len(list(staging_dir(path).glob("*/batch-*"))) == 2
+    (small_disk / "filler").unlink()
+    report = try_ingest(path)
+    assert report is not None and report.shards == 2
+    assert _runs(path)["run-full"] == ("complete", 20, None)
+
+
+HOLD = "import duckdb, time; c = duckdb.connect({path!r}); print('x', flush=True); time.sleep(60)"
+
+
+def test_status_and_upgrade_while_another_process_holds_the_file(
+    warehouse_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stage(warehouse_path, "run-held", shards=1, final=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD.format(path=str(warehouse_path))], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"x"
+        capsys.readouterr()
+        assert warehouse_main(["status", "--warehouse", str(warehouse_path)]) == 0
+        out = capsys.readouterr().out
+        assert "another process holds the file" in out and "staged    : 1 shard(s)" in out
+        assert "run run-held (not ingested yet): live" in out
+        assert warehouse_main(["upgrade", "--warehouse", str(warehouse_path)]) == 2
+        assert "is open in another process" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
