@@ -21,21 +21,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from analytics.frequency import collaboration_frequency  # noqa: E402
-from analytics.positions import early_share, position_profile  # noqa: E402
-from analytics.routers import replay_all  # noqa: E402
-from analytics.scaling import fit_pairs, fit_scaling_law, pair_points  # noqa: E402
-from analytics.source import open_warehouse, query  # noqa: E402
-from analytics.speculative import acceptance_by_position, speculative_runs  # noqa: E402
-from analytics.summary import headline  # noqa: E402
-from analytics.uncertainty import entropy_histogram, mismatch_by_entropy_bin, mismatch_predictors  # noqa: E402
+from analytics.frequency import collaboration_frequency
+from analytics.positions import early_share, position_profile
+from analytics.routers import replay_all
+from analytics.scaling import fit_pairs, fit_scaling_law, pair_points
+from analytics.source import open_warehouse, query
+from analytics.speculative import acceptance_by_position, speculative_runs
+from analytics.summary import headline
+from analytics.uncertainty import entropy_histogram, mismatch_by_entropy_bin, mismatch_predictors
 
 PAIR = ["llm", "slm", "method", "dataset"]
 PROFILE_S = 0.1  # analytics profiles on 100M events, from summary tables

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import duckdb
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from warehouse.migrate import upgrade  # the project is installed (pip install -e .): no path changes
+from warehouse.summaries import rebuild
 
-from warehouse.migrate import upgrade  # noqa: E402
-from warehouse.summaries import rebuild  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 # Pythia-like sizes (parameters)
 MODELS = {

@@ -6,11 +6,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from warehouse.db import STORAGE_VERSION, WarehouseError, WarehouseLocked, convert_storage, duckdb_connection
+import sqlalchemy as sa
+
+from warehouse.db import (
+    STORAGE_VERSION,
+    WarehouseError,
+    WarehouseLocked,
+    convert_storage,
+    duckdb_connection,
+    is_lock_error,
+)
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
+from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
-from warehouse.settings import resolve_warehouse, staging_dir
+from warehouse.quarantine import quarantined_shards
+from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.sql import sql_door
 from warehouse.staging import batch_dirs
 from warehouse.summaries import rebuild
@@ -34,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "upgrade",
@@ -55,19 +66,73 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_status(path: Path) -> None:
-    """Print where the file stands."""
+    """Print where the file stands: schema, staged and quarantined shards, row counts, runs in progress."""
     head = head_revision()
-    current = current_revision(path)
     print(f"warehouse : {path}{'' if path.exists() else ' (does not exist)'}")
-    print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    try:
+        current = current_revision(path)
+        print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    except WarehouseLocked:
+        current = None  # the staging folder can still be read
+        print("revision  : unknown: another process holds the file (the API server, or a collector)")
     root = staging_dir(path)
-    staged = sum(len(batch_dirs(d)) for d in root.iterdir() if d.is_dir()) if root.exists() else 0
+    staged = sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
     print(f"staged    : {staged} shard(s) waiting in {root}")
+    runs: dict[str, tuple[int, str, str | None]] = {}  # run_key -> (run_id, status, error)
     if current == head:
         with duckdb_connection(path, read_only=True) as con:
             for table in ("models", "runs", "samples", "token_events"):
                 row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
                 print(f"{table:<10}: {row[0] if row else 0} rows")
+            rows = con.execute("SELECT run_key, run_id, status, error FROM runs ORDER BY run_id").fetchall()
+            runs = {str(k): (int(i), str(st), e) for k, i, st, e in rows}
+    print_quarantine(path, runs)
+    print_unfinished(path, runs)
+
+
+def staged_run_dirs(root: Path) -> list[Path]:
+    """The staged runs' folders (the quarantine and leftovers are dot-named)."""
+    if not root.exists():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
+    """Each quarantined shard, why, and what to do."""
+    bad = quarantined_shards(staging_dir(path))
+    if not bad:
+        return
+    print(f"quarantine: {len(bad)} shard(s) failed to read or verify and were moved aside:")
+    for q in bad:
+        staged = (staging_dir(path) / q.run_key).exists()
+        ref = q.run_key if staged or q.run_key not in runs else str(runs[q.run_key][0])
+        ids = f"samples {min(q.sample_ids)}-{max(q.sample_ids)}" if q.sample_ids else "the whole run"
+        print(f"  {q.path}  ({ids})\n    why : {q.reason}")
+        if runs.get(q.run_key, (0, "", None))[1] == "complete":
+            print("    do  : nothing is missing any more (its run is complete): delete the folder above")
+            continue
+        print(
+            f"    do  : collect them again with: python -m collector.run --resume {ref} --warehouse {path}\n"
+            f"          (the rest of the run is ingested); then delete the folder above"
+        )
+
+
+def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
+    """Runs that are not complete: running (live or stale) and failed, each with its --resume command."""
+    keys = {d.name for d in staged_run_dirs(staging_dir(path))}
+    keys |= {k for k, (_, status, _) in runs.items() if status == "running"}
+    lines = []
+    for key in sorted(keys, key=lambda k: runs.get(k, (10**12, "", None))[0]):
+        run_id = runs[key][0] if key in runs else None
+        live = run_liveness(path, key, run_id)
+        label = f"run {run_id} ({key})" if run_id is not None else f"run {key} (not ingested yet)"
+        hint = f"\n    resume: {live.resume}" if live.state == "stale" else ""
+        lines.append(f"  {label}: {live.state}, {live.detail}{hint}")
+    for key, (run_id, status, error) in runs.items():
+        if status == "failed":
+            lines.append(f"  run {run_id} ({key}): failed, {error or 'no reason recorded'}")
+    if lines:
+        print("unfinished:\n" + "\n".join(lines))
 
 
 def run_upgrade(path: Path) -> None:
@@ -94,6 +159,8 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
             f"ingested {report.shards} shard(s): {report.events} events, {report.samples} samples; "
             f"{report.runs_finished} run(s) finished"
         )
+        for q in report.quarantined:
+            print(f"quarantined {q.path}: {q.reason}; see: python -m warehouse status --warehouse {path}")
     elif args.command == "export":
         with duckdb_connection(path, read_only=True) as con:
             counts = export_parquet(con, args.parquet)
@@ -115,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = resolve_warehouse(args.warehouse)
     try:
-        return run_command(args, path)
+        try:
+            return run_command(args, path)
+        except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
+            if not is_lock_error(exc):
+                raise
+            raise WarehouseLocked(f"{path} is open in another process ({exc.orig})") from exc
     except WarehouseLocked as exc:
         print(f"error: {exc}. Stop the other process (or let the API ingest) and try again.", file=sys.stderr)
         return 2

@@ -11,8 +11,12 @@ from pathlib import Path
 import duckdb
 import sqlalchemy as sa
 
+from warehouse.errors import UserError
 
-class WarehouseError(RuntimeError):
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-12 of every DuckDB database file
+
+
+class WarehouseError(UserError):
     """A problem with the warehouse file that the user can fix; the message says how."""
 
 
@@ -88,6 +92,24 @@ def convert_storage(path: Path) -> bool:
     return True
 
 
+def check_warehouse_file(path: Path) -> None:
+    """Refuse a path that exists but is not a DuckDB file (a folder, an empty or a foreign file)."""
+    if not path.exists():
+        return
+    if path.is_dir():
+        what = "a folder"
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+        if head[8:12] == DUCKDB_MAGIC:
+            return
+        what = "an empty file" if not head else "a file that is not a DuckDB database"
+    raise WarehouseError(
+        f"{path} is {what}, not an fsgen warehouse; pass the path of a warehouse with --warehouse "
+        f"(or FSGEN_WAREHOUSE), or create a new one with: python -m warehouse upgrade --warehouse NEW.duckdb"
+    )
+
+
 def url_for(path: Path) -> str:
     """SQLAlchemy URL of a DuckDB file."""
     return f"duckdb:///{path}"
@@ -95,6 +117,7 @@ def url_for(path: Path) -> str:
 
 def make_engine(path: Path, *, read_only: bool = False) -> sa.Engine:
     """A SQLAlchemy engine on the file; read-only engines cannot write at the DuckDB level."""
+    check_warehouse_file(path)
     connect_args = {"read_only": True} if read_only else {}
     if not read_only and not path.exists():
         create_file(path)
@@ -107,6 +130,7 @@ def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         raise WarehouseError(
             f"no warehouse at {path}; create it with: python -m warehouse upgrade --warehouse {path}"
         )
+    check_warehouse_file(path)
     try:
         if not read_only and not path.exists():
             create_file(path)

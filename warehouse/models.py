@@ -76,6 +76,7 @@ class Run(Base):
     settings: Mapped[str] = mapped_column(Text)  # JSON of every decoding setting
     wall_s: Mapped[float | None] = mapped_column(Double)
     tokens_per_s: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)  # why a `failed` run failed, with what to do
 
 
 class Sample(Base):
@@ -122,6 +123,8 @@ class TokenEvent(Base):
     # Speculative decoding only (NULL otherwise): position in the draft 0..K-1, K for the LLM's own token.
     draft_index: Mapped[int | None] = mapped_column(SmallInteger)
     accepted: Mapped[bool | None] = mapped_column(Boolean)  # a draft token the LLM kept
+    # Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions (temperature 1 under greedy).
+    accept_prob: Mapped[float | None] = mapped_column(Float)
 
 
 class SpecCycle(Base):
@@ -135,6 +138,21 @@ class SpecCycle(Base):
     cycle: Mapped[int] = mapped_column(Integer)  # 0, 1, ... within the sample
     drafted: Mapped[int] = mapped_column(SmallInteger)
     accepted: Mapped[int] = mapped_column(SmallInteger)
+
+
+class RunCost(Base):
+    """A cost the collector measured at the start (or end) of a run, on its own device and batch size."""
+
+    __tablename__ = "run_costs"
+    __mapper_args__ = {"primary_key": ["run_id", "kind", "tokens", "batch_size"]}
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(
+        Text
+    )  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode
+    tokens: Mapped[int] = mapped_column(Integer)  # new tokens per forward, drafts per cycle, or generated
+    batch_size: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Double)  # per forward, cycle or prompt; in all for generate/decode
 
 
 class IngestedShard(Base):
