@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
+    parser.add_argument("--skip-load", action="store_true", help="only the downloads")
     parser.add_argument(
         "--cache-size",
         type=int,
@@ -237,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         path = make_warehouse(args.workdir, events)
         run_id, spec_id, total = pick_runs(path)
         largest = path
+        if args.skip_load:
+            continue
         with server(path, args.cache_size) as (base, _):
             for clients in args.clients:
                 for label, route in routes(run_id, spec_id).items():
