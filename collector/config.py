@@ -10,6 +10,7 @@ from warehouse.errors import UserError
 
 METHODS = ("oracle", "contrastive", "proxy", "speculative")
 ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
+DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,15 @@ class RunConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     draft_k: int = 5
+    draft_stop: str | None = None
+    draft_threshold: float | None = None
+    calibrate: bool = True  # time both models' forwards and the LLM's generate at the start of the run
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
     device: str | None = None
     dtype: str | None = None
+    device_map: str | None = None  # accelerate's placement over one machine's GPUs ("auto")
     truncate_prompt: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -78,6 +83,12 @@ class RunConfig:
                 f"--method speculative verifies every draft with the LLM; --router {self.router} does not "
                 "apply (use --router always, or a lock-step method such as oracle)"
             )
+        if self.draft_stop is not None and self.draft_stop not in DRAFT_STOPS:
+            return f"unknown --draft-stop {self.draft_stop!r}; choose one of {', '.join(DRAFT_STOPS)}"
+        if (self.draft_stop is None) != (self.draft_threshold is None):
+            return "--draft-stop and --draft-threshold go together; give both or neither"
+        if self.draft_stop is not None and self.method != "speculative":
+            return f"--draft-stop applies to --method speculative only, not {self.method}"
         if (self.prompts is None) == (self.dataset is None):
             return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
         return None
@@ -104,7 +115,7 @@ class RunConfig:
         return None
 
 
-FLOAT_SETTINGS = ("threshold", "temperature", "top_p", "alpha", "lam", "weight")
+FLOAT_SETTINGS = ("threshold", "temperature", "top_p", "alpha", "lam", "weight", "draft_threshold")
 
 
 def _flag(name: str) -> str:

@@ -97,19 +97,27 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
-def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights."""
+def load_model(
+    spec: str, device: torch.device, dtype: torch.dtype, device_map: str | None = None
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights.
+
+    With `device_map` (e.g. "auto") accelerate places the layers over the machine's devices instead.
+    """
     name, path = resolve_spec(spec)
     transformers.logging.disable_progress_bar()  # one line per weight file would drown our own progress
+    placement = {"device_map": device_map} if device_map else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placement)
+    except ImportError as exc:
+        raise ModelLoadError(f"device_map {device_map!r} needs accelerate: pip install accelerate") from exc
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"could not load model {spec!r} from {path}: {exc}. "
             "Check the path (a folder with config.json, weights and tokenizer files) or use zoo:<name>."
         ) from exc
-    model = model.to(device).eval()  # type: ignore[arg-type]
+    model = (model if device_map else model.to(device)).eval()  # type: ignore[arg-type]
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -118,14 +126,16 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedMod
     return LoadedModel(name, path, model, tokenizer, params, vocab)
 
 
-_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, str, str | None], LoadedModel] = {}
 
 
-def load_model_cached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model_cached(
+    spec: str, device: torch.device, dtype: torch.dtype, device_map: str | None = None
+) -> LoadedModel:
     """`load_model`, kept for the life of the process (a sweep reuses each model across its cells)."""
-    key = (spec, str(device), str(dtype))
+    key = (spec, str(device), str(dtype), device_map)
     if key not in _LOADED:
-        _LOADED[key] = load_model(spec, device, dtype)
+        _LOADED[key] = load_model(spec, device, dtype, device_map)
     return _LOADED[key]
 
 

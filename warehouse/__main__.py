@@ -1,4 +1,4 @@
-"""`python -m warehouse`: bring a file to head, show its state, ingest staged shards, export Parquet."""
+"""`python -m warehouse`: bring a file to head, show its state, ingest, export, rebuild summaries, run SQL."""
 
 from __future__ import annotations
 
@@ -8,20 +8,31 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection, is_lock_error
+from warehouse.db import (
+    STORAGE_VERSION,
+    WarehouseError,
+    WarehouseLocked,
+    convert_storage,
+    duckdb_connection,
+    is_lock_error,
+)
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
 from warehouse.liveness import run_liveness
-from warehouse.migrate import current_revision, downgrade, head_revision, upgrade
+from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
 from warehouse.quarantine import quarantined_shards
 from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
+from warehouse.sql import sql_door
 from warehouse.staging import batch_dirs
+from warehouse.summaries import rebuild
 
 EXAMPLES = """examples:
   python -m warehouse upgrade                       # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) to head
   python -m warehouse status --warehouse runs.duckdb
   python -m warehouse ingest                        # move staged shards into the file
   python -m warehouse export --parquet out/         # hive-partitioned Parquet
+  python -m warehouse rebuild-summaries             # recompute the summary tables from token_events
+  python -m warehouse sql "SELECT * FROM run_cof"   # run SQL on the file, read-only (no query: stdin)
   python -m warehouse downgrade base                # remove the schema (and all data)
 """
 
@@ -36,13 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("upgrade", help="apply migrations up to head (creates the file)")
+    sub.add_parser(
+        "upgrade",
+        help=f"apply migrations up to head (creates the file; writes storage version {STORAGE_VERSION})",
+    )
     down = sub.add_parser("downgrade", help="revert migrations down to a revision")
     down.add_argument("revision", help="target revision, or 'base'")
     sub.add_parser("status", help="schema revision, head, staged shards, row counts")
     sub.add_parser("ingest", help="ingest staged shards (needs the file free of other processes)")
     exp = sub.add_parser("export", help="export tables as hive-partitioned Parquet")
     exp.add_argument("--parquet", required=True, type=Path, help="output folder")
+    sub.add_parser("rebuild-summaries", help="recompute the summary tables from token_events")
+    sql = sub.add_parser("sql", help="run SQL on the file opened read-only (no query: read stdin)")
+    sql.add_argument("query", nargs="?", help="SQL text; one or more statements")
     for p in sub.choices.values():
         p.add_argument("--warehouse", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -118,11 +135,18 @@ def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -
         print("unfinished:\n" + "\n".join(lines))
 
 
-def run_command(args: argparse.Namespace, path: Path) -> None:
-    """Dispatch one subcommand."""
+def run_upgrade(path: Path) -> None:
+    """Rewrite a file in the storage version DuckDB 1.x reads if needed, then migrate it to head."""
+    if convert_storage(path):
+        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.0 and later read it)")
+    upgrade(path)
+    print(f"{path} is at revision {head_revision()}")
+
+
+def run_command(args: argparse.Namespace, path: Path) -> int:
+    """Dispatch one subcommand; returns the exit status."""
     if args.command == "upgrade":
-        upgrade(path)
-        print(f"{path} is at revision {head_revision()}")
+        run_upgrade(path)
     elif args.command == "downgrade":
         downgrade(path, args.revision)
         print(f"{path} is at revision {current_revision(path) or 'base'}")
@@ -142,6 +166,15 @@ def run_command(args: argparse.Namespace, path: Path) -> None:
             counts = export_parquet(con, args.parquet)
         for table, n in counts.items():
             print(f"{table:<16} {n:>12} rows -> {args.parquet / table}")
+    elif args.command == "rebuild-summaries":
+        with duckdb_connection(path) as con:
+            require_head(con, path)
+            events = rebuild(con)
+            con.execute("CHECKPOINT")
+        print(f"summary tables rebuilt from {events} token events")
+    elif args.command == "sql":
+        return sql_door(path, args.query)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_warehouse(args.warehouse)
     try:
         try:
-            run_command(args, path)
+            return run_command(args, path)
         except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
             if not is_lock_error(exc):
                 raise
@@ -161,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,74 @@ def is_lock_error(exc: BaseException) -> bool:
     """True when DuckDB refused to open a file because another process holds it."""
     text = str(exc).lower()
     return "could not set lock" in text or "conflicting lock" in text
+
+
+# New files are written in this storage version, which DuckDB 1.0 and every later release (1.x, 2.x) reads;
+# DuckDB 2.0's default (storage version number 69) cannot be opened by a 1.x CLI. A file keeps the storage
+# version it was created with when later opened by a newer DuckDB.
+STORAGE_VERSION = "v1.0.0"
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def create_file(path: Path) -> None:
+    """Create an empty DuckDB file in STORAGE_VERSION (a plain connect would use the newest format)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH {_quoted(path)} AS fsgen_new (STORAGE_VERSION '{STORAGE_VERSION}')")
+        con.execute("DETACH fsgen_new")
+
+
+def storage_version(path: Path) -> str | None:
+    """The storage version a file is written in, e.g. 'v1.0.0+' (None when DuckDB does not say)."""
+    check_warehouse_file(path)
+    try:
+        with duckdb.connect() as con:
+            con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
+            rows = con.execute(
+                "SELECT tags FROM duckdb_databases() WHERE database_name = 'fsgen_probe'"
+            ).fetchall()
+            con.execute("DETACH fsgen_probe")
+    except duckdb.IOException as exc:
+        if is_lock_error(exc):
+            raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc
+        raise
+    tags = rows[0][0] if rows else {}
+    version = tags.get("storage_version") if isinstance(tags, dict) else None
+    return str(version) if version else None
+
+
+def needs_storage_conversion(path: Path) -> bool:
+    """True when a file is written in a storage version newer than DuckDB 1.x reads (2.0 and later)."""
+    found = re.match(r"v(\d+)\.", storage_version(path) or "")
+    return found is not None and int(found.group(1)) >= 2
+
+
+def convert_storage(path: Path) -> bool:
+    """Rewrite a file in STORAGE_VERSION (ATTACH + COPY FROM DATABASE, then an atomic rename).
+
+    Needs the file free of other processes; returns False when it already is in a version 1.x reads.
+    """
+    if not path.exists() or not needs_storage_conversion(path):
+        return False
+    with duckdb_connection(path) as con:
+        con.execute("CHECKPOINT")  # fold the write-ahead log into the file before copying it
+    tmp = path.with_name(f".{path.name}.convert")
+    tmp.unlink(missing_ok=True)
+    try:
+        with duckdb.connect() as con:
+            con.execute(f"ATTACH {_quoted(path)} AS fsgen_src (READ_ONLY)")
+            con.execute(f"ATTACH {_quoted(tmp)} AS fsgen_dst (STORAGE_VERSION '{STORAGE_VERSION}')")
+            con.execute("COPY FROM DATABASE fsgen_src TO fsgen_dst")
+            con.execute("DETACH fsgen_dst")
+            con.execute("DETACH fsgen_src")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    return True
 
 
 def check_warehouse_file(path: Path) -> None:
@@ -55,6 +125,8 @@ def make_engine(path: Path, *, read_only: bool = False) -> sa.Engine:
     """A SQLAlchemy engine on the file; read-only engines cannot write at the DuckDB level."""
     check_warehouse_file(path)
     connect_args = {"read_only": True} if read_only else {}
+    if not read_only and not path.exists():
+        create_file(path)
     return sa.create_engine(url_for(path), connect_args=connect_args, poolclass=sa.pool.NullPool)
 
 
@@ -66,6 +138,8 @@ def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
         )
     check_warehouse_file(path)
     try:
+        if not read_only and not path.exists():
+            create_file(path)
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if is_lock_error(exc):

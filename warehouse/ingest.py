@@ -28,6 +28,7 @@ from warehouse.staging import (
     read_manifest,
     verify_shard,
 )
+from warehouse.summaries import accumulate_arrow
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
     con.execute("BEGIN TRANSACTION")
     try:
         insert_batch(con, run_id, samples, events)
+        accumulate_arrow(con, run_id, events)  # summary tables, in the shard's own transaction
         if cycles:
             insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles)))
         insert_arrow(con, "ingested_shards", run_id, ledger)
@@ -201,7 +203,7 @@ def _pending_groups(shards: list[Path]) -> list[list[Path]]:
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
-    """Record how a run ended; a run missing any of its samples is `failed`, never `complete`."""
+    """Record how a run ended and its measured costs; a run missing samples is `failed`, not `complete`."""
     status, error = final.status, final.error
     row = con.execute(
         "SELECT r.n_samples, (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r "
@@ -216,11 +218,16 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> 
             f"{expected - present} of {expected} samples are missing (a shard was quarantined; see "
             f"python -m warehouse status); collect them with: python -m collector.run --resume {run_id}"
         )
+    con.execute("BEGIN TRANSACTION")
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ?, error = ? "
         "WHERE run_id = ?",
         [status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, error, run_id],
     )
+    con.execute("DELETE FROM run_costs WHERE run_id = ?", [run_id])
+    if final.costs:
+        insert_arrow(con, "run_costs", run_id, pa.Table.from_pylist(final.costs))
+    con.execute("COMMIT")
 
 
 def _manifest_or_quarantine(run_dir: Path) -> tuple[RunManifest | None, tuple[QuarantinedShard, ...]]:

@@ -70,7 +70,7 @@ def run_liveness(
     if host == socket.gethostname():
         alive = pid_alive(pid, start)
         return RunLiveness(
-            "live" if alive else "stale", who + ("" if alive else "; that process is gone"), resume
+            "live" if alive else "stale", who + ("" if alive else "; that process is gone"), resume, pid
         )
     return RunLiveness("stale" if age > STALE_AFTER_S else "live", who, resume)
 

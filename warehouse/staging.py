@@ -165,6 +165,8 @@ class RunFinal:
     wall_s: float
     tokens_per_s: float
     error: str | None = field(default=None)
+    # measured costs (rows of run_costs without run_id: kind, tokens, batch_size, seconds)
+    costs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

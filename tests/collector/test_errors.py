@@ -21,7 +21,7 @@ from bench.bench_ingest import manifest, synthetic_events, synthetic_samples
 from collector.run import main
 from tests.conftest import TinyModels
 from warehouse.__main__ import main as warehouse_main
-from warehouse.migrate import downgrade
+from warehouse.migrate import current_revision, downgrade, head_revision
 from warehouse.quarantine import quarantined_shards
 from warehouse.settings import staging_dir
 from warehouse.staging import EVENTS_FILE, StagingWriter
@@ -135,10 +135,10 @@ def test_warehouse_behind_head(
     assert f"python -m warehouse upgrade --warehouse {warehouse_path}" in out
 
 
-def test_missing_warehouse(
+def test_missing_warehouse_is_created_at_head(
     capsys: pytest.CaptureFixture[str], tiny_models: TinyModels, tmp_path: Path, prompts_file: Path
 ) -> None:
-    missing = tmp_path / "nope.duckdb"
+    missing = tmp_path / "new" / "fresh.duckdb"
     code, out = _run(
         capsys,
         "--llm",
@@ -150,8 +150,8 @@ def test_missing_warehouse(
         "--warehouse",
         str(missing),
     )
-    assert code == 2 and "python -m warehouse upgrade" in out
-    assert not missing.exists()
+    assert code == 0 and f"created {missing} at schema revision {head_revision()}" in out
+    assert current_revision(missing) == head_revision() and _complete_runs(missing) == 1
 
 
 def test_failed_run_is_marked_failed(tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path) -> None:
