@@ -10,11 +10,13 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
+from api.cache import ResultCache
 from api.db import Database
 from api.deps import require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
 from api.ingester import BackgroundIngester
 from api.routes import (
+    advice,
     cof,
     dashboard,
     docs,
@@ -42,6 +44,7 @@ V1_ROUTERS: tuple[APIRouter, ...] = (
     positions.router,
     routers.router,
     speculative.router,
+    advice.router,
 )
 
 
@@ -59,6 +62,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             schemas.pop(name, None)
         app.openapi_schema = doc
     return app.openapi_schema
+
+
+def _generation(app: FastAPI) -> int:
+    """Which data the file holds: shards the server's ingester (the file's only writer) has moved in."""
+    ingester: BackgroundIngester | None = app.state.ingester
+    return ingester.total.shards if ingester is not None else 0
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -87,6 +96,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.ingester = None
+    app.state.cache = ResultCache(settings.cache_size, lambda: _generation(app))
     install_error_handlers(app)
     app.add_middleware(ReadOnlyMiddleware)
     if settings.cors_origins:

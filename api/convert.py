@@ -70,6 +70,8 @@ def _public_type(tp: Any, exclude: Sequence[str]) -> Any:
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         return typing.Union[tuple(_public_type(a, exclude) for a in args)]  # noqa: UP007
     if typing.get_origin(tp) is tuple:
+        if args and dataclasses.is_dataclass(args[0]) and isinstance(args[0], type):
+            return types.GenericAlias(list, (public_model(args[0], exclude=exclude),))
         return list[float | None] if args and args[0] is float else list[Any]
     if tp is float:
         return float | None  # NaN (undefined) travels as null

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,8 +13,9 @@ import duckdb
 
 from analytics.scaling import TooFewPoints
 from analytics.source import AnalyticsError
+from api.cache import ResultCache
 from api.errors import ApiError
-from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
 from warehouse.migrate import require_head
 
 T = TypeVar("T")
@@ -64,6 +66,7 @@ class Database:
                     f"no warehouse at {self.path}; create it with: "
                     f"python -m warehouse upgrade --warehouse {self.path}"
                 )
+            check_warehouse_file(self.path)
             try:
                 con = duckdb.connect(
                     str(self.path),
@@ -143,3 +146,23 @@ def analyse(cur: duckdb.DuckDBPyConnection, limit_ms: int, fn: Callable[..., T],
             raise ApiError(404, "not_enough_data", str(exc)) from exc
         except AnalyticsError as exc:
             raise ApiError(400, "invalid_parameter", str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class Analyst:
+    """A request's door onto analytics: its own cursor, and the results cache shared by the app."""
+
+    cur: duckdb.DuckDBPyConnection
+    cache: ResultCache
+
+    def __call__(self, limit_ms: int, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """`analyse`, answered from the cache when the same call already ran on the same data."""
+        key = self.cache.key(fn, args, kw)
+        if key is not None:
+            found, value = self.cache.get(key)
+            if found:
+                return value  # type: ignore[no-any-return]
+        result = analyse(self.cur, limit_ms, fn, *args, **kw)
+        if key is not None:
+            self.cache.put(key, result)
+        return result

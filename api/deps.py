@@ -14,7 +14,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from api.db import Database
+from api.db import Analyst, Database
 from api.errors import ApiError
 from api.settings import ApiSettings
 
@@ -38,6 +38,14 @@ def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
         yield cur
     finally:
         cur.close()
+
+
+CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+def get_analyst(request: Request, cur: CursorDep) -> Analyst:
+    """This request's door onto analytics (its cursor, the app's results cache)."""
+    return Analyst(cur, request.app.state.cache)
 
 
 def require_token(
@@ -108,11 +116,18 @@ def decode_cursor(cursor: str | None, keys: tuple[str, ...]) -> dict[str, int] |
     return {k: data[k] for k in keys}
 
 
-CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+AnalystDep = Annotated[Analyst, Depends(get_analyst)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 TimeoutMs = Annotated[
-    int | None, Query(ge=1, le=3_600_000, description="lower the server's query time limit (ms)")
+    int | None, Query(ge=1000, le=3_600_000, description="lower the server's query time limit (ms)")
 ]
 Limit = Annotated[int, Query(ge=1, le=1_000_000, description="rows per page (capped by the server)")]
-PageCursor = Annotated[str | None, Query(description="opaque cursor from the previous page's next_cursor")]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern="^[A-Za-z0-9_-]+$",
+        description="opaque cursor: the previous page's next_cursor",
+    ),
+]

@@ -40,7 +40,11 @@ def run_filters(
 
 
 GroupByQuery = Annotated[
-    list[GroupColumn] | None, Query(description="runs columns to group by (repeatable); a column once")
+    list[GroupColumn] | None,
+    Query(
+        description="runs columns to group by (repeatable; each once)",
+        json_schema_extra={"uniqueItems": True},
+    ),
 ]
 
 

@@ -7,8 +7,7 @@ from pydantic import BaseModel, Field
 
 from analytics.frequency import collaboration_frequency
 from api.convert import Group, records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.params import Confidence, FiltersDep, GroupByQuery, groups
 
@@ -44,7 +43,7 @@ DEFAULT_GROUP_BY = ("llm", "slm", "method")
 
 @router.get("/cof", response_model=CofPublic, responses=error_responses(400, 401, 405, 500, 503))
 def get_cof(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     filters: FiltersDep,
     group_by: GroupByQuery = None,
@@ -53,8 +52,7 @@ def get_cof(
 ) -> CofPublic:
     """Pooled CoF = mismatches / tokens per group, and the per-sample mean with its interval."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
-    frame = analyse(
-        cur,
+    frame = analyst(
         db.limit_ms(timeout_ms),
         collaboration_frequency,
         cols,

@@ -100,7 +100,7 @@ def _batches(db: Database, run_id: int) -> Iterator[pa.RecordBatch]:
     require_select(ORDERED)
     cur: duckdb.DuckDBPyConnection = db.cursor()
     try:
-        reader: pa.RecordBatchReader = cur.execute(ORDERED, [run_id]).to_arrow_reader(BATCH_ROWS)
+        reader: pa.RecordBatchReader = cur.sql(ORDERED, params=[run_id]).to_arrow_reader(BATCH_ROWS)
         yield from reader
     finally:
         cur.close()

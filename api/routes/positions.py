@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from analytics.positions import early_share, position_profile
 from api.convert import Group, records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
@@ -67,7 +66,7 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Fi
 
 @router.get("/positions", response_model=PositionsPublic, responses=error_responses(400, 401, 405, 500, 503))
 def get_positions(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     filters: FiltersDep,
     group_by: GroupByQuery = None,
@@ -87,7 +86,7 @@ def get_positions(
         raise ApiError(
             400, "conflicting_parameters", "give either k or fraction for the early window, not both"
         )
-    deciles, early = analyse(cur, db.limit_ms(timeout_ms), _both, cols, filters, k, fraction, alternative)
+    deciles, early = analyst(db.limit_ms(timeout_ms), _both, cols, filters, k, fraction, alternative)
     return PositionsPublic(
         group_by=list(cols),
         deciles=[DecileRow(**r) for r in records(deciles, cols)],

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from analytics.routers import DEFAULT_THRESHOLDS, ROUTERS, best_threshold, replay, replay_all
 from api.convert import records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.routes.runs import require_run
 
@@ -84,7 +83,7 @@ def _choose(routers: list[ReplayRouter] | None) -> tuple[str, ...]:
 
 @router.get("/replay", response_model=ReplayPublic, responses=_ERRORS)
 def replay_routers(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     run_id: RunIdQuery,
     router: Routers = None,
@@ -99,9 +98,9 @@ def replay_routers(
     if thresholds and n_thresholds is not None:
         raise ApiError(400, "conflicting_parameters", "give either thresholds or n_thresholds, not both")
     limit_ms = db.limit_ms(timeout_ms)
-    require_run(cur, run_id, limit_ms)
+    require_run(analyst.cur, run_id, limit_ms)
     n = n_thresholds or DEFAULT_THRESHOLDS
-    frame = analyse(cur, limit_ms, _replayed, run_id, _choose(router), thresholds or None, n)
+    frame = analyst(limit_ms, _replayed, run_id, _choose(router), thresholds or None, n)
     exact = bool(frame["exact"][0]) if frame.height else False
     rows = records(frame.drop("run_id", "exact"))
     return ReplayPublic(run_id=run_id, exact=exact, data=[ReplayRow(**r) for r in rows])
@@ -109,7 +108,7 @@ def replay_routers(
 
 @router.get("/best", response_model=BestPublic, responses=_ERRORS)
 def best_router(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     run_id: RunIdQuery,
     budget: Annotated[float, Query(ge=0, le=1, description="largest consult rate allowed")],
@@ -119,9 +118,9 @@ def best_router(
 ) -> BestPublic:
     """The router and threshold that catch the most mismatches with consult rate ≤ budget."""
     limit_ms = db.limit_ms(timeout_ms)
-    require_run(cur, run_id, limit_ms)
+    require_run(analyst.cur, run_id, limit_ms)
     kinds = _choose(router)
-    frame = analyse(cur, limit_ms, _replayed, run_id, kinds, None, n_thresholds or DEFAULT_THRESHOLDS)
+    frame = analyst(limit_ms, _replayed, run_id, kinds, None, n_thresholds or DEFAULT_THRESHOLDS)
     best = best_threshold(frame, budget)
     per = [best_threshold(frame.filter(pl.col("router") == k), budget) for k in kinds]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -12,6 +12,8 @@ from api.db import select
 from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
 from api.errors import ApiError, error_responses
 from api.params import Method, RouterName, Status
+from api.settings import ApiSettings
+from warehouse.liveness import displayed_status
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
@@ -29,7 +31,11 @@ class RunPublic(BaseModel):
     router: str
     threshold: float | None
     dataset: str
-    status: str
+    status: str = Field(
+        description="running, complete, failed, or stale (running, but its collector is gone)"
+    )
+    error: str | None = Field(description="why a run failed or lost samples (null when it did not)")
+    run_key: str = Field(description="the run's key (staging folder; `--resume` accepts it)")
     n_samples: int
     seed: int
     temperature: float
@@ -61,7 +67,15 @@ RUN_COLUMNS = ", ".join(
     for name in RunPublic.model_fields
 )
 RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
+
+
 RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
+
+
+def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
+    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
+    status = displayed_status(settings.warehouse, str(row["run_key"]), str(row["status"]), int(row["run_id"]))
+    return RunPublic.model_validate({**row, "status": status})
 
 
 def require_run(cur: CursorDep, run_id: int, limit_ms: int) -> None:
@@ -90,6 +104,10 @@ def list_runs(
     where: list[str] = ["r.run_id > ?"]
     params: list[object] = [after["after"] if after else -1]
     given = {"llm": llm, "slm": slm, "method": method, "router": router, "dataset": dataset, "status": status}
+    # `stale` is not stored: it is a running run whose collector is gone (checked per row below).
+    stale_only = status == "stale"
+    if stale_only:
+        given["status"] = "running"
     for name, value in given.items():
         if value is not None:
             where.append(f"r.{name} = ?")
@@ -104,17 +122,22 @@ def list_runs(
     more = len(rows) > page
     rows = rows[:page]
     next_cursor = encode_cursor({"after": rows[-1]["run_id"]}) if more else None
-    return RunsPublic(data=[RunPublic(**r) for r in rows], next_cursor=next_cursor, truncated=more)
+    data = [run_public(r, settings) for r in rows]
+    if stale_only:
+        data = [r for r in data if r.status == "stale"]
+    return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
 
 
 @router.get(
     "/runs/{run_id}", response_model=RunPublic, responses=error_responses(400, 401, 404, 405, 500, 503)
 )
-def get_run(run_id: RunId, cur: CursorDep, db: DbDep, timeout_ms: TimeoutMs = None) -> RunPublic:
+def get_run(
+    run_id: RunId, cur: CursorDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
+) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
     rows = select(
         cur, f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return RunPublic(**rows[0])
+    return run_public(rows[0], settings)

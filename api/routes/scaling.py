@@ -23,13 +23,12 @@ from analytics.scaling import (
     pair_points,
 )
 from api.convert import dump, public_model, records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.params import Confidence, Method, RouterName
 
 router = APIRouter(prefix="/v1", tags=["scaling"])
-EXCLUDE = ("draws",)  # bootstrap draws stay on the server; their intervals travel
+EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
 
 
 class PairPointPublic(BaseModel):
@@ -125,7 +124,7 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
 
 @router.get("/scaling", response_model=ScalingPublic, responses=error_responses(400, 401, 405, 500, 503))
 def get_scaling(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     method: Method | None = None,
     dataset: str | None = None,
@@ -135,7 +134,7 @@ def get_scaling(
     timeout_ms: TimeoutMs = None,
 ) -> Any:
     """The fit per (method, dataset) with bootstrap intervals and leave-one-pair-out error."""
-    points, fits = analyse(cur, db.limit_ms(timeout_ms), _fits, method, dataset, router, bootstrap, seed)
+    points, fits = analyst(db.limit_ms(timeout_ms), _fits, method, dataset, router, bootstrap, seed)
     return {
         "method": method,
         "dataset": dataset,
@@ -165,7 +164,7 @@ def _ratio(ratio: float | None, llm_params: int | None, slm_params: int | None) 
     responses=error_responses(400, 401, 404, 405, 500, 503),
 )
 def predict_scaling(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     method: Method,
     dataset: Annotated[str, Query(min_length=1)],
@@ -180,8 +179,8 @@ def predict_scaling(
 ) -> Any:
     """The fitted CoF of an unseen pair (by its ratio or its two sizes) with a bootstrap interval."""
     r = _ratio(ratio, llm_params, slm_params)
-    fit = analyse(
-        cur, db.limit_ms(timeout_ms), fit_pairs, method=method, dataset=dataset, router=router,
+    fit = analyst(
+        db.limit_ms(timeout_ms), fit_pairs, method=method, dataset=dataset, router=router,
         bootstrap=bootstrap, seed=seed,
     )  # fmt: skip
     pred = fit.predict(r, confidence)

@@ -9,8 +9,7 @@ from pydantic import BaseModel, Field
 
 from analytics.speculative import acceptance_by_position, speculative_runs
 from api.convert import Group, records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
@@ -70,7 +69,7 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
     "/speculative", response_model=SpeculativePublic, responses=error_responses(400, 401, 405, 500, 503)
 )
 def get_speculative(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     filters: FiltersDep,
     group_by: GroupByQuery = None,
@@ -80,7 +79,7 @@ def get_speculative(
     cols = groups(group_by, DEFAULT_GROUP_BY)
     if filters.get("method", "speculative") != "speculative":
         raise ApiError(400, "conflicting_parameters", "this route reads speculative runs only; drop method")
-    runs, acceptance = analyse(cur, db.limit_ms(timeout_ms), _both, cols, filters)
+    runs, acceptance = analyst(db.limit_ms(timeout_ms), _both, cols, filters)
     return SpeculativePublic(
         group_by=list(cols),
         runs=[SpeculativeRunRow(**r) for r in records(runs)],

@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 
 from analytics.uncertainty import mismatch_by_entropy_bin, mismatch_predictors
 from api.convert import Group, records
-from api.db import analyse
-from api.deps import CursorDep, DbDep, TimeoutMs
+from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
@@ -65,7 +64,7 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Fi
     "/uncertainty", response_model=UncertaintyPublic, responses=error_responses(400, 401, 405, 500, 503)
 )
 def get_uncertainty(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     filters: FiltersDep,
     group_by: GroupByQuery = None,
@@ -81,7 +80,7 @@ def get_uncertainty(
         if predictor
         else ("entropy", "one_minus_max_prob", "one_minus_margin")
     )
-    stats, bins = analyse(cur, db.limit_ms(timeout_ms), _both, cols, filters, chosen)
+    stats, bins = analyst(db.limit_ms(timeout_ms), _both, cols, filters, chosen)
     return UncertaintyPublic(
         group_by=list(cols),
         predictors=[PredictorRow(**r) for r in records(stats, cols)],
