@@ -304,6 +304,9 @@ def test_token_view_marks_exactly_the_recorded_mismatches(
     assert f"step {len(events) - 1}" in tip.inner_text()
     page.keyboard.press("ArrowLeft")
     assert f"step {len(events) - 2}" in tip.inner_text()
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the text wraps, nothing scrolls sideways
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, f"tokens-{method}-phone")
     w.check()
 
 

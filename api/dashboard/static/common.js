@@ -200,11 +200,11 @@ export function downloads(cardEl, name, rows) {
 }
 
 /** Render a Vega-Lite spec as SVG into the card's chart slot; the card's downloads get `rows`. */
-export async function chart(cardEl, name, spec, rows) {
+export async function chart(cardEl, name, spec, rows, emptyText = "No data for these filters.") {
   const slot = cardEl.querySelector(".chart");
   downloads(cardEl, name, rows);
   if (!rows.length) {
-    slot.innerHTML = `<div class="empty">No data for these filters.</div>`;
+    slot.innerHTML = `<div class="empty">${escapeHtml(emptyText)}</div>`;
     slot.dataset.state = "empty";
     return null;
   }
