@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of torch, pinned here (pyproject keeps a loose range so GPU machines keep their own build)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 -c $(CONSTRAINTS)
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,accelerate]' -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -77,9 +77,10 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     """Load the models, check that they share a vocabulary, and set up the router."""
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
-    llm = load_model_cached(config.llm, device, dtype)
-    slm = load_model_cached(config.slm, device, dtype)
-    tuned = load_model_cached(config.slm_tuned, device, dtype) if config.slm_tuned else None
+    place = config.device_map
+    llm = load_model_cached(config.llm, device, dtype, place)
+    slm = load_model_cached(config.slm, device, dtype, place)
+    tuned = load_model_cached(config.slm_tuned, device, dtype, place) if config.slm_tuned else None
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     from collector.routers import build_router
@@ -242,10 +243,12 @@ def run_collection(
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
     todo = [i for i in range(len(task.items)) if i not in done]
-    costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+    costs: list[Cost] = []
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
-    try:
+    try:  # from here on, any failure is recorded as the run's end (`failed`), so nothing looks complete
+        if config.calibrate:
+            costs = calibrate(ctx, [task.items[i] for i in todo] or task.items)
         for chunk in chunks(todo, config.batch_size):
             t = _write_batch(ctx, task, writer, chunk, collect)
             for key in vars(tally):

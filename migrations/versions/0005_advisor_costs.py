@@ -6,7 +6,7 @@ drafted tokens per cycle, or generated tokens; `seconds` per forward/cycle/promp
 llm_generate and decode). `token_events.accept_prob` is Σ_v min(p_s(v), p_l(v)).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
