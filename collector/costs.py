@@ -48,11 +48,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_seconds(run: Callable[[], object], device: torch.device, steps: int = STEPS) -> float:
-    """Median over REPEATS of the mean seconds of `run` (after one warm-up)."""
+def _median_seconds(
+    run: Callable[[], object], device: torch.device, steps: int = STEPS, repeats: int = REPEATS
+) -> float:
+    """Median over `repeats` of the mean seconds of `run` (after one warm-up)."""
     run()
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):
@@ -89,7 +91,9 @@ def forward_seconds(
 
 
 @torch.inference_mode()
-def cycle_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int) -> float:
+def cycle_seconds(
+    ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int, repeats: int = REPEATS
+) -> float:
     """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule), batch 1,
     the row never finishing."""
     from collector.methods.speculative import SpeculativeBatch
@@ -104,7 +108,7 @@ def cycle_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d:
         run.cycle()
         run.check()
 
-    return _median_seconds(cycle_and_check, ctx.device)
+    return _median_seconds(cycle_and_check, ctx.device, repeats=repeats)
 
 
 @torch.inference_mode()
@@ -128,8 +132,9 @@ def _generate(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 @torch.inference_mode()
-def generate_cost(ctx: CollectContext, items: Sequence[TaskItem], batch: int) -> Cost:
-    """The LLM's own greedy generate over `items` in batches: generated tokens (to EOS) and seconds."""
+def generate_cost(ctx: CollectContext, items: Sequence[TaskItem], batch: int, warm: bool = True) -> Cost:
+    """The LLM's own greedy generate over `items` in batches: generated tokens (to EOS) and seconds (with
+    `warm`, the faster of two passes per batch, else one)."""
     eos, tokens, seconds = ctx.llm.tokenizer.eos_token_id, 0, 0.0
     for first in range(0, len(items), batch):
         ids, mask = _encode(ctx, items[first : first + batch])
@@ -144,7 +149,7 @@ def generate_cost(ctx: CollectContext, items: Sequence[TaskItem], batch: int) ->
             tokens += int(torch.where(is_eos.any(1), is_eos.argmax(1) + 1, gen.shape[1]).sum())
         else:
             tokens += gen.numel()
-        seconds += min(first_s, _timed_once(run, ctx.device))  # the faster of two (the first warms up)
+        seconds += min(first_s, _timed_once(run, ctx.device)) if warm else first_s
     return Cost("llm_generate", tokens, batch, seconds)
 
 
@@ -153,6 +158,15 @@ def draft_lengths(config: RunConfig) -> tuple[int, ...]:
     if config.method == "speculative":
         return tuple(range(1, config.draft_k + 1))
     return ADVISE_K if config.method == "oracle" and config.router == "always" else ()
+
+
+def cycle_lengths(lengths: tuple[int, ...]) -> tuple[int, ...]:
+    """Draft lengths whose whole cycle is timed (a cycle's cost is near linear in d: the advisor
+    interpolates between them): 1, 2, 4, 8, ... up to the longest, and the longest."""
+    if not lengths:
+        return ()
+    top = max(lengths)
+    return tuple(sorted({*(2**i for i in range(top.bit_length()) if 2**i <= top), top}))
 
 
 # Per process, so that a sweep times each pair (and each LLM on each prompt set) once.
@@ -165,18 +179,42 @@ def _cached(key: tuple[Any, ...], measure: Callable[[], list[Cost]]) -> list[Cos
     return _CACHE[key]
 
 
-def model_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
-    """Single-token forwards at batch 1 and the run's batch size; with draft lengths, the LLM's forwards
-    over d + 1 tokens and whole cycles at batch 1."""
+def forward_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
+    """Single-token forwards at batch 1 and the run's batch size; the LLM's forwards over d + 1 tokens
+    at batch 1."""
     costs: list[Cost] = []
     for batch in sorted({1, ctx.config.batch_size}):
         ids, mask = _encode(ctx, (list(items) * batch)[:batch])
         costs.append(Cost("s1_forward", 1, batch, forward_seconds(ctx, ctx.system1, ids, mask, 1)))
         widths = sorted({1, *(d + 1 for d in lengths)}) if batch == 1 else [1]
         costs += [Cost("s2_forward", n, batch, forward_seconds(ctx, ctx.llm, ids, mask, n)) for n in widths]
-    ids, mask = _encode(ctx, items[:1])
-    costs += [Cost("cycle", d, 1, cycle_seconds(ctx, ids, mask, d)) for d in lengths]
     return costs
+
+
+ROUNDS = 3  # interleaved rounds of the batch-1 figures a speed-up prediction divides
+
+
+def speedup_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
+    """The LLM's generate at batch 1, whole cycles and prefill, timed in interleaved rounds: load from other
+    work on the machine then falls on numerator and denominator alike. Each cycle cost is kept as its
+    median ratio to the generate time per token, times the median generate time per token."""
+    ids, mask = _encode(ctx, items[:1])
+    _generate(ctx, ids, mask)  # warm-up
+    gen: list[Cost] = []
+    cycles: dict[int, list[float]] = {d: [] for d in cycle_lengths(lengths)}
+    for _ in range(ROUNDS):
+        gen.append(generate_cost(ctx, items, 1, warm=False))
+        for d in cycles:
+            cycles[d].append(cycle_seconds(ctx, ids, mask, d, repeats=1))
+    per_token = [g.seconds / g.tokens for g in gen]
+    mid = statistics.median(per_token)
+    costs = [Cost("llm_generate", gen[0].tokens, 1, mid * gen[0].tokens)]
+    for d, times in cycles.items():
+        costs.append(
+            Cost("cycle", d, 1, mid * statistics.median(t / p for t, p in zip(times, per_token, strict=True)))
+        )
+    per_prompt = [prefill_seconds(ctx, *_encode(ctx, [it])) for it in items]
+    return [*costs, Cost("prefill", 0, 1, statistics.mean(per_prompt))]
 
 
 def calibrate(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
@@ -185,13 +223,11 @@ def calibrate(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
     cfg, sample = ctx.config, list(items[:CALIBRATION_PROMPTS])
     lengths = draft_lengths(cfg)
     where = (ctx.llm.path, ctx.system1.path, str(ctx.device), cfg.dtype)
-    costs = list(_cached((*where, cfg.batch_size, lengths), lambda: model_costs(ctx, sample, lengths)))
-    prompts = tuple(it.prompt for it in sample)
-    for batch in sorted({1, cfg.batch_size} if lengths else {cfg.batch_size}):
-        b = min(batch, len(sample))
-        key = (*where, "generate", b, cfg.max_new_tokens, ctx.stop_strings, prompts)
-        costs += _cached(key, lambda b=b: [generate_cost(ctx, sample, b)])  # type: ignore[misc]
+    costs = list(_cached((*where, cfg.batch_size, lengths), lambda: forward_costs(ctx, sample, lengths)))
+    prompts = (cfg.max_new_tokens, ctx.stop_strings, tuple(it.prompt for it in sample))
     if lengths:
-        per_prompt = [prefill_seconds(ctx, *_encode(ctx, [it])) for it in sample]
-        costs.append(Cost("prefill", 0, 1, statistics.mean(per_prompt)))
+        costs += _cached((*where, "speedup", lengths, *prompts), lambda: speedup_costs(ctx, sample, lengths))
+    if cfg.batch_size > 1 or not lengths:
+        b = min(cfg.batch_size, len(sample))
+        costs += _cached((*where, "generate", b, *prompts), lambda: [generate_cost(ctx, sample, b)])
     return costs
