@@ -50,6 +50,7 @@ def create_file(path: Path) -> None:
 
 def storage_version(path: Path) -> str | None:
     """The storage version a file is written in, e.g. 'v1.0.0+' (None when DuckDB does not say)."""
+    check_warehouse_file(path)
     with duckdb.connect() as con:
         try:
             con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
