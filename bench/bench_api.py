@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--download-events", type=int, default=10_000_000, help="events of the downloaded run"
     )
-    parser.add_argument("--download-source", type=Path, help="warehouse to take the run from (default: largest)")
+    parser.add_argument("--download-source", type=Path, help="warehouse of the run (default: largest)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
