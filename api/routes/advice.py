@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import duckdb
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from analytics.advise import advise
-from api.deps import DbDep
+from analytics.advise import Advice, advise
+from api.convert import records
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["speculative"])
 
 
 class AdviceRow(BaseModel):
+    """The best setting of one LLM and dataset (and its runner-up), predicted from one oracle run."""
+
     llm: str
     dataset: str
     slm: str
@@ -21,11 +26,11 @@ class AdviceRow(BaseModel):
     draft_threshold: float | None
     cycles: int
     tokens: int
-    acceptance: float
-    tokens_per_cycle: float
-    predicted_tokens_per_s: float
-    baseline_tokens_per_s: float
-    predicted_speedup: float
+    acceptance: float | None
+    tokens_per_cycle: float | None
+    predicted_tokens_per_s: float | None
+    baseline_tokens_per_s: float | None
+    predicted_speedup: float | None
     runner_up_slm: str | None = None
     runner_up_draft_k: int | None = None
     runner_up_draft_stop: str | None = None
@@ -34,27 +39,37 @@ class AdviceRow(BaseModel):
 
 
 class SamplingRow(BaseModel):
+    """Speculative sampling on one pair: α = mean Σ_v min(p_s, p_l), the best K and its speed-up."""
+
     llm: str
     dataset: str
     slm: str
     oracle_run_id: int
-    alpha: float
+    alpha: float | None
     draft_k: int
-    tokens_per_cycle: float
-    predicted_speedup: float
+    tokens_per_cycle: float | None
+    predicted_speedup: float | None
 
 
 class AdvicePublic(BaseModel):
+    """The advisor's ranking (greedy) and its sampling section."""
+
     best: list[AdviceRow]
     sampling: list[SamplingRow]
 
 
-@router.get("/speculative/advice", response_model=AdvicePublic)
-def get_speculative_advice(db: DbDep) -> AdvicePublic:
+def _advise(cur: duckdb.DuckDBPyConnection) -> Advice:
+    return advise(cur)
+
+
+@router.get(
+    "/speculative/advice", response_model=AdvicePublic, responses=error_responses(400, 401, 405, 500, 503)
+)
+def get_speculative_advice(analyst: AnalystDep, db: DbDep, timeout_ms: TimeoutMs = None) -> AdvicePublic:
     """Best draft model, K and stop rule per LLM and dataset (greedy, batch 1), with the runner-up, predicted
     from oracle traces and the costs each run recorded; and the best K under speculative sampling."""
-    advice = advise(db.cursor())
+    advice = analyst(db.limit_ms(timeout_ms), _advise)
     return AdvicePublic(
-        best=[AdviceRow(**r) for r in advice.best.drop("rank").to_dicts()],
-        sampling=[SamplingRow(**r) for r in advice.sampling.to_dicts()],
+        best=[AdviceRow(**r) for r in records(advice.best.drop("rank"))],
+        sampling=[SamplingRow(**r) for r in records(advice.sampling)],
     )
