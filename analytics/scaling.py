@@ -19,7 +19,16 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from analytics.law_choice import CofFit, CofPrediction, Coverage, LawFit, TooFewPairs, fit_cof, loo_coverage
+from analytics.law_choice import (
+    SPAN_SHARE,
+    CofFit,
+    CofPrediction,
+    Coverage,
+    LawFit,
+    TooFewPairs,
+    fit_cof,
+    loo_coverage,
+)
 from analytics.laws import ALPHA_BOUNDS, FloatArray, power_fit_rows
 from analytics.source import Source, query
 
@@ -238,6 +247,11 @@ def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
         return f"not checked out of sample: {why}" if why else "ok"
     if not power.identified:
         return f"unidentified, read as {power.limit_form}: {power.reason}"
+    if fit.ci is not None:
+        lo, hi = fit.ci.alpha
+        if np.log(hi / lo) >= SPAN_SHARE * np.log(ALPHA_BOUNDS[1] / ALPHA_BOUNDS[0]):
+            span = f"alpha's pairs-bootstrap interval [{lo:.3g}, {hi:.3g}] spans the search range"
+            return f"unidentified, read as log_ratio: {span}"
     return "ok"
 
 

@@ -246,9 +246,9 @@ def run_collection(
     costs: list[Cost] = []
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
-    try:  # from here on, any failure is recorded as the run's end (`failed`), so nothing looks complete
-        if config.calibrate:
-            costs = calibrate(ctx, [task.items[i] for i in todo] or task.items)
+    try:  # from here on, any failure is recorded: the run ends `failed`, never left looking `running`
+        costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+        start = time.perf_counter()  # the run's wall time excludes the calibration, as before
         for chunk in chunks(todo, config.batch_size):
             t = _write_batch(ctx, task, writer, chunk, collect)
             for key in vars(tally):

@@ -25,7 +25,7 @@ from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
 from warehouse.db import WarehouseLocked
 from warehouse.errors import UserError
-from warehouse.settings import resolve_warehouse
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("config", help=f"sweep file (TOML), or a shipped sweep: {', '.join(shipped_sweeps())}")
-    p.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the cells as a table and stop")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where the cells run")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a new local one)")

@@ -50,8 +50,14 @@ def create_file(path: Path) -> None:
 
 def storage_version(path: Path) -> str | None:
     """The storage version a file is written in, e.g. 'v1.0.0+' (None when DuckDB does not say)."""
+    check_warehouse_file(path)
     with duckdb.connect() as con:
-        con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
+        try:
+            con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
+        except duckdb.IOException as exc:
+            if is_lock_error(exc):
+                raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc
+            raise
         rows = con.execute(
             "SELECT tags FROM duckdb_databases() WHERE database_name = 'fsgen_probe'"
         ).fetchall()

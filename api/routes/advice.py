@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
 from fastapi import APIRouter
 from pydantic import BaseModel
 
 from analytics.advise import Advice, advise
-from api.convert import records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 
@@ -15,8 +13,6 @@ router = APIRouter(prefix="/v1", tags=["speculative"])
 
 
 class AdviceRow(BaseModel):
-    """The best setting of one LLM and dataset (and its runner-up), predicted from one oracle run."""
-
     llm: str
     dataset: str
     slm: str
@@ -26,11 +22,11 @@ class AdviceRow(BaseModel):
     draft_threshold: float | None
     cycles: int
     tokens: int
-    acceptance: float | None
-    tokens_per_cycle: float | None
-    predicted_tokens_per_s: float | None
-    baseline_tokens_per_s: float | None
-    predicted_speedup: float | None
+    acceptance: float
+    tokens_per_cycle: float
+    predicted_tokens_per_s: float
+    baseline_tokens_per_s: float
+    predicted_speedup: float
     runner_up_slm: str | None = None
     runner_up_draft_k: int | None = None
     runner_up_draft_stop: str | None = None
@@ -39,27 +35,19 @@ class AdviceRow(BaseModel):
 
 
 class SamplingRow(BaseModel):
-    """Speculative sampling on one pair: α = mean Σ_v min(p_s, p_l), the best K and its speed-up."""
-
     llm: str
     dataset: str
     slm: str
     oracle_run_id: int
-    alpha: float | None
+    alpha: float
     draft_k: int
-    tokens_per_cycle: float | None
-    predicted_speedup: float | None
+    tokens_per_cycle: float
+    predicted_speedup: float
 
 
 class AdvicePublic(BaseModel):
-    """The advisor's ranking (greedy) and its sampling section."""
-
     best: list[AdviceRow]
     sampling: list[SamplingRow]
-
-
-def _advise(cur: duckdb.DuckDBPyConnection) -> Advice:
-    return advise(cur)
 
 
 @router.get(
@@ -68,8 +56,8 @@ def _advise(cur: duckdb.DuckDBPyConnection) -> Advice:
 def get_speculative_advice(analyst: AnalystDep, db: DbDep, timeout_ms: TimeoutMs = None) -> AdvicePublic:
     """Best draft model, K and stop rule per LLM and dataset (greedy, batch 1), with the runner-up, predicted
     from oracle traces and the costs each run recorded; and the best K under speculative sampling."""
-    advice = analyst(db.limit_ms(timeout_ms), _advise)
+    advice: Advice = analyst(db.limit_ms(timeout_ms), advise)
     return AdvicePublic(
-        best=[AdviceRow(**r) for r in records(advice.best.drop("rank"))],
-        sampling=[SamplingRow(**r) for r in records(advice.sampling)],
+        best=[AdviceRow(**r) for r in advice.best.drop("rank").to_dicts()],
+        sampling=[SamplingRow(**r) for r in advice.sampling.to_dicts()],
     )

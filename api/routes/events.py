@@ -57,6 +57,10 @@ class EventsPublic(BaseModel):
 
 COLUMNS = ", ".join(EventPublic.model_fields)
 ORDERED = f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? ORDER BY sample_id, step"
+CHUNK = (
+    f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? AND sample_id BETWEEN ? AND ? "
+    "ORDER BY sample_id, step"
+)
 Format = Literal["json", "ndjson", "parquet"]
 DOWNLOADS: dict[int | str, dict[str, Any]] = {
     200: {
@@ -95,13 +99,35 @@ class _Chunks(io.RawIOBase):
         return out
 
 
+def sample_chunks(sizes: list[tuple[int, int]], rows: int = BATCH_ROWS) -> list[tuple[int, int]]:
+    """Consecutive (first, last) sample ids whose events add up to about `rows` (a sample is never split)."""
+    chunks: list[tuple[int, int]] = []
+    first, total = None, 0
+    for sample_id, tokens in sizes:
+        if first is None:
+            first = sample_id
+        total += tokens
+        if total >= rows:
+            chunks.append((first, sample_id))
+            first, total = None, 0
+    if first is not None:
+        chunks.append((first, sizes[-1][0]))
+    return chunks
+
+
 def _batches(db: Database, run_id: int) -> Iterator[pa.RecordBatch]:
-    """The run's events in order, one Arrow batch at a time, on a cursor the stream owns."""
-    require_select(ORDERED)
+    """The run's events in order, a chunk of samples at a time (each sorted alone: memory stays bounded)."""
+    require_select(CHUNK)
     cur: duckdb.DuckDBPyConnection = db.cursor()
     try:
-        reader: pa.RecordBatchReader = cur.sql(ORDERED, params=[run_id]).to_arrow_reader(BATCH_ROWS)
-        yield from reader
+        sizes = cur.execute(
+            "SELECT sample_id, tokens FROM sample_sums WHERE run_id = ? ORDER BY sample_id", [run_id]
+        ).fetchall()
+        for first, last in sample_chunks([(int(s), int(t)) for s, t in sizes]):
+            reader: pa.RecordBatchReader = cur.sql(CHUNK, params=[run_id, first, last]).to_arrow_reader(
+                BATCH_ROWS
+            )
+            yield from reader
     finally:
         cur.close()
 

@@ -27,6 +27,7 @@ import torch
 from rich.console import Console
 
 from collector.config import RunConfig
+from collector.costs import Cost, calibrate
 from collector.engine import (
     RunSummary,
     _Tally,
@@ -101,14 +102,17 @@ def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads
     yield "started", {"pid": pid, "host": socket.gethostname(), "manifest": manifest}
     skip = set(done)
     todo = [i for i in range(len(task.items)) if i not in skip]  # the chunks a local run (or resume) makes
-    tokens, start = 0, time.perf_counter()
+    # the run's measured forward costs, as run_collection records them (wall time excludes calibration)
+    costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+    tokens, decode_s, start = 0, 0.0, time.perf_counter()
     for chunk in chunks(todo, config.batch_size):
         capture = _BatchCapture()
         tally = _write_batch(ctx, task, capture, chunk, collect)
-        tokens += tally.tokens
+        tokens, decode_s = tokens + tally.tokens, decode_s + tally.decode_s
         yield "batch", {"pid": pid, "ids": chunk, "tables": capture.tables, "tally": asdict(tally)}
     wall = time.perf_counter() - start
-    yield "final", {"pid": pid, "wall_s": wall, "tokens_per_s": tokens / max(wall, 1e-9)}
+    rows = [c.row() for c in (*costs, Cost("decode", tokens, config.batch_size, decode_s))]
+    yield "final", {"pid": pid, "wall_s": wall, "tokens_per_s": tokens / max(wall, 1e-9), "costs": rows}
 
 
 def gpus_for(config: RunConfig, gpu_bytes: int | None) -> float:
@@ -234,9 +238,8 @@ class RayDriver:
                 setattr(cell.tally, key, getattr(cell.tally, key) + value)
             self.ingest(cell)
         elif kind == "final":
-            final = RunFinal(
-                "complete", datetime.now().isoformat(), payload["wall_s"], payload["tokens_per_s"]
-            )
+            now, wall, tps = datetime.now().isoformat(), payload["wall_s"], payload["tokens_per_s"]
+            final = RunFinal("complete", now, wall, tps, costs=list(payload["costs"]))
             cell.writer.write_final(final)
             self.finish(cell, final)
         self.notify(cell, kind, payload.get("pid"))

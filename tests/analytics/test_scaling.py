@@ -130,3 +130,25 @@ def test_fit_groups_notes_too_few_pairs(con: duckdb.DuckDBPyConnection) -> None:
     frame = fits_frame(fits)
     assert frame["gamma"].to_list() == [None] and frame["law"].to_list() == ["constant"]
     assert "log_ratio skipped: needs 3 distinct ratios" in frame["laws_note"][0]
+
+
+def test_a_pairs_bootstrap_spanning_alpha_marks_the_paper_law_unidentified() -> None:
+    rng = np.random.default_rng(4)
+    sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9, 32e9]
+    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
+    nl = np.array([p[0] for p in pairs])
+    ns = np.array([p[1] for p in pairs])
+    points = pl.DataFrame(
+        {
+            "method": "oracle",
+            "dataset": "d",
+            "llm_params": nl,
+            "slm_params": ns,
+            "param_ratio": nl / ns,
+            "cof": 0.1 + rng.normal(0, 0.02, nl.size),  # no trend at all
+        }
+    )
+    (group,) = fit_groups(points, bootstrap=200)
+    assert group.fit is not None and group.fit.ci is not None
+    assert group.note.startswith("unidentified"), group.note
+    assert "spans the search range" in group.note

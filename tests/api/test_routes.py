@@ -19,6 +19,7 @@ import pytest
 from analytics.frequency import collaboration_frequency
 from analytics.positions import position_profile
 from api.app import create_app
+from api.routes.events import sample_chunks
 from api.settings import ApiSettings
 
 pytestmark = pytest.mark.anyio
@@ -102,6 +103,12 @@ async def test_events_pages_and_downloads_agree(rich: httpx.AsyncClient, rich_wa
     assert len(pages) == len(streamed) == table.num_rows == count > 0
     assert [(e["sample_id"], e["step"]) for e in pages] == [(e["sample_id"], e["step"]) for e in streamed]
     assert pl.from_arrow(table).to_dicts()[0]["token_id"] == pages[0]["token_id"]
+
+
+def test_downloads_sort_a_bounded_chunk_of_samples_at_a_time() -> None:
+    sizes = [(0, 40), (1, 30), (2, 50), (5, 10), (6, 100), (9, 1)]
+    assert sample_chunks(sizes, rows=60) == [(0, 1), (2, 5), (6, 6), (9, 9)]
+    assert sample_chunks([], rows=60) == []
 
 
 async def test_cof_is_the_analytics_answer(rich: httpx.AsyncClient, rich_warehouse: Path) -> None:

@@ -61,7 +61,7 @@ def local_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def contents(path: Path) -> dict[str, Any]:
-    """Each run (by its settings): status, samples, and every sample's token ids in order."""
+    """Each run (by its settings): status, samples, every sample's token ids in order, its cost kinds."""
     with duckdb.connect(str(path), read_only=True) as con:
         runs = con.execute("SELECT run_id, settings, status FROM runs").fetchall()
         out = {}
@@ -77,7 +77,10 @@ def contents(path: Path) -> dict[str, Any]:
                 "GROUP BY sample_id ORDER BY sample_id",
                 [run_id],
             ).fetchall()
-            out[json.dumps(json.loads(settings), sort_keys=True)] = (status, samples, tokens)
+            costs = con.execute(
+                "SELECT kind FROM run_costs WHERE run_id = ? ORDER BY kind", [run_id]
+            ).fetchall()
+            out[json.dumps(json.loads(settings), sort_keys=True)] = (status, samples, tokens, costs)
     return out
 
 
@@ -118,7 +121,7 @@ def test_a_killed_worker_is_retried_and_the_warehouse_equals_the_local_one(
     assert killer.pids[-1] != killer.killed  # ... and a new one finished the cell
     got, want = contents(path), contents(local_warehouse)
     assert got == want  # same runs, samples and token ids; one event per (sample, step)
-    assert all(n == steps for _, _, tokens in got.values() for *_, n, steps in tokens)
+    assert all(n == steps for _, _, tokens, _ in got.values() for *_, n, steps in tokens)
     text = console.export_text()
     assert "[ray] 0 queued · 0 running · 2 done · 0 failed" in text and "2 ran, 0 resumed" in text
 
@@ -141,7 +144,7 @@ def test_an_interrupted_sweep_resumes_like_a_local_one_and_a_bad_cell_fails(
     upgrade(path)
     with pytest.raises(KeyboardInterrupt):
         run_ray(plan({**SPEC, "methods": ["oracle"]}).cells, path, Console(quiet=True), observer=Interrupt(1))
-    (status, samples, _), *_ = contents(path).values()
+    (status, samples, *_), *_ = contents(path).values()
     assert status == "running" and 1 <= len(samples) < 6  # the batches before the stop are committed
     config = tmp_path / "sweep.toml"
     missing = tmp_path / "no.jsonl"

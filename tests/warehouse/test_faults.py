@@ -180,10 +180,10 @@ def test_a_finished_run_waiting_for_ingest_is_not_stale(warehouse_path: Path) ->
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MB tmpfs (needs root and mount; skipped elsewhere: the collector's test simulates a full disk)."""
+    """A 16 MB tmpfs (needs root and mount; skipped elsewhere: the collector's test simulates a full disk)."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:

@@ -36,7 +36,7 @@ const cof = {
       height: 240,
       data: { values: rows },
       encoding: {
-        x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }),
+        x: n("pair", "LLM / SLM", { sort: null }),
         xOffset: n("method"),
         color: n("method", "method"),
       },
@@ -86,12 +86,13 @@ function sizeChart(id, field, title) {
       const spec = {
         height: 220,
         data: { values: points },
-        mark: { type: "point", filled: true, size: 70, tooltip: true },
+        mark: { type: "point", filled: false, strokeWidth: 2, size: 80, tooltip: true },
         encoding: {
-          x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: { type: "log", nice: false, padding: 24 }, axis: { format: "~s", labelOverlap: true } }),
+          x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: { type: "log", nice: false, padding: 24 }, axis: { format: "~s", labelOverlap: "greedy", tickCount: 4 } }),
           y: q("cof", "CoF", { scale: { zero: false } }),
           color: n("method", "method"),
-          shape: n("dataset", "dataset"),
+          shape: n("method", "method"), // oracle and greedy speculative coincide: shapes keep both visible
+          detail: n("dataset"),
         },
       };
       return { rows: points, spec };
@@ -102,18 +103,20 @@ function sizeChart(id, field, title) {
 const ratio = {
   id: "scaling-ratio",
   title: "CoF vs parameter ratio R, with the fitted law",
-  note: "Points: pairs. Line: CoF = γ·R^(−α) + β fitted per method and dataset; band: its 95% bootstrap interval (from /v1/scaling/predict).",
+  note: "Points: pairs. Line: CoF = γ·R^(−α) + β fitted per method and dataset; band: its 95% bootstrap interval (from /v1/scaling/predict), clipped to the plot.",
   routes: ["/v1/scaling", "/v1/scaling/predict"],
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
     const rows = [...points.map((p) => ({ kind: "pair", ...p })), ...curves.map((c) => ({ kind: "law", ...c }))];
-    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: { type: "log", nice: false, padding: 24 }, axis: { labelOverlap: true } });
+    const top = Math.min(1, 1.3 * Math.max(...points.map((p) => p.cof), ...curves.map((c) => c.law ?? 0)));
+    const y = (field) => q(field, "CoF", { scale: { domain: [0, top] } });
+    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: { type: "log", nice: false, padding: 24 }, axis: { labelOverlap: "greedy", tickCount: 6 } });
     const spec = {
       height: 240,
       layer: [
-        { data: { values: curves }, mark: { type: "area", opacity: 0.18 }, encoding: { x, y: q("lo", "CoF"), y2: { field: "hi" }, color: n("method", "method") } },
-        { data: { values: curves }, mark: { type: "line", strokeWidth: 2 }, encoding: { x, y: q("law", "CoF"), color: n("method", "method"), detail: n("dataset") } },
-        { data: { values: points }, mark: { type: "point", filled: true, size: 70, tooltip: true }, encoding: { x, y: q("cof", "CoF", { scale: { zero: false } }), color: n("method", "method"), shape: n("dataset", "dataset") } },
+        { data: { values: curves }, mark: { type: "area", opacity: 0.18, clip: true }, encoding: { x, y: y("lo"), y2: { field: "hi" }, color: n("method", "method") } },
+        { data: { values: curves }, mark: { type: "line", strokeWidth: 2, clip: true }, encoding: { x, y: y("law"), color: n("method", "method"), detail: n("dataset") } },
+        { data: { values: points }, mark: { type: "point", filled: false, strokeWidth: 2, size: 80, tooltip: true }, encoding: { x, y: y("cof"), color: n("method", "method"), shape: n("method", "method", { legend: null }), detail: n("dataset") } },
       ],
     };
     ctx.note?.(fits.map((g) => `${g.method} · ${g.dataset}: ${g.fit ? `γ=${g.fit.gamma.toFixed(3)} α=${g.fit.alpha.toFixed(3)} β=${g.fit.beta.toFixed(3)}, R²=${g.fit.r2.toFixed(2)}` : g.note}`).join("; "));
@@ -159,7 +162,7 @@ const auroc = {
       height: 220,
       data: { values: rows },
       mark: { type: "bar", tooltip: true },
-      encoding: { x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
+      encoding: { x: n("pair", "LLM / SLM", { sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
     };
     return { rows, spec };
   },

@@ -124,11 +124,18 @@ export function escapeHtml(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-/** Number formatting for tables: `digits` decimals, "–" for missing. */
+/** Number formatting for tables: `digits` decimals (0: a whole number with separators), "–" for missing. */
 export function fmt(x, digits = 3) {
   if (x === null || x === undefined || Number.isNaN(x)) return "–";
   if (typeof x !== "number") return String(x);
-  return Number.isInteger(x) ? x.toLocaleString("en") : x.toFixed(digits);
+  return digits === 0 ? Math.round(x).toLocaleString("en") : x.toFixed(digits);
+}
+
+/** A setting's value as written: whole numbers plain, others with up to 4 decimals. */
+export function plain(x) {
+  if (x === null || x === undefined) return "–";
+  if (typeof x !== "number") return typeof x === "object" ? JSON.stringify(x) : String(x);
+  return Number.isInteger(x) ? String(x) : String(Number(x.toFixed(4)));
 }
 
 /** "zoo:zoo-l / zoo:zoo-xs" → "zoo-l / zoo-xs". */
@@ -200,11 +207,11 @@ export function downloads(cardEl, name, rows) {
 }
 
 /** Render a Vega-Lite spec as SVG into the card's chart slot; the card's downloads get `rows`. */
-export async function chart(cardEl, name, spec, rows) {
+export async function chart(cardEl, name, spec, rows, emptyText = "No data for these filters.") {
   const slot = cardEl.querySelector(".chart");
   downloads(cardEl, name, rows);
   if (!rows.length) {
-    slot.innerHTML = `<div class="empty">No data for these filters.</div>`;
+    slot.innerHTML = `<div class="empty">${escapeHtml(emptyText)}</div>`;
     slot.dataset.state = "empty";
     return null;
   }
@@ -215,6 +222,7 @@ export async function chart(cardEl, name, spec, rows) {
     config: {
       font: "system-ui, sans-serif",
       axis: { labelLimit: 160 },
+      axisBand: { labelAngle: slot.clientWidth < 520 ? -35 : 0 }, // long pair names turn on a phone
       legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150, symbolOpacity: 1 },
     },
     ...spec,

@@ -63,7 +63,8 @@ async function drawAll(runs) {
         const note = el.querySelector(".note");
         note.textContent = c.note;
         const { rows, spec } = await c.load({ ...base, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
-        if (mine === generation) await chart(el, c.id, spec, rows);
+        const empty = runs.length ? undefined : "No runs yet: collect some (python -m collector.run); this page redraws as they complete.";
+        if (mine === generation) await chart(el, c.id, spec, rows, empty);
       } catch (err) {
         if (mine === generation) fail(el, err);
       }

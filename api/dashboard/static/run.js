@@ -1,5 +1,5 @@
 // One run: its settings, accuracy and CoF, its position and entropy profiles, and its samples.
-import { api, apiAll, apiKnown, card, chart, escapeHtml, fail, fmt, frame, servedRoutes, statusBadge } from "./common.js";
+import { api, apiAll, apiKnown, card, chart, escapeHtml, fail, fmt, frame, plain, servedRoutes, statusBadge } from "./common.js";
 import { RUN_CHARTS } from "./charts.js";
 
 const runId = Number(location.pathname.split("/")[2]);
@@ -32,7 +32,7 @@ function showRun(run) {
   const extra = run.settings && typeof run.settings === "object" ? Object.entries(run.settings) : [];
   const entries = [...SETTINGS.filter((k) => k in run).map((k) => [k, run[k]]), ...extra.filter(([k]) => !SETTINGS.includes(k))];
   document.querySelector("#settings dl").innerHTML = entries
-    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(typeof v === "object" && v !== null ? JSON.stringify(v) : fmt(v))}</dd>`)
+    .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(plain(v))}</dd>`)
     .join("");
 }
 

@@ -10,7 +10,7 @@ main.innerHTML = `<h1>Runs</h1>
     <thead><tr><th scope="col" class="num">run</th><th scope="col">LLM / SLM</th><th scope="col">method</th>
       <th scope="col">router</th><th scope="col">dataset</th><th scope="col">status</th>
       <th scope="col" class="num">samples</th><th scope="col" class="num">tokens</th>
-      <th scope="col" class="num">CoF</th><th scope="col" class="num">consulted</th>
+      <th scope="col" class="num">CoF</th><th scope="col" class="num">consult rate</th>
       <th scope="col" class="num">accuracy</th><th scope="col">created</th></tr></thead>
     <tbody></tbody></table></div>`;
 

@@ -16,20 +16,13 @@ main.innerHTML = `<p><a href="/runs/${runId}">← run ${runId}</a></p>
     System 1's and the LLM's top choice and probability.</p>
   <div id="tip" role="status" aria-hidden="true"></div>`;
 
-/** A token event from the API, with the field names the view uses. */
+/** A token event from the API; where the run's tokenizer is not on the server, ids stand in for text. */
 function normalise(t) {
   return {
-    step: t.step,
-    text: t.text ?? t.token_text ?? "",
-    s1_text: t.s1_text ?? t.s1_token_text,
-    s1_prob: t.s1_prob,
-    llm_text: t.llm_text ?? t.llm_token_text,
-    llm_prob: t.llm_prob,
-    s1_entropy: t.s1_entropy,
-    consulted: t.consulted,
-    mismatch: t.mismatch,
-    draft_index: t.draft_index,
-    accepted: t.accepted,
+    ...t,
+    text: t.text ?? `#${t.token_id}`,
+    s1_text: t.s1_text ?? `#${t.s1_token_id}`,
+    llm_text: t.llm_text ?? `#${t.llm_token_id}`,
   };
 }
 
@@ -46,14 +39,13 @@ function legend(speculative, tokens) {
 async function load() {
   const [run, sample] = await Promise.all([api(`/v1/runs/${runId}`), api(`/v1/runs/${runId}/samples/${sampleId}`)]);
   const speculative = run.method === "speculative";
-  const tokens = (sample.tokens ?? sample.events ?? []).map(normalise);
-  const mismatches = tokens.filter((t) => t.mismatch).length;
+  const tokens = sample.tokens.map(normalise);
   document.getElementById("stats").innerHTML = [
     ["pair", `${run.llm} / ${run.slm}`],
     ["method", run.method],
-    ["tokens", tokens.length],
-    ["mismatches", mismatches],
-    ["CoF", fmt(tokens.length ? mismatches / tokens.length : null)],
+    ["tokens", sample.truncated ? `${tokens.length} of ${sample.n_tokens} (cut)` : tokens.length],
+    ["mismatches", sample.mismatches],
+    ["CoF", fmt(sample.cof)],
     ["stop", sample.stop_reason],
     ["correct", sample.correct === null || sample.correct === undefined ? "–" : sample.correct ? "yes" : "no"],
   ]
