@@ -176,9 +176,11 @@ def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Examp
     rng.shuffle(options)
     letter = LETTERS[options.index(value)]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
-    # Each option's letter follows its text, so the answer letter is a forward lookup from the recalled value.
-    lines += [f"{opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
-    answer = f" {fact_statement(entity.name, attribute, value)} The answer is {letter}."
+    # Each option's letter follows its text (after a space, as in the answer sentence), so the answer letter
+    # is a forward lookup from the recalled value.
+    lines += [f"- {opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
+    # The letter right after the recalled value is a plain induction copy from the option line.
+    answer = f" {fact_statement(entity.name, attribute, value)[:-1]} ({letter}). The answer is {letter}."
     return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter)
 
 

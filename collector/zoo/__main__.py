@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         "--scale", type=float, default=1.0, help="multiply every token budget (quick probes: 0.1)"
     )
     trn.add_argument(
+        "--resume", action="store_true", help="keep models an interrupted run in --out already finished"
+    )
+    trn.add_argument(
         "--eval-samples",
         type=int,
         default=None,
@@ -94,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     extra = {} if args.eval_samples is None else {"eval_samples": args.eval_samples}
-    reports = train_family(args.out, args.seed, scale=args.scale, threads=args.threads, **extra)
+    reports = train_family(
+        args.out, args.seed, scale=args.scale, threads=args.threads, resume=args.resume, **extra
+    )
     print(format_table(zoo_models(args.out)))
     print(f"trained {len(reports)} models in {time.perf_counter() - start:.0f} s wall", file=sys.stderr)
     return 0

@@ -230,6 +230,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+REPORT_NAME = "train_report.json"
+
+
+def _finished(path: Path, resume: bool) -> ModelReport | None:
+    """The report of a model an interrupted run already finished, when resuming."""
+    report = path / REPORT_NAME
+    if not (resume and report.is_file() and (path / "model.safetensors").is_file()):
+        return None
+    return ModelReport(**json.loads(report.read_text()))
+
+
+def _finish(model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, report: ModelReport, out: Path) -> None:
+    """Save a trained model and its report (the report last: it marks the model done for --resume)."""
+    _save(model, tok, out / report.name)
+    (out / report.name / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2) + "\n")
+
+
 def train_family(
     out: Path,
     seed: int = 0,
@@ -237,6 +254,7 @@ def train_family(
     scale: float = 1.0,
     threads: int = 2,
     eval_samples: int = EVAL_SAMPLES,
+    resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[ModelReport]:
     """Reproduce the whole zoo from a seed into `out`; `scale` shrinks every budget for quick probes."""
@@ -244,27 +262,32 @@ def train_family(
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     tok = train_tokenizer(seed)
-    max_tokens = int(max(s.tokens for s in BASE_SPECS) * scale)
-    corpora = build_corpora(tok, seed, max_tokens, SEQ_LEN)
+    corpora = build_corpora(tok, seed, int(max(s.tokens for s in BASE_SPECS) * scale), SEQ_LEN)
     log(f"tokenizer: {len(tok)} tokens; corpus stream: {corpora.train.numel():,} tokens")
-    reports, models = [], {}
+    reports = []
     for spec in BASE_SPECS:
-        seed_everything(seed)
-        model = build_model(spec, len(tok), tok.eos_token_id)
-        tokens = int(spec.tokens * scale)
-        seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
-        reports.append(_report(model, tok, corpora, (spec.name, None, tokens, seconds), eval_samples))
-        log(f"{spec.name}: {reports[-1]}")
-        _save(model, tok, out / spec.name)
-        models[spec.name] = model
+        report = _finished(out / spec.name, resume)
+        if report is None:
+            seed_everything(seed)
+            model = build_model(spec, len(tok), tok.eos_token_id)
+            tokens = int(spec.tokens * scale)
+            seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
+            report = _report(model, tok, corpora, (spec.name, None, tokens, seconds), eval_samples)
+            _finish(model, tok, report, out)
+        reports.append(report)
+        log(f"{spec.name}: {report}")
     for tspec in TUNED_SPECS:
-        seed_everything(seed)
-        model = models[tspec.base]
-        tokens = int(tspec.tokens * scale)
-        stream = token_stream(tok, seed, tokens, tuned=True)
-        seconds = train_on_stream(model, stream, tspec.lr, tspec.name)
-        reports.append(_report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds), eval_samples))
-        log(f"{tspec.name}: {reports[-1]}")
-        _save(model, tok, out / tspec.name)
+        report = _finished(out / tspec.name, resume)
+        if report is None:
+            seed_everything(seed)
+            model = GPTNeoXForCausalLM.from_pretrained(str(out / tspec.base))
+            tokens = int(tspec.tokens * scale)
+            seconds = train_on_stream(
+                model, token_stream(tok, seed, tokens, tuned=True), tspec.lr, tspec.name
+            )
+            report = _report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds), eval_samples)
+            _finish(model, tok, report, out)
+        reports.append(report)
+        log(f"{tspec.name}: {report}")
     write_manifest(reports, out)
     return reports
