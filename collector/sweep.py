@@ -25,7 +25,7 @@ from warehouse.settings import resolve_warehouse
 
 # The default job: every zoo pair, every method, the built-in tasks, a few dozen samples each.
 DEFAULT_DATASETS = ("builtin:arith", "builtin:choice", "builtin:code")
-DEFAULT_SAMPLES = 24
+DEFAULT_SAMPLES = 48
 DEFAULT_MAX_NEW_TOKENS = 40
 
 EXAMPLE = """example CONFIG.toml:

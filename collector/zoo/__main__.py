@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "--seed", type=int, default=0, help="seed of tokenizer, corpus order and weights (default 0)"
     )
-    trn.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    trn.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     trn.add_argument(
         "--scale", type=float, default=1.0, help="multiply every token budget (quick probes: 0.1)"
     )
