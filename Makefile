@@ -5,17 +5,24 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: setup run test lint typecheck pytest bench clean
+.PHONY: setup browser run test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of torch, pinned here (pyproject keeps a loose range so GPU machines keep their own build)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 -c $(CONSTRAINTS)
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -c $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,accelerate]' -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The dashboard tests drive Debian's headless Chromium through Playwright (no browser download is possible).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the dashboard tests need Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 run: setup
 	$(BIN)/python -m warehouse upgrade
@@ -28,7 +35,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+pytest: setup browser
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

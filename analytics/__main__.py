@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from analytics.source import open_warehouse
 from analytics.summary import format_headline, headline
 from warehouse.db import WarehouseError
+from warehouse.settings import add_warehouse_argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Print CoF by pair and method, the scaling-law fit, entropy AUROC and early share.",
         epilog="figures and report.md: python -m analytics.report --help",
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     args = parser.parse_args(argv)
     try:
         con = open_warehouse(args.warehouse)

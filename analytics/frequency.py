@@ -14,19 +14,15 @@ DEFAULT_GROUP_BY: tuple[str, ...] = ("run_id",)
 
 
 def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[str, list[object]]:
-    """SQL reducing token events to per-group sums over samples (one row per group)."""
+    """SQL reducing the per-sample summary (`sample_sums`) to sums over samples, one row per group."""
     cols = check_group_by(group_by)
     ev_where, ev_params = events_where(filters)
     where, params = runs_where(filters)
     out = ", ".join(f'"{c}"' for c in cols)
     sql = f"""
         WITH s AS (
-            SELECT e.run_id, e.sample_id,
-                   count(*) AS tokens,
-                   count_if(e.mismatch) AS mismatches,
-                   count_if(e.consulted) AS consulted
-            FROM token_events e {ev_where}
-            GROUP BY e.run_id, e.sample_id
+            SELECT e.run_id, e.sample_id, e.tokens, e.mismatches, e.consulted
+            FROM sample_sums e {ev_where}
         )
         SELECT {group_select(cols)},
                CAST(count(*) AS BIGINT) AS samples,

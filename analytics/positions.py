@@ -18,6 +18,7 @@ from analytics.source import (
     query,
     runs_where,
 )
+from warehouse.summaries import REL_POS_CELLS
 
 Alternative = Literal["greater", "less", "two-sided"]
 
@@ -56,6 +57,35 @@ def _early_condition(k: int | None, fraction: float | None) -> tuple[str, list[o
     return "e.rel_pos < ?", [frac], f"first {frac:.0%} of tokens"
 
 
+def _early_cells(k: int | None, fraction: float | None) -> tuple[str, int] | None:
+    """The `histogram_sums` feature and cell bound of the early window, None if off the summary's grid."""
+    if k is not None:
+        return "step", k
+    cells = (0.1 if fraction is None else fraction) * REL_POS_CELLS
+    return ("rel_pos", round(cells)) if abs(cells - round(cells)) < 1e-9 else None
+
+
+def _early_sums_sql(
+    k: int | None, fraction: float | None, filters: Filters | None
+) -> tuple[str, list[object]]:
+    """Per run: tokens, mismatches and the early window's share of them (from summaries when on the grid)."""
+    cond, cond_params, _ = _early_condition(k, fraction)
+    ev_where, ev_params = events_where(filters)
+    cells = _early_cells(k, fraction)
+    if cells is None:  # a fraction off the 0.001 grid: count it from the events
+        sql = f"""SELECT e.run_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches,
+                         count_if({cond}) AS early_tokens, count_if(e.mismatch AND {cond}) AS early_mismatches
+                  FROM token_events e {ev_where} GROUP BY e.run_id"""
+        return sql, [*cond_params, *cond_params, *ev_params]
+    sql = f"""SELECT e.run_id, e.tokens, e.mismatches,
+                     coalesce(w.tokens, 0) AS early_tokens, coalesce(w.mismatches, 0) AS early_mismatches
+              FROM run_sums e LEFT JOIN (
+                  SELECT run_id, sum(tokens) AS tokens, sum(mismatches) AS mismatches FROM histogram_sums
+                  WHERE feature = ? AND cell < ? GROUP BY run_id
+              ) w ON w.run_id = e.run_id {ev_where}"""
+    return sql, [*cells, *ev_params]
+
+
 def early_share(
     source: Source,
     group_by: Sequence[str] = ("run_id",),
@@ -66,19 +96,14 @@ def early_share(
     alternative: Alternative = "greater",
 ) -> pl.DataFrame:
     """Share of mismatches in the first k tokens (or first fraction, default 10%) vs the uniform baseline."""
-    cond, cond_params, label = _early_condition(k, fraction)
+    _, _, label = _early_condition(k, fraction)
     cols = check_group_by(group_by)
     out = ", ".join(f'"{c}"' for c in cols)
-    ev_where, ev_params = events_where(filters)
+    per_run, run_params = _early_sums_sql(k, fraction, filters)
     where, params = runs_where(filters)
     sums = query(
         source,
-        f"""WITH a AS (
-                SELECT e.run_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches,
-                       count_if({cond}) AS early_tokens,
-                       count_if(e.mismatch AND {cond}) AS early_mismatches
-                FROM token_events e {ev_where} GROUP BY e.run_id
-            )
+        f"""WITH a AS ({per_run})
             SELECT {group_select(cols)},
                    CAST(sum(a.tokens) AS BIGINT) AS tokens,
                    CAST(sum(a.mismatches) AS BIGINT) AS mismatches,
@@ -86,7 +111,7 @@ def early_share(
                    CAST(coalesce(sum(a.early_mismatches), 0) AS BIGINT) AS early_mismatches
             FROM a JOIN runs r ON r.run_id = a.run_id {where}
             GROUP BY ALL ORDER BY {out}""",
-        [*cond_params, *cond_params, *ev_params, *params],
+        [*run_params, *params],
     )
     return early_share_test(sums, alternative).with_columns(pl.lit(label).alias("window"))
 

@@ -15,9 +15,19 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from analytics.cof_figure import figure_cof_vs_ratio
+from analytics.frequency import collaboration_frequency
 from analytics.positions import position_profile
 from analytics.routers import best_threshold, pareto_front, replay_all
-from analytics.scaling import GroupFit, TooFewPoints, fit_groups, leave_one_out_error, pair_points
+from analytics.scaling import (
+    GroupFit,
+    LawFit,
+    TooFewPoints,
+    fit_groups,
+    leave_one_out_error,
+    loo_coverage,
+    pair_points,
+)
 from analytics.source import open_warehouse, query
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import (
@@ -39,6 +49,8 @@ EXAMPLES = """examples:
 """
 BUDGETS = (0.05, 0.1, 0.2)
 ROUTER_STYLES = {"max_prob": "-", "margin": "--", "entropy": ":"}
+PAIR_KEYS = ["llm", "slm", "method", "dataset"]
+COVERAGE_BOOTSTRAP = 200
 
 
 @dataclass(frozen=True)
@@ -67,29 +79,6 @@ def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list
     fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(max(n, 1))]
     return fig, axes
-
-
-def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figure:
-    """CoF against parameter ratio with the fitted law, one panel per method, one colour per dataset."""
-    methods = sorted(points["method"].unique().to_list())
-    fig, axes = _grid(len(methods))
-    by_key = {(g.method, g.dataset): g for g in fits}
-    colors = {d: f"C{i}" for i, d in enumerate(sorted(points["dataset"].unique().to_list()))}
-    for ax, method in zip(axes, methods, strict=False):
-        mine = points.filter(pl.col("method") == method)
-        for (dataset,), grp in mine.sort("dataset").group_by(["dataset"], maintain_order=True):
-            color = colors[dataset]
-            ax.scatter(grp["param_ratio"], grp["cof"], color=color, label=str(dataset), zorder=3)
-            group = by_key.get((method, str(dataset)))
-            if group is not None and group.fit is not None:
-                ratios = grp["param_ratio"].to_numpy()
-                r = np.geomspace(ratios.min() / 1.2, ratios.max() * 1.5, 100)
-                f = group.fit
-                label = f"γ={f.gamma:.3g} α={f.alpha:.3g} β={f.beta:.3g} R²={f.r2:.2f}"
-                ax.plot(r, f.value(r), color=color, label=label)
-        ax.set(xscale="log", xlabel="parameter ratio R = N_LLM / N_SLM", ylabel="CoF", title=method)
-        ax.legend(fontsize=7)
-    return fig
 
 
 def figure_position_heatmap(profile: pl.DataFrame) -> Figure:
@@ -188,7 +177,7 @@ def router_curves(con: duckdb.DuckDBPyConnection, limit: int = 6) -> dict[str, p
 
 
 def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
-    """Per fitted group: coefficients with bootstrap intervals and the leave-one-pair-out error."""
+    """Per group with the paper's law fitted: its coefficients with intervals, or why it is no finding."""
     rows = []
     for g in fits:
         if g.fit is None:
@@ -200,20 +189,56 @@ def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
             loo: float | None = leave_one_out_error(grp["param_ratio"], grp["cof"]).rmse
         except TooFewPoints:
             loo = None
-        ci = g.fit.ci
+        ci, ok = g.fit.ci, g.note == "ok"
         rows.append(
             {
                 "method": g.method,
                 "dataset": g.dataset,
                 "pairs": g.pairs,
-                "gamma": _with_ci(g.fit.gamma, ci.gamma if ci else None),
-                "alpha": _with_ci(g.fit.alpha, ci.alpha if ci else None),
-                "beta": _with_ci(g.fit.beta, ci.beta if ci else None),
+                "gamma": _with_ci(g.fit.gamma, ci.gamma if ci else None) if ok else None,
+                "alpha": _with_ci(g.fit.alpha, ci.alpha if ci else None) if ok else None,
+                "beta": _with_ci(g.fit.beta, ci.beta if ci else None) if ok else None,
                 "r2": round(g.fit.r2, 4),
                 "loo_rmse": None if loo is None else round(loo, 5),
+                "note": g.note,
             }
         )
     return pl.DataFrame(rows)
+
+
+def law_table(points: pl.DataFrame, fits: Sequence[GroupFit], bootstrap: int, seed: int) -> pl.DataFrame:
+    """Every candidate law of every group: fit, LOO RMSE, AICc, identifiability; LOO coverage per group."""
+    rows = []
+    for g in fits:
+        if g.laws is None:
+            continue
+        grp = points.filter((pl.col("method") == g.method) & (pl.col("dataset") == g.dataset)).drop_nulls(
+            "cof"
+        )
+        cov = loo_coverage(grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed)
+        for i, c in enumerate(g.laws.candidates):
+            rows.append(
+                {
+                    "method": g.method,
+                    "dataset": g.dataset,
+                    "law": f"**{c.form}**" if i == 0 else c.form,
+                    "fit": _law_text(c, g.laws.candidate(c.limit_form) if c.limit_form else None),
+                    "loo_rmse": c.loo_rmse,
+                    "aicc": c.aicc if np.isfinite(c.aicc) else None,
+                    "identified": "yes" if c.identified else f"no: {c.reason}",
+                    "loo_coverage_90": f"{cov.covered}/{cov.total}" if i == 0 else "",
+                }
+            )
+    return pl.DataFrame(rows)
+
+
+def _law_text(law: LawFit, limit: LawFit | None) -> str:
+    """A candidate's fitted formula; an unidentified one only as its limit form, never its coefficients."""
+    if law.identified:
+        return law.describe()
+    if law.limit_form is not None:
+        return f"→ its limit {law.limit_form}" + (f": {limit.describe()}" if limit else "")
+    return "(unidentified)"
 
 
 def _with_ci(value: float, ci: tuple[float, float] | None) -> str:
@@ -235,22 +260,36 @@ class Section:
 
 
 def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
-    """CoF vs parameter ratio with the fitted law, and the coefficients with intervals."""
+    """CoF by LLM size and by ratio with the chosen law, every candidate law, and the paper's law."""
     points = pair_points(con, router="always")
     if points.height == 0:
         return Section("Scaling law", "(no complete `always` runs with pairs yet)")
+    spread = collaboration_frequency(con, PAIR_KEYS, filters=PAPER_FILTERS).select(
+        *PAIR_KEYS, "ci_lo", "ci_hi"
+    )
+    points = points.join(spread, on=PAIR_KEYS, how="left")
     fits = fit_groups(points, bootstrap=opts.bootstrap, seed=opts.seed)
     files = _save(figure_cof_vs_ratio(points, fits), opts, "cof_vs_ratio")
+    resamples = min(opts.bootstrap, COVERAGE_BOOTSTRAP) or COVERAGE_BOOTSTRAP
+    laws = law_table(points, fits, resamples, opts.seed)
     details = fit_details(points, fits)
-    notes = [f"- {g.method} / {g.dataset}: {g.note}" for g in fits if g.fit is None]
+    notes = [f"- {g.method} / {g.dataset}: {g.laws_note}" for g in fits if g.laws_note]
     ci = (
         f"{opts.bootstrap} bootstrap resamples, 95% percentile intervals"
         if opts.bootstrap
         else "no bootstrap"
     )
-    body = f"CoF = γ·R^(−α) + β per method and dataset ({ci}; loo_rmse = leave-one-pair-out error).\n\n"
-    body += (table_or_note(details, "no group has enough pairs to fit") + "\n" + "\n".join(notes)).strip()
-    return Section("Scaling law", body, tuple(files))
+    body = (
+        "Candidate laws per method and dataset, the chosen one in bold (lowest leave-one-pair-out RMSE "
+        "among identified laws, ties within 5% by AICc); an unidentified law is shown as its limit form. "
+        "loo_coverage_90: pairs inside the 90% prediction interval of the law chosen without them "
+        f"({resamples} residual-bootstrap resamples each).\n\n"
+    )
+    body += table_or_note(laws, "no group has enough pairs for any law") + "\n" + "\n".join(notes)
+    body += f"\n\nThe paper's CoF = γ·R^(−α) + β ({ci}; loo_rmse = leave-one-pair-out error; "
+    body += "coefficients only where the law is identified).\n\n"
+    body += table_or_note(details, "no group has enough pairs to fit")
+    return Section("Scaling law", body.strip(), tuple(files))
 
 
 def section_positions(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:

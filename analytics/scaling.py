@@ -1,4 +1,8 @@
-"""The scaling law CoF = γ·R^(−α) + β in the parameter ratio R = N_LLM / N_SLM.
+"""The scaling law CoF = γ·R^(−α) + β in the parameter ratio R = N_LLM / N_SLM, and the law comparison.
+
+`fit_scaling_law` is the paper's form alone; `fit_cof` (from `analytics.law_choice`) fits it beside
+a + b·ln R, a + b·ln N_LLM + c·ln N_SLM and a constant, and says which the pairs support. `fit_pairs` and
+`fit_groups` return both.
 
 For a fixed α the model is linear in (γ, β), so the fit profiles α: a grid over α solves γ and β in closed
 form at every grid point, then a golden-section search refines α inside the best grid cell. That finds the
@@ -9,18 +13,25 @@ vectorises over bootstrap resamples, so 1,000 resamples cost a few array operati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from analytics.law_choice import (
+    SPAN_SHARE,
+    CofFit,
+    CofPrediction,
+    Coverage,
+    LawFit,
+    TooFewPairs,
+    fit_cof,
+    loo_coverage,
+)
+from analytics.laws import ALPHA_BOUNDS, FloatArray, power_fit_rows
 from analytics.source import Source, query
 
-FloatArray = npt.NDArray[np.float64]
-ALPHA_BOUNDS = (1e-3, 5.0)
-GRID_POINTS = 160
-GOLDEN_STEPS = 48
 MIN_RATIOS = 3
 BOOT_CHUNK = 250
 
@@ -63,6 +74,8 @@ class ScalingFit:
     ci: ParamIntervals | None = None
     # Bootstrap parameter draws [B, 3] (γ, α, β), kept for prediction intervals.
     draws: FloatArray | None = field(default=None, repr=False, compare=False)
+    # The law comparison on the same pairs (set by `fit_pairs`; None where the sizes were not at hand).
+    laws: CofFit | None = field(default=None, repr=False, compare=False)
 
     def value(self, ratio: npt.ArrayLike) -> FloatArray:
         """The fitted CoF at each ratio."""
@@ -88,59 +101,6 @@ class LeaveOneOut:
     frame: pl.DataFrame
     rmse: float
     mae: float
-
-
-def _linear_given_alpha(
-    alpha: FloatArray, log_r: FloatArray, y: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """γ, β and SSE at each α; shapes broadcast: alpha [..., 1], log_r and y [..., n]."""
-    z = np.exp(-alpha * log_r)  # R^(−α): [..., n]
-    zc = z - z.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
-    szz = (zc * zc).sum(axis=-1)
-    szy = (zc * yc).sum(axis=-1)
-    flat = szz <= 1e-300
-    gamma = np.where(flat, 0.0, szy / np.where(flat, 1.0, szz))
-    beta = y.mean(axis=-1) - gamma * z.mean(axis=-1)
-    resid = y - gamma[..., None] * z - beta[..., None]
-    return gamma, beta, (resid * resid).sum(axis=-1)
-
-
-def _grid_bracket(
-    log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]
-) -> tuple[FloatArray, FloatArray]:
-    """The grid cell around the best α of each row: (lo, hi), each [B]."""
-    grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
-    _, _, sse = _linear_given_alpha(grid[None, :, None], log_r[:, None, :], y[:, None, :])  # [B, G]
-    best = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
-    return grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, GRID_POINTS - 1)]
-
-
-def _fit_rows(log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]) -> FloatArray:
-    """Fit each row of log_r / y [B, n]; returns [B, 4] = (γ, α, β, SSE)."""
-    lo, hi = _grid_bracket(log_r, y, bounds)
-
-    def sse_at(alpha: FloatArray) -> FloatArray:
-        return _linear_given_alpha(alpha[:, None], log_r, y)[2]
-
-    # Golden-section search, vectorised over rows: one new evaluation per step.
-    inv_phi = (np.sqrt(5.0) - 1) / 2
-    c, d = hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo)
-    fc, fd = sse_at(c), sse_at(d)
-    for _ in range(GOLDEN_STEPS):
-        left = fc <= fd
-        lo, hi = np.where(left, lo, c), np.where(left, d, hi)
-        x = np.where(left, hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo))
-        fx = sse_at(x)
-        c, d, fc, fd = (
-            np.where(left, x, d),
-            np.where(left, c, x),
-            np.where(left, fx, fd),
-            np.where(left, fc, fx),
-        )
-    alpha = (lo + hi) / 2
-    gamma, beta, sse = _linear_given_alpha(alpha[:, None], log_r, y)
-    return np.stack([gamma, alpha, beta, sse], axis=1)
 
 
 def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -173,7 +133,7 @@ def _bootstrap_draws(
         srt = np.sort(lr, axis=1)
         distinct = 1 + (np.diff(srt, axis=1) > 0).sum(axis=1)
         ok = distinct >= MIN_RATIOS
-        out.append(_fit_rows(lr[ok], y[block][ok], bounds)[:, :3])
+        out.append(power_fit_rows(lr[ok], y[block][ok], bounds)[:, :3])
     return np.concatenate(out) if out else np.empty((0, 3))
 
 
@@ -195,7 +155,7 @@ def fit_scaling_law(
     """Least-squares fit of CoF = γ·R^(−α) + β (γ's sign free), with bootstrap intervals when asked."""
     r, y = _validated(ratio, cof)
     log_r = np.log(r)
-    gamma, alpha, beta, sse = _fit_rows(log_r[None, :], y[None, :], alpha_bounds)[0]
+    gamma, alpha, beta, sse = power_fit_rows(log_r[None, :], y[None, :], alpha_bounds)[0]
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - sse / sst if sst > 0 else float("nan")
     draws, ci = None, None
@@ -254,40 +214,102 @@ def fit_pairs(
     bootstrap: int = 0,
     seed: int = 0,
 ) -> ScalingFit:
-    """Fit the scaling law to the pairs of one method and dataset (raises TooFewPoints)."""
+    """The paper's law fitted to one method and dataset (raises TooFewPoints), with `.laws` compared."""
     points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
-    return fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
+    fit = fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
+    laws = fit_cof(points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed)
+    return replace(fit, laws=laws)
 
 
 @dataclass(frozen=True)
 class GroupFit:
-    """The fit of one (method, dataset), or why there is none."""
+    """The fits of one (method, dataset): the paper's law (or why there is none) and the law comparison.
+
+    `note` is "ok" only where the paper's law is fitted and identified; otherwise it says why not.
+    """
 
     method: str
     dataset: str
     pairs: int
     fit: ScalingFit | None
     note: str
+    laws: CofFit | None = None
+    laws_note: str = ""
+
+
+def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
+    """The note on the paper's law: "ok", or why it is no finding here (unidentified: read as its limit)."""
+    if fit is None:
+        return "no fit"
+    power = None if laws is None else laws.candidate("power_ratio")
+    if power is None:
+        why = "" if laws is None else dict(laws.skipped).get("power_ratio", "")
+        return f"not checked out of sample: {why}" if why else "ok"
+    if not power.identified:
+        return f"unidentified, read as {power.limit_form}: {power.reason}"
+    if fit.ci is not None:
+        lo, hi = fit.ci.alpha
+        if np.log(hi / lo) >= SPAN_SHARE * np.log(ALPHA_BOUNDS[1] / ALPHA_BOUNDS[0]):
+            span = f"alpha's pairs-bootstrap interval [{lo:.3g}, {hi:.3g}] spans the search range"
+            return f"unidentified, read as log_ratio: {span}"
+    return "ok"
+
+
+def _fit_group(method: str, dataset: str, grp: pl.DataFrame, bootstrap: int, seed: int) -> GroupFit:
+    """Both fits of one group; too few pairs for either becomes a note."""
+    laws, laws_note = None, ""
+    try:
+        laws = fit_cof(grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed)
+        laws_note = "; ".join(f"{form} skipped: {why}" for form, why in laws.skipped)
+    except TooFewPairs as exc:
+        laws_note = str(exc)
+    try:
+        fit: ScalingFit | None = fit_scaling_law(
+            grp["param_ratio"], grp["cof"], bootstrap=bootstrap, seed=seed
+        )
+        note = power_note(fit, laws)
+    except TooFewPoints:
+        fit = None
+        distinct = grp["param_ratio"].n_unique()
+        note = f"too few pairs to fit ({distinct} distinct ratio(s), need {MIN_RATIOS})"
+    return GroupFit(method, dataset, grp.height, fit, note, laws, laws_note)
 
 
 def fit_groups(points: pl.DataFrame, *, bootstrap: int = 0, seed: int = 0) -> tuple[GroupFit, ...]:
     """Fit every (method, dataset) in a `pair_points` frame; too few pairs becomes a note, not an error."""
-    out = []
-    for (method, dataset), grp in points.drop_nulls("cof").group_by(
-        ["method", "dataset"], maintain_order=True
-    ):
-        try:
-            fit = fit_scaling_law(grp["param_ratio"], grp["cof"], bootstrap=bootstrap, seed=seed)
-            out.append(GroupFit(str(method), str(dataset), grp.height, fit, "ok"))
-        except TooFewPoints:
-            distinct = grp["param_ratio"].n_unique()
-            note = f"too few pairs to fit ({distinct} distinct ratio(s), need {MIN_RATIOS})"
-            out.append(GroupFit(str(method), str(dataset), grp.height, None, note))
+    out = [
+        _fit_group(str(method), str(dataset), grp, bootstrap, seed)
+        for (method, dataset), grp in points.drop_nulls("cof").group_by(
+            ["method", "dataset"], maintain_order=True
+        )
+    ]
     return tuple(sorted(out, key=lambda g: (g.method, g.dataset)))
 
 
+def _law_columns(fits: Sequence[GroupFit]) -> dict[str, list[object]]:
+    """The law comparison's columns: chosen law, its formula and LOO error, and the runner-up's."""
+
+    def pick(g: GroupFit, which: str) -> LawFit | None:
+        if g.laws is None:
+            return None
+        return g.laws.chosen if which == "law" else g.laws.runner_up
+
+    cols: dict[str, list[object]] = {}
+    for which in ("law", "runner_up"):
+        chosen = [pick(g, which) for g in fits]
+        cols[which] = [None if c is None else c.form for c in chosen]
+        cols[f"{which}_fit"] = [None if c is None else c.describe() for c in chosen]
+        cols[f"{which}_loo_rmse"] = [None if c is None else c.loo_rmse for c in chosen]
+        cols[f"{which}_aicc"] = [None if c is None else c.aicc for c in chosen]
+    power = [None if g.laws is None else g.laws.candidate("power_ratio") for g in fits]
+    cols["power_identified"] = [None if p is None else p.identified for p in power]
+    cols["power_loo_rmse"] = [None if p is None else p.loo_rmse for p in power]
+    cols["laws_note"] = [g.laws_note for g in fits]
+    return cols
+
+
 def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
-    """One row per (method, dataset): γ, α, β, R² and bootstrap intervals where fitted."""
+    """One row per (method, dataset): γ, α, β, R², intervals, and the chosen law with its runner-up."""
 
     def num(g: GroupFit, attr: str) -> float | None:
         return None if g.fit is None else float(getattr(g.fit, attr))
@@ -306,8 +328,30 @@ def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
             for i, s in ((0, "lo"), (1, "hi"))
         },
         "note": [g.note for g in fits],
+        **_law_columns(fits),
     }
-    schema = {k: (pl.Utf8 if k in ("method", "dataset", "note") else pl.Float64) for k in rows} | {
-        "pairs": pl.Int64
+    text = ("method", "dataset", "note", "law", "law_fit", "runner_up", "runner_up_fit", "laws_note")
+    schema = {k: (pl.Utf8 if k in text else pl.Float64) for k in rows} | {
+        "pairs": pl.Int64,
+        "power_identified": pl.Boolean,
     }
     return pl.DataFrame(rows, schema=schema)
+
+
+__all__ = [
+    "CofFit",
+    "CofPrediction",
+    "Coverage",
+    "GroupFit",
+    "LawFit",
+    "ScalingFit",
+    "TooFewPairs",
+    "TooFewPoints",
+    "fit_cof",
+    "fit_groups",
+    "fit_pairs",
+    "fit_scaling_law",
+    "fits_frame",
+    "loo_coverage",
+    "pair_points",
+]

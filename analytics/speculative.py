@@ -11,12 +11,15 @@ per forward pass (Leviathan et al., 2023): (1 − a^(K+1)) / ((1 − a)(K·c + 1
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from analytics.source import (
+    AnalyticsError,
     Filters,
     Source,
     check_group_by,
@@ -202,3 +205,143 @@ def emitted_by_draft_index(source: Source, *, filters: Filters | None = None) ->
                 GROUP BY ALL ORDER BY draft_index, accepted""",
             params,
         )
+
+
+# Replay: under greedy decoding a speculative cycle accepts exactly the run of consecutive matches of the
+# oracle trace (capped at the drafted count), so one oracle run gives the cycles of any K and stop rule.
+REPLAY_SCHEMA = {
+    "sample_id": pl.Int32,
+    "cycle": pl.Int32,
+    "drafted": pl.Int16,
+    "accepted": pl.Int16,
+    "drafted_exact": pl.Boolean,
+}
+DRAFT_STOPS = ("max_prob", "entropy")
+
+
+@dataclass(frozen=True)
+class OracleTrace:
+    """A greedy oracle run's tokens, flattened sample after sample: `start` [S] / `n_tokens` [S] index the
+    per-token arrays [N] (match = System 1's choice equals the emitted token)."""
+
+    run_id: int
+    sample_id: npt.NDArray[np.int32]
+    start: npt.NDArray[np.int64]
+    n_tokens: npt.NDArray[np.int64]
+    match: npt.NDArray[np.bool_]
+    s1_prob: npt.NDArray[np.float32]
+    s1_entropy: npt.NDArray[np.float32]
+    accept_prob: npt.NDArray[np.float32] | None
+
+
+def oracle_trace(source: Source, run_id: int) -> OracleTrace:
+    """Read one greedy oracle run (method oracle, router always, temperature 0) for replay."""
+    with connect(source) as con:
+        run = query(con, "SELECT method, router, temperature FROM runs WHERE run_id = ?", [run_id])
+        if run.height == 0:
+            raise AnalyticsError(f"no run {run_id} in this warehouse; list runs with GET /v1/runs")
+        method, router, temperature = run.row(0)
+        if (method, router, temperature) != ("oracle", "always", 0.0):
+            raise AnalyticsError(
+                f"run {run_id} is {method}/{router} at temperature {temperature}; replay needs a greedy "
+                "oracle run (--method oracle --router always --temperature 0) of the pair"
+            )
+        has_accept = "accept_prob" in table_columns(con, "token_events")
+        events = query(
+            con,
+            f"""SELECT sample_id, NOT mismatch AS match, s1_prob, s1_entropy,
+                       {"accept_prob" if has_accept else "CAST(NULL AS FLOAT) AS accept_prob"}
+                FROM token_events WHERE run_id = ? ORDER BY sample_id, step""",
+            [run_id],
+        )
+    ids, counts = np.unique(events["sample_id"].to_numpy(), return_counts=True)
+    accept = events["accept_prob"]
+    return OracleTrace(
+        run_id=run_id,
+        sample_id=ids.astype(np.int32),
+        start=np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+        n_tokens=counts.astype(np.int64),
+        match=events["match"].to_numpy().astype(bool),
+        s1_prob=events["s1_prob"].to_numpy().astype(np.float32),
+        s1_entropy=events["s1_entropy"].to_numpy().astype(np.float32),
+        accept_prob=None if accept.null_count() == len(accept) else accept.to_numpy().astype(np.float32),
+    )
+
+
+def _next_index(flag: npt.NDArray[np.bool_], end: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """For each token t: the first index ≥ t of its sample where `flag` holds, else the sample's end.
+    One extra slot at the end (index N) maps to N."""
+    idx = np.arange(len(flag), dtype=np.int64)
+    cand = np.append(np.where(flag, idx, end), len(flag))
+    return np.minimum.accumulate(cand[::-1])[::-1]
+
+
+def replay_cycles(
+    trace: OracleTrace, draft_k: int, draft_stop: str | None = None, draft_threshold: float | None = None
+) -> pl.DataFrame:
+    """The cycles a greedy speculative run with these settings would record on the oracle run's samples.
+
+    Per cycle at position p: drafted D = K, or under a stop rule the first i ≥ 1 where System 1 is not
+    confident at p + i (max_prob < τ, entropy > τ; τ in float32 as on the device); accepted a = the run
+    of matches from p, capped at D; the cycle keeps min(a + 1, tokens left), and one cut short records
+    m − 1 of m − 1, as the collector does. `drafted_exact` is False where D lies past a rejection, where
+    System 1 drafted from its own rejected token and the trace cannot see its confidence (there D is
+    read from the trace's next positions, an estimate).
+    """
+    if draft_k < 1:
+        raise AnalyticsError(f"draft_k {draft_k} must be at least 1")
+    if (draft_stop is None) != (draft_threshold is None) or draft_stop not in (None, *DRAFT_STOPS):
+        raise AnalyticsError("give draft_stop (max_prob or entropy) and draft_threshold together, or neither")
+    N = len(trace.match)
+    end = np.repeat(trace.start + trace.n_tokens, trace.n_tokens)
+    next_miss = _next_index(~trace.match, end)
+    if draft_stop is None:
+        next_stop = np.full(N + 1, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    else:
+        tau = np.float32(draft_threshold)
+        stop = trace.s1_prob < tau if draft_stop == "max_prob" else trace.s1_entropy > tau
+        next_stop = _next_index(stop, end + draft_k)  # none seen in the sample: never stops early
+    pos, last = trace.start.copy(), trace.start + trace.n_tokens
+    rows: list[tuple[npt.NDArray[Any], ...]] = []
+    cycle = 0
+    while True:
+        live = np.nonzero(pos < last)[0]
+        if len(live) == 0:
+            break
+        p, e = pos[live], last[live]
+        inside = p + 1 < e  # a next position in the sample to read System 1's confidence at
+        drafted = np.minimum(draft_k, np.where(inside, next_stop[np.minimum(p + 1, N)], e + draft_k) - p)
+        accepted = np.minimum(next_miss[p] - p, drafted)
+        kept = np.minimum(accepted + 1, e - p)
+        cut = kept < accepted + 1
+        exact = (draft_stop is None) | cut | (accepted == drafted) | (accepted + 1 == draft_k)
+        rows.append(
+            (
+                live,
+                np.full(len(live), cycle),
+                np.where(cut, kept - 1, drafted),
+                np.where(cut, kept - 1, accepted),
+                exact,
+            )
+        )
+        pos[live] = p + kept
+        cycle += 1
+    if not rows:
+        return pl.DataFrame(schema=REPLAY_SCHEMA)
+    s, c, d, a, x = (np.concatenate(col) for col in zip(*rows, strict=True))
+    frame = pl.DataFrame(
+        {"sample_id": trace.sample_id[s], "cycle": c, "drafted": d, "accepted": a, "drafted_exact": x}
+    )
+    return frame.cast(REPLAY_SCHEMA).sort("sample_id", "cycle")  # type: ignore[arg-type]
+
+
+def replay_from_oracle(
+    source: Source,
+    run_id: int,
+    draft_k: int,
+    draft_stop: str | None = None,
+    draft_threshold: float | None = None,
+) -> pl.DataFrame:
+    """Cycles (sample_id, cycle, drafted, accepted, drafted_exact) that a greedy speculative run with these
+    settings would produce on the oracle run's pair and prompts, the last one cut as the collector cuts it."""
+    return replay_cycles(oracle_trace(source, run_id), draft_k, draft_stop, draft_threshold)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy import stats
 
+from analytics.frequency import collaboration_frequency
 from analytics.positions import early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import Source, connect, query
@@ -14,6 +19,10 @@ from analytics.uncertainty import mismatch_predictors
 # The paper's findings are about the plain collaboration: System 2 consulted at every token.
 PAPER_FILTERS = {"router": "always", "status": "complete"}
 ACCURACY_KEYS = ("llm", "slm", "slm_tuned", "method", "router", "dataset")
+# Residual-bootstrap resamples behind the headline's identifiability check (the report uses --bootstrap).
+HEADLINE_BOOTSTRAP = 200
+# Two-sided 5% test with 80% power: a difference must be (z_0.975 + z_0.8) standard errors to be seen.
+POWER_Z = float(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,7 @@ class Headline:
     cof: pl.DataFrame
     fits: pl.DataFrame
     group_fits: tuple[GroupFit, ...]
+    power: pl.DataFrame
     entropy_auroc: pl.DataFrame
     early: pl.DataFrame
     runs: int
@@ -89,17 +99,108 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def with_sample_intervals(cof: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
+    """Add each row's samples, per-sample sd and 95% t interval of CoF over samples (`ci_lo`, `ci_hi`)."""
+    keys = list(ACCURACY_KEYS)
+    extra = intervals.select(*keys, "samples", "cof_sd", "ci_lo", "ci_hi")
+    return cof.join(extra, on=keys, how="left", nulls_equal=True)
+
+
+def law_power(groups: Sequence[GroupFit], cof: pl.DataFrame) -> pl.DataFrame:
+    """Per fitted group: can the samples tell the chosen law from the runner-up, and how many would?
+
+    The two laws differ by `difference` (RMS of their fitted values at the pairs); each pair's CoF is a
+    mean over n samples with per-sample sd s (pooled over the pairs), so the difference is seen at the 5%
+    level with 80% power once it is (z₀.₉₇₅ + z₀.₈)·s/√n: n = ((z₀.₉₇₅ + z₀.₈)·s / difference)².
+    """
+    rows = []
+    for g in groups:
+        if g.laws is None or g.laws.runner_up is None:
+            continue
+        grp = cof.filter(
+            (pl.col("method") == g.method) & (pl.col("dataset") == g.dataset) & (pl.col("router") == "always")
+        ).drop_nulls("cof_sd")
+        if grp.height == 0:
+            continue
+        nl, ns = grp["llm_params"].to_numpy(), grp["slm_params"].to_numpy()
+        gap = g.laws.chosen.value(nl, ns) - g.laws.runner_up.value(nl, ns)
+        difference = float(np.sqrt(np.mean(gap**2)))
+        sd = float(np.sqrt(np.mean(grp["cof_sd"].to_numpy() ** 2)))
+        samples = int(np.median(grp["samples"].to_numpy()))
+        needed = math.ceil((POWER_Z * sd / difference) ** 2) if difference > 0 else None
+        half = (grp["ci_hi"] - grp["ci_lo"]).median()
+        rows.append(
+            {
+                "method": g.method,
+                "dataset": g.dataset,
+                "law": g.laws.form,
+                "runner_up": g.laws.runner_up.form,
+                "difference": difference,
+                "half_width": None if half is None else float(half) / 2,  # type: ignore[arg-type]
+                "sample_sd": sd,
+                "samples": samples,
+                "samples_needed": needed,
+                "distinguishable": needed is not None and samples >= needed,
+            }
+        )
+    return pl.DataFrame(rows, schema=POWER_SCHEMA)
+
+
+POWER_SCHEMA = {
+    "method": pl.Utf8,
+    "dataset": pl.Utf8,
+    "law": pl.Utf8,
+    "runner_up": pl.Utf8,
+    "difference": pl.Float64,
+    "half_width": pl.Float64,
+    "sample_sd": pl.Float64,
+    "samples": pl.Int64,
+    "samples_needed": pl.Int64,
+    "distinguishable": pl.Boolean,
+}
+
+
+def power_lines(power: pl.DataFrame) -> list[str]:
+    """One line per group whose samples cannot tell its two best laws apart, saying how many would."""
+    lines = []
+    for r in power.filter(~pl.col("distinguishable")).iter_rows(named=True):
+        need = "no finite number of" if r["samples_needed"] is None else f"about {r['samples_needed']:,}"
+        lines.append(
+            f"- {r['method']} / {r['dataset']}: too few samples to tell {r['law']} from {r['runner_up']}: "
+            f"they differ by {r['difference']:.2g} (RMS at the pairs), the pairs' 95% half-width is "
+            f"{r['half_width']:.2g} ({r['samples']} samples, per-sample sd {r['sample_sd']:.2g}); "
+            f"{need} samples per pair would (80% power, 5% level)"
+        )
+    return lines
+
+
+def skipped_lines(fits: Sequence[GroupFit]) -> list[str]:
+    """Candidate laws skipped for too few pairs or sizes: one line per reason, naming its groups."""
+    groups: dict[str, list[str]] = {}
+    for g in fits:
+        for form, why in () if g.laws is None else g.laws.skipped:
+            groups.setdefault(f"{form} {why}", []).append(f"{g.method}/{g.dataset}")
+    unfit = [f"- {g.method}/{g.dataset}: no law fitted: {g.laws_note}" for g in fits if g.laws is None]
+    return unfit + [f"- skipped in {', '.join(names)}: {why}" for why, names in groups.items()]
+
+
 def headline(source: Source) -> Headline:
     """Everything the headline table shows, from a warehouse path or an open connection."""
     with connect(source) as con:
         runs = run_table(con)
-        fits = fit_groups(pair_points(con, router="always"))
+        points = pair_points(con, router="always")
+        fits = fit_groups(points, bootstrap=HEADLINE_BOOTSTRAP)
+        intervals = collaboration_frequency(con, ACCURACY_KEYS, filters={"status": "complete"})
         auroc = mismatch_predictors(con, ["method"], predictors=["entropy"], filters=PAPER_FILTERS)
         early = early_share(con, ["method"], fraction=0.1, filters=PAPER_FILTERS)
+    cof = with_sample_intervals(cof_with_accuracy(runs), intervals)
+    sizes = points.select("llm", "slm", "llm_params", "slm_params").unique(["llm", "slm"])
+    power = law_power(fits, cof.join(sizes, on=["llm", "slm"], how="left"))
     return Headline(
-        cof=cof_with_accuracy(runs),
+        cof=cof,
         fits=fits_frame(fits),
         group_fits=fits,
+        power=power,
         entropy_auroc=auroc.select("method", "tokens", "mismatches", "auroc", "spearman", "point_biserial"),
         early=early.select(
             "method",
@@ -136,10 +237,25 @@ def markdown_table(frame: pl.DataFrame) -> str:
         tbl_rows=-1,
         tbl_cols=-1,
         tbl_width_chars=400,
-        fmt_str_lengths=60,
+        fmt_str_lengths=80,
         float_precision=4,
     ):
         return str(readable(frame))
+
+
+def paper_law_column(fits: pl.DataFrame) -> pl.Expr:
+    """The paper's γ·R^(−α) + β as text where identified, else why it is no finding."""
+    formula = pl.format(
+        "{}*R^(-{}) + {}", *(pl.col(c).round_sig_figs(3).cast(pl.Utf8) for c in ("gamma", "alpha", "beta"))
+    )
+    return (
+        pl.when(pl.col("note") == "ok")
+        .then(formula)
+        .when(pl.col("note").str.starts_with("not checked"))
+        .then(pl.lit("no finding: not checked out of sample (see skipped)"))
+        .otherwise(pl.col("note"))
+        .alias("paper_law")
+    )
 
 
 def headline_sections(h: Headline) -> list[tuple[str, str]]:
@@ -151,21 +267,37 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
         "router",
         "dataset",
         "param_ratio",
+        "samples",
         "tokens",
         "cof",
+        "ci_lo",
+        "ci_hi",
         "acc_slm",
         "acc_llm",
         "acc_collab",
     )
-    fits = h.fits.select("method", "dataset", "pairs", "gamma", "alpha", "beta", "r2", "note")
+    laws = h.fits.select(
+        "method",
+        "dataset",
+        "pairs",
+        "law",
+        "law_fit",
+        "law_loo_rmse",
+        "runner_up",
+        "runner_up_loo_rmse",
+        paper_law_column(h.fits),
+    )
+    notes = power_lines(h.power) + skipped_lines(h.group_fits)
+    law_body = table_or_note(laws, "no pairs to fit") + ("\n" + "\n".join(notes) if notes else "")
     return [
         (
-            "CoF by pair and method (accuracy: SLM alone / LLM alone / collaboration)",
+            "CoF by pair and method (ci: 95% interval over samples; accuracy: SLM alone / LLM alone / "
+            "collaboration)",
             table_or_note(cof, "no runs"),
         ),
         (
-            "Scaling law CoF = gamma * R^(-alpha) + beta (router 'always')",
-            table_or_note(fits, "no pairs to fit"),
+            "Which law the pairs support (router 'always'; chosen by leave-one-pair-out RMSE, ties by AICc)",
+            law_body,
         ),
         (
             "How well System 1 entropy predicts a mismatch (router 'always')",

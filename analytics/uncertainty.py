@@ -24,13 +24,11 @@ from analytics.source import (
     query,
     runs_where,
 )
+from warehouse.summaries import PREDICTOR_GRID
 
-# name -> (SQL expression over token_events `e`, histogram cells per unit when not exact)
-PREDICTORS: dict[str, tuple[str, int]] = {
-    "entropy": ("e.s1_entropy", 100),
-    "one_minus_max_prob": ("1 - e.s1_prob", 1000),
-    "one_minus_margin": ("1 - e.s1_margin", 1000),
-}
+# name -> (SQL expression over token_events columns, histogram cells per unit when not exact); the grid is
+# the warehouse's, whose `histogram_sums` table holds each run's counts per cell, written at ingest.
+PREDICTORS: dict[str, tuple[str, int]] = dict(PREDICTOR_GRID)
 STAT_SUMS = ("tokens", "mismatches", "u", "ties", "sx", "sxx", "sxy")
 
 
@@ -49,16 +47,19 @@ def rank_sums_sql(
     """SQL giving, per group: Mann–Whitney U (ties count half), the rank tie term, and moments of x."""
     expr, cells = PREDICTORS[predictor]
     scale = 1 if exact else cells
-    value = f"CAST({expr} AS DOUBLE)" if exact else f"CAST(({expr}) * {cells} AS INTEGER)"
     cols = check_group_by(group_by)
     out = ", ".join(f'"{c}"' for c in cols)
     ev_where, ev_params = events_where(filters)
     where, params = runs_where(filters)
+    if exact:  # raw values: a scan of the events
+        hist = f"""SELECT e.run_id, CAST({expr} AS DOUBLE) AS v, count(*) AS n, count_if(e.mismatch) AS pos
+                   FROM token_events e {ev_where} GROUP BY ALL"""
+    else:  # the grid's cells, summed at ingest
+        hist = f"""SELECT e.run_id, e.cell AS v, e.tokens AS n, e.mismatches AS pos
+                   FROM (SELECT * FROM histogram_sums WHERE feature = ?) e {ev_where}"""
+        ev_params = [predictor, *ev_params]
     sql = f"""
-        WITH h AS (
-            SELECT e.run_id, {value} AS v, count(*) AS n, count_if(e.mismatch) AS pos
-            FROM token_events e {ev_where} GROUP BY ALL
-        ), g AS (
+        WITH h AS ({hist}), g AS (
             SELECT {group_select(cols)}, CAST(h.v AS DOUBLE) / {scale} AS x,
                    CAST(sum(h.n) AS DOUBLE) AS n, CAST(sum(h.pos) AS DOUBLE) AS pos
             FROM h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL

@@ -2,24 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.responses import Response
+from fastapi.openapi.utils import get_openapi
 
+from api.cache import ResultCache
 from api.db import Database
-from api.deps import require_token
-from api.errors import error_response, install_error_handlers
+from api.deps import require_token, strict_query
+from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
 from api.ingester import BackgroundIngester
-from api.routes import cof, health, runs
+from api.routes import (
+    advice,
+    cof,
+    dashboard,
+    docs,
+    events,
+    health,
+    models,
+    positions,
+    routers,
+    runs,
+    samples,
+    scaling,
+    speculative,
+    uncertainty,
+)
 from api.settings import ApiSettings
+
+V1_ROUTERS: tuple[APIRouter, ...] = (
+    models.router,
+    runs.router,
+    samples.router,
+    events.router,
+    cof.router,
+    scaling.router,
+    uncertainty.router,
+    positions.router,
+    routers.router,
+    speculative.router,
+    advice.router,
+)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document: FastAPI's, less its 422 (this API answers bad parameters with a 400)."""
+    if app.openapi_schema is None:
+        doc = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for path in doc.get("paths", {}).values():
+            for op in path.values():
+                op.get("responses", {}).pop("422", None)
+        schemas = doc.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = doc
+    return app.openapi_schema
+
+
+def _generation(app: FastAPI) -> int:
+    """Which data the file holds: shards the server's ingester (the file's only writer) has moved in."""
+    ingester: BackgroundIngester | None = app.state.ingester
+    return ingester.total.shards if ingester is not None else 0
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """Build the app; nothing is opened until the first request (or startup under uvicorn)."""
-    db = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
+    db = Database(
+        settings.warehouse,
+        settings.query_timeout_ms,
+        ingest=settings.ingest,
+        memory_limit=settings.memory_limit,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,21 +96,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="1",
         lifespan=lifespan,
         description="Read-only analytics over collaborative-decoding traces.",
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.ingester = None
+    app.state.cache = ResultCache(settings.cache_size, lambda: _generation(app))
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def get_only(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            return error_response(405, "method_not_allowed", "this API is read-only: use GET")
-        return await call_next(request)
-
+    app.add_middleware(ReadOnlyMiddleware)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
-    app.include_router(health.router)
-    guarded = [Depends(require_token)]
-    app.include_router(runs.router, dependencies=guarded)
-    app.include_router(cof.router, dependencies=guarded)
+    app.add_middleware(CatchAllMiddleware)
+    app.include_router(health.router, dependencies=[Depends(strict_query)])
+    app.include_router(docs.router)
+    docs.mount_assets(app)
+    guarded = [Depends(strict_query), Depends(require_token)]
+    for router in V1_ROUTERS:
+        app.include_router(router, dependencies=guarded)
+    app.include_router(dashboard.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,57 +1,106 @@
-"""The API's read-only view of the warehouse: parameterised queries under a time limit."""
+"""The API's view of the warehouse: one connection, a cursor per request, SELECT only, under a time limit."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
+from analytics.scaling import TooFewPoints
+from analytics.source import AnalyticsError
+from api.cache import ResultCache
 from api.errors import ApiError
-from warehouse.db import WarehouseError, WarehouseLocked
+from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
 from warehouse.migrate import require_head
+
+T = TypeVar("T")
+
+
+class NotASelect(ApiError):
+    """A statement the query layer refuses: anything DuckDB's parser does not classify as one SELECT."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "not_a_select", message)
+
+
+def require_select(sql: str) -> None:
+    """Refuse unless DuckDB's own parser finds exactly one statement and classifies it as SELECT."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise NotASelect(f"the statement does not parse: {exc}") from exc
+    if len(statements) != 1:
+        raise NotASelect(f"one statement per query, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise NotASelect(f"only SELECT runs here, got {kind.name}")
 
 
 class Database:
-    """One DuckDB connection (external access off, configuration locked); a cursor per query.
+    """One DuckDB connection (external access off, configuration locked); every request gets its own cursor.
 
     With `ingest` the server holds the file read-write so that its background ingester can move staged
     shards in (DuckDB allows no reader beside a writer in another process); requests still run only
-    parameterised SELECTs. Without it the file is opened read-only.
+    SELECTs, checked by DuckDB's parser. Without it the file is opened read-only.
     """
 
-    def __init__(self, path: Path, timeout_ms: int, ingest: bool = False) -> None:
+    def __init__(
+        self, path: Path, timeout_ms: int, ingest: bool = False, memory_limit: str | None = None
+    ) -> None:
         self.path = path
+        self.memory_limit = memory_limit
         self.timeout_ms = timeout_ms
         self.ingest = ingest
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
+    def connect(self) -> None:
         """Open on first use; refuses a missing file or one whose schema is behind head."""
         with self._lock:
-            if self._con is None:
-                if not self.path.exists():
-                    raise WarehouseError(
-                        f"no warehouse at {self.path}; create it with: "
-                        f"python -m warehouse upgrade --warehouse {self.path}"
-                    )
-                try:
-                    con = duckdb.connect(
-                        str(self.path),
-                        read_only=not self.ingest,
-                        config={"enable_external_access": False, "lock_configuration": True},
-                    )
-                except duckdb.IOException as exc:
-                    raise WarehouseLocked(f"{self.path} is held by a writer ({exc})") from exc
-                require_head(con, self.path)
-                self._con = con
-            return self._con
+            if self._con is not None:
+                return
+            if not self.path.exists():
+                raise WarehouseError(
+                    f"no warehouse at {self.path}; create it with: "
+                    f"python -m warehouse upgrade --warehouse {self.path}"
+                )
+            check_warehouse_file(self.path)
+            try:
+                con = duckdb.connect(
+                    str(self.path),
+                    read_only=not self.ingest,
+                    config=self._config(),
+                )
+            except duckdb.IOException as exc:
+                raise WarehouseLocked(f"{self.path} is held by a writer ({exc})") from exc
+            check = con.cursor()
+            try:
+                require_head(check, self.path)
+            except WarehouseError:
+                con.close()
+                raise
+            finally:
+                check.close()
+            self._con = con
+
+    def _config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        return config
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A fresh cursor on the shared connection (one per thread)."""
-        return self.connect().cursor()
+        """A fresh cursor of its own (the shared connection itself never runs a statement)."""
+        self.connect()
+        with self._lock:
+            if self._con is None:
+                raise WarehouseError(f"{self.path} was closed; restart the server")
+            return self._con.cursor()
 
     def close(self) -> None:
         """Release the file."""
@@ -60,20 +109,69 @@ class Database:
                 self._con.close()
                 self._con = None
 
-    def query(
-        self, sql: str, params: list[Any] | None = None, timeout_ms: int | None = None
-    ) -> list[dict[str, Any]]:
-        """Rows as dicts; interrupted (HTTP 503) past the time limit, which a client may only lower."""
-        limit = min(timeout_ms or self.timeout_ms, self.timeout_ms)
-        cur = self.cursor()
-        timer = threading.Timer(limit / 1000, cur.interrupt)
-        timer.start()
+    def limit_ms(self, timeout_ms: int | None) -> int:
+        """The time limit of one request: the server's, or lower when the client asks."""
+        return min(timeout_ms or self.timeout_ms, self.timeout_ms)
+
+
+@contextmanager
+def deadline(cur: duckdb.DuckDBPyConnection, limit_ms: int) -> Iterator[None]:
+    """Interrupt whatever runs on `cur` past `limit_ms`; answer 503 if it was interrupted."""
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        cur.interrupt()
+
+    timer = threading.Timer(limit_ms / 1000, interrupt)
+    timer.start()
+    try:
+        yield
+    except duckdb.InterruptException as exc:
+        raise ApiError(503, "query_timeout", f"query ran past {limit_ms} ms; narrow it or page it") from exc
+    finally:
+        timer.cancel()
+    if fired.is_set():
+        raise ApiError(503, "query_timeout", f"query ran past {limit_ms} ms; narrow it or page it")
+
+
+def select(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None, limit_ms: int = 5000
+) -> list[dict[str, Any]]:
+    """Rows of one SELECT as dicts, on the request's own cursor, under its time limit."""
+    require_select(sql)
+    with deadline(cur, limit_ms):
+        rel = cur.execute(sql, params or [])
+        names = [d[0] for d in rel.description or []]
+        return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+
+def analyse(cur: duckdb.DuckDBPyConnection, limit_ms: int, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    """Call an analytics function on the request's cursor; its user errors become 400s, too few pairs 404."""
+    with deadline(cur, limit_ms):
         try:
-            rel = cur.execute(sql, params or [])
-            names = [d[0] for d in rel.description or []]
-            return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
-        except duckdb.InterruptException as exc:
-            raise ApiError(503, "query_timeout", f"query ran past {limit} ms; narrow it or page it") from exc
-        finally:
-            timer.cancel()
-            cur.close()
+            return fn(cur, *args, **kw)
+        except TooFewPoints as exc:
+            raise ApiError(404, "not_enough_data", str(exc)) from exc
+        except AnalyticsError as exc:
+            raise ApiError(400, "invalid_parameter", str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class Analyst:
+    """A request's door onto analytics: its own cursor, and the results cache shared by the app."""
+
+    cur: duckdb.DuckDBPyConnection
+    cache: ResultCache
+
+    def __call__(self, limit_ms: int, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """`analyse`, answered from the cache when the same call already ran on the same data."""
+        key = self.cache.key(fn, args, kw)
+        if key is not None:
+            found, value = self.cache.get(key)
+            if found:
+                return value  # type: ignore[no-any-return]
+        result = analyse(self.cur, limit_ms, fn, *args, **kw)
+        if key is not None:
+            self.cache.put(key, result)
+        return result

@@ -1,14 +1,20 @@
-"""Dependencies shared by the routes: the database, the settings, the bearer-token guard."""
+"""Dependencies shared by the routes: a cursor per request, settings, the token guard, strict parameters."""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import typing
+from collections.abc import Iterator
 from typing import Annotated, Any
 
+import duckdb
 from fastapi import Depends, Header, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
-from api.db import Database
+from api.db import Analyst, Database
 from api.errors import ApiError
 from api.settings import ApiSettings
 
@@ -20,40 +26,108 @@ def get_settings(request: Request) -> ApiSettings:
 
 
 def get_db(request: Request) -> Database:
-    """The app's read-only database."""
+    """The app's database."""
     db: Database = request.app.state.db
     return db
 
 
+def get_cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor of this request's own, closed when the request is done."""
+    cur = get_db(request).cursor()
+    try:
+        yield cur
+    finally:
+        cur.close()
+
+
+CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+def get_analyst(request: Request, cur: CursorDep) -> Analyst:
+    """This request's door onto analytics (its cursor, the app's results cache)."""
+    return Analyst(cur, request.app.state.cache)
+
+
 def require_token(
     settings: Annotated[ApiSettings, Depends(get_settings)],
-    authorization: Annotated[str | None, Header()] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """When FSGEN_API_TOKEN is set, every /v1 request carries it as a bearer token."""
     if settings.api_token and authorization != f"Bearer {settings.api_token}":
         raise ApiError(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)")
 
 
-def encode_cursor(state: dict[str, Any]) -> str:
+def _is_list(annotation: Any) -> bool:
+    """True for list[...] and list[...] | None."""
+    if typing.get_origin(annotation) in (list, tuple, set):
+        return True
+    return any(_is_list(a) for a in typing.get_args(annotation) if a is not type(None))
+
+
+def _query_params(dependant: Dependant) -> dict[str, bool]:
+    """Query parameter name -> may repeat, over a route's dependency tree."""
+    out = {f.alias: _is_list(f.field_info.annotation) for f in dependant.query_params}
+    for sub in dependant.dependencies:
+        out |= _query_params(sub)
+    return out
+
+
+_ROUTE_PARAMS: dict[int, dict[str, bool]] = {}
+
+
+def strict_query(request: Request) -> None:
+    """Refuse query parameters the route does not take, and repeats of a single-valued one (400)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    params = _ROUTE_PARAMS.get(id(route))
+    if params is None:
+        params = _ROUTE_PARAMS.setdefault(id(route), _query_params(route.dependant))
+    allowed = ", ".join(sorted(params)) or "none"
+    for name in dict.fromkeys(request.query_params.keys()):
+        if name not in params:
+            raise ApiError(
+                400, "unknown_parameter", f"unknown parameter {name!r}; this route takes: {allowed}"
+            )
+        if not params[name] and len(request.query_params.getlist(name)) > 1:
+            raise ApiError(
+                400, "repeated_parameter", f"parameter {name!r} is given more than once; give it once"
+            )
+
+
+def encode_cursor(state: dict[str, int]) -> str:
     """An opaque page cursor."""
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> dict[str, Any]:
-    """The state inside a cursor from `encode_cursor`; a bad one is a 400."""
+def decode_cursor(cursor: str | None, keys: tuple[str, ...]) -> dict[str, int] | None:
+    """The integer keys inside a cursor from `encode_cursor`; anything else is a 400."""
     if not cursor:
-        return {}
+        return None
+    bad = ApiError(400, "invalid_cursor", "the cursor is not one this API issued; start without it")
     try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError as exc:
-        raise ApiError(
-            400, "invalid_cursor", "the cursor is not one this API issued; start without it"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_cursor", "the cursor is not one this API issued; start without it")
-    return data
+        data: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise bad from exc
+    if not isinstance(data, dict) or set(data) != set(keys):
+        raise bad
+    if not all(type(data[k]) is int for k in keys):
+        raise bad
+    return {k: data[k] for k in keys}
 
 
+AnalystDep = Annotated[Analyst, Depends(get_analyst)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-TimeoutMs = Annotated[int | None, Query(ge=1, description="lower the server's query time limit (ms)")]
+TimeoutMs = Annotated[
+    int | None, Query(ge=1000, le=3_600_000, description="lower the server's query time limit (ms)")
+]
+Limit = Annotated[int, Query(ge=1, le=1_000_000, description="rows per page (capped by the server)")]
+PageCursor = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern="^[A-Za-z0-9_-]+$",
+        description="opaque cursor: the previous page's next_cursor",
+    ),
+]

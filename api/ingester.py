@@ -20,10 +20,10 @@ log = logging.getLogger("fsgen.api.ingester")
 
 
 class BackgroundIngester:
-    """Polls the staging folder every `interval_s` seconds on its own cursor."""
+    """Polls the staging folder every `interval_s` seconds (`ApiSettings.ingest_interval_s`), own cursor."""
 
     def __init__(
-        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float = 0.5
+        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float
     ) -> None:
         self._cursor = cursor
         self._warehouse = warehouse
@@ -51,12 +51,18 @@ class BackgroundIngester:
         self.total = self.total + report
         if report.shards:
             log.info("ingested %d shard(s), %d events", report.shards, report.events)
+        for q in report.quarantined:  # moved aside, so each bad shard is logged once
+            log.warning("quarantined %s: %s (see python -m warehouse status)", q.path, q.reason)
         return report
 
     def _loop(self) -> None:
+        last_error = ""
         while not self._stop.is_set():
             try:
                 self.ingest_once()
-            except Exception:  # a bad shard must not stop the server; it stays staged for a retry
-                log.exception("ingest pass failed; shards stay staged")
+                last_error = ""
+            except Exception as exc:  # e.g. a full disk: must not stop the server; shards stay staged
+                if repr(exc) != last_error:  # once per distinct failure, not every poll
+                    log.exception("ingest pass failed; shards stay staged and are retried")
+                last_error = repr(exc)
             self._stop.wait(self._interval)

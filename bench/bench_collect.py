@@ -6,7 +6,8 @@
 - the oracle fast path and the lock-step methods at batch 16 (device trace + host cut to Arrow included;
   staging and ingest are measured by bench_ingest);
 - speculative decoding (greedy, batch 1) against the LLM's greedy `generate`, beside the analytic
-  expectation (1 − a^(K+1)) / ((1 − a)(K·c + 1)) from the measured acceptance a and cost ratio c.
+  expectation (1 − a^(K+1)) / ((1 − a)(K·c + 1)) from the measured acceptance a and cost ratio c, and
+  beside the advisor's prediction from a measured real cycle (both forwards plus the loop's own work).
 
     python -m bench.bench_collect [--prompts 32] [--max-new-tokens 64] [--threads 1] [--repeats 3]
 
@@ -32,10 +33,12 @@ import torch
 
 from collector.batch import batch_tables
 from collector.config import RunConfig
+from collector.costs import cycle_seconds, prefill_seconds
 from collector.engine import build_context, chunks, encode_batch
 from collector.lockstep import Decoder, collect_lockstep_batch
 from collector.methods import BatchCollector, batch_collector
 from collector.methods.base import CollectContext
+from collector.methods.speculative import collect_speculative_batch, cycles_for_samples
 from collector.modeling import LoadedModel, forward
 from collector.routers import build_router
 from collector.tasks import load_task
@@ -303,12 +306,15 @@ def report_speculative(ctx: CollectContext, task: Task, args: argparse.Namespace
     item = task.items[0]
     llm_1 = forward_seconds(ctx, ctx.llm, item, 1)
     c = forward_seconds(ctx, ctx.slm, item, 1) / llm_1
+    ids, mask, _ = encode_batch(ctx, [item])
+    prefill = statistics.mean(prefill_seconds(ctx, *encode_batch(ctx, [it])[:2]) for it in task.items)
     print(f"\ncost ratio c (SLM / LLM cached single-token forward, batch 1) = {c:.2f}")
     print(
         "\n| K | acceptance a | tokens/cycle | expected speed-up | verify pass / single-token pass "
-        "| expected with that verify cost | measured speed-up | identical to LLM greedy |"
+        "| expected with that verify cost | measured cycle (ms) | predicted from measured cycles "
+        "| measured speed-up | identical to LLM greedy | sum(accepted) + cycles = tokens |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k in args.draft_k:
         spec = with_cfg(ctx, method="speculative", draft_k=k)
         cycles: list[Any] = []
@@ -319,16 +325,37 @@ def report_speculative(ctx: CollectContext, task: Task, args: argparse.Namespace
         t = timed(runs, args.repeats)
         a = acceptance(cycles, k)
         same = identical_outputs(ctx, spec, task)
-        per_cycle = sum(int(x) + 1 for tb in cycles for x in tb.column("accepted").to_pylist()) / sum(
-            tb.num_rows for tb in cycles
-        )
+        n_cycles = sum(tb.num_rows for tb in cycles) // (args.repeats + 1)
+        per_cycle = t["spec"].tokens / n_cycles
         v = forward_seconds(ctx, ctx.llm, item, k + 1) / llm_1
         with_verify = expected_speedup(a, k, c) * (k * c + 1) / (k * c + v)
+        cycle_s = cycle_seconds(spec, ids, mask, k, repeats=7)  # a real cycle: both models, loop, host check
+        predicted = (
+            t["spec"].tokens / (len(task.items) * prefill + n_cycles * cycle_s) / t["gen"].tokens_per_s
+        )
         print(
             f"| {k} | {a:.3f} | {per_cycle:.2f} | {expected_speedup(a, k, c):.2f} | {v:.2f} | "
-            f"{with_verify:.2f} | {t['spec'].tokens_per_s / t['gen'].tokens_per_s:.2f} | "
-            f"{same}/{len(task.items)} |"
+            f"{with_verify:.2f} | {cycle_s * 1000:.1f} | {predicted:.2f} | "
+            f"{t['spec'].tokens_per_s / t['gen'].tokens_per_s:.2f} | {same}/{len(task.items)} | "
+            f"{consistent_samples(spec, task)}/{len(task.items)} |"
         )
+
+
+def consistent_samples(spec: CollectContext, task: Task) -> int:
+    """Samples whose staged cycles satisfy sum(accepted) + cycles = n_tokens."""
+    ok = 0
+    for i, item in enumerate(task.items):
+        ids, mask, prompt_tokens = encode_batch(spec, [item])
+        out = collect_speculative_batch(spec, ids, mask)
+        tok = spec.llm.tokenizer
+        samples, _ = batch_tables(
+            out.trace, out.valid.tolist(), [i], [item], prompt_tokens, tok, task, out.extra
+        )
+        n = samples.column("n_tokens").to_pylist()
+        assert out.cycles is not None
+        cyc = cycles_for_samples(out.cycles, [i], n)
+        ok += sum(cyc.column("accepted").to_pylist()) + cyc.num_rows == n[0]
+    return ok
 
 
 def identical_outputs(ctx: CollectContext, spec: CollectContext, task: Task) -> int:

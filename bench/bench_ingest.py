@@ -24,6 +24,7 @@ from warehouse.migrate import upgrade
 from warehouse.models import TokenEvent
 from warehouse.settings import staging_dir
 from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA, ModelInfo, RunManifest, StagingWriter
+from warehouse.summaries import accumulate_arrow
 
 
 def synthetic_events(n: int, first_sample: int, rng: np.random.Generator) -> pa.Table:
@@ -93,7 +94,7 @@ def manifest(run_key: str) -> RunManifest:
 
 
 def bench_staged(root: Path, events: int, shard_events: int) -> float:
-    """Events/s of `ingest_pending` over staged shards (reading Parquet included)."""
+    """Events/s of `ingest_pending` over staged shards (shard reads and summary tables included)."""
     path = root / "staged.duckdb"
     upgrade(path)
     run_key = uuid.uuid4().hex
@@ -129,6 +130,20 @@ def bench_arrow(root: Path, events: int) -> float:
     return events / elapsed
 
 
+def bench_summaries(root: Path, events: int) -> float:
+    """Events/s of `accumulate_arrow` alone: one in-memory Arrow table summed into the summary tables."""
+    path = root / "summaries.duckdb"
+    upgrade(path)
+    ev = synthetic_events(events, 0, np.random.default_rng(3))
+    with duckdb_connection(path) as con:
+        start = time.perf_counter()
+        con.execute("BEGIN TRANSACTION")
+        accumulate_arrow(con, 1, ev)
+        con.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    return events / elapsed
+
+
 def bench_orm(root: Path, events: int) -> float:
     """Events/s of SQLAlchemy Core executemany of the same rows."""
     path = root / "orm.duckdb"
@@ -155,12 +170,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         staged = bench_staged(Path(tmp), args.events, args.shard_events)
         arrow = bench_arrow(Path(tmp), args.events)
+        summed = bench_summaries(Path(tmp), args.events)
         orm = bench_orm(Path(tmp), args.orm_events)
     print(
         f"staged-shard ingest : {staged:>14,.0f} events/s "
         f"({args.events:,} events, {args.shard_events:,}/shard)"
     )
     print(f"Arrow insert alone  : {arrow:>14,.0f} events/s (one in-memory table, no Parquet)")
+    print(f"summary tables alone: {summed:>14,.0f} events/s (the same table summed at ingest)")
     print(f"SQLAlchemy executemany: {orm:>12,.0f} events/s ({args.orm_events:,} events)")
     print(f"ratio               : {staged / orm:>14,.1f}x   target: >= 1,000,000 events/s")
 

@@ -7,7 +7,8 @@ The schema comes from the real migrations; rows come from `range()` and `hash()`
 rows are built in Python), so the file is the same on every run. The data follow the paper's findings so
 the analytics have something to find: CoF follows γ·R^(−α) + β per method, mismatches concentrate where
 System 1's entropy is high and in the first 10% of each generation. `spec_cycles` is filled when the
-schema has it (speculative migration); `token_events.draft_index` / `accepted` are left NULL.
+schema has it (speculative migration); `token_events.draft_index` / `accepted` are left NULL. The summary
+tables are built from the events by SQL at the end (what ingest writes shard by shard).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import duckdb
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from warehouse.migrate import upgrade  # the project is installed (pip install -e .): no path changes
+from warehouse.summaries import rebuild
 
-from warehouse.migrate import upgrade  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 # Pythia-like sizes (parameters)
 MODELS = {
@@ -242,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"runs {done}/{len(ids)}  {time.perf_counter() - started:6.1f} s", file=sys.stderr, flush=True
             )
         cycles = insert_cycles(con)
+        summed = rebuild(con)  # the summary tables that ingest would have written, by SQL in one pass
+        print(f"summary tables  {time.perf_counter() - started:6.1f} s", file=sys.stderr, flush=True)
         con.execute("CHECKPOINT")
         events = con.execute("SELECT count(*) FROM token_events").fetchall()[0][0]
+    assert summed == events, f"summary tables hold {summed} events, token_events {events}"
     size = out.stat().st_size / 2**30
     print(
         f"{out}: {events:,} token events, {n_runs} runs, spec_cycles {'filled' if cycles else 'absent'}, "

@@ -84,6 +84,7 @@ def _host(trace: StepTrace) -> dict[str, np.ndarray]:
         "llm_entropy": trace.llm.entropy,
         "llm_prob_s1_token": trace.llm_prob_s1_token,
         "consulted": trace.consulted,
+        "accept_prob": trace.accept_prob,
     }
     return {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else None).numpy()
@@ -105,7 +106,8 @@ def batch_tables(
     host = _host(trace)
     extra_host = {k: v.detach().cpu().numpy() for k, v in (extra or {}).items()}
     ends = [row_end(host["token_id"][b], valid[b], tokenizer, task.stop_strings) for b in range(len(items))]
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in (*EVENT_SCHEMA.names, *extra_host)}
+    appended = [k for k in (*host, *extra_host) if k not in EVENT_SCHEMA.names]  # e.g. accept_prob
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in (*EVENT_SCHEMA.names, *appended)}
     for b, end in enumerate(ends):
         n = end.n_tokens
         columns["sample_id"].append(np.full(n, sample_ids[b], dtype=np.int32))
@@ -117,7 +119,7 @@ def batch_tables(
     data["mismatch"] = data["token_id"] != data["s1_token_id"]
     data["consulted"] = data["consulted"].astype(bool)
     events = pa.table({k: data[k] for k in EVENT_SCHEMA.names}).cast(EVENT_SCHEMA)
-    for key in extra_host:
+    for key in appended:
         events = events.append_column(key, pa.array(data[key]))
     samples = pa.table(
         {

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from warehouse.errors import UserError
+
 METHODS = ("oracle", "contrastive", "proxy", "speculative")
 ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
+DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
 
 
 @dataclass(frozen=True)
@@ -31,11 +35,15 @@ class RunConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     draft_k: int = 5
+    draft_stop: str | None = None
+    draft_threshold: float | None = None
+    calibrate: bool = True  # time both models' forwards and the LLM's generate at the start of the run
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
     device: str | None = None
     dtype: str | None = None
+    device_map: str | None = None  # accelerate's placement over one machine's GPUs ("auto")
     truncate_prompt: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -53,20 +61,63 @@ class RunConfig:
         return self.temperature == 0.0
 
     def validate(self) -> None:
-        """Reject impossible combinations with a message that says what to change."""
+        """Reject impossible settings with a message that says what to change (the one validator)."""
+        for problem in (self._choice_problem(), self._number_problem()):
+            if problem:
+                raise UserError(problem)
+
+    def _choice_problem(self) -> str | None:
+        """What is wrong with the choice of method, router, models and data, if anything."""
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+            return f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
         if self.router not in ROUTERS:
-            raise ValueError(f"unknown router {self.router!r}; choose one of {', '.join(ROUTERS)}")
+            return f"unknown router {self.router!r}; choose one of {', '.join(ROUTERS)}"
         if self.method == "proxy" and not self.slm_tuned:
-            raise ValueError("--method proxy needs --slm-tuned PATH (the tuned small model)")
+            return "--method proxy needs --slm-tuned PATH (the tuned small model)"
         if self.router in ("max_prob", "margin", "entropy") and self.threshold is None:
-            raise ValueError(f"--router {self.router} needs --threshold T")
+            return f"--router {self.router} needs --threshold T"
         if self.router == "learned" and not self.router_model:
-            raise ValueError(
-                "--router learned needs --router-model PATH (from python -m collector.router train)"
+            return "--router learned needs --router-model PATH (from python -m collector.router train)"
+        if self.method == "speculative" and self.router != "always":
+            return (
+                f"--method speculative verifies every draft with the LLM; --router {self.router} does not "
+                "apply (use --router always, or a lock-step method such as oracle)"
             )
-        if self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("--batch-size and --max-new-tokens must be at least 1")
+        if self.draft_stop is not None and self.draft_stop not in DRAFT_STOPS:
+            return f"unknown --draft-stop {self.draft_stop!r}; choose one of {', '.join(DRAFT_STOPS)}"
+        if (self.draft_stop is None) != (self.draft_threshold is None):
+            return "--draft-stop and --draft-threshold go together; give both or neither"
+        if self.draft_stop is not None and self.method != "speculative":
+            return f"--draft-stop applies to --method speculative only, not {self.method}"
         if (self.prompts is None) == (self.dataset is None):
-            raise ValueError("give exactly one of --prompts FILE.jsonl or --dataset NAME")
+            return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
+        return None
+
+    def _number_problem(self) -> str | None:
+        """What is wrong with the numeric settings, if anything."""
+        for name in FLOAT_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                return f"--{_flag(name)} {value} is not a finite number; give a real value"
+        for name in ("batch_size", "max_new_tokens", "samples", "draft_k"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                hint = " (leave it out for every prompt)" if name == "samples" else ""
+                return f"--{_flag(name)} {value} must be at least 1{hint}"
+        if self.shots is not None and self.shots < 0:
+            return f"--shots {self.shots} must be 0 or more (leave it out for the dataset's default)"
+        if self.temperature < 0:
+            return f"--temperature {self.temperature} is negative; use 0 (greedy) or more"
+        if not 0.0 < self.top_p <= 1.0:
+            return f"--top-p {self.top_p} is outside (0, 1]; 1 keeps every token"
+        if not 0.0 <= self.alpha <= 1.0:
+            return f"--alpha {self.alpha} is outside [0, 1] (the paper uses 0.1)"
+        return None
+
+
+FLOAT_SETTINGS = ("threshold", "temperature", "top_p", "alpha", "lam", "weight", "draft_threshold")
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of a setting."""
+    return "lambda" if name == "lam" else name.replace("_", "-")

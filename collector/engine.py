@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from collector.batch import batch_tables
 from collector.config import RunConfig
+from collector.costs import Cost, calibrate
 from collector.methods import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
@@ -76,9 +77,10 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     """Load the models, check that they share a vocabulary, and set up the router."""
     device = pick_device(config.device)
     dtype = pick_dtype(config.dtype, device)
-    llm = load_model_cached(config.llm, device, dtype)
-    slm = load_model_cached(config.slm, device, dtype)
-    tuned = load_model_cached(config.slm_tuned, device, dtype) if config.slm_tuned else None
+    place = config.device_map
+    llm = load_model_cached(config.llm, device, dtype, place)
+    slm = load_model_cached(config.slm, device, dtype, place)
+    tuned = load_model_cached(config.slm_tuned, device, dtype, place) if config.slm_tuned else None
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     from collector.routers import build_router
@@ -184,6 +186,7 @@ class _Tally:
     consulted: int = 0
     correct: int = 0
     checked: int = 0
+    decode_s: float = 0.0
 
 
 def _write_batch(
@@ -197,8 +200,10 @@ def _write_batch(
     ids, mask, prompt_tokens = encode_batch(ctx, items)
     if ctx.generator is not None:  # seeded per batch: a resumed sampled run draws what one run would
         ctx.generator.manual_seed(ctx.config.seed * 1_000_003 + chunk[0])
+    start = time.perf_counter()
     out = collect(ctx, ids, mask)
-    valid = out.valid.cpu().tolist()
+    valid = out.valid.cpu().tolist()  # the batch's one sync: its decode time ends here
+    decode_s = time.perf_counter() - start
     samples, events = batch_tables(
         out.trace, valid, chunk, items, prompt_tokens, ctx.llm.tokenizer, task, out.extra
     )
@@ -216,6 +221,7 @@ def _write_batch(
         consulted=int(pc.sum(events.column("consulted")).as_py() or 0),
         correct=int(pc.sum(correct).as_py() or 0),
         checked=len(correct) - correct.null_count,
+        decode_s=decode_s,
     )
 
 
@@ -237,9 +243,12 @@ def run_collection(
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
     todo = [i for i in range(len(task.items)) if i not in done]
+    costs: list[Cost] = []
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
-    try:
+    try:  # from here on, any failure is recorded: the run ends `failed`, never left looking `running`
+        costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+        start = time.perf_counter()  # the run's wall time excludes the calibration, as before
         for chunk in chunks(todo, config.batch_size):
             t = _write_batch(ctx, task, writer, chunk, collect)
             for key in vars(tally):
@@ -253,15 +262,21 @@ def run_collection(
                 ingest_now(warehouse, run_key)
     except BaseException as exc:
         wall = time.perf_counter() - start
+        rows = [c.row() for c in (*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s))]
         writer.write_final(
-            RunFinal("failed", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), repr(exc))
+            RunFinal(
+                "failed", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), repr(exc), rows
+            )
         )
         ingest_now(warehouse, run_key)
         raise
     finally:
         bar.close()
     wall = time.perf_counter() - start
-    writer.write_final(RunFinal("complete", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9)))
+    rows = [c.row() for c in (*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s))]
+    writer.write_final(
+        RunFinal("complete", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), costs=rows)
+    )
     report, run_id = ingest_now(warehouse, run_key)
     return RunSummary(
         run_key,

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from collector.sampling import sampling_logp
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -45,6 +47,9 @@ class StepTrace:
     s2_token: torch.Tensor
     llm_prob_s1_token: torch.Tensor
     consulted: torch.Tensor
+    accept_prob: (
+        torch.Tensor
+    )  # Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft under speculative sampling
 
     @staticmethod
     def stack(steps: list[StepTrace]) -> StepTrace:
@@ -68,7 +73,17 @@ class StepTrace:
             s2_token=cat(lambda s: s.s2_token),
             llm_prob_s1_token=cat(lambda s: s.llm_prob_s1_token),
             consulted=cat(lambda s: s.consulted),
+            accept_prob=cat(lambda s: s.accept_prob),
         )
+
+
+def accept_prob_no_sync(
+    s_logp: torch.Tensor, l_logp: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0
+) -> torch.Tensor:
+    """Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions [..., V] -> [...] (greedy: T = 1)."""
+    if temperature > 0:
+        s_logp, l_logp = sampling_logp(s_logp, temperature, top_p), sampling_logp(l_logp, temperature, top_p)
+    return torch.minimum(s_logp, l_logp).exp().sum(-1)
 
 
 def trace_no_sync(
@@ -77,9 +92,12 @@ def trace_no_sync(
     l_logp: torch.Tensor,
     s2_token: torch.Tensor,
     consulted: torch.Tensor,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
 ) -> StepTrace:
     """The trace of emitted `token` given both models' log-probs [..., V] and System 2's choice."""
     s1 = figures_no_sync(s_logp)
     llm = figures_no_sync(l_logp)
     llm_prob_s1 = l_logp.gather(-1, s1.token.unsqueeze(-1)).squeeze(-1).exp()
-    return StepTrace(token, s1, llm, s2_token, llm_prob_s1, consulted)
+    accept = accept_prob_no_sync(s_logp, l_logp, temperature, top_p)
+    return StepTrace(token, s1, llm, s2_token, llm_prob_s1, consulted, accept)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from collector.figures import Figures, StepTrace, figures_no_sync, log_probs
+from collector.figures import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
 from collector.modeling import LoadedModel, cache_kwarg, forward
 from collector.routers.threshold import AlwaysRouter
@@ -133,11 +133,12 @@ def s1_trace_no_sync(
     l_logp: torch.Tensor,
     s2_token: torch.Tensor,
     consulted: torch.Tensor,
+    accept_prob: torch.Tensor,
 ) -> StepTrace:
     """The trace of emitted `token` [...], with System 1's own (possibly sampled) token and figures."""
     llm = figures_no_sync(l_logp)
     llm_prob_s1 = l_logp.gather(-1, s1_token.unsqueeze(-1)).squeeze(-1).exp()
-    return StepTrace(token, replace(s1, token=s1_token), llm, s2_token, llm_prob_s1, consulted)
+    return StepTrace(token, replace(s1, token=s1_token), llm, s2_token, llm_prob_s1, consulted, accept_prob)
 
 
 def stop_rows_on_host(
@@ -199,7 +200,8 @@ def _step_no_sync(
     router = ctx.router if ctx.router is not None else AlwaysRouter()
     consulted = router.consult_no_sync(s1, torch.full_like(s1_token, step))
     token = torch.where(consulted, s2_token, s1_token).masked_fill(finished, ctx.llm.tokenizer.pad_token_id)
-    return s1_trace_no_sync(token, s1_token, s1, logps[1], s2_token, consulted)
+    accept = accept_prob_no_sync(s_logp, logps[1], cfg.temperature, cfg.top_p)
+    return s1_trace_no_sync(token, s1_token, s1, logps[1], s2_token, consulted, accept)
 
 
 def trace_fields(t: StepTrace) -> dict[str, torch.Tensor]:
@@ -208,7 +210,7 @@ def trace_fields(t: StepTrace) -> dict[str, torch.Tensor]:
         "token": t.token, "s1_token": t.s1.token, "s1_prob": t.s1.prob, "s1_entropy": t.s1.entropy,
         "s1_margin": t.s1.margin, "s2_token": t.s2_token, "llm_token": t.llm.token, "llm_prob": t.llm.prob,
         "llm_entropy": t.llm.entropy, "llm_margin": t.llm.margin, "llm_prob_s1": t.llm_prob_s1_token,
-        "consulted": t.consulted,
+        "consulted": t.consulted, "accept_prob": t.accept_prob,
     }  # fmt: skip
 
 
@@ -219,8 +221,9 @@ def trace_from_fields(d: dict[str, torch.Tensor]) -> StepTrace:
         return Figures(d[f"{who}_token"], d[f"{who}_prob"], d[f"{who}_entropy"], d[f"{who}_margin"])
 
     return StepTrace(
-        d["token"], figs("s1"), figs("llm"), d["s2_token"], d["llm_prob_s1"], d["consulted"].bool()
-    )
+        d["token"], figs("s1"), figs("llm"), d["s2_token"], d["llm_prob_s1"], d["consulted"].bool(),
+        d["accept_prob"],
+    )  # fmt: skip
 
 
 class LockstepBatch:

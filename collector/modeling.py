@@ -12,10 +12,11 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from warehouse.errors import UserError
 from warehouse.staging import ModelInfo
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError):
     """A model or tokenizer could not be used; the message says what to do."""
 
 
@@ -42,10 +43,27 @@ class LoadedModel:
 
 
 def pick_device(device: str | None) -> torch.device:
-    """`cuda` where present, else CPU; an explicit choice wins."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`cuda` where present, else CPU; an explicit choice wins, if this machine has that device."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ModelLoadError(
+            f"--device {device!r} is not a device name; use --device cpu, cuda or cuda:N"
+        ) from None
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (chosen.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a torch built without CUDA)"
+            raise ModelLoadError(
+                f"--device {device}: this machine has {have}; use --device cpu or leave it out"
+            )
+    elif chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(
+            f"--device {device}: MPS is not available here; use --device cpu or leave it out"
+        )
+    return chosen
 
 
 def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
@@ -79,19 +97,27 @@ def resolve_spec(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
-def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights."""
+def load_model(
+    spec: str, device: torch.device, dtype: torch.dtype, device_map: str | None = None
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer in eval mode; parameters are counted from the weights.
+
+    With `device_map` (e.g. "auto") accelerate places the layers over the machine's devices instead.
+    """
     name, path = resolve_spec(spec)
     transformers.logging.disable_progress_bar()  # one line per weight file would drown our own progress
+    placement = {"device_map": device_map} if device_map else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placement)
+    except ImportError as exc:
+        raise ModelLoadError(f"device_map {device_map!r} needs accelerate: pip install accelerate") from exc
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"could not load model {spec!r} from {path}: {exc}. "
             "Check the path (a folder with config.json, weights and tokenizer files) or use zoo:<name>."
         ) from exc
-    model = model.to(device).eval()  # type: ignore[arg-type]
+    model = (model if device_map else model.to(device)).eval()  # type: ignore[arg-type]
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -100,14 +126,16 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedMod
     return LoadedModel(name, path, model, tokenizer, params, vocab)
 
 
-_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, str, str | None], LoadedModel] = {}
 
 
-def load_model_cached(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model_cached(
+    spec: str, device: torch.device, dtype: torch.dtype, device_map: str | None = None
+) -> LoadedModel:
     """`load_model`, kept for the life of the process (a sweep reuses each model across its cells)."""
-    key = (spec, str(device), str(dtype))
+    key = (spec, str(device), str(dtype), device_map)
     if key not in _LOADED:
-        _LOADED[key] = load_model(spec, device, dtype)
+        _LOADED[key] = load_model(spec, device, dtype, device_map)
     return _LOADED[key]
 
 

@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 
 from collector.tasks.base import Task, TaskItem
+from warehouse.errors import UserError
 
 
 def load_prompts_file(path: str, samples: int | None = None) -> Task:
     """A Task from a JSONL file; optional `id`, `reference` and `stop` fields are used when present."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(
-            f"prompts file {path} does not exist; pass a JSONL file with a 'prompt' field"
-        )
+        raise UserError(f"prompts file {path} does not exist; pass a JSONL file with a 'prompt' field")
     items: list[TaskItem] = []
     stops: set[str] = set()
     for n, line in enumerate(file.read_text().splitlines(), start=1):
@@ -23,21 +22,31 @@ def load_prompts_file(path: str, samples: int | None = None) -> Task:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise UserError(
                 f"{path} line {n} is not valid JSON ({exc.msg}); write one JSON object per line"
             ) from exc
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise ValueError(
+            raise UserError(
                 f"{path} line {n} has no string 'prompt' field; each line needs {{\"prompt\": ...}}"
             )
         ref = row.get("reference")
         items.append(TaskItem(str(row.get("id", n - 1)), row["prompt"], None if ref is None else str(ref)))
-        stops.update(row.get("stop", []))
+        stops.update(_stop_strings(row.get("stop", []), path, n))
     if not items:
-        raise ValueError(f'prompts file {path} holds no prompts; add lines like {{"prompt": "Once upon"}}')
+        raise UserError(f'prompts file {path} holds no prompts; add lines like {{"prompt": "Once upon"}}')
     if samples is not None:
         items = items[:samples]
     return Task(name=f"prompts:{file.name}", items=tuple(items), stop_strings=tuple(sorted(stops)))
+
+
+def _stop_strings(value: object, path: str, line: int) -> list[str]:
+    """A line's `stop` field: a list of non-empty strings (a bare string would stop at each character)."""
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return value
+    raise UserError(
+        f"{path} line {line}: 'stop' must be a list of non-empty strings, got {value!r}; "
+        'write e.g. "stop": ["\\n\\n", "Question:"]'
+    )
 
 
 def check_prompt_length(
@@ -49,7 +58,7 @@ def check_prompt_length(
         return n_prompt
     if truncate and room > 0:
         return room
-    raise ValueError(
+    raise UserError(
         f"prompt {item_id} has {n_prompt} tokens; with --max-new-tokens {max_new_tokens} it needs "
         f"{n_prompt + max_new_tokens} positions but the model accepts {context}; "
         "use fewer shots, a smaller --max-new-tokens, or --truncate-prompt to cut it from the left"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from collector.config import RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.liveness import run_liveness
 from warehouse.settings import staging_dir
 from warehouse.staging import read_manifest, staged_sample_ids
 
@@ -33,8 +35,8 @@ def _from_warehouse(run_id: int, warehouse: Path) -> tuple[str, RunConfig, set[i
     return str(row[0]), RunConfig.from_settings(json.loads(row[1])), {int(r[0]) for r in ids}
 
 
-def resume_run(ref: str, warehouse: Path, *, progress: bool = True) -> tuple[RunConfig, RunSummary]:
-    """Continue run `ref` (a run id, or a run key still in staging) where it stopped."""
+def resume_point(ref: str, warehouse: Path) -> tuple[str, RunConfig, frozenset[int]]:
+    """Run key, settings and committed sample ids (ingested or staged) of run `ref` (an id or a key)."""
     committed: set[int] = set()
     if ref.isdigit():
         run_key, config, committed = _from_warehouse(int(ref), warehouse)
@@ -45,6 +47,18 @@ def resume_run(ref: str, warehouse: Path, *, progress: bool = True) -> tuple[Run
         run_key, config = ref, RunConfig.from_settings(manifest.settings)
     run_dir = staging_dir(warehouse) / run_key
     if run_dir.exists():
+        liveness = run_liveness(warehouse, run_key)
+        if liveness.state == "live" and liveness.pid != os.getpid():
+            raise WarehouseError(
+                f"run {ref} is still being collected ({liveness.detail}); wait for it, or stop that process "
+                "and resume then"
+            )
         committed |= staged_sample_ids(run_dir)
-    summary = run_collection(config, warehouse, run_key=run_key, done=frozenset(committed), progress=progress)
+    return run_key, config, frozenset(committed)
+
+
+def resume_run(ref: str, warehouse: Path, *, progress: bool = True) -> tuple[RunConfig, RunSummary]:
+    """Continue run `ref` (a run id, or a run key still in staging) where it stopped."""
+    run_key, config, done = resume_point(ref, warehouse)
+    summary = run_collection(config, warehouse, run_key=run_key, done=done, progress=progress)
     return config, summary

@@ -13,7 +13,8 @@ import numpy.typing as npt
 
 from collector.routers.learned import LearnedModel, features_from_events, fit_router
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
-from warehouse.settings import resolve_warehouse
+from warehouse.errors import UserError
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.router train --run 3 --out routers/xs-l.json
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fit a router on a finished run's events (an `always` run is best)")
     t.add_argument("--run", type=int, required=True, help="run id in the warehouse")
     t.add_argument("--out", required=True, help="where to write the model (JSON)")
-    t.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(t)
     t.add_argument("--threshold", type=float, default=0.5, help="consult when P(mismatch) > this")
     return p
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         report = train(resolve_warehouse(args.warehouse), args.run, Path(args.out), args.threshold)
-    except (WarehouseError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     auroc = "n/a" if report.validation_auroc is None else f"{report.validation_auroc:.3f}"

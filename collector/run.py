@@ -10,11 +10,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from collector.config import METHODS, ROUTERS, RunConfig
+from collector.config import DRAFT_STOPS, METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
-from collector.modeling import ModelLoadError
-from warehouse.db import WarehouseError
-from warehouse.settings import resolve_warehouse
+from warehouse.errors import UserError
+from warehouse.migrate import head_revision, upgrade
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.run                                   # the default job: every zoo pair, every method
@@ -54,13 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--temperature", type=float, default=DEFAULTS["temperature"], help="0 = greedy (the paper's)")
     add("--top-p", type=float, default=DEFAULTS["top_p"])
     add("--draft-k", type=int, default=DEFAULTS["draft_k"], help="speculative draft length K")
+    add("--draft-stop", choices=DRAFT_STOPS, help="stop a draft early: max_prob < τ or entropy > τ")
+    add("--draft-threshold", type=float, help="τ of --draft-stop")
+    add("--no-calibrate", dest="calibrate", action="store_false", default=None,
+        help="skip the forward-cost calibration at the start of the run")  # fmt: skip
     add("--alpha", type=float, default=DEFAULTS["alpha"], help="contrastive plausibility cut-off α")
     add("--lambda", dest="lam", type=float, default=DEFAULTS["lam"], help="contrastive mix λ")
     add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
     add("--device", help="cuda, cpu, ... (default: cuda where present)")
     add("--dtype", help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
+    add("--device-map", help="auto: place each model over this machine's GPUs (accelerate), for big models")
     add("--truncate-prompt", action="store_true", help="cut over-long prompts from the left")
-    add("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(p)
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
     add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")
     add("--quiet", action="store_true", help="no progress bar")
@@ -73,7 +78,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     values = {k: v for k, v in vars(args).items() if k in names and v is not None}
     missing = [flag for flag in ("llm", "slm") if flag not in values]
     if missing:
-        raise ValueError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
+        raise UserError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
     return RunConfig(**values)
 
 
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     default_job = is_default_job(args)
     set_threads(args.threads or (DEFAULT_JOB_THREADS if default_job else None))
     try:
+        if not warehouse.exists():  # a new file starts at head; one behind head is still refused
+            upgrade(warehouse)
+            console.print(f"created {warehouse} at schema revision {head_revision()}", highlight=False)
         if default_job:
             from collector.sweep import run_default_job
 
@@ -141,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = config_from_args(args)
             summary = run_collection(config, warehouse, progress=not args.quiet)
-    except (WarehouseError, ModelLoadError, ValueError, FileNotFoundError) as exc:
+    except UserError as exc:  # anything else is a bug: it keeps its traceback
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     print_summary(console, config, summary)

@@ -1,115 +1,60 @@
-"""`python -m collector.sweep CONFIG.toml`: a grid of pairs × methods × routers × datasets, resumable.
+"""`python -m collector.sweep CONFIG`: a grid of pairs × methods × routers × datasets × settings, resumable.
 
-A cell whose run is complete in the warehouse is skipped; one that stopped part-way is resumed.
+CONFIG is a TOML file, or the name of a sweep shipped with fsgen (`paper`: the paper's own grid). A cell
+whose run is complete in the warehouse is skipped; one that stopped part-way is resumed. Cells run here
+one after another (`--executor local`) or as tasks on a Ray cluster (`--executor ray`).
 The default job (`python -m collector.run` with no arguments) is the sweep of `default_cells()`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 import time
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from collector.config import METHODS, RunConfig
-from collector.engine import RunSummary, run_collection
-from collector.modeling import ModelLoadError
-from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
-from warehouse.settings import resolve_warehouse
+from collector.config import RunConfig
+from collector.sweeps import shipped_sweeps, sweep_path
+from collector.sweeps.local import CellOutcome, run_local
+from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
+from warehouse.db import WarehouseLocked
+from warehouse.errors import UserError
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
+
+__all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
 # The default job: every zoo pair, every method, the built-in tasks, a few dozen samples each.
-DEFAULT_DATASETS = ("builtin:arith", "builtin:choice", "builtin:code")
 DEFAULT_SAMPLES = 48
 DEFAULT_MAX_NEW_TOKENS = 40
 
-EXAMPLE = """example CONFIG.toml:
-  pairs = [["zoo:zoo-l", "zoo:zoo-xs"], ["zoo:zoo-m", "zoo:zoo-xs"]]   # or pairs = "zoo" for every zoo pair
-  methods = ["oracle", "contrastive", "speculative"]
-  routers = [{router = "always"}, {router = "entropy", threshold = 1.5}]
-  datasets = ["builtin:arith", "builtin:choice"]
+EXAMPLE = """example CONFIG.toml (any run setting may be set sweep-wide or in an entry; numbers may be lists):
+  pairs = [["zoo:zoo-l", "zoo:zoo-xs"], ["zoo:zoo-m", "zoo:zoo-xs"]]   # or pairs = "zoo"
+  # family = ["./qwen-0.5b", "./qwen-1.8b", "./qwen-4b"]          # every larger × smaller pair
+  methods = ["oracle", {method = "contrastive", lam = [0.5, 1.5]}, "speculative"]
+  routers = [{router = "always"}, {router = "entropy", threshold = [1.0, 1.5, 2.0]}]
   samples = 32
   max_new_tokens = 64
+  [[datasets]]
+  name = "gsm8k"
+  path = "data/gsm8k/test.jsonl"
+  shots = 8
+  [[datasets]]
+  name = "builtin:arith"
   [tuned]                                                         # tuned SLM per SLM, for proxy
   "zoo:zoo-xs" = "zoo:zoo-xs-tuned"
 
 examples:
-  python -m collector.sweep sweep.toml
-  python -m collector.sweep sweep.toml --warehouse runs.duckdb --dry-run
+  python -m collector.sweep sweep.toml --dry-run
+  python -m collector.sweep sweep.toml --warehouse runs.duckdb
+  python -m collector.sweep paper --dry-run                       # the paper's grid (weights on disk)
+  python -m collector.sweep sweep.toml --executor ray --address HEAD_IP:6379
 """
-
-
-@dataclass(frozen=True)
-class CellOutcome:
-    """What happened to one cell of a sweep."""
-
-    config: RunConfig
-    action: str  # ran | resumed | skipped | failed
-    summary: RunSummary | None = None
-    error: str | None = None
-
-
-def zoo_grid(methods: tuple[str, ...] = METHODS) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """Every zoo pair (LLM larger than SLM) and the tuned variant of each SLM that has one."""
-    from collector.zoo import TUNED_FOR, zoo_pairs
-
-    pairs = [(f"zoo:{llm}", f"zoo:{slm}") for llm, slm in zoo_pairs()]
-    tuned = {f"zoo:{base}": f"zoo:{t}" for base, t in TUNED_FOR.items()}
-    return pairs, tuned
-
-
-def expand(spec: dict[str, Any]) -> list[RunConfig]:
-    """The cells of a sweep description (the parsed TOML)."""
-    pairs_spec = spec.get("pairs", "zoo")
-    tuned: dict[str, str] = dict(spec.get("tuned", {}))
-    if pairs_spec == "zoo":
-        pairs, zoo_tuned = zoo_grid()
-        tuned = {**zoo_tuned, **tuned}
-    else:
-        pairs = [(str(p[0]), str(p[1])) for p in pairs_spec]
-    routers = spec.get("routers", [{"router": "always"}])
-    shared = {
-        k: spec[k]
-        for k in (
-            "samples",
-            "max_new_tokens",
-            "batch_size",
-            "seed",
-            "shots",
-            "draft_k",
-            "temperature",
-            "top_p",
-            "device",
-            "dtype",
-        )
-        if k in spec
-    }
-    cells = []
-    for dataset in spec.get("datasets", list(DEFAULT_DATASETS)):
-        for llm, slm in pairs:
-            for method in spec.get("methods", list(METHODS)):
-                if method == "proxy" and slm not in tuned:
-                    continue
-                for r in routers:
-                    if method == "speculative" and r.get("router", "always") != "always":
-                        continue  # the LLM verifies every draft: routers do not apply
-                    cells.append(
-                        RunConfig(
-                            llm=llm,
-                            slm=slm,
-                            method=method,
-                            dataset=dataset,
-                            slm_tuned=tuned.get(slm) if method == "proxy" else None,
-                            **r,
-                            **shared,
-                        )
-                    )
-    return cells
 
 
 def default_cells(
@@ -118,8 +63,7 @@ def default_cells(
     """The default job: all zoo pairs × all methods × built-in tasks, plus every zoo model alone."""
     from collector.zoo import zoo_models
 
-    spec = {"pairs": "zoo", "samples": samples, "max_new_tokens": max_new_tokens}
-    cells = expand(spec)
+    cells = expand({"pairs": "zoo", "samples": samples, "max_new_tokens": max_new_tokens})
     # System 1 alone (router `never`) gives the SLM-alone accuracy of every model.
     for dataset in DEFAULT_DATASETS:
         for m in zoo_models():
@@ -138,57 +82,9 @@ def default_cells(
     return cells
 
 
-def existing_runs(warehouse: Path) -> dict[RunConfig, tuple[int, str]]:
-    """The warehouse's runs by their configuration (the latest one wins); empty if the file is busy."""
-    try:
-        with duckdb_connection(warehouse, read_only=True) as con:
-            rows = con.execute("SELECT run_id, status, settings FROM runs ORDER BY run_id").fetchall()
-    except WarehouseLocked:
-        return {}
-    return {RunConfig.from_settings(json.loads(s)): (int(i), str(st)) for i, st, s in rows}
-
-
-def run_cell(config: RunConfig, warehouse: Path, seen: dict[RunConfig, tuple[int, str]]) -> CellOutcome:
-    """Run, resume or skip one cell; a failing cell is reported, not fatal to the sweep."""
-    prior = seen.get(config)
-    try:
-        if prior and prior[1] == "complete":
-            return CellOutcome(config, "skipped")
-        if prior:
-            from collector.resume import resume_run
-
-            _, summary = resume_run(str(prior[0]), warehouse, progress=False)
-            return CellOutcome(config, "resumed", summary)
-        return CellOutcome(config, "ran", run_collection(config, warehouse, progress=False))
-    except (ModelLoadError, ValueError, FileNotFoundError, NotImplementedError) as exc:
-        return CellOutcome(config, "failed", error=str(exc))
-
-
-def _label(c: RunConfig) -> str:
-    router = c.router if c.threshold is None else f"{c.router}<{c.threshold}>"
-    return f"{c.llm} + {c.slm} {c.method}/{router} {c.dataset}"
-
-
 def run_sweep(cells: list[RunConfig], warehouse: Path, console: Console) -> list[CellOutcome]:
-    """Every cell in order, one line each as it finishes."""
-    seen = existing_runs(warehouse)
-    outcomes: list[CellOutcome] = []
-    start = time.perf_counter()
-    for i, cell in enumerate(cells, 1):
-        out = run_cell(cell, warehouse, seen)
-        outcomes.append(out)
-        s = out.summary
-        detail = f"CoF {s.cof:.3f}, {s.tokens} tokens, {s.tokens_per_s:.0f} tok/s" if s else (out.error or "")
-        console.print(
-            f"[{i:>3}/{len(cells)}] {out.action:<8} {_label(cell)}  {detail}", highlight=False, soft_wrap=True
-        )
-    counts = {a: sum(o.action == a for o in outcomes) for a in ("ran", "resumed", "skipped", "failed")}
-    console.print(
-        f"sweep done in {time.perf_counter() - start:.0f} s: "
-        + ", ".join(f"{n} {a}" for a, n in counts.items()),
-        highlight=False,
-    )
-    return outcomes
+    """Every cell in this process, in order (the local executor)."""
+    return run_local(cells, warehouse, console)
 
 
 def print_headline(warehouse: Path, console: Console) -> None:
@@ -220,41 +116,109 @@ def run_default_job(
     return 1 if any(o.action == "failed" for o in outcomes) else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(
+def human_bytes(n: float) -> str:
+    """Bytes in the largest unit that keeps a number ≥ 1."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+SHOWN = ("llm", "slm", "method", "router", "threshold", "dataset")  # columns of their own in --dry-run
+
+
+def cell_table(sweep: SweepPlan) -> Table:
+    """The cells as a table: models, method, router, dataset, every other setting not at its default."""
+    from collector.sweeps.sizes import weight_bytes
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    table = Table(title=f"{len(sweep.cells)} cells", title_justify="left")
+    for col in ("#", *SHOWN, "settings", "weights (GPU)"):
+        table.add_column(col, overflow="fold")
+    for i, c in enumerate(sweep.cells, 1):
+        values = dataclasses.asdict(c)
+        rest = " ".join(f"{k}={v}" for k, v in values.items() if k not in SHOWN and v != defaults[k])
+        table.add_row(
+            str(i),
+            *("" if values[k] is None else str(values[k]) for k in SHOWN),
+            rest,
+            human_bytes(weight_bytes(c)),
+        )
+    return table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = argparse.ArgumentParser(
         prog="python -m collector.sweep",
         description=__doc__,
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", type=Path, help="sweep description (TOML)")
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
-    parser.add_argument("--dry-run", action="store_true", help="list the cells and stop")
-    args = parser.parse_args(argv)
-    console = Console()
+    p.add_argument("config", help=f"sweep file (TOML), or a shipped sweep: {', '.join(shipped_sweeps())}")
+    add_warehouse_argument(p)
+    p.add_argument("--dry-run", action="store_true", help="print the cells as a table and stop")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where the cells run")
+    p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a new local one)")
+    p.add_argument("--max-retries", type=int, default=3, help="Ray: retries of a cell whose worker died")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per cell (Ray: CPUs per cell)")
+    p.add_argument("--num-cpus", type=int, help="Ray: CPUs of a new local cluster (default: every core)")
+    p.add_argument("--device-map", help="auto: place each model over a machine's GPUs (every cell)")
+    return p
+
+
+def load_plan(ref: str, device_map: str | None) -> SweepPlan:
+    """The cells of a sweep file or shipped sweep; raises SweepError on anything wrong with it."""
+    path = sweep_path(ref)
     try:
-        cells = expand(tomllib.loads(args.config.read_text()))
-    except (OSError, tomllib.TOMLDecodeError, TypeError, KeyError) as exc:
-        console.print(f"[red]error:[/red] cannot read sweep {args.config}: {exc}")
-        return 2
-    try:
-        for cell in cells:
-            cell.validate()
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] sweep {args.config} has an invalid cell: {exc}")
-        return 2
-    if args.dry_run:
-        for cell in cells:
-            console.print(_label(cell), highlight=False)
-        return 0
+        spec = tomllib.loads(path.read_text())
+    except OSError as exc:
+        shipped = ", ".join(shipped_sweeps())
+        raise SweepError(
+            f"cannot read sweep {ref}: {exc}; give a TOML file or a shipped sweep ({shipped})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepError(f"{path} is not valid TOML: {exc}") from exc
+    if device_map:
+        spec = {**spec, "device_map": device_map}
+    return plan(spec)
+
+
+def execute(args: argparse.Namespace, cells: Sequence[RunConfig], console: Console) -> list[CellOutcome]:
+    """Run the cells with the chosen executor."""
     warehouse = resolve_warehouse(args.warehouse)
+    if args.executor == "ray":
+        from collector.sweeps.ray_executor import run_ray
+
+        return run_ray(cells, warehouse, console, address=args.address, max_retries=args.max_retries,
+                       threads=args.threads, num_cpus=args.num_cpus)  # fmt: skip
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return run_local(cells, warehouse, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (1 if any cell failed, 2 for a bad sweep)."""
+    args = build_parser().parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console.width = 200  # a table piped to a file or a log keeps one line per cell
     try:
-        outcomes = run_sweep(cells, warehouse, console)
-    except WarehouseError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        sweep = load_plan(args.config, args.device_map)
+        for note in sweep.left_out:
+            console.print(f"left out: {note}", highlight=False, markup=False)
+        if args.dry_run:
+            console.print(cell_table(sweep))
+            return 0
+        start = time.perf_counter()
+        outcomes = execute(args, sweep.cells, console)
+    except UserError as exc:  # a bad sweep file, a missing model, the warehouse: said, not a traceback
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    print_headline(warehouse, console)
+    console.print(f"{args.executor} executor: {time.perf_counter() - start:.1f} s wall", highlight=False)
+    print_headline(resolve_warehouse(args.warehouse), console)
     return 1 if any(o.action == "failed" for o in outcomes) else 0
 
 

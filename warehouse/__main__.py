@@ -1,4 +1,4 @@
-"""`python -m warehouse`: bring a file to head, show its state, ingest staged shards, export Parquet."""
+"""`python -m warehouse`: bring a file to head, show its state, ingest, export, rebuild summaries, run SQL."""
 
 from __future__ import annotations
 
@@ -6,18 +6,33 @@ import argparse
 import sys
 from pathlib import Path
 
-from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+import sqlalchemy as sa
+
+from warehouse.db import (
+    STORAGE_VERSION,
+    WarehouseError,
+    WarehouseLocked,
+    convert_storage,
+    duckdb_connection,
+    is_lock_error,
+)
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
-from warehouse.migrate import current_revision, downgrade, head_revision, upgrade
-from warehouse.settings import resolve_warehouse, staging_dir
+from warehouse.liveness import run_liveness
+from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
+from warehouse.quarantine import quarantined_shards
+from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
+from warehouse.sql import sql_door
 from warehouse.staging import batch_dirs
+from warehouse.summaries import rebuild
 
 EXAMPLES = """examples:
   python -m warehouse upgrade                       # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) to head
   python -m warehouse status --warehouse runs.duckdb
   python -m warehouse ingest                        # move staged shards into the file
   python -m warehouse export --parquet out/         # hive-partitioned Parquet
+  python -m warehouse rebuild-summaries             # recompute the summary tables from token_events
+  python -m warehouse sql "SELECT * FROM run_cof"   # run SQL on the file, read-only (no query: stdin)
   python -m warehouse downgrade base                # remove the schema (and all data)
 """
 
@@ -30,41 +45,108 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("upgrade", help="apply migrations up to head (creates the file)")
+    sub.add_parser(
+        "upgrade",
+        help=f"apply migrations up to head (creates the file; writes storage version {STORAGE_VERSION})",
+    )
     down = sub.add_parser("downgrade", help="revert migrations down to a revision")
     down.add_argument("revision", help="target revision, or 'base'")
     sub.add_parser("status", help="schema revision, head, staged shards, row counts")
     sub.add_parser("ingest", help="ingest staged shards (needs the file free of other processes)")
     exp = sub.add_parser("export", help="export tables as hive-partitioned Parquet")
     exp.add_argument("--parquet", required=True, type=Path, help="output folder")
+    sub.add_parser("rebuild-summaries", help="recompute the summary tables from token_events")
+    sql = sub.add_parser("sql", help="run SQL on the file opened read-only (no query: read stdin)")
+    sql.add_argument("query", nargs="?", help="SQL text; one or more statements")
     for p in sub.choices.values():
         p.add_argument("--warehouse", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def print_status(path: Path) -> None:
-    """Print where the file stands."""
+    """Print where the file stands: schema, staged and quarantined shards, row counts, runs in progress."""
     head = head_revision()
-    current = current_revision(path)
     print(f"warehouse : {path}{'' if path.exists() else ' (does not exist)'}")
-    print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    try:
+        current = current_revision(path)
+        print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
+    except WarehouseLocked:
+        current = None  # the staging folder can still be read
+        print("revision  : unknown: another process holds the file (the API server, or a collector)")
     root = staging_dir(path)
-    staged = sum(len(batch_dirs(d)) for d in root.iterdir() if d.is_dir()) if root.exists() else 0
+    staged = sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
     print(f"staged    : {staged} shard(s) waiting in {root}")
+    runs: dict[str, tuple[int, str, str | None]] = {}  # run_key -> (run_id, status, error)
     if current == head:
         with duckdb_connection(path, read_only=True) as con:
             for table in ("models", "runs", "samples", "token_events"):
                 row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
                 print(f"{table:<10}: {row[0] if row else 0} rows")
+            rows = con.execute("SELECT run_key, run_id, status, error FROM runs ORDER BY run_id").fetchall()
+            runs = {str(k): (int(i), str(st), e) for k, i, st, e in rows}
+    print_quarantine(path, runs)
+    print_unfinished(path, runs)
 
 
-def run_command(args: argparse.Namespace, path: Path) -> None:
-    """Dispatch one subcommand."""
+def staged_run_dirs(root: Path) -> list[Path]:
+    """The staged runs' folders (the quarantine and leftovers are dot-named)."""
+    if not root.exists():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
+    """Each quarantined shard, why, and what to do."""
+    bad = quarantined_shards(staging_dir(path))
+    if not bad:
+        return
+    print(f"quarantine: {len(bad)} shard(s) failed to read or verify and were moved aside:")
+    for q in bad:
+        staged = (staging_dir(path) / q.run_key).exists()
+        ref = q.run_key if staged or q.run_key not in runs else str(runs[q.run_key][0])
+        ids = f"samples {min(q.sample_ids)}-{max(q.sample_ids)}" if q.sample_ids else "the whole run"
+        print(f"  {q.path}  ({ids})\n    why : {q.reason}")
+        if runs.get(q.run_key, (0, "", None))[1] == "complete":
+            print("    do  : nothing is missing any more (its run is complete): delete the folder above")
+            continue
+        print(
+            f"    do  : collect them again with: python -m collector.run --resume {ref} --warehouse {path}\n"
+            f"          (the rest of the run is ingested); then delete the folder above"
+        )
+
+
+def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
+    """Runs that are not complete: running (live or stale) and failed, each with its --resume command."""
+    keys = {d.name for d in staged_run_dirs(staging_dir(path))}
+    keys |= {k for k, (_, status, _) in runs.items() if status == "running"}
+    lines = []
+    for key in sorted(keys, key=lambda k: runs.get(k, (10**12, "", None))[0]):
+        run_id = runs[key][0] if key in runs else None
+        live = run_liveness(path, key, run_id)
+        label = f"run {run_id} ({key})" if run_id is not None else f"run {key} (not ingested yet)"
+        hint = f"\n    resume: {live.resume}" if live.state == "stale" else ""
+        lines.append(f"  {label}: {live.state}, {live.detail}{hint}")
+    for key, (run_id, status, error) in runs.items():
+        if status == "failed":
+            lines.append(f"  run {run_id} ({key}): failed, {error or 'no reason recorded'}")
+    if lines:
+        print("unfinished:\n" + "\n".join(lines))
+
+
+def run_upgrade(path: Path) -> None:
+    """Rewrite a file in the storage version DuckDB 1.x reads if needed, then migrate it to head."""
+    if convert_storage(path):
+        print(f"{path}: rewritten in DuckDB storage version {STORAGE_VERSION} (DuckDB 1.1 and later read it)")
+    upgrade(path)
+    print(f"{path} is at revision {head_revision()}")
+
+
+def run_command(args: argparse.Namespace, path: Path) -> int:
+    """Dispatch one subcommand; returns the exit status."""
     if args.command == "upgrade":
-        upgrade(path)
-        print(f"{path} is at revision {head_revision()}")
+        run_upgrade(path)
     elif args.command == "downgrade":
         downgrade(path, args.revision)
         print(f"{path} is at revision {current_revision(path) or 'base'}")
@@ -77,11 +159,22 @@ def run_command(args: argparse.Namespace, path: Path) -> None:
             f"ingested {report.shards} shard(s): {report.events} events, {report.samples} samples; "
             f"{report.runs_finished} run(s) finished"
         )
+        for q in report.quarantined:
+            print(f"quarantined {q.path}: {q.reason}; see: python -m warehouse status --warehouse {path}")
     elif args.command == "export":
         with duckdb_connection(path, read_only=True) as con:
             counts = export_parquet(con, args.parquet)
         for table, n in counts.items():
             print(f"{table:<16} {n:>12} rows -> {args.parquet / table}")
+    elif args.command == "rebuild-summaries":
+        with duckdb_connection(path) as con:
+            require_head(con, path)
+            events = rebuild(con)
+            con.execute("CHECKPOINT")
+        print(f"summary tables rebuilt from {events} token events")
+    elif args.command == "sql":
+        return sql_door(path, args.query)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,14 +182,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = resolve_warehouse(args.warehouse)
     try:
-        run_command(args, path)
+        try:
+            return run_command(args, path)
+        except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
+            if not is_lock_error(exc):
+                raise
+            raise WarehouseLocked(f"{path} is open in another process ({exc.orig})") from exc
     except WarehouseLocked as exc:
         print(f"error: {exc}. Stop the other process (or let the API ingest) and try again.", file=sys.stderr)
         return 2
     except WarehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from warehouse.db import WarehouseLocked, open_duckdb
+from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
 from warehouse.migrate import require_head
+from warehouse.quarantine import QuarantinedShard, quarantine_run, quarantine_shard
 from warehouse.settings import staging_dir
 from warehouse.staging import (
     CYCLES_FILE,
@@ -25,7 +26,9 @@ from warehouse.staging import (
     read_arrow,
     read_final,
     read_manifest,
+    verify_shard,
 )
+from warehouse.summaries import accumulate_arrow
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class IngestReport:
     events: int = 0
     samples: int = 0
     runs_finished: int = 0
+    quarantined: tuple[QuarantinedShard, ...] = ()  # shards moved aside in this pass
 
     def __add__(self, other: IngestReport) -> IngestReport:
         return IngestReport(
@@ -43,6 +47,7 @@ class IngestReport:
             self.events + other.events,
             self.samples + other.samples,
             self.runs_finished + other.runs_finished,
+            self.quarantined + other.quarantined,
         )
 
 
@@ -147,6 +152,7 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
     con.execute("BEGIN TRANSACTION")
     try:
         insert_batch(con, run_id, samples, events)
+        accumulate_arrow(con, run_id, events)  # summary tables, in the shard's own transaction
         if cycles:
             insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles)))
         insert_arrow(con, "ingested_shards", run_id, ledger)
@@ -159,17 +165,34 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
     return IngestReport(shards=len(shards), events=events.num_rows, samples=samples.num_rows)
 
 
-def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[list[Path]]:
-    """Shards not in the ledger, in groups bounded by size on disk; ledgered ones are removed."""
+def _unledgered(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[Path]:
+    """Shards not in the ledger; ledgered ones (committed before a crash left their folder) are removed."""
     keys = [_shard_key(s) for s in shards]
     query = "SELECT shard FROM ingested_shards WHERE shard IN (SELECT unnest(?))"
     done = {r[0] for r in con.execute(query, [keys]).fetchall()}
-    groups: list[list[Path]] = [[]]
-    size = 0
     for shard, key in zip(shards, keys, strict=True):
         if key in done:
-            remove_dir(shard)  # committed before a crash that left its folder behind
-            continue
+            remove_dir(shard)
+    return [s for s, k in zip(shards, keys, strict=True) if k not in done]
+
+
+def _sound(shards: list[Path]) -> tuple[list[Path], tuple[QuarantinedShard, ...]]:
+    """Shards that verify, and the ones that did not, moved to quarantine with their reason."""
+    good, bad = [], []
+    for shard in shards:
+        reason = verify_shard(shard)
+        if reason is None:
+            good.append(shard)
+        else:
+            bad.append(quarantine_shard(shard, reason))
+    return good, tuple(bad)
+
+
+def _pending_groups(shards: list[Path]) -> list[list[Path]]:
+    """Shards in groups bounded by size on disk and by count."""
+    groups: list[list[Path]] = [[]]
+    size = 0
+    for shard in shards:
         nbytes = (shard / EVENTS_FILE).stat().st_size
         if groups[-1] and (size + nbytes > GROUP_BYTES or len(groups[-1]) >= GROUP_SHARDS):
             groups.append([])
@@ -180,21 +203,49 @@ def _pending_groups(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
-    """Record how a run ended."""
+    """Record how a run ended and its measured costs; a run missing samples is `failed`, not `complete`."""
+    status, error = final.status, final.error
+    row = con.execute(
+        "SELECT r.n_samples, (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r "
+        "WHERE r.run_id = ?",
+        [run_id],
+    ).fetchone()
+    assert row is not None, f"run {run_id} vanished"
+    expected, present = int(row[0]), int(row[1])
+    if status == "complete" and present < expected:
+        status = "failed"
+        error = (
+            f"{expected - present} of {expected} samples are missing (a shard was quarantined; see "
+            f"python -m warehouse status); collect them with: python -m collector.run --resume {run_id}"
+        )
+    con.execute("BEGIN TRANSACTION")
     con.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ? WHERE run_id = ?",
-        [final.status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, run_id],
+        "UPDATE runs SET status = ?, finished_at = ?, wall_s = ?, tokens_per_s = ?, error = ? "
+        "WHERE run_id = ?",
+        [status, datetime.fromisoformat(final.finished_at), final.wall_s, final.tokens_per_s, error, run_id],
     )
+    con.execute("DELETE FROM run_costs WHERE run_id = ?", [run_id])
+    if final.costs:
+        insert_arrow(con, "run_costs", run_id, pa.Table.from_pylist(final.costs))
+    con.execute("COMMIT")
+
+
+def _manifest_or_quarantine(run_dir: Path) -> tuple[RunManifest | None, tuple[QuarantinedShard, ...]]:
+    try:
+        return read_manifest(run_dir), ()
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return None, (quarantine_run(run_dir, f"run.json cannot be read ({type(exc).__name__}: {exc})"),)
 
 
 def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestReport:
-    """Ingest every finished batch of one staged run, then its final record if it has one."""
-    manifest = read_manifest(run_dir)
+    """Ingest every sound batch of one staged run (bad ones go to quarantine), then its final record."""
+    manifest, bad_run = _manifest_or_quarantine(run_dir)
     if manifest is None:
-        return IngestReport()
+        return IngestReport(quarantined=bad_run)
     run_id = ensure_run(con, manifest)
-    report = IngestReport()
-    for group in _pending_groups(con, batch_dirs(run_dir)):
+    shards, bad = _sound(_unledgered(con, batch_dirs(run_dir)))
+    report = IngestReport(quarantined=bad)
+    for group in _pending_groups(shards):
         report = report + ingest_group(con, run_id, group)
     final = read_final(run_dir)
     if final is not None and not batch_dirs(run_dir):
@@ -213,11 +264,33 @@ def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestRep
     for leftover in [*root.glob(".del-*"), *root.glob("*/.del-*")]:  # removals cut short by a crash
         shutil.rmtree(leftover, ignore_errors=True)
     report = IngestReport()
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        report = report + ingest_run_dir(con, run_dir)
-    if report.shards:
-        con.execute("CHECKPOINT")
+    try:
+        for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            report = report + ingest_run_dir(con, run_dir)
+        if report.shards:
+            con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        full = disk_full_message(exc)
+        if full is None:
+            raise
+        raise WarehouseError(
+            f"the disk holding {warehouse} is full ({full}); nothing is lost: the shards stay staged. "
+            f"Free some space, then run: python -m warehouse ingest --warehouse {warehouse}"
+        ) from exc
     return report
+
+
+DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
+
+
+def disk_full_message(exc: BaseException | None) -> str | None:
+    """DuckDB's words for a full disk, found in an exception or the ones it was raised during; else None."""
+    while exc is not None:
+        text = str(exc)
+        if any(t in text.lower() for t in DISK_FULL_TEXT):
+            return text.splitlines()[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def try_ingest(warehouse: Path) -> IngestReport | None:

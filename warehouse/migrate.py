@@ -13,7 +13,7 @@ from alembic.ddl.impl import DefaultImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from warehouse.db import WarehouseError, make_engine
+from warehouse.db import WarehouseError, WarehouseLocked, is_lock_error, make_engine
 from warehouse.models import Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -101,9 +101,15 @@ def current_revision(path: Path) -> str | None:
     if not path.exists():
         return None
     engine = make_engine(path, read_only=True)
-    with engine.connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            rev = MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        if is_lock_error(exc):
+            raise WarehouseLocked(f"{path} is open in another process ({exc.orig})") from exc
+        raise
+    finally:
+        engine.dispose()
     return rev
 
 

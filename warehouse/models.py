@@ -76,6 +76,7 @@ class Run(Base):
     settings: Mapped[str] = mapped_column(Text)  # JSON of every decoding setting
     wall_s: Mapped[float | None] = mapped_column(Double)
     tokens_per_s: Mapped[float | None] = mapped_column(Double)
+    error: Mapped[str | None] = mapped_column(Text)  # why a `failed` run failed, with what to do
 
 
 class Sample(Base):
@@ -122,6 +123,8 @@ class TokenEvent(Base):
     # Speculative decoding only (NULL otherwise): position in the draft 0..K-1, K for the LLM's own token.
     draft_index: Mapped[int | None] = mapped_column(SmallInteger)
     accepted: Mapped[bool | None] = mapped_column(Boolean)  # a draft token the LLM kept
+    # Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions (temperature 1 under greedy).
+    accept_prob: Mapped[float | None] = mapped_column(Float)
 
 
 class SpecCycle(Base):
@@ -137,6 +140,21 @@ class SpecCycle(Base):
     accepted: Mapped[int] = mapped_column(SmallInteger)
 
 
+class RunCost(Base):
+    """A cost the collector measured at the start (or end) of a run, on its own device and batch size."""
+
+    __tablename__ = "run_costs"
+    __mapper_args__ = {"primary_key": ["run_id", "kind", "tokens", "batch_size"]}
+
+    run_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(
+        Text
+    )  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode
+    tokens: Mapped[int] = mapped_column(Integer)  # new tokens per forward, drafts per cycle, or generated
+    batch_size: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Double)  # per forward, cycle or prompt; in all for generate/decode
+
+
 class IngestedShard(Base):
     """Ledger of staged shards already in the warehouse: ingesting a shard twice changes nothing."""
 
@@ -147,3 +165,64 @@ class IngestedShard(Base):
     events: Mapped[int] = mapped_column(BigInteger)
     samples: Mapped[int] = mapped_column(Integer)
     ingested_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# Summary tables (warehouse/summaries.py): sums of token_events that ingest adds to in each shard's
+# transaction; the views and analytics read them instead of scanning the events.
+
+
+class RunSum(Base):
+    """Tokens, consultations and mismatches of one run."""
+
+    __tablename__ = "run_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    consulted: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class SampleSum(Base):
+    """Tokens, consultations and mismatches of one sample (per-sample CoF and its interval)."""
+
+    __tablename__ = "sample_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    consulted: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class PositionSum(Base):
+    """Tokens and mismatches of one run in one relative-position decile (bin 0..9)."""
+
+    __tablename__ = "position_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class EntropySum(Base):
+    """Tokens and mismatches of one run in one System 1 entropy bin (0.5 nats; the last open above)."""
+
+    __tablename__ = "entropy_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class HistogramSum(Base):
+    """Tokens and mismatches of one run per cell of a feature's grid (predictor ranks, early windows)."""
+
+    __tablename__ = "histogram_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    feature: Mapped[str] = mapped_column(Text, primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)

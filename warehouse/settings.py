@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +21,14 @@ class WarehouseSettings(BaseSettings):
 def resolve_warehouse(path: str | Path | None) -> Path:
     """An explicit path wins; else `$FSGEN_WAREHOUSE`; else ./fsgen.duckdb."""
     return Path(path) if path else WarehouseSettings().warehouse
+
+
+WAREHOUSE_HELP = f"DuckDB file (default: $FSGEN_WAREHOUSE or ./{DEFAULT_WAREHOUSE})"
+
+
+def add_warehouse_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--warehouse` option every entry point takes (resolve it with `resolve_warehouse`)."""
+    parser.add_argument("--warehouse", help=WAREHOUSE_HELP)
 
 
 def staging_dir(warehouse: Path) -> Path:

@@ -3,10 +3,13 @@
 Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
 
     <run_key>/run.json                         run manifest (settings, models), written first
+    <run_key>/heartbeat.json                   the collector's PID and host, rewritten with every shard
     <run_key>/batch-<first_sample_id>/         one finished batch, renamed into place when complete
         samples.arrow, events.arrow[, cycles.arrow for speculative decoding]   (Arrow IPC files)
+        checksums.json                         SHA-256 and size of each file, verified before ingest
     <run_key>/written.txt                      sample ids of every staged shard, one line per shard
     <run_key>/final.json                       the run's outcome, written last
+    .quarantine/<run_key>/batch-.../           a shard that failed to read or verify, with reason.json
 
 Every file is written under a temporary name and renamed, so a reader never sees half a shard. Shards are
 Arrow IPC files: the ingester memory-maps them and hands them to DuckDB as Arrow without decoding (Parquet
@@ -15,14 +18,23 @@ shards cost more to read back than DuckDB takes to insert them). `python -m ware
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import shutil
+import socket
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from warehouse.db import WarehouseError
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -65,6 +77,30 @@ BATCH_PREFIX = "batch-"
 SAMPLES_FILE = "samples.arrow"
 EVENTS_FILE = "events.arrow"
 CYCLES_FILE = "cycles.arrow"
+CHECKSUMS_FILE = "checksums.json"
+HEARTBEAT = "heartbeat.json"
+QUARANTINE = ".quarantine"  # under the staging root; dot-named, so the ingester never walks it
+QUARANTINED_PREFIX = "q:"  # a `written.txt` line whose ids were quarantined, hence not committed
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class StagingFull(WarehouseError):
+    """The staging folder's disk (or a file-size limit) ran out while writing a shard."""
+
+
+@contextmanager
+def disk_full_is_user_error(where: Path) -> Iterator[None]:
+    """Turn a full disk (or a file-size limit) into StagingFull, whose message says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise StagingFull(
+            f"no space left to stage under {where} ({exc.strerror or exc}); nothing half-written was kept. "
+            "Free some disk space (or point --warehouse at a bigger disk), then run again; a run that had "
+            "started continues with --resume (see: python -m warehouse status)"
+        ) from exc
 
 
 def write_arrow(table: pa.Table, path: Path) -> None:
@@ -129,15 +165,74 @@ class RunFinal:
     wall_s: float
     tokens_per_s: float
     error: str | None = field(default=None)
+    # measured costs (rows of run_costs without run_id: kind, tokens, batch_size, seconds)
+    costs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write under a temporary name, fsync, rename; on failure the temporary file is removed."""
+    with disk_full_is_user_error(path.parent):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, hex."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write_checksums(shard: Path) -> None:
+    """checksums.json: the SHA-256 and size of every Arrow file of a shard."""
+    sums = {
+        f.name: {"sha256": file_digest(f), "bytes": f.stat().st_size} for f in sorted(shard.glob("*.arrow"))
+    }
+    (shard / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=1))
+
+
+def verify_shard(shard: Path) -> str | None:
+    """Why a shard cannot be ingested (checksum, size, unreadable or wrong schema), None if it is sound."""
+    try:
+        sums = json.loads((shard / CHECKSUMS_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        return f"{CHECKSUMS_FILE} is missing or unreadable ({exc})"
+    for name in (SAMPLES_FILE, EVENTS_FILE):
+        if name not in sums:
+            return f"{CHECKSUMS_FILE} does not list {name}"
+    for name, want in sums.items():
+        path = shard / name
+        if not path.exists():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            return f"{name} has {size} bytes, its checksum was taken over {want['bytes']} (truncated?)"
+        if file_digest(path) != want["sha256"]:
+            return f"{name} does not match its SHA-256 checksum (the file changed after it was staged)"
+    return _schema_problem(shard)
+
+
+def _schema_problem(shard: Path) -> str | None:
+    """Why the shard's Arrow files cannot be read as samples and events, None if they can."""
+    try:
+        samples = read_arrow(shard / SAMPLES_FILE)
+        events = read_arrow(shard / EVENTS_FILE)
+        if (shard / CYCLES_FILE).exists():
+            read_arrow(shard / CYCLES_FILE)
+    except (OSError, pa.ArrowException) as exc:
+        return f"cannot read the shard as Arrow IPC ({type(exc).__name__}: {exc})"
+    for table, schema, name in ((samples, SAMPLE_SCHEMA, SAMPLES_FILE), (events, EVENT_SCHEMA, EVENTS_FILE)):
+        missing = [c for c in schema.names if c not in table.column_names]
+        if missing:
+            return f"{name} lacks columns {missing}"
+    return None
 
 
 class StagingWriter:
@@ -145,33 +240,54 @@ class StagingWriter:
 
     def __init__(self, staging_root: Path, run_key: str) -> None:
         self.run_dir = staging_root / run_key
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with disk_full_is_user_error(staging_root):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def write_manifest(self, manifest: RunManifest) -> None:
-        """Write run.json (idempotent: a resumed run rewrites the same content)."""
+        """Write run.json (idempotent: a resumed run rewrites the same content) and the first heartbeat."""
+        (self.run_dir / FINAL).unlink(missing_ok=True)  # a resumed run is not finished until it says so
         payload = asdict(manifest)
-        _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+        try:
+            _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+        except StagingFull:
+            if not any(self.run_dir.iterdir()):
+                self.run_dir.rmdir()  # nothing of the run was staged: leave no empty run behind
+            raise
+        self.beat()
+
+    def beat(self) -> None:
+        """Rewrite heartbeat.json: this process is alive and collecting this run."""
+        _atomic_write_bytes(self.run_dir / HEARTBEAT, json.dumps(own_heartbeat()).encode())
 
     def write_batch(
         self, first_sample_id: int, samples: pa.Table, events: pa.Table, cycles: pa.Table | None = None
     ) -> Path:
-        """Write a finished batch as a shard folder, renamed into place when complete."""
+        """Write a finished batch as a shard folder with its checksums, renamed into place when complete."""
         final = self.run_dir / f"{BATCH_PREFIX}{first_sample_id:08d}"
-        tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".tmp-batch-"))
-        write_arrow(samples.cast(SAMPLE_SCHEMA), tmp / SAMPLES_FILE)
         missing = set(EVENT_SCHEMA.names) - set(events.column_names)
         if missing:
-            raise ValueError(f"event batch lacks columns {sorted(missing)}")
-        write_arrow(events, tmp / EVENTS_FILE)
-        if cycles is not None:
-            write_arrow(cycles, tmp / CYCLES_FILE)
-        os.replace(tmp, final)
-        ids = samples.column("sample_id").to_pylist()
-        with open(self.run_dir / WRITTEN, "a") as fh:
-            fh.write(",".join(str(i) for i in ids) + "\n")
+            raise ValueError(f"event batch lacks columns {sorted(missing)}")  # a bug in the caller
+        with disk_full_is_user_error(self.run_dir):
+            tmp = Path(tempfile.mkdtemp(dir=self.run_dir, prefix=".tmp-batch-"))
+            try:
+                write_arrow(samples.cast(SAMPLE_SCHEMA), tmp / SAMPLES_FILE)
+                write_arrow(events, tmp / EVENTS_FILE)
+                if cycles is not None:
+                    write_arrow(cycles, tmp / CYCLES_FILE)
+                write_checksums(tmp)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        self._append_written(",".join(str(i) for i in samples.column("sample_id").to_pylist()))
+        self.beat()
+        return final
+
+    def _append_written(self, line: str) -> None:
+        with disk_full_is_user_error(self.run_dir), open(self.run_dir / WRITTEN, "a") as fh:
+            fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        return final
 
     def write_final(self, final: RunFinal) -> None:
         """Write final.json: the ingester marks the run finished once every batch is in."""
@@ -195,15 +311,47 @@ def batch_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.glob(f"{BATCH_PREFIX}*") if p.is_dir())
 
 
-def staged_sample_ids(run_dir: Path) -> set[int]:
-    """Sample ids of every shard this run has staged, whether or not it has been ingested since."""
+def written_sample_ids(run_dir: Path) -> set[int]:
+    """Sample ids that `written.txt` says are staged: every shard's line, less the quarantined ones."""
     ids: set[int] = set()
     written = run_dir / WRITTEN
-    if written.exists():
-        ids.update(int(v) for line in written.read_text().splitlines() for v in line.split(",") if v)
+    if not written.exists():
+        return ids
+    for line in written.read_text().splitlines():
+        quarantined = line.startswith(QUARANTINED_PREFIX)
+        values = {int(v) for v in line.removeprefix(QUARANTINED_PREFIX).split(",") if v}
+        ids = ids - values if quarantined else ids | values
+    return ids
+
+
+def staged_sample_ids(run_dir: Path) -> set[int]:
+    """Sample ids of every shard this run has staged, whether or not it has been ingested since."""
+    ids = written_sample_ids(run_dir)
     for shard in batch_dirs(run_dir):
         # A shard without its samples file lost it to a removal cut short after ingest: `written` has its ids.
         if (shard / SAMPLES_FILE).exists():
-            column = read_arrow(shard / SAMPLES_FILE, ["sample_id"])["sample_id"]
+            try:
+                column = read_arrow(shard / SAMPLES_FILE, ["sample_id"])["sample_id"]
+            except (OSError, pa.ArrowException):
+                continue  # unreadable: the ingester will quarantine it, and its samples are collected again
             ids.update(int(v) for v in column.to_pylist())
     return ids
+
+
+def own_heartbeat() -> dict[str, Any]:
+    """This process as a heartbeat records it: PID, host, start time of the PID (Linux), and now."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "pid_start": pid_start(os.getpid()),
+        "at": time.time(),
+    }
+
+
+def pid_start(pid: int) -> str | None:
+    """The start time of a process in clock ticks since boot (tells a reused PID apart); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the command name

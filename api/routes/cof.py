@@ -1,73 +1,63 @@
-"""GET /v1/cof: collaboration frequency of complete runs, grouped by low-cardinality columns."""
+"""GET /v1/cof: collaboration frequency by any low-cardinality grouping of runs (analytics.frequency)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
-
-from api.deps import DbDep, TimeoutMs
-from api.errors import ApiError
+from analytics.frequency import collaboration_frequency
+from api.convert import Group, records
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import error_responses
+from api.params import Confidence, FiltersDep, GroupByQuery, groups
 
 router = APIRouter(prefix="/v1", tags=["cof"])
 
-# Grouping by anything else (sample, step, token) would return unbounded rows.
-GROUPABLE = ("llm", "slm", "method", "router", "dataset", "status")
-
 
 class CofRow(BaseModel):
-    group: dict[str, str | None]
-    runs: int
+    """CoF of one group: pooled, and the mean over samples with its interval."""
+
+    group: Group
+    samples: int
     tokens: int
-    consulted: int
     mismatches: int
-    cof: float | None
+    consulted: int
+    cof: float | None = Field(description="pooled: mismatches / tokens")
+    cof_mean: float | None = Field(description="mean of the per-sample CoF")
+    cof_sd: float | None
+    ci_lo: float | None = Field(description="t interval of cof_mean at `confidence`, clipped to [0, 1]")
+    ci_hi: float | None
     consult_rate: float | None
 
 
 class CofPublic(BaseModel):
+    """CoF per group."""
+
     group_by: list[str]
+    confidence: float
     data: list[CofRow]
 
 
-@router.get("/cof", response_model=CofPublic)
+DEFAULT_GROUP_BY = ("llm", "slm", "method")
+
+
+@router.get("/cof", response_model=CofPublic, responses=error_responses(400, 401, 405, 500, 503))
 def get_cof(
+    analyst: AnalystDep,
     db: DbDep,
-    group_by: Annotated[list[str] | None, Query()] = None,
-    method: str | None = None,
-    dataset: str | None = None,
+    filters: FiltersDep,
+    group_by: GroupByQuery = None,
+    confidence: Confidence = 0.95,
     timeout_ms: TimeoutMs = None,
 ) -> CofPublic:
-    """Pooled CoF = mismatches / tokens per group (default: by llm, slm, method)."""
-    groups = group_by or ["llm", "slm", "method"]
-    bad = [g for g in groups if g not in GROUPABLE]
-    if bad:
-        raise ApiError(400, "invalid_group_by", f"cannot group by {bad}; choose from {list(GROUPABLE)}")
-    where, params = ["r.status = 'complete'"], []
-    for name, value in (("method", method), ("dataset", dataset)):
-        if value is not None:
-            where.append(f"r.{name} = ?")
-            params.append(value)
-    cols = ", ".join(f"r.{g}" for g in groups)
-    rows = db.query(
-        f"SELECT {cols}, count(*) AS runs, CAST(sum(c.tokens) AS BIGINT) AS tokens, "
-        "CAST(sum(c.consulted) AS BIGINT) AS consulted, CAST(sum(c.mismatches) AS BIGINT) AS mismatches "
-        f"FROM runs r JOIN run_cof c USING (run_id) WHERE {' AND '.join(where)} "
-        f"GROUP BY {cols} ORDER BY {cols}",
-        params,
-        timeout_ms,
+    """Pooled CoF = mismatches / tokens per group, and the per-sample mean with its interval."""
+    cols = groups(group_by, DEFAULT_GROUP_BY)
+    frame = analyst(
+        db.limit_ms(timeout_ms),
+        collaboration_frequency,
+        cols,
+        filters=filters,
+        confidence=confidence,
     )
-    data = [
-        CofRow(
-            group={g: r[g] for g in groups},
-            runs=r["runs"],
-            tokens=r["tokens"] or 0,
-            consulted=r["consulted"] or 0,
-            mismatches=r["mismatches"] or 0,
-            cof=r["mismatches"] / r["tokens"] if r["tokens"] else None,
-            consult_rate=r["consulted"] / r["tokens"] if r["tokens"] else None,
-        )
-        for r in rows
-    ]
-    return CofPublic(group_by=groups, data=data)
+    rows = [CofRow(**r) for r in records(frame, cols)]
+    return CofPublic(group_by=list(cols), confidence=confidence, data=rows)

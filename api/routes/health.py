@@ -5,19 +5,25 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.deps import DbDep
-from warehouse.migrate import current_revision_of
+from api.db import select
+from api.deps import CursorDep, DbDep
+from api.errors import error_responses
 
 router = APIRouter(tags=["health"])
 
 
 class HealthPublic(BaseModel):
+    """Liveness and the schema revision of the file being served."""
+
     status: str
     warehouse: str
     revision: str | None
 
 
-@router.get("/health", response_model=HealthPublic)
-def get_health(db: DbDep) -> HealthPublic:
-    """Liveness plus the schema revision of the file being served."""
-    return HealthPublic(status="ok", warehouse=str(db.path), revision=current_revision_of(db.connect()))
+@router.get("/health", response_model=HealthPublic, responses=error_responses(400, 405, 500, 503))
+def get_health(cur: CursorDep, db: DbDep) -> HealthPublic:
+    """Liveness plus the schema revision of the file being served (its own cursor)."""
+    rows = select(cur, "SELECT version_num FROM alembic_version", limit_ms=db.timeout_ms)
+    return HealthPublic(
+        status="ok", warehouse=str(db.path), revision=str(rows[0]["version_num"]) if rows else None
+    )

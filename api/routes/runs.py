@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
 
-from api.deps import DbDep, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
-from api.errors import ApiError
+from api.convert import UtcDatetime
+from api.db import select
+from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
+from api.errors import ApiError, error_responses
+from api.params import Method, RouterName, Status
+from api.settings import ApiSettings
+from warehouse.liveness import displayed_status
 
 router = APIRouter(prefix="/v1", tags=["runs"])
 
-RUN_COLUMNS = (
-    "r.run_id, r.created_at, r.finished_at, r.llm, r.slm, r.slm_tuned, r.method, r.router, r.threshold, "
-    "r.dataset, r.status, r.n_samples, r.seed, r.temperature, r.top_p, r.device, r.dtype, r.wall_s, "
-    "r.tokens_per_s, c.tokens, c.consulted, c.mismatches, c.cof, c.consult_rate, a.accuracy"
-)
-RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
-FILTERS = ("llm", "slm", "method", "router", "dataset", "status")
-
 
 class RunPublic(BaseModel):
+    """One run: its configuration, its status and its collaboration figures so far."""
+
     run_id: int
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
     llm: str
     slm: str
     slm_tuned: str | None
@@ -33,7 +31,11 @@ class RunPublic(BaseModel):
     router: str
     threshold: float | None
     dataset: str
-    status: str
+    status: str = Field(
+        description="running, complete, failed, or stale (running, but its collector is gone)"
+    )
+    error: str | None = Field(description="why a run failed or lost samples (null when it did not)")
+    run_key: str = Field(description="the run's key (staging folder; `--resume` accepts it)")
     n_samples: int
     seed: int
     temperature: float
@@ -42,7 +44,7 @@ class RunPublic(BaseModel):
     dtype: str
     wall_s: float | None
     tokens_per_s: float | None
-    tokens: int
+    tokens: int = Field(description="generated tokens ingested so far")
     consulted: int
     mismatches: int
     cof: float | None
@@ -51,57 +53,91 @@ class RunPublic(BaseModel):
 
 
 class RunsPublic(BaseModel):
+    """A page of runs; `next_cursor` fetches the next one."""
+
     data: list[RunPublic]
     next_cursor: str | None
-    truncated: bool
+    truncated: bool = Field(description="true when more rows follow (the page hit its limit)")
 
 
-@router.get("/runs", response_model=RunsPublic)
+# The columns come from the response model: r.* for the run's own, c.* / a.* for the views' figures.
+_FROM_VIEWS = {"tokens": "c", "consulted": "c", "mismatches": "c", "cof": "c", "consult_rate": "c"}
+RUN_COLUMNS = ", ".join(
+    "a.accuracy" if name == "accuracy" else f"{_FROM_VIEWS.get(name, 'r')}.{name}"
+    for name in RunPublic.model_fields
+)
+RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
+
+
+RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
+
+
+def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
+    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
+    status = displayed_status(settings.warehouse, str(row["run_key"]), str(row["status"]), int(row["run_id"]))
+    return RunPublic.model_validate({**row, "status": status})
+
+
+def require_run(cur: CursorDep, run_id: int, limit_ms: int) -> None:
+    """404 unless the run exists."""
+    if not select(cur, "SELECT 1 FROM runs WHERE run_id = ?", [run_id], limit_ms):
+        raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
+
+
+@router.get("/runs", response_model=RunsPublic, responses=error_responses(400, 401, 405, 500, 503))
 def list_runs(
+    cur: CursorDep,
     db: DbDep,
     settings: SettingsDep,
     llm: str | None = None,
     slm: str | None = None,
-    method: str | None = None,
-    router: str | None = None,
+    method: Method | None = None,
+    router: RouterName | None = None,
     dataset: str | None = None,
-    status: str | None = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
-    cursor: str | None = None,
+    status: Status | None = None,
+    limit: Limit = 100,
+    cursor: PageCursor = None,
     timeout_ms: TimeoutMs = None,
 ) -> RunsPublic:
     """Runs in id order; `next_cursor` fetches the next page; `limit` is capped by the server."""
-    values = {
-        "llm": llm,
-        "slm": slm,
-        "method": method,
-        "router": router,
-        "dataset": dataset,
-        "status": status,
-    }
-    where, params = ["r.run_id > ?"], [int(decode_cursor(cursor).get("after", 0))]
-    for name in FILTERS:
-        if values[name] is not None:
+    after = decode_cursor(cursor, ("after",))
+    where: list[str] = ["r.run_id > ?"]
+    params: list[object] = [after["after"] if after else -1]
+    given = {"llm": llm, "slm": slm, "method": method, "router": router, "dataset": dataset, "status": status}
+    # `stale` is not stored: it is a running run whose collector is gone (checked per row below).
+    stale_only = status == "stale"
+    if stale_only:
+        given["status"] = "running"
+    for name, value in given.items():
+        if value is not None:
             where.append(f"r.{name} = ?")
-            params.append(values[name])  # type: ignore[arg-type]
+            params.append(value)
     page = min(limit, settings.max_rows)
-    rows = db.query(
+    rows = select(
+        cur,
         f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE {' AND '.join(where)} ORDER BY r.run_id LIMIT ?",
         [*params, page + 1],
-        timeout_ms,
+        db.limit_ms(timeout_ms),
     )
     more = len(rows) > page
     rows = rows[:page]
     next_cursor = encode_cursor({"after": rows[-1]["run_id"]}) if more else None
-    return RunsPublic(data=[RunPublic(**r) for r in rows], next_cursor=next_cursor, truncated=more)
+    data = [run_public(r, settings) for r in rows]
+    if stale_only:
+        data = [r for r in data if r.status == "stale"]
+    return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
 
 
-@router.get("/runs/{run_id}", response_model=RunPublic)
-def get_run(run_id: int, db: DbDep, timeout_ms: TimeoutMs = None) -> RunPublic:
+@router.get(
+    "/runs/{run_id}", response_model=RunPublic, responses=error_responses(400, 401, 404, 405, 500, 503)
+)
+def get_run(
+    run_id: RunId, cur: CursorDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
+) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
-    rows: list[dict[str, Any]] = db.query(
-        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], timeout_ms
+    rows = select(
+        cur, f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return RunPublic(**rows[0])
+    return run_public(rows[0], settings)

@@ -23,20 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
+from collector.batch import row_end
 from collector.config import RunConfig
-from collector.figures import Figures, StepTrace, figures_no_sync
-from collector.lockstep import (
-    CHECK_EVERY,
-    Decoder,
-    s1_trace_no_sync,
-    stop_rows_on_host,
-    trace_fields,
-    trace_from_fields,
-)
+from collector.figures import Figures, StepTrace, accept_prob_no_sync, figures_no_sync
+from collector.lockstep import CHECK_EVERY, Decoder, s1_trace_no_sync, trace_fields, trace_from_fields
 from collector.methods.base import BatchOutput, CollectContext
 from collector.sampling import gumbel_no_sync, pick_no_sync, sampling_logp
 
@@ -54,22 +48,40 @@ def accepted_prefix_no_sync(ok: torch.Tensor) -> torch.Tensor:
     return ok.long().cumprod(dim=-1).sum(dim=-1)
 
 
-def verify_greedy(draft: torch.Tensor, l_logp: torch.Tensor) -> SpecVerdict:
-    """Keep the longest prefix of draft [B, K] equal to argmax l [B, K+1]; then the LLM's token."""
+def _drafted_mask(draft: torch.Tensor, drafted: torch.Tensor | None) -> torch.Tensor:
+    """[B, K]: True at the positions each row really drafted (all K without a stop rule)."""
+    if drafted is None:
+        return torch.ones_like(draft, dtype=torch.bool)
+    return torch.arange(draft.shape[1], device=draft.device) < drafted[:, None]
+
+
+def verify_greedy(
+    draft: torch.Tensor, l_logp: torch.Tensor, drafted: torch.Tensor | None = None
+) -> SpecVerdict:
+    """Keep the longest prefix of draft [B, K] equal to argmax l [B, K+1] (at most `drafted` [B]); then the
+    LLM's token."""
     target = l_logp.argmax(-1)  # [B, K+1]
-    return SpecVerdict(accepted_prefix_no_sync(draft == target[:, :-1]), target)
+    ok = (draft == target[:, :-1]) & _drafted_mask(draft, drafted)
+    return SpecVerdict(accepted_prefix_no_sync(ok), target)
 
 
 def verify_sampling(
-    draft: torch.Tensor, q_logp: torch.Tensor, p_logp: torch.Tensor, generator: torch.Generator | None
+    draft: torch.Tensor,
+    q_logp: torch.Tensor,
+    p_logp: torch.Tensor,
+    generator: torch.Generator | None,
+    drafted: torch.Tensor | None = None,
 ) -> SpecVerdict:
-    """The accept/resample rule: draft [B, K] drawn from q [B, K, V]; the LLM's p [B, K+1, V] (log-probs)."""
+    """The accept/resample rule: draft [B, K] drawn from q [B, K, V]; the LLM's p [B, K+1, V] (log-probs);
+    a row that drafted fewer than K tokens (`drafted` [B]) takes its bonus from p right after them."""
     q, p = q_logp.exp(), p_logp.exp()
     idx = draft.unsqueeze(-1)  # [B, K, 1]
     q_d, p_d = q.gather(-1, idx).squeeze(-1), p[:, :-1].gather(-1, idx).squeeze(-1)  # [B, K]
     u = torch.rand(draft.shape, generator=generator, device=draft.device)
-    n = accepted_prefix_no_sync(u * q_d < p_d)  # accept with probability min(1, p/q)
-    residual = torch.cat([(p[:, :-1] - q).clamp_min(0.0), p[:, -1:]], dim=1)  # [B, K+1, V]
+    mask = _drafted_mask(draft, drafted)
+    n = accepted_prefix_no_sync((u * q_d < p_d) & mask)  # accept with probability min(1, p/q)
+    resid = torch.where(mask[..., None], (p[:, :-1] - q).clamp_min(0.0), p[:, :-1])
+    residual = torch.cat([resid, p[:, -1:]], dim=1)  # [B, K+1, V]
     noise = gumbel_no_sync(residual.shape, generator, draft.device)
     drawn = (residual.log() + noise).argmax(-1)  # [B, K+1]: one draw from each normalised residual
     j = torch.arange(draft.shape[1] + 1, device=draft.device)
@@ -83,18 +95,25 @@ def speculative_step(
     l_logp: torch.Tensor,
     cfg: RunConfig,
     generator: torch.Generator | None = None,
+    drafted: torch.Tensor | None = None,
 ) -> SpecVerdict:
     """Verify draft [B, K] given System 1's log-probs [B, K, V] and the LLM's [B, K+1, V]."""
     if cfg.greedy:
-        return verify_greedy(draft, l_logp)
+        return verify_greedy(draft, l_logp, drafted)
     q = sampling_logp(s_logp, cfg.temperature, cfg.top_p)
     p = sampling_logp(l_logp, cfg.temperature, cfg.top_p)
-    return verify_sampling(draft, q, p, generator)
+    return verify_sampling(draft, q, p, generator, drafted)
+
+
+def keeps_drafting_no_sync(s_logp: torch.Tensor, stop: str, threshold: float) -> torch.Tensor:
+    """[B]: System 1 is confident enough to draft the next token (max_prob ≥ τ, or entropy ≤ τ)."""
+    figs = figures_no_sync(s_logp)
+    return figs.prob >= threshold if stop == "max_prob" else figs.entropy <= threshold
 
 
 TRACE_FIELDS = (
     "token", "s1_token", "s1_prob", "s1_entropy", "s1_margin", "s2_token",
-    "llm_token", "llm_prob", "llm_entropy", "llm_margin", "llm_prob_s1", "consulted",
+    "llm_token", "llm_prob", "llm_entropy", "llm_margin", "llm_prob_s1", "consulted", "accept_prob",
     "draft_index", "accepted",
 )  # fmt: skip
 
@@ -106,13 +125,16 @@ class TraceBuffer:
         self.dump = width - 1  # writes that must go nowhere land in this last column
         self.data: dict[str, torch.Tensor] = {}
         for name in TRACE_FIELDS:
-            dtype = torch.float32 if "prob" in name or name.endswith(("entropy", "margin")) else torch.long
-            self.data[name] = torch.zeros(B, width, dtype=dtype, device=device)
+            floating = "prob" in name or name.endswith(("entropy", "margin"))
+            self.data[name] = torch.zeros(
+                B, width, dtype=torch.float32 if floating else torch.long, device=device
+            )
 
-    def put(self, idx: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
-        """Write values[name] [B, n] at columns idx [B, n]."""
+    def put(self, rows: torch.Tensor, idx: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
+        """Write values[name] [B', n] of batch rows `rows` [B'] at columns idx [B', n]."""
+        r = rows[:, None].expand_as(idx)
         for name, v in values.items():
-            self.data[name].scatter_(1, idx, v.to(self.data[name].dtype))
+            self.data[name][r, idx] = v.to(self.data[name].dtype)
 
     def trace(self, T: int) -> tuple[StepTrace, dict[str, torch.Tensor]]:
         """The first T slots as a StepTrace [B, T] and the speculative columns."""
@@ -121,8 +143,19 @@ class TraceBuffer:
         return trace_from_fields(d), extra
 
 
+@dataclass(frozen=True)
+class Draft:
+    """One cycle's drafting: drafts [B', D] (D ≤ K), System 1's picks and log-probs at each slot
+    [B', S] / [B', S, V] (S = D + 1 when drafting stopped early for every row, else K), drafted [B']."""
+
+    tokens: torch.Tensor
+    picks: torch.Tensor
+    s_logp: torch.Tensor
+    drafted: torch.Tensor
+
+
 class SpeculativeBatch:
-    """One batch under draft/verify cycles: both decoders, each row's pending tokens, counts and trace."""
+    """One batch under draft/verify cycles: both decoders, each live row's pending tokens, counts, trace."""
 
     def __init__(self, ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> None:
         cfg, tok = ctx.config, ctx.llm.tokenizer
@@ -132,104 +165,232 @@ class SpeculativeBatch:
         for dec in (self.slm, self.llm):  # the prompt's last token is fed by the first cycle
             dec.prefill(input_ids[:, :-1], mask[:, :-1])
         self.pad, self.eos = tok.pad_token_id, tok.eos_token_id
-        self.last = input_ids[:, -1]  # [B] emitted (or prompt) token not yet fed to either model
-        self.prev = torch.full_like(self.last, self.pad)  # [B] d_K of an all-accepted cycle
-        self.prev_live = torch.zeros(B, dtype=torch.bool, device=device)
-        self.prev_l: torch.Tensor | None = None  # [B, V] the LLM's log-probs at each row's bonus position
-        self.count = torch.zeros(B, dtype=torch.long, device=device)
-        self.finished = torch.zeros(B, dtype=torch.bool, device=device)
+        self.rows = torch.arange(B, device=device)  # [B'] the batch row of each row still in the batch
+        self.last = input_ids[:, -1]  # [B'] emitted (or prompt) token not yet fed to either model
+        self.prev = torch.full_like(self.last, self.pad)  # [B'] d_K of an all-accepted cycle
+        self.prev_live = torch.zeros(B, dtype=torch.bool, device=device)  # [B'] its bonus needs figures
+        self.prev_l: torch.Tensor | None = None  # [B', V] the LLM's log-probs at each row's bonus position
+        self.count = torch.zeros(B, dtype=torch.long, device=device)  # [B] tokens kept per batch row
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)  # [B']
         self.buf = TraceBuffer(B, self.T + self.K + 2, device)
-        self.j = torch.arange(self.K + 1, device=device)  # [K+1] slot index within a cycle
-        self.cycles: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (accepted, active, start)
+        # per cycle, each [B']: (rows, accepted, drafted, start, kept)
+        self.cycles: list[tuple[torch.Tensor, ...]] = []
 
     def _noise(self, like: torch.Tensor) -> torch.Tensor | None:
         if self.ctx.config.greedy:
             return None
         return gumbel_no_sync(like.shape, self.ctx.generator, like.device)
 
-    def draft(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """System 1's drafts [B, K] and its log-probs before each draft [B, K, V]: K forward passes."""
+    def draft(self) -> Draft:
+        """System 1 drafts up to K tokens per row; under a stop rule each row stops on its own (≥ 1 token),
+        and drafting ends when every row has stopped (one host check per draft token, stop rule only)."""
+        cfg = self.ctx.config
         live = torch.stack([self.prev_live, torch.ones_like(self.prev_live)], dim=1)
-        first = self.slm.feed(torch.stack([self.prev, self.last], dim=1), live)  # [B, 2, V]
-        self.fix_bonus(first[:, 0])
-        s_logps, drafts = [first[:, 1]], []
+        first = self.slm.feed(torch.stack([self.prev, self.last], dim=1), live)  # [B', 2, V]
+        self.fix_bonus(first[:, 0], self.prev_live)
+        s_logps, picks = [first[:, 1]], []
+        drafting = ~self.finished  # [B']
+        drafted = torch.zeros(len(self.rows), dtype=torch.long, device=self.count.device)
+        n_drafts = self.K
         for k in range(self.K):
-            drafts.append(pick_no_sync(s_logps[-1], self.ctx.config, self._noise(s_logps[-1])))
+            lp = s_logps[-1]
+            picks.append(pick_no_sync(lp, cfg, self._noise(lp)))
+            if k > 0 and cfg.draft_stop is not None:
+                assert cfg.draft_threshold is not None
+                drafting = drafting & keeps_drafting_no_sync(lp, cfg.draft_stop, cfg.draft_threshold)
+                if not bool(drafting.any()):
+                    n_drafts = k
+                    break
+            drafted = drafted + drafting.long()
             if k + 1 < self.K:
-                s_logps.append(self.slm.feed(drafts[-1][:, None])[:, 0])
-        return torch.stack(drafts, dim=1), torch.stack(s_logps, dim=1)
+                s_logps.append(self.slm.feed(picks[-1][:, None], drafting[:, None])[:, 0])
+        return Draft(
+            torch.stack(picks[:n_drafts], dim=1),
+            torch.stack(picks, dim=1),
+            torch.stack(s_logps, dim=1),
+            drafted,
+        )
 
-    def fix_bonus(self, s_logp: torch.Tensor) -> None:
-        """System 1's figures for the last cycle's bonus tokens, from the SLM's log-probs after d_K [B, V]."""
+    def fix_bonus(self, s_logp: torch.Tensor, which: torch.Tensor) -> None:
+        """System 1's figures for the last cycle's bonus tokens of rows `which` [B'], from the SLM's
+        log-probs after d_K [B', V]."""
         if self.prev_l is None:
             return
+        cfg = self.ctx.config
         s1 = figures_no_sync(s_logp)
-        s1_token = pick_no_sync(s_logp, self.ctx.config, self._noise(s_logp))
-        llm_prob_s1 = self.prev_l.gather(-1, s1_token[:, None]).squeeze(-1).exp()
-        idx = torch.where(self.prev_live, self.count - 1, self.buf.dump)[:, None]  # [B, 1]
-        values = {"s1_token": s1_token, "s1_prob": s1.prob, "s1_entropy": s1.entropy, "s1_margin": s1.margin}
-        self.buf.put(idx, {k: v[:, None] for k, v in {**values, "llm_prob_s1": llm_prob_s1}.items()})
+        s1_token = pick_no_sync(s_logp, cfg, self._noise(s_logp))
+        values = {
+            "s1_token": s1_token, "s1_prob": s1.prob, "s1_entropy": s1.entropy, "s1_margin": s1.margin,
+            "llm_prob_s1": self.prev_l.gather(-1, s1_token[:, None]).squeeze(-1).exp(),
+            "accept_prob": accept_prob_no_sync(s_logp, self.prev_l, cfg.temperature, cfg.top_p),
+        }  # fmt: skip
+        idx = torch.where(which, self.count[self.rows] - 1, self.buf.dump)[:, None]  # [B', 1]
+        self.buf.put(self.rows, idx, {k: v[:, None] for k, v in values.items()})
 
     def cycle(self) -> None:
-        """Draft K tokens, verify them in one LLM pass, roll rejected slots back, record what was emitted."""
-        draft, s_lp = self.draft()
-        l_lp = self.llm.feed(torch.cat([self.last[:, None], draft], dim=1))  # [B, K+1, V]
-        verdict = speculative_step(draft, s_lp, l_lp, self.ctx.config, self.ctx.generator)
-        n = verdict.accepted[:, None]  # [B, 1]
-        self.llm.retract(self.j <= n)  # slots x, d_1..d_K: keep x, d_1..d_n
-        self.slm.retract(self.j[:-1] <= n)  # slots x, d_1..d_{K-1}
-        self.record(draft, s_lp, l_lp, verdict)
+        """Draft, verify in one LLM pass, roll rejected slots back, record what was kept."""
+        d = self.draft()
+        D = d.tokens.shape[1]
+        j = torch.arange(D + 1, device=d.tokens.device)
+        live = j[None, 1:] <= d.drafted[:, None]  # [B', D]: slots past a row's own stop are holes
+        l_lp = self.llm.feed(
+            torch.cat([self.last[:, None], d.tokens], dim=1),
+            torch.cat([torch.ones_like(live[:, :1]), live], 1),
+        )  # [B', D+1, V]
+        cfg = self.ctx.config
+        verdict = speculative_step(d.tokens, d.s_logp[:, :D], l_lp, cfg, self.ctx.generator, d.drafted)
+        n = verdict.accepted[:, None]  # [B', 1]
+        self.llm.retract(j <= n)  # slots x, d_1..d_D: keep x, d_1..d_n
+        self.slm.retract(j[: d.s_logp.shape[1]] <= n)  # slots x, d_1..d_{S-1}
+        self.record(d, l_lp, verdict)
 
-    def record(self, draft: torch.Tensor, s_lp: torch.Tensor, l_lp: torch.Tensor, v: SpecVerdict) -> None:
-        """Scatter the emitted tokens [B, ≤K+1] at each row's offset; advance counts and pending tokens."""
-        K, j, n = self.K, self.j, v.accepted[:, None]
+    def _kept_no_sync(self, v: SpecVerdict, active: torch.Tensor) -> torch.Tensor:
+        """Tokens each row keeps of this cycle [B']: n + 1, cut after an EOS and at max_new_tokens."""
+        j = torch.arange(v.tokens.shape[1], device=v.tokens.device)
+        kept = v.accepted + 1
+        if self.eos is not None:
+            is_eos = (v.tokens == self.eos) & (j <= v.accepted[:, None])
+            kept = torch.where(is_eos.any(1), is_eos.long().argmax(1) + 1, kept)
+        kept = torch.minimum(kept, self.T - self.count[self.rows])
+        return torch.where(active, kept, 0)
+
+    def record(self, d: Draft, l_lp: torch.Tensor, v: SpecVerdict) -> None:
+        """Scatter the kept tokens [B', ≤ D+1] at each row's offset; advance counts and pending tokens."""
+        cfg, K, n = self.ctx.config, self.K, v.accepted
+        W, S = l_lp.shape[1], d.s_logp.shape[1]
+        j = torch.arange(W, device=l_lp.device)
         active = ~self.finished
-        emit = (j <= n) & active[:, None]  # [B, K+1]
-        idx = torch.where(emit, self.count[:, None] + j, self.buf.dump)
-        s1 = figures_no_sync(s_lp)  # [B, K]; the bonus slot K is filled by fix_bonus next cycle
-        pad = torch.zeros_like(s1.prob[:, :1])
-        s1 = Figures(
-            torch.cat([draft, draft[:, -1:]], dim=1),
-            *(torch.cat([f, pad], dim=1) for f in (s1.prob, s1.entropy, s1.margin)),
+        kept = self._kept_no_sync(v, active)
+        start = self.count[self.rows]
+        idx = torch.where(j < kept[:, None], start[:, None] + j, self.buf.dump)
+        s1 = figures_no_sync(d.s_logp)  # [B', S]; a bonus slot S = K is filled by fix_bonus next cycle
+        accept = accept_prob_no_sync(d.s_logp, l_lp[:, :S], cfg.temperature, cfg.top_p)
+        picks = d.picks
+        if S < W:
+            pad = torch.zeros_like(s1.prob[:, :1])
+            s1 = Figures(picks, *(torch.cat([f, pad], dim=1) for f in (s1.prob, s1.entropy, s1.margin)))
+            accept, picks = torch.cat([accept, pad], dim=1), torch.cat([picks, picks[:, -1:]], dim=1)
+        trace = s1_trace_no_sync(
+            v.tokens, picks, s1, l_lp, v.tokens, torch.ones_like(idx, dtype=torch.bool), accept
         )
-        consulted = torch.ones_like(emit)
-        values = trace_fields(s1_trace_no_sync(v.tokens, s1.token, s1, l_lp, v.tokens, consulted))
-        values["draft_index"] = torch.where(j < n, j, K)  # K marks the LLM's correction or bonus token
-        values["accepted"] = j < n
-        self.buf.put(idx, values)
-        self.cycles.append((v.accepted, active, self.count))
-        hit_eos = (emit & (v.tokens == self.eos)).any(1) if self.eos is not None else torch.zeros_like(active)
-        self.count = self.count + torch.where(active, v.accepted + 1, 0)
-        self.finished = self.finished | hit_eos | (self.count >= self.T)
-        self.prev, self.prev_live, self.prev_l = draft[:, -1], active & (v.accepted == K), l_lp[:, -1]
-        following = v.tokens.gather(1, n).squeeze(1)
-        self.last = following.masked_fill(self.finished, self.pad)
+        values = trace_fields(trace)
+        values["draft_index"] = torch.where(j < n[:, None], j, K)  # K marks the LLM's correction or bonus
+        values["accepted"] = j < n[:, None]
+        self.buf.put(self.rows, idx, values)
+        self.cycles.append((self.rows, n, d.drafted, start, kept))
+        self.count = self.count.index_add(0, self.rows, kept)
+        ended = kept < n + 1  # cut inside the cycle: EOS among the drafts, or max_new_tokens
+        if self.eos is not None:
+            ended = ended | (v.tokens.gather(1, (kept - 1).clamp(min=0)[:, None]).squeeze(1) == self.eos)
+        self.finished = self.finished | (active & (ended | (self.count[self.rows] >= self.T)))
+        self.prev, self.prev_live = d.tokens[:, -1], active & (kept == K + 1)
+        self.prev_l = l_lp[:, -1]
+        self.last = v.tokens.gather(1, n[:, None]).squeeze(1).masked_fill(self.finished, self.pad)
+
+    def check(self) -> bool:
+        """Host check: cut rows at stop strings, drop finished rows from the batch; True when all are done."""
+        stops = self.ctx.stop_strings
+        finished, count = self.finished.cpu(), self.count.cpu()
+        rows = self.rows.cpu().tolist()
+        if stops and not bool(finished.all()):
+            tokens = self.buf.data["token"][self.rows].cpu().numpy()
+            cut = self.count.clone()
+            for b in (~finished).nonzero().flatten().tolist():
+                end = row_end(tokens[b], int(count[rows[b]]), self.ctx.llm.tokenizer, stops)
+                if end.stop_reason == "stop_string":
+                    finished[b] = True
+                    cut[rows[b]] = end.n_tokens
+            self.prev_live = self.prev_live & (cut == self.count)[self.rows]  # no bonus past a cut
+            self.count, self.finished = cut, finished.to(self.finished.device)
+        if bool(finished.all()):
+            return True
+        keep = (~finished).nonzero().flatten().to(self.rows.device)
+        if len(keep) < len(rows) and self.slm.can_select() and self.llm.can_select():
+            self.drop(keep)
+        return False
+
+    def drop(self, keep: torch.Tensor) -> None:
+        """Finished rows leave the batch (their bonus figures first); keep [B''] indexes the live rows."""
+        leaving = self.prev_live & self.finished
+        if bool(leaving.any()):
+            self.fix_bonus(self.slm.feed(self.prev[:, None], leaving[:, None])[:, 0], leaving)
+        for dec in (self.slm, self.llm):
+            dec.select(keep)
+        self.rows, self.last, self.prev = self.rows[keep], self.last[keep], self.prev[keep]
+        self.prev_live, self.finished = self.prev_live[keep], self.finished[keep]
+        self.prev_l = None if self.prev_l is None else self.prev_l[keep]
 
     def flush(self) -> None:
         """Give the last cycle's bonus tokens their System 1 figures (one more SLM pass, if any needs it)."""
         if self.prev_l is not None and bool(self.prev_live.any()):
-            self.fix_bonus(self.slm.feed(self.prev[:, None], self.prev_live[:, None])[:, 0])
+            self.fix_bonus(self.slm.feed(self.prev[:, None], self.prev_live[:, None])[:, 0], self.prev_live)
+
+    def mark_last(self) -> None:
+        """Each row's last kept token counts as the LLM's (draft index K, not an accepted draft), as in
+        its cycles: a cycle cut inside its drafts (EOS, stop string, length) ends on a token the LLM agreed
+        with, and `sum(accepted) + cycles = n_tokens` holds for the events too."""
+        rows = torch.arange(len(self.count), device=self.count.device)
+        last = (self.count - 1).clamp(min=0)
+        self.buf.data["draft_index"][rows, last] = self.K
+        self.buf.data["accepted"][rows, last] = 0
 
     def next_interval(self) -> int:
-        """Cycles that can run before any chance that every row is done by length (1..CHECK_EVERY)."""
-        counts = self.count.masked_fill(self.finished, self.T).cpu()
+        """Cycles that can run before any chance that every row is done by length (1..CHECK_EVERY); a lone
+        row is checked after every cycle, else its cycles would run on past its EOS (a third more cycles
+        at batch 1 on the zoo)."""
+        if len(self.rows) == 1:
+            return 1
+        counts = self.count[self.rows].masked_fill(self.finished, self.T).cpu()
         need = (self.T - int(counts.min()) + self.K) // (self.K + 1)
         return max(1, min(CHECK_EVERY, need))
 
     def cycles_table(self) -> pa.Table:
-        """One row per (batch row, cycle the row took part in): sample_id is the batch row index here."""
-        accepted, active, start = (torch.stack(c, dim=1).cpu() for c in zip(*self.cycles, strict=True))
-        rows, cols = active.nonzero(as_tuple=True)
-        cycle = (active.long().cumsum(1) - 1)[rows, cols]
-        return pa.table(
+        """One row per (batch row, cycle it kept tokens of): sample_id is the batch row index here."""
+        flat = [torch.cat(parts) for parts in zip(*self.cycles, strict=True)]
+        seq = torch.cat([torch.full_like(c[0], i) for i, c in enumerate(self.cycles)])
+        rows, accepted, drafted, start, kept = (t.cpu().numpy() for t in flat)
+        table = pa.table(
             {
-                "sample_id": pa.array(rows.numpy().astype("int32")),
-                "cycle": pa.array(cycle.numpy().astype("int32")),
-                "drafted": pa.array([self.K] * len(rows), pa.int16()),
-                "accepted": pa.array(accepted[rows, cols].numpy().astype("int16")),
-                "start": pa.array(start[rows, cols].numpy().astype("int32")),
+                "sample_id": pa.array(rows.astype("int32")),
+                "seq": pa.array(seq.cpu().numpy().astype("int32")),
+                "drafted": pa.array(drafted.astype("int16")),
+                "accepted": pa.array(accepted.astype("int16")),
+                "start": pa.array(start.astype("int32")),
+                "kept": pa.array(kept.astype("int32")),
             }
         )
+        return trim_cycles(table, self.count.cpu().tolist())
+
+
+def trim_cycles(cycles: pa.Table, n_tokens: list[int]) -> pa.Table:
+    """Cycles as a sample kept them: none past its cut, the last one cut to the tokens kept (a cycle that
+    keeps m < accepted + 1 tokens records m − 1 accepted of m − 1 drafted: the LLM wrote the last one), so
+    sum(accepted) + cycles = n_tokens. Cycles are numbered 0, 1, ... within each sample."""
+    rows = cycles.column("sample_id").to_numpy()
+    start = cycles.column("start").to_numpy().astype(np.int64)
+    accepted = cycles.column("accepted").to_numpy().astype(np.int64)
+    drafted = cycles.column("drafted").to_numpy().astype(np.int64)
+    limit = np.asarray(n_tokens, dtype=np.int64)[rows] - start
+    kept = np.minimum(np.minimum(cycles.column("kept").to_numpy(), accepted + 1), limit)
+    cut = kept < accepted + 1
+    accepted = np.where(cut, kept - 1, accepted)
+    drafted = np.where(cut, kept - 1, drafted)
+    order = np.lexsort((cycles.column("seq").to_numpy(), rows))
+    order = order[kept[order] > 0]
+    r = rows[order]
+    first = np.r_[True, r[1:] != r[:-1]] if len(r) else np.zeros(0, bool)
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(r)), 0)) if len(r) else r
+    return pa.table(
+        {
+            "sample_id": pa.array(r.astype("int32")),
+            "cycle": pa.array((np.arange(len(r)) - group_start).astype("int32")),
+            "drafted": pa.array(drafted[order].astype("int16")),
+            "accepted": pa.array(accepted[order].astype("int16")),
+            "start": pa.array(start[order].astype("int32")),
+            "seq": pa.array(cycles.column("seq").to_numpy()[order]),
+            "kept": pa.array(kept[order].astype("int32")),
+        }
+    )
 
 
 @torch.inference_mode()
@@ -242,22 +403,17 @@ def collect_speculative_batch(
     while True:
         for _ in range(interval):
             run.cycle()
-        run.finished, done = stop_rows_on_host(
-            run.buf.data["token"], run.count, run.finished, ctx.llm.tokenizer, ctx.stop_strings
-        )
-        if done:
+        if run.check():
             break
         interval = run.next_interval()
     run.flush()
+    run.mark_last()
     trace, extra = run.buf.trace(run.T)
     return BatchOutput(trace, run.count.clamp(max=run.T), extra, run.cycles_table())
 
 
 def cycles_for_samples(cycles: pa.Table, sample_ids: list[int], n_tokens: list[int]) -> pa.Table:
-    """A batch's cycles with real sample ids, less those that start after a row's cut (EOS, stop string)."""
-    rows = cycles.column("sample_id").to_numpy()
-    ids = pa.array([sample_ids[r] for r in rows], pa.int32())
-    limit = pa.array([n_tokens[r] for r in rows], pa.int32())
-    keep = pc.less(cycles.column("start"), limit)
-    table = cycles.set_column(0, "sample_id", ids).filter(keep)
-    return table.select(["sample_id", "cycle", "drafted", "accepted"])
+    """A batch's cycles with real sample ids, cut where each row's stored tokens end (EOS, stop string)."""
+    table = trim_cycles(cycles, n_tokens)
+    ids = pa.array([sample_ids[r] for r in table.column("sample_id").to_pylist()], pa.int32())
+    return table.set_column(0, "sample_id", ids).select(["sample_id", "cycle", "drafted", "accepted"])

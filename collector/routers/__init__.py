@@ -22,25 +22,15 @@ def build_router(config: RunConfig) -> Router:
     """The router of a run, from its name, threshold and (for `learned`) its saved classifier."""
     from collector.routers.threshold import THRESHOLD_ROUTERS, AlwaysRouter, NeverRouter
 
-    if config.method == "speculative" and config.router != "always":
-        raise ValueError(
-            f"--method speculative verifies every draft with the LLM; --router {config.router} does not "
-            "apply (use --router always, or a lock-step method such as oracle)"
-        )
+    config.validate()  # the one validator: a threshold router has its threshold, `learned` its model
     if config.router == "always":
         return AlwaysRouter()
     if config.router == "never":
         return NeverRouter()
-    if config.router in THRESHOLD_ROUTERS:
-        if config.threshold is None:
-            raise ValueError(f"--router {config.router} needs --threshold T")
+    if config.router in THRESHOLD_ROUTERS and config.threshold is not None:
         return THRESHOLD_ROUTERS[config.router](config.threshold)
-    if config.router == "learned":
+    if config.router == "learned" and config.router_model:
         from collector.routers.learned import load_learned_router
 
-        if not config.router_model:
-            raise ValueError(
-                "--router learned needs --router-model PATH (from python -m collector.router train)"
-            )
         return load_learned_router(config.router_model, config.threshold)
-    raise ValueError(f"unknown router {config.router!r}")
+    raise AssertionError(f"RunConfig.validate() let router {config.router!r} through")

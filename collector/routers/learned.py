@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 
 from collector.figures import Figures
+from warehouse.errors import UserError
 
 FEATURES = ("s1_prob", "s1_top2_prob", "s1_entropy", "s1_margin", "log1p_step")
 FORMAT = "fsgen-learned-router/1"
@@ -63,13 +64,13 @@ class LearnedModel:
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(
+            raise UserError(
                 f"cannot read router model {path} ({exc}); train one with: python -m collector.router train"
             ) from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a router model from `python -m collector.router train`")
+            raise UserError(f"{path} is not a router model from `python -m collector.router train`")
         if tuple(data["features"]) != FEATURES:
-            raise ValueError(f"{path} uses features {data['features']}; this fsgen computes {list(FEATURES)}")
+            raise UserError(f"{path} uses features {data['features']}; this fsgen computes {list(FEATURES)}")
         return LearnedModel(
             coef=tuple(float(c) for c in data["coef"]),
             intercept=float(data["intercept"]),
@@ -121,7 +122,7 @@ def fit_router(
     from sklearn.linear_model import LogisticRegression
 
     if y.all() or not y.any():
-        raise ValueError(
+        raise UserError(
             "the run's events hold only one class (all mismatches or none); "
             "train on an `always` run of two different models"
         )

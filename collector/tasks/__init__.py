@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collector.tasks import gsm8k, humaneval, mbpp, mmlu
 from collector.tasks.base import Checker, Task, TaskItem
+from warehouse.errors import UserError
 
 __all__ = [
     "DATASETS",
@@ -40,9 +41,9 @@ def load_task(
 ) -> Task:
     """Load a dataset by name: a seeded subset of `samples` items (all if None), `shots` examples each."""
     if samples is not None and samples < 1:
-        raise ValueError(f"samples must be at least 1 (or None for all), got {samples}")
+        raise UserError(f"samples must be at least 1 (or None for all), got {samples}")
     if shots is not None and shots < 0:
-        raise ValueError(f"shots must be 0 or more (or None for the dataset's default), got {shots}")
+        raise UserError(f"shots must be 0 or more (or None for the dataset's default), got {shots}")
     if name.startswith(BUILTIN_PREFIX):
         from collector.tasks.builtin import load_builtin  # lazily: it builds its pools on first use
 
@@ -50,5 +51,5 @@ def load_task(
     loader = _LOADERS.get(name)
     if loader is None:
         known = ", ".join([*DATASETS, f"{BUILTIN_PREFIX}<family>"])
-        raise ValueError(f"unknown dataset {name!r}; choose one of: {known}")
+        raise UserError(f"unknown dataset {name!r}; choose one of: {known}")
     return loader.load(path, samples=samples, seed=seed, shots=shots)

@@ -10,6 +10,7 @@ from functools import cache
 
 from collector.tasks.base import Checker, Task, TaskItem
 from collector.tasks.checkers import check_choice, check_code, check_numeric
+from warehouse.errors import UserError
 
 BUILTIN_FAMILIES: tuple[str, ...] = ("arith", "choice", "code")
 # The world (fact base, problem pools, train/test split) is fixed: the zoo's knowledge is about this world.
@@ -341,9 +342,9 @@ def _draw_pool(family: str, split: str) -> tuple[Example, ...]:
 def pool(family: str, split: str) -> tuple[Example, ...]:
     """All examples of one family and split, in a fixed order."""
     if family not in BUILTIN_FAMILIES:
-        raise ValueError(f"unknown built-in family {family!r}; choose one of {', '.join(BUILTIN_FAMILIES)}")
+        raise UserError(f"unknown built-in family {family!r}; choose one of {', '.join(BUILTIN_FAMILIES)}")
     if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}; choose 'train' or 'test'")
+        raise UserError(f"unknown split {split!r}; choose 'train' or 'test'")
     if family != "choice":
         return _draw_pool(family, split)
     ents = entities()

@@ -15,6 +15,7 @@ import re
 
 from collector.tasks.base import TaskItem
 from collector.tasks.sandbox import run_code
+from warehouse.errors import UserError
 
 CODE_TIMEOUT_S = 3.0
 # Where a whole-program answer ends (MBPP's [DONE] marker, a closing markdown fence, a new prompt).
@@ -107,7 +108,7 @@ def build_program(item: TaskItem, output: str) -> str:
     """The program `check_code` runs: prefix, the cut output, then the item's tests."""
     tests = item.get("tests")
     if not tests:
-        raise ValueError(
+        raise UserError(
             f"item {item.item_id} has no 'tests' extra; code items need their test code to be checked"
         )
     prefix = item.get("prefix") or ""

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from warehouse.errors import UserError
+
 T = TypeVar("T")
 
 
@@ -32,7 +34,7 @@ class Record:
         for name in names:
             if self.fields.get(name) is None:
                 have = ", ".join(sorted(self.fields)) or "none"
-                raise ValueError(
+                raise UserError(
                     f"{self.where} has no field {name!r} (fields: {have}); is this the right dataset?"
                 )
 
@@ -40,12 +42,12 @@ class Record:
 def dataset_path(path: str | None, dataset: str, expected: str) -> Path:
     """The existing local path of a dataset, or a FileNotFoundError saying what to pass."""
     if path is None:
-        raise FileNotFoundError(
+        raise UserError(
             f"{dataset} is read from a local file and none was given; pass its path (expected: {expected})"
         )
     found = Path(path).expanduser()
     if not found.exists():
-        raise FileNotFoundError(f"{dataset} data not found at {found}; pass an existing path ({expected})")
+        raise UserError(f"{dataset} data not found at {found}; pass an existing path ({expected})")
     return found
 
 
@@ -53,16 +55,16 @@ def read_records(path: Path, dataset: str, expected: str) -> list[Record]:
     """All records of a JSONL/CSV file or a `datasets` folder; refuses unknown formats and empty data."""
     if path.is_dir():
         if not is_saved_dataset(path):
-            raise ValueError(f"{path} is a folder but not one written by save_to_disk; expected {expected}")
+            raise UserError(f"{path} is a folder but not one written by save_to_disk; expected {expected}")
         records = read_saved_dataset(path)
     elif path.name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
         records = read_jsonl(path)
     elif path.suffix == ".csv":
         records = read_csv(path)
     else:
-        raise ValueError(f"{path}: unknown format for {dataset}; expected {expected}")
+        raise UserError(f"{path}: unknown format for {dataset}; expected {expected}")
     if not records:
-        raise ValueError(f"{path} holds no {dataset} records; expected {expected}")
+        raise UserError(f"{path} holds no {dataset} records; expected {expected}")
     return records
 
 
@@ -73,11 +75,11 @@ def read_jsonl(path: Path) -> list[Record]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise UserError(
                 f"{path} line {number} is not valid JSON ({exc}); each line must be one object"
             ) from exc
         if not isinstance(value, dict):
-            raise ValueError(f"{path} line {number} is a JSON {type(value).__name__}, not an object")
+            raise UserError(f"{path} line {number} is a JSON {type(value).__name__}, not an object")
         records.append(Record(value, None, f"{path.name} line {number}"))
     return records
 
@@ -90,7 +92,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 if line.strip():
                     yield number, line
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable UTF-8 text file ({exc}); expected JSON Lines") from exc
+        raise UserError(f"{path} is not a readable UTF-8 text file ({exc}); expected JSON Lines") from exc
 
 
 def read_csv(path: Path, split: str | None = None) -> list[Record]:
@@ -99,7 +101,7 @@ def read_csv(path: Path, split: str | None = None) -> list[Record]:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text ({exc}); expected CSV") from exc
+        raise UserError(f"{path} is not UTF-8 text ({exc}); expected CSV") from exc
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         return []
@@ -109,7 +111,7 @@ def read_csv(path: Path, split: str | None = None) -> list[Record]:
     records = []
     for number, row in enumerate(rows[1:] if has_header else rows, start=start):
         if len(row) != len(names):
-            raise ValueError(f"{path} row {number} has {len(row)} columns, expected {len(names)}")
+            raise UserError(f"{path} row {number} has {len(row)} columns, expected {len(names)}")
         records.append(Record(dict(zip(names, row, strict=True)), split, f"{path.name} row {number}"))
     return records
 
@@ -127,7 +129,7 @@ def read_saved_dataset(folder: Path) -> list[Record]:
         return _read_split(folder, state.get("_split"))
     splits = _read_json(dict_file).get("splits")
     if not isinstance(splits, list) or not splits:
-        raise ValueError(f"{dict_file} names no splits; was the folder written by DatasetDict.save_to_disk?")
+        raise UserError(f"{dict_file} names no splits; was the folder written by DatasetDict.save_to_disk?")
     return [record for split in splits for record in _read_split(folder / split, split)]
 
 
@@ -137,16 +139,14 @@ def _read_split(folder: Path, split: str | None) -> list[Record]:
     state = _read_json(folder / "state.json")
     files = [entry.get("filename") for entry in state.get("_data_files", [])]
     if not files or not all(isinstance(name, str) for name in files):
-        raise ValueError(
-            f"{folder / 'state.json'} lists no data files; re-save the dataset with save_to_disk"
-        )
+        raise UserError(f"{folder / 'state.json'} lists no data files; re-save the dataset with save_to_disk")
     records = []
     for name in files:
         try:
             with pa.memory_map(str(folder / name)) as source:
                 rows = pa.ipc.open_stream(source).read_all().to_pylist()
         except (OSError, pa.ArrowInvalid) as exc:
-            raise ValueError(
+            raise UserError(
                 f"{folder / name} is not an Arrow stream written by save_to_disk ({exc})"
             ) from exc
         label = f"{folder.name}/{name}"
@@ -158,13 +158,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            f"{path} is missing; the folder is not a complete save_to_disk folder"
-        ) from exc
+        raise UserError(f"{path} is missing; the folder is not a complete save_to_disk folder") from exc
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+        raise UserError(f"{path} is not valid JSON ({exc})") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"{path} should hold a JSON object")
+        raise UserError(f"{path} should hold a JSON object")
     return value
 
 
@@ -185,7 +183,7 @@ def split_pools(
         return list(records), list(records)
     eval_split = next((s for s in eval_splits if s in present), None)
     if eval_split is None and not else_all:
-        raise ValueError(
+        raise UserError(
             f"{source} has splits {present} but none of {list(eval_splits)} to evaluate; "
             "pass a file or folder holding the evaluation split"
         )
@@ -200,7 +198,7 @@ def seeded_subset(items: Sequence[T], samples: int | None, seed: int) -> list[T]
     if samples is None or samples >= len(items):
         return list(items)
     if samples < 1:
-        raise ValueError(f"samples must be at least 1, got {samples}")
+        raise UserError(f"samples must be at least 1, got {samples}")
     picked = sorted(random.Random(seed).sample(range(len(items)), samples))
     return [items[i] for i in picked]
 
@@ -208,7 +206,7 @@ def seeded_subset(items: Sequence[T], samples: int | None, seed: int) -> list[T]
 def pick_shots(pool: Sequence[T], count: int, exclude: T) -> list[T]:
     """The first `count` records of the pool (fixed, in file order), never the evaluated one."""
     if count < 0:
-        raise ValueError(f"shots must be 0 or more, got {count}")
+        raise UserError(f"shots must be 0 or more, got {count}")
     return [r for r in pool if r is not exclude][:count]
 
 
@@ -216,5 +214,5 @@ def shot_count(shots: int | None, default: int) -> int:
     """The requested number of few-shot examples, or the dataset's default."""
     count = default if shots is None else shots
     if count < 0:
-        raise ValueError(f"shots must be 0 or more, got {count}")
+        raise UserError(f"shots must be 0 or more, got {count}")
     return count

@@ -31,6 +31,7 @@ from collector.tasks.formats import (
     shot_count,
     split_pools,
 )
+from warehouse.errors import UserError
 
 NAME = "gsm8k"
 DESCRIPTION = "GSM8K maths word problems (JSONL or a datasets folder; 8-shot; numeric answer)"
@@ -46,7 +47,7 @@ def final_answer(record: Record) -> str:
     answer = str(record.fields["answer"]).strip()
     match = _FINAL.search(answer)
     if match is None:
-        raise ValueError(f"{record.where}: field 'answer' does not end in '#### <number>'; is this GSM8K?")
+        raise UserError(f"{record.where}: field 'answer' does not end in '#### <number>'; is this GSM8K?")
     return match.group(1).replace(",", "")
 
 

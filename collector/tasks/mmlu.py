@@ -47,6 +47,7 @@ from collector.tasks.formats import (
     shot_count,
     split_pools,
 )
+from warehouse.errors import UserError
 
 NAME = "mmlu-stem"
 DESCRIPTION = "MMLU, the 18 STEM subjects (datasets folder, CSV or JSONL; 5-shot; A-D answer)"
@@ -98,7 +99,7 @@ def read_original_csv(path: Path) -> list[Record]:
     """Records of one original headerless MMLU CSV, subject and split taken from its name."""
     match = _ORIGINAL_NAME.match(path.stem)
     if match is None:
-        raise ValueError(
+        raise UserError(
             f"{path}: a CSV without a header must be an original MMLU file named <subject>_<split>.csv "
             "(e.g. abstract_algebra_test.csv); or add a header row (question, choices, answer, subject)"
         )
@@ -106,7 +107,7 @@ def read_original_csv(path: Path) -> list[Record]:
     records = []
     for row in read_csv(path, split):
         if len(row.fields) != 6:
-            raise ValueError(
+            raise UserError(
                 f"{row.where} has {len(row.fields)} columns; expected question, A, B, C, D, answer"
             )
         values = [str(row.fields[str(i)]) for i in range(6)]
@@ -125,7 +126,7 @@ def read_mmlu(source: Path) -> list[Record]:
     if source.is_dir() and not is_saved_dataset(source):
         files = [f for f in sorted(source.rglob("*.csv")) if _ORIGINAL_NAME.match(f.stem)]
         if not files:
-            raise ValueError(
+            raise UserError(
                 f"{source} holds neither a datasets folder nor <subject>_<split>.csv files; {EXPECTED}"
             )
         return [record for file in files for record in read_original_csv(file)]
@@ -144,13 +145,13 @@ def _choices(record: Record) -> list[str]:
         try:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise UserError(
                 f"{record.where}: field 'choices' must be a JSON list of 4 strings ({exc})"
             ) from exc
     if raw is None:
-        raise ValueError(f"{record.where} has no field 'choices' (nor columns A, B, C, D)")
+        raise UserError(f"{record.where} has no field 'choices' (nor columns A, B, C, D)")
     if not isinstance(raw, list) or len(raw) != 4:
-        raise ValueError(f"{record.where}: field 'choices' must hold exactly 4 options, got {raw!r}")
+        raise UserError(f"{record.where}: field 'choices' must hold exactly 4 options, got {raw!r}")
     return [str(choice).strip() for choice in raw]
 
 
@@ -160,7 +161,7 @@ def _letter(answer: object, record: Record) -> str:
         return text
     if text in {"0", "1", "2", "3"}:
         return LETTERS[int(text)]
-    raise ValueError(f"{record.where}: field 'answer' must be 0-3 or A-D, got {answer!r}")
+    raise UserError(f"{record.where}: field 'answer' must be 0-3 or A-D, got {answer!r}")
 
 
 def format_question(record: Record) -> str:
@@ -186,7 +187,7 @@ def load(path: str | None, *, samples: int | None = None, seed: int = 0, shots: 
     stem = [record for record in records if record.fields["subject"] in STEM_SUBJECTS]
     if not stem:
         found = sorted({record.fields["subject"] for record in records})
-        raise ValueError(
+        raise UserError(
             f"{source} holds no STEM subject (found: {found[:10]}); expected some of {STEM_SUBJECTS}"
         )
     evaluated, shot_pool = split_pools(stem, eval_splits=("test",), shot_splits=("dev",), source=str(source))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from warehouse.errors import UserError
+
 ZOO_DIR: Path = Path(__file__).resolve().parent / "models"
 MANIFEST_NAME = "zoo.json"
 ZOO_PREFIX = "zoo:"
@@ -33,9 +35,7 @@ def zoo_models(zoo_dir: Path | None = None) -> list[ZooEntry]:
     root = ZOO_DIR if zoo_dir is None else zoo_dir
     manifest = root / MANIFEST_NAME
     if not manifest.is_file():
-        raise FileNotFoundError(
-            f"no zoo manifest at {manifest}; build one with `python -m collector.zoo train`"
-        )
+        raise UserError(f"no zoo manifest at {manifest}; build one with `python -m collector.zoo train`")
     entries = [
         ZooEntry(
             name=row["name"],
@@ -58,7 +58,7 @@ def resolve_model_path(spec: str) -> str:
     name = spec.removeprefix(ZOO_PREFIX)
     known = {e.name: e.path for e in zoo_models()}
     if name not in known:
-        raise ValueError(f"unknown zoo model {name!r}; known zoo models: {', '.join(known)}")
+        raise UserError(f"unknown zoo model {name!r}; known zoo models: {', '.join(known)}")
     return known[name]
 
 

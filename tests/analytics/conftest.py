@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from warehouse.migrate import upgrade
+from warehouse.summaries import accumulate_arrow
 
 EVENT_DEFAULTS: dict[str, Any] = {
     "token_id": 1,
@@ -76,6 +77,7 @@ def add_events(con: duckdb.DuckDBPyConnection, run_id: int, events: pl.DataFrame
     con.register("fsgen_test_events", arrow)
     con.execute("INSERT INTO token_events BY NAME SELECT * FROM fsgen_test_events")
     con.unregister("fsgen_test_events")
+    accumulate_arrow(con, run_id, arrow.drop_columns(["run_id"]))  # the summary tables, as ingest does
     samples = frame.group_by("sample_id").agg(pl.len().alias("n_tokens"))
     for sample_id, n in samples.iter_rows():
         add_sample(con, run_id, int(sample_id), n_tokens=int(n))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import polars as pl
 import pytest
 
 from analytics.__main__ import main as headline_main
-from analytics.report import main
+from analytics.cof_figure import human_count, thinned
+from analytics.report import figure_cof_vs_ratio, main
+from analytics.scaling import fit_groups
 from tests.analytics.conftest import add_speculative_schema, build_sweep
 from warehouse.migrate import downgrade
 
@@ -44,6 +49,9 @@ def test_report_writes_figures_and_markdown(
         "# fsgen report",
         "Scaling law",
         "loo_rmse",
+        "loo_coverage_90",
+        "Candidate laws per method and dataset",
+        "The paper's CoF",
         "Router replay",
         "Speculative decoding",
         "![cof_vs_ratio](cof_vs_ratio.png)",
@@ -84,3 +92,53 @@ def test_default_warehouse_comes_from_the_environment(
     assert main(["--out", str(out), "--bootstrap", "0", "--formats", "svg", "--quiet"]) == 0
     assert (out / "cof_vs_ratio.svg").exists() and not (out / "cof_vs_ratio.png").exists()
     assert f"Warehouse `{sweep}`" in (out / "report.md").read_text()
+
+
+def _figure_points() -> pl.DataFrame:
+    """Three System 1 models under three LLMs on a + b·ln N_LLM + c·ln N_SLM, near zero at one end."""
+    sizes = [23e3, 71e3, 266e3, 723e3]
+    rows = [
+        {"llm_params": hi, "slm_params": lo, "llm": f"L{hi:.0f}", "slm": f"S{lo:.0f}"}
+        for i, hi in enumerate(sizes)
+        for lo in sizes[:i]
+    ]
+    noise = np.random.default_rng(0).normal(0, 0.01, len(rows))
+    frame = pl.DataFrame(rows).with_columns(
+        pl.lit("oracle").alias("method"),
+        pl.lit("d").alias("dataset"),
+        (pl.col("llm_params") / pl.col("slm_params")).alias("param_ratio"),
+    )
+    cof = 0.9 + 0.05 * np.log(frame["llm_params"]) - 0.11 * np.log(frame["slm_params"]) + noise
+    return frame.with_columns(pl.Series("cof", np.asarray(cof)))
+
+
+def test_cof_vs_ratio_draws_both_views_within_the_data(tmp_path: Path) -> None:
+    points = _figure_points()
+    fits = fit_groups(points, bootstrap=100)
+    fig = figure_cof_vs_ratio(points, fits)
+    fig.savefig(tmp_path / "f.png")  # lays out the ticks
+    size_ax, ratio_ax = fig.axes[:2]
+    assert len(fig.axes) == 2 and size_ax.get_xscale() == ratio_ax.get_xscale() == "log"
+    # one data line per System 1 model (with more than one LLM) plus its law curve on the size panel
+    data_lines = [ln for ln in size_ax.lines if ln.get_marker() == "o"]
+    assert len(data_lines) == 3
+    ratios = points["param_ratio"].to_numpy()
+    for ax, lo, hi in ((size_ax, 71e3, 723e3), (ratio_ax, ratios.min(), ratios.max())):
+        for line in ax.lines:
+            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+            assert x.min() >= lo * (1 - 1e-9) and x.max() <= hi * (1 + 1e-9)
+            assert np.all(y >= 0)
+        for band in ax.collections:
+            verts = np.concatenate([p.vertices for p in band.get_paths()])
+            assert verts[:, 1].min() >= 0 and verts[:, 0].max() <= hi * (1 + 1e-9)
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        boxes = [t.get_window_extent() for t in labels]
+        assert len(labels) >= 2 and all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    ticks = set(ratio_ax.get_xticks()) | set(ratio_ax.xaxis.get_minorticklocs())
+    assert ticks == set(ratios.tolist())
+    assert "law log_sizes" in ratio_ax.get_title()
+
+
+def test_thinned_ticks_keep_labels_apart() -> None:
+    assert thinned([2.7, 3.1, 3.7, 10.2, 11.6, 31.5]) == [2.7, 10.2, 31.5]
+    assert human_count(22976) == "23k" and human_count(7.1e9) == "7.1B" and human_count(722848) == "723k"

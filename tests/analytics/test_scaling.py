@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,8 +91,35 @@ def test_fit_pairs_from_the_warehouse(con: duckdb.DuckDBPyConnection) -> None:
     assert points.height == 5 and points["param_ratio"].to_list() == [4.0, 4.0, 16.0, 16.0, 64.0]
     fit = fit_pairs(con, method="oracle", dataset="gsm8k")
     assert fit.n_points == 5 and np.isfinite(fit.r2)
+    assert fit.laws is not None and fit.laws.n_points == 5
+    assert {c.form for c in fit.laws.candidates} == {"constant", "log_ratio", "log_sizes"}
     frame = fits_frame(fit_groups(points))
-    assert frame["note"].to_list() == ["ok"] and frame["pairs"].to_list() == [5]
+    # 3 distinct ratios: the 3-parameter law interpolates and cannot be checked leaving a pair out
+    assert frame["note"][0].startswith("not checked out of sample: needs 4 distinct ratios")
+    assert frame["pairs"].to_list() == [5] and frame["law"][0] in ("constant", "log_ratio", "log_sizes")
+    assert frame["law_loo_rmse"][0] > 0 and frame["runner_up"][0] != frame["law"][0]
+    assert "power_ratio skipped" in frame["laws_note"][0] and frame["power_identified"].to_list() == [None]
+
+
+def test_fit_groups_flags_an_unidentified_power_law() -> None:
+    sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9]
+    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
+    points = pl.DataFrame(
+        {
+            "method": "oracle",
+            "dataset": "d",
+            "llm_params": [float(p[0]) for p in pairs],
+            "slm_params": [float(p[1]) for p in pairs],
+        }
+    ).with_columns((pl.col("llm_params") / pl.col("slm_params")).alias("param_ratio"))
+    points = points.with_columns((0.13 + 0.075 * pl.col("param_ratio").log()).alias("cof"))
+    (group,) = fit_groups(points, bootstrap=100)
+    assert group.fit is not None and group.note.startswith(
+        "unidentified, read as log_ratio: alpha at its lower"
+    )
+    assert group.laws is not None and group.laws.form == "log_ratio"
+    frame = fits_frame([group])
+    assert frame["power_identified"].to_list() == [False] and frame["law_fit"][0] == "0.13 + 0.075*ln(R)"
 
 
 def test_fit_groups_notes_too_few_pairs(con: duckdb.DuckDBPyConnection) -> None:
@@ -100,4 +128,27 @@ def test_fit_groups_notes_too_few_pairs(con: duckdb.DuckDBPyConnection) -> None:
     fits = fit_groups(few)
     assert fits[0].fit is None and "too few pairs" in fits[0].note
     frame = fits_frame(fits)
-    assert frame["gamma"].to_list() == [None]
+    assert frame["gamma"].to_list() == [None] and frame["law"].to_list() == ["constant"]
+    assert "log_ratio skipped: needs 3 distinct ratios" in frame["laws_note"][0]
+
+
+def test_a_pairs_bootstrap_spanning_alpha_marks_the_paper_law_unidentified() -> None:
+    rng = np.random.default_rng(4)
+    sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9, 32e9]
+    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
+    nl = np.array([p[0] for p in pairs])
+    ns = np.array([p[1] for p in pairs])
+    points = pl.DataFrame(
+        {
+            "method": "oracle",
+            "dataset": "d",
+            "llm_params": nl,
+            "slm_params": ns,
+            "param_ratio": nl / ns,
+            "cof": 0.1 + rng.normal(0, 0.02, nl.size),  # no trend at all
+        }
+    )
+    (group,) = fit_groups(points, bootstrap=200)
+    assert group.fit is not None and group.fit.ci is not None
+    assert group.note.startswith("unidentified"), group.note
+    assert "spans the search range" in group.note

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
+from analytics.source import AnalyticsError, query
 from analytics.speculative import (
     acceptance_by_position,
     emitted_by_draft_index,
     expected_speedup,
     has_speculative_data,
+    replay_from_oracle,
     speculative_runs,
 )
 from tests.analytics.conftest import add_model, add_run, add_speculative_schema
@@ -110,3 +118,112 @@ def test_emitted_tokens_by_draft_index(con: duckdb.DuckDBPyConnection, spec_run:
     ]
     assert acceptance_by_position(con, ["method"]).height == 3
     assert isinstance(acceptance_by_position(con, ["method"])["method"].dtype, pl.String)
+
+
+# Replay against real runs: a greedy oracle run of a zoo pair, then real speculative runs on the same prompts.
+ZOO_PAIR = ("zoo:zoo-s", "zoo:zoo-xs")
+STOPS = {None: None, "max_prob": 0.6, "entropy": 1.0}
+
+
+@dataclass(frozen=True)
+class ReplayCase:
+    """A warehouse with one greedy oracle run and one real speculative run, and the collector's own cycles
+    (as it stages them) for any other settings, on the same prompts."""
+
+    path: Path
+    oracle: int
+    speculative: int  # K = 3, max_prob stop, batch 8, through the warehouse
+    base: Any
+
+    def real_cycles(self, k: int, stop: str | None, batch: int) -> tuple[pl.DataFrame, int]:
+        """(cycles, generated tokens) of a real speculative collection with these settings."""
+        from collector.engine import build_context, load_task_for
+        from collector.methods.speculative import collect_speculative_batch, cycles_for_samples
+        from tests.collector.helpers import run_batches
+
+        cfg = replace(
+            self.base, method="speculative", draft_k=k, draft_stop=stop, draft_threshold=STOPS[stop],
+            batch_size=batch,
+        )  # fmt: skip
+        task = load_task_for(cfg)
+        ctx = build_context(cfg, task)
+        parts, tokens = [], 0
+        for chunk, out in run_batches(
+            ctx, collect_speculative_batch, [it.prompt for it in task.items], batch
+        ):
+            assert out.cycles is not None
+            parts.append(cycles_for_samples(out.cycles, chunk, out.valid.tolist()))
+            tokens += int(out.valid.sum())
+        frame = pl.from_arrow(pa.concat_tables(parts))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.sort("sample_id", "cycle"), tokens
+
+
+@pytest.fixture(scope="module")
+def replay_case(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayCase]:
+    from collector.config import RunConfig
+    from collector.engine import run_collection
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("replay") / "fsgen.duckdb"
+    upgrade(path)
+    base = RunConfig(
+        llm=ZOO_PAIR[0], slm=ZOO_PAIR[1], dataset="builtin:arith", samples=8, max_new_tokens=40,
+        batch_size=8, calibrate=False,
+    )  # fmt: skip
+    oracle = run_collection(base, path, progress=False).run_id
+    spec = replace(
+        base, method="speculative", draft_k=3, draft_stop="max_prob", draft_threshold=STOPS["max_prob"]
+    )
+    speculative = run_collection(spec, path, progress=False).run_id
+    assert oracle is not None and speculative is not None
+    yield ReplayCase(path, oracle, speculative, base)
+    torch.set_num_threads(before)
+
+
+def _check_replay(replay: pl.DataFrame, real: pl.DataFrame, tokens: int, k: int, stop: str | None) -> None:
+    keys = ["sample_id", "cycle", "accepted"]
+    assert_frame_equal(replay.select(keys), real.select(keys), check_dtypes=False)  # every cycle, exactly
+    exact = replay["drafted_exact"].to_numpy()
+    np.testing.assert_array_equal(replay["drafted"].to_numpy()[exact], real["drafted"].to_numpy()[exact])
+    if stop is None:
+        assert exact.all()
+    elif k > 1:
+        assert (real["drafted"] < k).any()  # the stop rule acted
+    assert int(real["accepted"].sum()) + real.height == tokens  # sum(accepted) + cycles = n_tokens
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("stop", list(STOPS))
+@pytest.mark.parametrize("batch", [1, 8])
+def test_replay_equals_real_runs_cycle_for_cycle(
+    replay_case: ReplayCase, k: int, stop: str | None, batch: int
+) -> None:
+    replay = replay_from_oracle(replay_case.path, replay_case.oracle, k, stop, STOPS[stop])
+    real, tokens = replay_case.real_cycles(k, stop, batch)
+    _check_replay(replay, real, tokens, k, stop)
+
+
+def test_replay_equals_a_real_run_in_the_warehouse(replay_case: ReplayCase) -> None:
+    with duckdb.connect(str(replay_case.path), read_only=True) as con:
+        run = [replay_case.speculative]
+        real = query(
+            con,
+            "SELECT sample_id, cycle, drafted, accepted FROM spec_cycles WHERE run_id = ? ORDER BY 1, 2",
+            run,
+        )
+        tokens = con.execute("SELECT sum(n_tokens) FROM samples WHERE run_id = ?", run).fetchone()
+    assert tokens is not None
+    replay = replay_from_oracle(replay_case.path, replay_case.oracle, 3, "max_prob", STOPS["max_prob"])
+    _check_replay(replay, real, int(tokens[0]), 3, "max_prob")
+
+
+def test_replay_refuses_what_it_cannot_replay(replay_case: ReplayCase) -> None:
+    path, oracle = replay_case.path, replay_case.oracle
+    with pytest.raises(AnalyticsError, match="greedy oracle run"):
+        replay_from_oracle(path, replay_case.speculative, 3)
+    with pytest.raises(AnalyticsError, match="no run 999"):
+        replay_from_oracle(path, 999, 3)
+    with pytest.raises(AnalyticsError, match="together"):
+        replay_from_oracle(path, oracle, 3, "max_prob")

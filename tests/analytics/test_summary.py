@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
-from analytics.summary import cof_with_accuracy, format_headline, headline, run_table
+from analytics.scaling import GroupFit, fit_cof
+from analytics.summary import cof_with_accuracy, format_headline, headline, law_power, power_lines, run_table
 from tests.analytics.conftest import add_events, add_model, add_run, build_sweep, random_events
 
 
@@ -20,14 +22,27 @@ def test_headline_on_a_small_sweep(con: duckdb.DuckDBPyConnection, empty_warehou
     h = headline(empty_warehouse)
     assert time.perf_counter() - started < 1.0
     assert h.runs == 6 and h.cof.height == 5  # the `never` run has no CoF row
-    assert h.fits["note"].to_list() == ["ok"] and h.fits["pairs"].to_list() == [5]
+    assert h.fits["note"][0].startswith("not checked out of sample") and h.fits["pairs"].to_list() == [5]
     assert h.entropy_auroc["auroc"][0] > 0.6
     assert h.early["enrichment"][0] > 1.5 and h.early["p_value"][0] < 1e-3
     row = h.cof.filter((pl.col("llm") == "L") & (pl.col("slm") == "S")).row(0, named=True)
     assert (row["param_ratio"], row["acc_collab"], row["acc_llm"], row["acc_slm"]) == (16.0, 0.5, 0.5, 0.25)
+    assert row["samples"] == 8 and row["ci_lo"] < row["cof"] < row["ci_hi"]
+    assert h.fits["law"][0] in ("constant", "log_ratio", "log_sizes") and h.fits["law_loo_rmse"][0] > 0
     text = format_headline(h)
-    for part in ("CoF by pair and method", "Scaling law", "gamma", "auroc", "first 10%", "| L   | S   |"):
-        assert part in text
+    for part in (
+        "CoF by pair and method",
+        "ci_lo",
+        "Which law the pairs support",
+        "law_loo_rmse",
+        "runner_up",
+        "no finding: not checked out of sample",
+        "skipped in oracle/gsm8k: power_ratio needs 4 distinct ratios",
+        "auroc",
+        "first 10%",
+        "| L   | S   |",
+    ):
+        assert part in text, part
 
 
 def test_headline_with_too_few_pairs_says_so(con: duckdb.DuckDBPyConnection) -> None:
@@ -36,8 +51,10 @@ def test_headline_with_too_few_pairs_says_so(con: duckdb.DuckDBPyConnection) -> 
     run = add_run(con)
     add_events(con, run, random_events(__import__("numpy").random.default_rng(0), 2, 10, 0.1))
     h = headline(con)
-    assert h.fits["gamma"].to_list() == [None]
-    assert "too few pairs to fit (1 distinct ratio(s), need 3)" in format_headline(h)
+    assert h.fits["gamma"].to_list() == [None] and h.fits["law"].to_list() == [None]
+    text = format_headline(h)
+    assert "too few pairs to fit (1 distinct ratio(s), need 3)" in text
+    assert "oracle/gsm8k: no law fitted: no law can be fitted and checked on 1 pair(s)" in text
 
 
 def test_headline_on_an_empty_warehouse(con: duckdb.DuckDBPyConnection) -> None:
@@ -91,3 +108,44 @@ def test_run_table_reads_only_complete_runs(con: duckdb.DuckDBPyConnection) -> N
     build_sweep(con)
     add_run(con, status="running")
     assert run_table(con).height == 6
+
+
+def _power_case(samples: int) -> tuple[tuple[GroupFit, ...], pl.DataFrame]:
+    """Six pairs on a + b·ln R with per-sample sd 0.1 over `samples` samples each."""
+    nl = np.array([4e9, 7e9, 14e9, 14e9, 32e9, 32e9])
+    ns = np.array([0.5e9, 1.8e9, 1.8e9, 4e9, 4e9, 0.5e9])
+    cof = 0.05 + 0.02 * np.log(nl / ns) + np.array([0.004, -0.003, 0.002, -0.004, 0.003, -0.001])
+    group = GroupFit("oracle", "d", 6, None, "no fit", fit_cof(nl, ns, cof))
+    half = 2.0 * 0.1 / np.sqrt(samples)
+    frame = pl.DataFrame(
+        {
+            "method": "oracle",
+            "dataset": "d",
+            "router": "always",
+            "llm_params": nl,
+            "slm_params": ns,
+            "cof_sd": 0.1,
+            "samples": samples,
+            "ci_lo": cof - half,
+            "ci_hi": cof + half,
+        }
+    )
+    return (group,), frame
+
+
+def test_power_calculation_says_how_many_samples_would_tell_the_laws_apart() -> None:
+    groups, frame = _power_case(24)
+    laws = groups[0].laws
+    assert laws is not None and laws.runner_up is not None
+    power = law_power(groups, frame)
+    row = power.row(0, named=True)
+    nl, ns = frame["llm_params"].to_numpy(), frame["slm_params"].to_numpy()
+    gap = laws.chosen.value(nl, ns) - laws.runner_up.value(nl, ns)
+    delta = float(np.sqrt(np.mean(gap**2)))
+    want = int(np.ceil(((1.959964 + 0.841621) * 0.1 / delta) ** 2))
+    assert row["difference"] == pytest.approx(delta) and row["samples_needed"] == want
+    assert want > 24 and row["distinguishable"] is False  # the case is built under-powered
+    lines = power_lines(power)
+    assert len(lines) == 1 and f"about {want:,} samples per pair would" in lines[0]
+    enough = law_power(*_power_case(want))
+    assert enough["distinguishable"].to_list() == [True] and power_lines(enough) == []

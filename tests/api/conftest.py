@@ -35,6 +35,24 @@ def served_warehouse(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathF
     return path
 
 
+@pytest.fixture(scope="session")
+def rich_warehouse(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Oracle runs (LLM with SLM, LLM with itself) and a speculative run: every route has data."""
+    root = tmp_path_factory.mktemp("api_rich")
+    path = root / "fsgen.duckdb"
+    upgrade(path)
+    prompts = root / "p.jsonl"
+    prompts.write_text('{"prompt": "the quick"}\n{"prompt": "def add(a"}\n{"prompt": "numbers 0 1"}\n')
+    common = {"llm": str(tiny_models.llm), "prompts": str(prompts), "max_new_tokens": 8}
+    for cfg in (
+        RunConfig(slm=str(tiny_models.slm), **common),
+        RunConfig(slm=str(tiny_models.llm), **common),
+        RunConfig(slm=str(tiny_models.slm), method="speculative", draft_k=3, **common),
+    ):
+        run_collection(cfg, path, progress=False)
+    return path
+
+
 @pytest.fixture
 async def client(served_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ApiSettings(warehouse=served_warehouse, max_rows=1))

@@ -44,9 +44,10 @@ async def test_cof_by_pair(client: httpx.AsyncClient) -> None:
 async def test_errors_share_one_shape(client: httpx.AsyncClient) -> None:
     for path, status, code in [
         ("/v1/runs/999999", 404, "not_found"),
-        ("/v1/cof?group_by=prompt", 400, "invalid_group_by"),
-        ("/v1/runs?cursor=%%%", 400, "invalid_cursor"),
-        ("/v1/runs?limit=0", 422, "invalid_parameter"),
+        ("/v1/cof?group_by=prompt", 400, "invalid_parameter"),
+        ("/v1/runs?cursor=eyJ4IjogMX0", 400, "invalid_cursor"),
+        ("/v1/runs?cursor=%%%", 400, "invalid_parameter"),
+        ("/v1/runs?limit=0", 400, "invalid_parameter"),
     ]:
         r = await client.get(path)
         assert r.status_code == status and r.json()["error"]["code"] == code, path

@@ -10,6 +10,7 @@ import pytest
 
 from collector.tasks import DATASET_DESCRIPTIONS, DATASETS, describe_datasets, load_task
 from collector.tasks.mmlu import STEM_SUBJECTS
+from warehouse.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "datasets"
 GSM8K_QUESTIONS = [
@@ -250,9 +251,9 @@ def test_unknown_dataset_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize("name", ["gsm8k", "mmlu-stem", "mbpp"])
 def test_a_missing_path_says_to_pass_one(name: str, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="none was given; pass its path"):
+    with pytest.raises(UserError, match="none was given; pass its path"):
         load_task(name)
-    with pytest.raises(FileNotFoundError, match="data not found at"):
+    with pytest.raises(UserError, match="data not found at"):
         load_task(name, path=str(tmp_path / "nope.jsonl"))
 
 
@@ -342,7 +343,7 @@ def test_a_broken_saved_dataset_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="is not an Arrow stream written by save_to_disk"):
         load_task("gsm8k", path=str(folder))
     (folder / "test" / "state.json").unlink()
-    with pytest.raises(FileNotFoundError, match="state.json is missing"):
+    with pytest.raises(UserError, match="state.json is missing"):
         load_task("gsm8k", path=str(folder))
 
 

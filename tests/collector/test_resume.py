@@ -25,6 +25,7 @@ from collector.engine import run_collection
 from collector.run import main as run_main
 from tests.collector.helpers import one_thread  # noqa: F401  (fixture)
 from tests.conftest import TinyModels
+from warehouse.liveness import run_liveness
 from warehouse.settings import staging_dir
 from warehouse.staging import EVENTS_FILE, FINAL, staged_sample_ids
 
@@ -133,6 +134,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
     _kill_after_first_batch(_cli(*args), warehouse_path)
     assert 0 < _committed(warehouse_path) < len(TEXTS)  # killed mid-run
     ref = _run_ref(warehouse_path)
+    (key,) = [d.name for d in staging_dir(warehouse_path).iterdir() if not d.name.startswith(".")]
+    assert run_liveness(warehouse_path, key).state == "stale"  # the killed collector's PID is gone
     assert run_main(["--resume", ref, "--warehouse", str(warehouse_path), "--quiet"]) == 0
 
     reference = run_collection(replace(cfg), warehouse_path, progress=False)

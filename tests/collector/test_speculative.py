@@ -9,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import torch
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from collector.engine import run_collection
 from collector.methods.oracle import collect_oracle_batch
 from collector.methods.speculative import (
     collect_speculative_batch,
+    cycles_for_samples,
     speculative_step,
     verify_greedy,
     verify_sampling,
@@ -72,7 +75,9 @@ def _hf_greedy(llm: LoadedModel, prompt: str) -> list[int]:
     return _HF[key]
 
 
-def _hf_assisted_uncached(llm: LoadedModel, slm: LoadedModel, prompt: str, k: int) -> list[int]:
+def _hf_assisted_uncached(
+    llm: LoadedModel, slm: LoadedModel, prompt: str, k: int, max_new: int = MAX_NEW
+) -> list[int]:
     gen = slm.model.generation_config
     gen.num_assistant_tokens, gen.num_assistant_tokens_schedule = k, "constant"
     gen.assistant_confidence_threshold = 0.0
@@ -81,7 +86,7 @@ def _hf_assisted_uncached(llm: LoadedModel, slm: LoadedModel, prompt: str, k: in
         **ids,
         assistant_model=slm.model,
         do_sample=False,
-        max_new_tokens=MAX_NEW,
+        max_new_tokens=max_new,
         pad_token_id=llm.tokenizer.pad_token_id,
     )
     return out[0, ids["input_ids"].shape[1] :].tolist()
@@ -123,11 +128,11 @@ def test_acceptance_follows_the_pair_and_cycles_add_up(
         for b in range(len(chunk)):
             mine = acc[rows == b]
             valid = int(out.valid[b])
-            assert min(int((mine + 1).sum()), MAX_NEW) == valid  # each cycle emits its accepted drafts + 1
+            assert int((mine + 1).sum()) == valid  # each cycle kept its accepted drafts + 1
             flags = out.extra["accepted"][b, :valid].numpy()
             draft_index = out.extra["draft_index"][b, :valid].numpy()
             assert (draft_index[flags] < k).all() and (draft_index[~flags] == k).all()
-            assert flags.sum() == sum(min(a, max(valid - start, 0)) for a, start in _starts(mine))
+            assert flags.sum() == mine.sum()  # events and cycles agree on what was kept
 
 
 def _starts(accepted: np.ndarray) -> list[tuple[int, int]]:
@@ -238,20 +243,28 @@ def test_warehouse_holds_draft_columns_and_cycles(
         nulls = con.execute("SELECT count(*) FROM token_events WHERE draft_index IS NULL OR accepted IS NULL")
         assert nulls.fetchone() == (0,)
         per_sample = con.execute(
-            """SELECT s.sample_id, s.n_tokens, e.kept, c.cycles, c.kept, c.emitted, c.last_emitted
+            """SELECT s.sample_id, s.n_tokens, e.kept, c.cycles, c.kept, c.max_drafted
                FROM samples s
                JOIN (SELECT sample_id, count(*) FILTER (WHERE accepted) AS kept
                      FROM token_events GROUP BY 1) e USING (sample_id)
-               JOIN (SELECT sample_id, count(*) AS cycles, sum(accepted) AS kept,
-                            sum(accepted + 1) AS emitted, arg_max(accepted + 1, cycle) AS last_emitted
+               JOIN (SELECT sample_id, count(*) AS cycles, sum(accepted) AS kept, max(drafted) AS max_drafted
                      FROM spec_cycles GROUP BY 1) c USING (sample_id)
                ORDER BY 1"""
         ).fetchall()
         assert len(per_sample) == 6
-        for _, n_tokens, kept_events, cycles, kept_cycles, emitted, last in per_sample:
-            assert emitted - last < n_tokens <= emitted  # the last cycle holds the cut
-            assert kept_events <= kept_cycles and cycles >= n_tokens / 4
-        assert con.execute("SELECT DISTINCT drafted FROM spec_cycles").fetchall() == [(3,)]
+        for _, n_tokens, kept_events, cycles, kept_cycles, max_drafted in per_sample:
+            assert kept_cycles + cycles == n_tokens  # every cycle kept its accepted drafts + 1, no more
+            assert kept_events == kept_cycles and max_drafted == 3
+        cut = con.execute("SELECT count(*) FROM spec_cycles WHERE drafted <> 3 AND accepted <> drafted")
+        assert cut.fetchone() == (0,)  # only a last cycle cut short drafts fewer, all of them kept
+        accept = con.execute("SELECT min(accept_prob), max(accept_prob) FROM token_events").fetchone()
+        assert accept is not None and 0.0 < accept[0] <= accept[1] <= 1.0 + 1e-5
+        costs = con.execute("SELECT kind, tokens, batch_size, seconds FROM run_costs").fetchall()
+        kinds = {(k, n, b) for k, n, b, _ in costs}
+        assert {("s1_forward", 1, 1), ("s2_forward", 1, 1), ("s2_forward", 4, 1), ("cycle", 3, 1)} <= kinds
+        assert {("s1_forward", 1, 4), ("decode", summary.tokens, 4)} <= kinds
+        assert {b for k, _, b, _ in costs if k == "llm_generate"} == {1, 4}
+        assert all(sec > 0 for *_, sec in costs)
 
 
 @settings(max_examples=80, deadline=None)
@@ -271,3 +284,67 @@ def test_greedy_verdict_is_the_llm_argmax_up_to_the_first_disagreement(
         assert torch.equal(
             verdict.tokens[b, : n + 1], target[b, : n + 1]
         )  # emitted = the LLM's greedy choice
+
+
+ZOO_NEW = 40
+
+
+def _zoo_context(k: int, **kw: object) -> tuple[object, list[str]]:
+    """The zoo's zoo-s drafted by zoo-xs on arithmetic prompts: outputs end on EOS (stop strings off)."""
+    from collector.tasks import load_task
+
+    items = load_task("builtin:arith", samples=4, seed=0).items
+    cfg = _spec_config(Path("unused"), Path("unused"), k, max_new_tokens=ZOO_NEW, **kw)
+    return replace(cfg, llm="zoo:zoo-s", slm="zoo:zoo-xs"), [it.prompt for it in items]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("batch", [1, 4])
+def test_outputs_that_end_on_eos_equal_generate_and_hf_assisted(k: int, batch: int) -> None:
+    cfg, prompts = _zoo_context(k)
+    ctx = context(cfg)  # type: ignore[arg-type]
+    llm, slm = ctx.llm, ctx.slm
+    got = tokens_by_sample(collect_events(ctx, collect_speculative_batch, prompts, batch))
+    eos = llm.tokenizer.eos_token_id
+    assert sum(v[-1] == eos for v in got.values()) >= 3, "the test wants outputs that end on EOS"
+    for sid, prompt in enumerate(prompts):
+        assert got[sid] == llm_greedy(llm, prompt, ZOO_NEW), f"prompt {sid}"
+        key = (llm.path, slm.path, str(k), prompt, "eos")
+        if key not in _HF:
+            _HF[key] = _hf_assisted_uncached(llm, slm, prompt, k, max_new=ZOO_NEW)
+        assert got[sid] == _HF[key], f"prompt {sid} vs HF assisted"
+    for chunk, out in run_batches(ctx, collect_speculative_batch, prompts, batch):
+        assert out.cycles is not None
+        valid = out.valid.tolist()
+        cycles = cycles_for_samples(out.cycles, chunk, valid)
+        assert cycles.num_rows == out.cycles.num_rows  # the method cut its own cycles already
+        for b, sid in enumerate(chunk):
+            mine = cycles.filter(pc.equal(cycles.column("sample_id"), sid))
+            accepted = mine.column("accepted").to_numpy()
+            assert int(accepted.sum()) + mine.num_rows == valid[b]  # sum(accepted) + cycles = n_tokens
+            assert valid[b] == ZOO_NEW or int(out.trace.token[b, valid[b] - 1]) == eos
+            assert int(out.extra["accepted"][b, : valid[b]].sum()) == int(accepted.sum())
+
+
+@pytest.mark.parametrize("stop,tau", [("max_prob", 0.6), ("entropy", 1.0)])
+def test_draft_stop_rule_keeps_greedy_output_and_each_row_stops_on_its_own(stop: str, tau: float) -> None:
+    k = 5
+    cfg, prompts = _zoo_context(k, draft_stop=stop, draft_threshold=tau)
+    ctx = context(cfg)  # type: ignore[arg-type]
+    base = tokens_by_sample(collect_events(context(replace(cfg, draft_stop=None, draft_threshold=None)),
+                                           collect_speculative_batch, prompts, 4))  # fmt: skip
+    tables = {}
+    for batch in (1, 4):
+        events = collect_events(ctx, collect_speculative_batch, prompts, batch)
+        assert tokens_by_sample(events) == base  # a stop rule changes the work, never the output
+        parts = [
+            cycles_for_samples(out.cycles, chunk, out.valid.tolist())
+            for chunk, out in run_batches(ctx, collect_speculative_batch, prompts, batch)
+            if out.cycles is not None
+        ]
+        tables[batch] = pa.concat_tables(parts).sort_by([("sample_id", "ascending"), ("cycle", "ascending")])
+    assert tables[1].equals(tables[4])  # each row drafts as it would alone
+    drafted = tables[4].column("drafted").to_numpy()
+    accepted = tables[4].column("accepted").to_numpy()
+    assert drafted.max() <= k and (accepted <= drafted).all()
+    assert (drafted < k).mean() > 0.2 and (drafted[:-1] >= 1).all()  # stops happen, ≥ 1 draft a cycle

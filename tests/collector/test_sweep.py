@@ -61,3 +61,42 @@ def test_default_job_covers_every_zoo_pair_and_method(tmp_path: Path) -> None:
     assert "Scaling law" in text and "CoF by pair and method" in text
     runs = _runs(path)
     assert len(runs) == len(cells) and all(status == "complete" for *_, status in runs)
+
+
+def test_dry_run_is_a_table_of_cells_with_their_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'pairs = [["zoo:zoo-s", "zoo:zoo-xs"]]\n'
+        'methods = [{method = "contrastive", lam = [0.5, 1.5]}]\n'
+        '[[datasets]]\nname = "gsm8k"\npath = "data/gsm8k.jsonl"\nshots = 8\n'
+    )
+    assert main([str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells" in out and "lam=1.5" in out and "dataset_path=data/gsm8k.jsonl shots=8" in out
+    assert out.count("zoo:zoo-s ") >= 2 and "KiB" in out  # one row per cell, with its weight bytes
+
+
+def test_a_failed_cell_is_counted_and_the_exit_status_says_so(
+    warehouse_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'pairs = [["zoo:zoo-s", "zoo:zoo-xs"]]\nmethods = ["oracle"]\nsamples = 2\nmax_new_tokens = 4\n'
+        f'datasets = [{{name = "gsm8k", path = "{tmp_path / "missing.jsonl"}"}}, "builtin:arith"]\n'
+    )
+    assert main([str(config), "--warehouse", str(warehouse_path)]) == 1
+    out = capsys.readouterr().out
+    assert "1 ran, 0 resumed, 0 skipped, 1 failed" in out and "missing.jsonl" in out
+    assert [status for *_, status in _runs(warehouse_path)] == ["complete"]
+
+
+def test_a_shipped_sweep_is_named_and_an_unknown_one_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["no-such-sweep", "--dry-run"]) == 2
+    out = capsys.readouterr().out
+    assert "cannot read sweep no-such-sweep" in out and "paper" in out
+    assert main(["paper", "--dry-run"]) == 2  # the paper's models are not on this disk
+    assert "Qwen1.5-0.5B" in capsys.readouterr().out

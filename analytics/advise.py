@@ -1,0 +1,409 @@
+"""The speculative advisor: which draft model, K and stop rule, predicted from oracle traces, then proved.
+
+Under greedy decoding one oracle run replays any speculative setting exactly (`replay_cycles`); the costs
+the collector measured at the start of that run turn the replayed cycles into a time:
+
+    predicted time = Σ_samples [prefill + Σ_cycles cycle(d)]        (cycle(d): a real cycle drafting d)
+    predicted speed-up = (tokens / predicted time) / (the LLM's own greedy generate tokens/s)
+
+Both costs are timed at batch 1 on the run's device, so the advice is for batch-1 latency. Under sampling
+the per-token acceptance probability α = Σ_v min(p_s(v), p_l(v)) gives the expected tokens per cycle
+(1 − α^(K+1)) / (1 − α) (Leviathan et al., 2023).
+
+    python -m analytics.advise [--warehouse W] [--method oracle] [--json] [--verify]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analytics.source import AnalyticsError, Source, connect, query, table_columns
+from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
+
+K_GRID = tuple(range(1, 9))
+THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
+ADVICE_SCHEMA = {
+    "llm": pl.Utf8,
+    "dataset": pl.Utf8,
+    "slm": pl.Utf8,
+    "oracle_run_id": pl.Int64,
+    "draft_k": pl.Int64,
+    "draft_stop": pl.Utf8,
+    "draft_threshold": pl.Float64,
+    "cycles": pl.Int64,
+    "tokens": pl.Int64,
+    "acceptance": pl.Float64,
+    "tokens_per_cycle": pl.Float64,
+    "predicted_tokens_per_s": pl.Float64,
+    "baseline_tokens_per_s": pl.Float64,
+    "predicted_speedup": pl.Float64,
+}
+SAMPLING_SCHEMA = {
+    "llm": pl.Utf8,
+    "dataset": pl.Utf8,
+    "slm": pl.Utf8,
+    "oracle_run_id": pl.Int64,
+    "alpha": pl.Float64,
+    "draft_k": pl.Int64,
+    "tokens_per_cycle": pl.Float64,
+    "predicted_speedup": pl.Float64,
+}
+
+
+@dataclass(frozen=True)
+class RunCosts:
+    """What one run measured: seconds of a cycle drafting d tokens, prefill per prompt, the baseline."""
+
+    cycle_s: dict[int, float]
+    prefill_s: float
+    baseline_tokens_per_s: float
+
+    def cycle(self, d: int) -> float:
+        """Seconds of a cycle drafting d tokens (linear between measured lengths, nearest outside them)."""
+        ds = sorted(self.cycle_s)
+        return float(np.interp(d, ds, [self.cycle_s[x] for x in ds]))
+
+
+def run_costs(source: Source, run_id: int) -> RunCosts | None:
+    """The batch-1 costs a run recorded (None where it recorded none: calibration off, older schema)."""
+    with connect(source) as con:
+        if not table_columns(con, "run_costs"):
+            return None
+        rows = query(
+            con, "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND batch_size = 1", [run_id]
+        )
+    cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "cycle"}
+    generate = [(n, s) for k, n, s in rows.iter_rows() if k == "llm_generate"]
+    prefill = [s for k, _, s in rows.iter_rows() if k == "prefill"]
+    if not cycles or not generate or generate[0][1] <= 0:
+        return None
+    return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1])
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One setting replayed on one oracle run, and its predicted speed."""
+
+    draft_k: int
+    draft_stop: str | None
+    draft_threshold: float | None
+    cycles: int
+    tokens: int
+    acceptance: float  # accepted drafts / verified positions (a rejection ends a cycle)
+    tokens_per_cycle: float
+    predicted_tokens_per_s: float
+    baseline_tokens_per_s: float
+    predicted_speedup: float
+
+
+def predict(
+    trace: OracleTrace, costs: RunCosts, k: int, stop: str | None = None, threshold: float | None = None
+) -> Prediction:
+    """Replay one setting and turn its cycles into a predicted time with the run's own costs."""
+    cycles = replay_cycles(trace, k, stop, threshold)
+    drafted = cycles["drafted"].to_numpy().astype(np.int64)
+    accepted = cycles["accepted"].to_numpy().astype(np.int64)
+    # A cycle really drafted K without a stop rule (a cut last cycle only records fewer).
+    work = np.full_like(drafted, k) if stop is None else np.clip(drafted, 1, k)
+    per_d = {d: costs.cycle(d) for d in np.unique(work).tolist()}
+    seconds = len(trace.n_tokens) * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
+    tokens = int(trace.n_tokens.sum())
+    trials = int((accepted + (accepted < drafted)).sum())
+    tps = tokens / seconds if seconds > 0 else float("nan")
+    return Prediction(
+        k, stop, threshold, len(cycles), tokens, float(accepted.sum()) / trials if trials else 1.0,
+        tokens / max(len(cycles), 1), tps, costs.baseline_tokens_per_s, tps / costs.baseline_tokens_per_s,
+    )  # fmt: skip
+
+
+def settings_grid() -> list[tuple[int, str | None, float | None]]:
+    """K = 1…8 with no stop rule and with each stop rule over its threshold grid."""
+    grid: list[tuple[int, str | None, float | None]] = [(k, None, None) for k in K_GRID]
+    for stop, taus in THRESHOLDS.items():
+        grid += [(k, stop, tau) for k in K_GRID if k > 1 for tau in taus]
+    return grid
+
+
+def oracle_runs(source: Source, method: str = "oracle") -> pl.DataFrame:
+    """Complete greedy oracle runs (router always) that recorded costs: the advisor's inputs."""
+    if method != "oracle":
+        raise AnalyticsError(
+            f"--method {method}: the advisor replays greedy oracle runs only (--method oracle)"
+        )
+    with connect(source) as con:
+        if not table_columns(con, "run_costs"):
+            return pl.DataFrame(
+                schema={"run_id": pl.Int64, "llm": pl.Utf8, "slm": pl.Utf8, "dataset": pl.Utf8}
+            )
+        return query(
+            con,
+            """SELECT r.run_id, r.llm, r.slm, r.dataset FROM runs r
+               WHERE r.method = 'oracle' AND r.router = 'always' AND r.temperature = 0
+                 AND r.status = 'complete' AND r.llm <> r.slm
+                 AND EXISTS (SELECT 1 FROM run_costs c
+                             WHERE c.run_id = r.run_id AND c.kind = 'cycle' AND c.batch_size = 1)
+               ORDER BY r.llm, r.dataset, r.slm, r.run_id""",
+        )
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Every replayed setting ranked, the best per LLM and dataset with its runner-up, and sampling."""
+
+    candidates: pl.DataFrame  # ADVICE_SCHEMA plus `rank` within (llm, dataset)
+    best: pl.DataFrame  # rank 1 per (llm, dataset), with runner_up_* columns
+    sampling: pl.DataFrame  # SAMPLING_SCHEMA: best K per pair under speculative sampling
+
+
+def _sampling_row(trace: OracleTrace, costs: RunCosts) -> dict[str, Any] | None:
+    if trace.accept_prob is None or len(trace.accept_prob) == 0:
+        return None
+    alpha = float(np.clip(trace.accept_prob.mean(), 0.0, 1.0 - 1e-9))
+    best: dict[str, Any] | None = None
+    for k in K_GRID:
+        per_cycle = (1 - alpha ** (k + 1)) / (1 - alpha)
+        speedup = per_cycle / costs.cycle(k) / costs.baseline_tokens_per_s
+        if best is None or speedup > best["predicted_speedup"]:
+            best = {"alpha": alpha, "draft_k": k, "tokens_per_cycle": per_cycle, "predicted_speedup": speedup}
+    return best
+
+
+def advise(source: Source, method: str = "oracle") -> Advice:
+    """Replay every setting of `settings_grid` on every oracle run with costs, and rank them."""
+    rows, sampling = [], []
+    with connect(source) as con:
+        for run_id, llm, slm, dataset in oracle_runs(con, method).iter_rows():
+            costs = run_costs(con, run_id)
+            if costs is None:
+                continue
+            trace = oracle_trace(con, run_id)
+            key = {"llm": llm, "dataset": dataset, "slm": slm, "oracle_run_id": run_id}
+            rows += [{**key, **asdict(predict(trace, costs, *s))} for s in settings_grid()]
+            sample = _sampling_row(trace, costs)
+            if sample is not None:
+                sampling.append({**key, **sample})
+    candidates = pl.DataFrame(rows, schema=ADVICE_SCHEMA) if rows else pl.DataFrame(schema=ADVICE_SCHEMA)
+    candidates = candidates.sort(["llm", "dataset", "predicted_speedup"], descending=[False, False, True])
+    candidates = candidates.with_columns(
+        pl.col("predicted_speedup").rank("ordinal", descending=True).over("llm", "dataset").alias("rank")
+    )
+    return Advice(candidates, best_with_runner_up(candidates), pl.DataFrame(sampling, schema=SAMPLING_SCHEMA))
+
+
+def best_with_runner_up(candidates: pl.DataFrame) -> pl.DataFrame:
+    """Rank 1 per (llm, dataset) beside its runner-up: the best setting of another draft model where there
+    is one, else the second-best setting of the same draft model."""
+    best = candidates.filter(pl.col("rank") == 1)
+    cols = ["slm", "draft_k", "draft_stop", "draft_threshold", "predicted_speedup"]
+    runner = (
+        candidates.filter(pl.col("rank") > 1)
+        .join(best.select("llm", "dataset", pl.col("slm").alias("best_slm")), on=["llm", "dataset"])
+        .sort(["llm", "dataset", pl.col("slm") == pl.col("best_slm"), "rank"])
+        .group_by(["llm", "dataset"], maintain_order=True)
+        .first()
+        .select("llm", "dataset", *[pl.col(c).alias(f"runner_up_{c}") for c in cols])
+    )
+    return best.join(runner, on=["llm", "dataset"], how="left")
+
+
+# --verify: run the collector with the advised settings on the oracle run's prompts (a separate process:
+# analytics never imports the collector) and compare what it measures with the prediction.
+PROMPT_SETTINGS = ("dataset", "dataset_path", "prompts", "samples", "seed", "shots", "max_new_tokens",
+                   "device", "dtype")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The advised setting's prediction beside a real run of it."""
+
+    llm: str
+    slm: str
+    dataset: str
+    oracle_run_id: int
+    run_id: int
+    draft_k: int
+    draft_stop: str | None
+    draft_threshold: float | None
+    predicted_acceptance: float
+    measured_acceptance: float
+    predicted_cycles: int
+    measured_cycles: int
+    predicted_speedup: float
+    measured_speedup: float
+    measured_tokens_per_s: float
+    baseline_tokens_per_s: float
+
+    @property
+    def speedup_error(self) -> float:
+        """(predicted − measured) / measured."""
+        return (self.predicted_speedup - self.measured_speedup) / self.measured_speedup
+
+
+def collector_command(
+    warehouse: Path, row: dict[str, Any], settings: dict[str, Any], threads: int
+) -> list[str]:
+    """`python -m collector.run ...` for the advised setting on the oracle run's prompts, batch 1."""
+    cmd = [sys.executable, "-m", "collector.run", "--llm", row["llm"], "--slm", row["slm"], "--method",
+           "speculative", "--draft-k", str(row["draft_k"]), "--batch-size", "1",
+           "--warehouse", str(warehouse), "--threads", str(threads), "--quiet"]  # fmt: skip
+    if row["draft_stop"] is not None:
+        cmd += ["--draft-stop", row["draft_stop"], "--draft-threshold", repr(row["draft_threshold"])]
+    for name in PROMPT_SETTINGS:
+        if settings.get(name) is not None:
+            cmd += [f"--{name.replace('_', '-')}", str(settings[name])]
+    return cmd
+
+
+def measured(source: Source, run_id: int) -> tuple[float, int, float, float]:
+    """(acceptance, cycles, decode tokens/s, the LLM's generate tokens/s at batch 1) of a speculative run."""
+    with connect(source) as con:
+        c = query(con, "SELECT drafted, accepted FROM spec_cycles WHERE run_id = ?", [run_id])
+        costs = query(
+            con, "SELECT kind, tokens, batch_size, seconds FROM run_costs WHERE run_id = ?", [run_id]
+        )
+    drafted, accepted = c["drafted"].to_numpy(), c["accepted"].to_numpy()
+    trials = int((accepted + (accepted < drafted)).sum())
+    decode = costs.filter(pl.col("kind") == "decode").row(0)
+    generate = costs.filter((pl.col("kind") == "llm_generate") & (pl.col("batch_size") == 1)).row(0)
+    return float(accepted.sum()) / max(trials, 1), c.height, decode[1] / decode[3], generate[1] / generate[3]
+
+
+def verify(warehouse: Path, best: pl.DataFrame, threads: int = 1) -> list[Verification]:
+    """Run each advised setting for real (batch 1) and measure it beside its prediction."""
+    out = []
+    for row in best.iter_rows(named=True):
+        with connect(warehouse) as con:
+            settings = json.loads(
+                query(con, "SELECT settings FROM runs WHERE run_id = ?", [row["oracle_run_id"]])[0, 0]
+            )
+            before = int(query(con, "SELECT coalesce(max(run_id), 0) FROM runs")[0, 0])
+        done = subprocess.run(
+            collector_command(warehouse, row, settings, threads), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise AnalyticsError(
+                f"the verification run failed ({done.returncode}): {done.stdout}{done.stderr}"
+            )
+        with connect(warehouse) as con:
+            new = query(
+                con, "SELECT max(run_id) FROM runs WHERE run_id > ? AND method = 'speculative'", [before]
+            )
+        run_id = int(new[0, 0])
+        acceptance, cycles, tps, baseline = measured(warehouse, run_id)
+        out.append(
+            Verification(
+                row["llm"],
+                row["slm"],
+                row["dataset"],
+                row["oracle_run_id"],
+                run_id,
+                row["draft_k"],
+                row["draft_stop"],
+                row["draft_threshold"],
+                row["acceptance"],
+                acceptance,
+                row["cycles"],
+                cycles,
+                row["predicted_speedup"],
+                tps / baseline,
+                tps,
+                baseline,
+            )  # fmt: skip
+        )
+    return out
+
+
+def _fmt_setting(k: int, stop: str | None, tau: float | None) -> str:
+    return f"K={k}" + (f", {stop} {'<' if stop == 'max_prob' else '>'} {tau:g} stops" if stop else "")
+
+
+def print_advice(advice: Advice, checks: Sequence[Verification] = ()) -> None:
+    """The ranking, the sampling section and any verification, as text."""
+    print("Best draft model per LLM (greedy, batch 1; predicted from oracle traces and the recorded costs)\n")
+    print("| LLM | dataset | draft model | setting | acceptance | tokens/cycle | speed-up | runner-up |")
+    print("|---|---|---|---|---:|---:|---:|---|")
+    for r in advice.best.iter_rows(named=True):
+        runner = "—"
+        if r.get("runner_up_slm") is not None:
+            setting = _fmt_setting(
+                r["runner_up_draft_k"], r["runner_up_draft_stop"], r["runner_up_draft_threshold"]
+            )
+            runner = f"{r['runner_up_slm']} {setting}: {r['runner_up_predicted_speedup']:.2f}×"
+        setting = _fmt_setting(r["draft_k"], r["draft_stop"], r["draft_threshold"])
+        print(
+            f"| {r['llm']} | {r['dataset']} | {r['slm']} | {setting} | {r['acceptance']:.3f} "
+            f"| {r['tokens_per_cycle']:.2f} | {r['predicted_speedup']:.2f}× | {runner} |"
+        )
+    if advice.sampling.height:
+        print("\nSpeculative sampling (α = mean Σ_v min(p_s, p_l) over the oracle trace, temperature 1)\n")
+        print("| LLM | dataset | draft model | α | best K | tokens/cycle | speed-up |")
+        print("|---|---|---|---:|---:|---:|---:|")
+        for r in advice.sampling.iter_rows(named=True):
+            print(
+                f"| {r['llm']} | {r['dataset']} | {r['slm']} | {r['alpha']:.3f} | {r['draft_k']} "
+                f"| {r['tokens_per_cycle']:.2f} | {r['predicted_speedup']:.2f}× |"
+            )
+    if checks:
+        print("\nVerification: the advised setting run for real (batch 1)\n")
+        print("| LLM | dataset | draft model | setting | run | acceptance pred / meas | cycles pred / meas "
+              "| speed-up pred / meas | error |")  # fmt: skip
+        print("|---|---|---|---|---:|---:|---:|---:|---:|")
+        for v in checks:
+            setting = _fmt_setting(v.draft_k, v.draft_stop, v.draft_threshold)
+            print(
+                f"| {v.llm} | {v.dataset} | {v.slm} | {setting} | {v.run_id} "
+                f"| {v.predicted_acceptance:.4f} / {v.measured_acceptance:.4f} "
+                f"| {v.predicted_cycles} / {v.measured_cycles} "
+                f"| {v.predicted_speedup:.2f} / {v.measured_speedup:.2f} | {v.speedup_error:+.0%} |"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m analytics.advise`."""
+    from warehouse.settings import resolve_warehouse
+
+    p = argparse.ArgumentParser(prog="python -m analytics.advise", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    p.add_argument(
+        "--method", default="oracle", help="runs to replay (only greedy oracle runs replay exactly)"
+    )
+    p.add_argument("--json", action="store_true", help="print the advice as JSON")
+    p.add_argument(
+        "--verify", action="store_true", help="run each advised setting and print measured beside it"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the verification runs")
+    args = p.parse_args(argv)
+    warehouse = resolve_warehouse(args.warehouse)
+    try:
+        advice = advise(warehouse, args.method)
+        if advice.best.height == 0:
+            raise AnalyticsError(
+                "no greedy oracle run with recorded costs in this warehouse; collect one with "
+                "python -m collector.run --llm L --slm S --dataset D --method oracle"
+            )
+        checks = verify(warehouse, advice.best, args.threads) if args.verify else []
+    except (AnalyticsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        payload = {"best": advice.best.to_dicts(), "sampling": advice.sampling.to_dicts(),
+                   "verify": [{**asdict(v), "speedup_error": v.speedup_error} for v in checks]}  # fmt: skip
+        print(json.dumps(payload, indent=1))
+    else:
+        print_advice(advice, checks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Which law do the pairs support? Fit every candidate, compare by leave-one-pair-out error, flag the rest.
+
+Choice: the lowest leave-one-pair-out RMSE among identified candidates; candidates within 5% of it are a
+tie, settled by AICc (the small-sample Akaike criterion), then by fewer parameters. Identifiability: a
+parameter at a bound, a near-singular column-scaled Jacobian (condition > 10⁴) or a bootstrap interval of
+α that spans the search range marks a candidate unidentified; an unidentified power law is reported as its
+limit form (α → 0: a + b·ln R; α → ∞ or γ → 0: a constant). Intervals come from a residual bootstrap:
+the pairs are the design, their scaled residuals are resampled onto the fitted values and every
+resample refitted; a prediction adds to each refitted curve a draw of s·t(n − k), s the RMS of the
+leave-one-out residuals (errors on unseen pairs) and t Student's with n − k degrees of freedom, so the
+interval is as wide as out-of-sample errors are, and wider where few pairs estimate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.laws import ALPHA_BOUNDS, LAWS, FloatArray, Law, distinct_count, fit_rows, leave_one_out
+from analytics.laws import jacobian_condition as _jacobian_condition
+from analytics.laws import values as _values
+
+COND_MAX = 1e4
+TIE_RTOL = 0.05
+BOUND_RTOL = 1.05
+SPAN_SHARE = 0.9
+BOOT_CHUNK = 250
+
+
+class CofPrediction(NamedTuple):
+    """A predicted CoF with its prediction interval (NaN bounds when the fit had no bootstrap)."""
+
+    value: float
+    lo: float
+    hi: float
+
+
+@dataclass(frozen=True)
+class LawFit:
+    """One candidate law fitted to the pairs, with its out-of-sample error and identifiability."""
+
+    form: str
+    formula: str
+    names: tuple[str, ...]
+    params: tuple[float, ...]
+    sse: float
+    loo_rmse: float
+    aicc: float
+    condition: float
+    identified: bool
+    reason: str
+    limit_form: str | None
+    intervals: tuple[tuple[float, float], ...] | None = None
+
+    def value(self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
+        """This law's CoF at each (N_LLM, N_SLM), unclipped."""
+        return _values(self.form, np.asarray([self.params]), _design(llm_params, slm_params))[0]
+
+    def param(self, name: str) -> float:
+        """One parameter by name."""
+        return self.params[self.names.index(name)]
+
+    def describe(self) -> str:
+        """The fitted formula with its numbers, e.g. `0.13 + 0.075*ln(R)`."""
+        p = dict(zip(self.names, self.params, strict=True))
+        if self.form == "power_ratio":
+            return f"{p['gamma']:.4g}*R^(-{p['alpha']:.3g}) {_signed(p['beta'])}"
+        if self.form == "log_ratio":
+            return f"{p['a']:.4g} {_signed(p['b'])}*ln(R)"
+        if self.form == "log_sizes":
+            return f"{p['a']:.4g} {_signed(p['b'])}*ln(N_LLM) {_signed(p['c'])}*ln(N_SLM)"
+        return f"{p['a']:.4g}"
+
+
+def _signed(v: float) -> str:
+    return f"- {abs(v):.4g}" if v < 0 else f"+ {v:.4g}"
+
+
+@dataclass(frozen=True)
+class CofFit:
+    """Every candidate law fitted to one table of pairs, the chosen one first, and what was skipped."""
+
+    candidates: tuple[LawFit, ...]
+    skipped: tuple[tuple[str, str], ...]
+    n_points: int
+    bootstrap: int
+    seed: int
+    # Prediction noise of the chosen law: s (RMS of its leave-one-out residuals) times Student's t(df).
+    noise_scale: float
+    noise_df: int
+    # Residual-bootstrap parameter draws [B, k] per law form, for prediction intervals.
+    draws: Mapping[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def chosen(self) -> LawFit:
+        """The law the data support best."""
+        return self.candidates[0]
+
+    @property
+    def form(self) -> str:
+        """The chosen law's name."""
+        return self.chosen.form
+
+    @property
+    def runner_up(self) -> LawFit | None:
+        """The next-best identified candidate by leave-one-out error, if any."""
+        rest = [c for c in self.candidates[1:] if c.identified]
+        return rest[0] if rest else None
+
+    def candidate(self, form: str) -> LawFit | None:
+        """The fitted candidate of one form, or None when it was skipped."""
+        return next((c for c in self.candidates if c.form == form), None)
+
+    def band(
+        self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike, confidence: float = 0.9
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The chosen law and its prediction interval at each (N_LLM, N_SLM), all clipped to [0, 1]."""
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        x = _design(llm_params, slm_params)
+        c = self.chosen
+        value = _values(c.form, np.asarray([c.params]), x)[0]
+        draws = self.draws.get(c.form)
+        if draws is None or len(draws) == 0:
+            nan = np.full_like(value, np.nan)
+            return np.clip(value, 0, 1), nan, nan
+        rng = np.random.default_rng(self.seed + 1)
+        curves = _values(c.form, draws, x)  # [B, m]
+        # One noise draw per curve, shared along it: the same distribution at each point, a smooth band.
+        noisy = curves + self.noise_scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
+        lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+        return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+
+    def predict(self, llm_params: float, slm_params: float, confidence: float = 0.9) -> CofPrediction:
+        """The chosen law's CoF for one (unseen) pair with a prediction interval."""
+        value, lo, hi = self.band([llm_params], [slm_params], confidence)
+        return CofPrediction(float(value[0]), float(lo[0]), float(hi[0]))
+
+
+class TooFewPairs(ValueError):
+    """No candidate law can be fitted and checked on so few pairs."""
+
+
+def _design(llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
+    """x = (ln N_LLM, ln N_SLM): [n, 2]."""
+    nl = np.asarray(llm_params, dtype=float).ravel()
+    ns = np.asarray(slm_params, dtype=float).ravel()
+    if nl.shape != ns.shape:
+        raise ValueError(f"llm_params and slm_params differ in length: {nl.size} vs {ns.size}")
+    if np.any(nl <= 0) or np.any(ns <= 0):
+        raise ValueError("parameter counts must be positive")
+    return np.stack([np.log(nl), np.log(ns)], axis=1)
+
+
+def _why_skip(law: Law, x: FloatArray) -> str | None:
+    """What a law needs that these pairs lack, or None."""
+    n = x.shape[0]
+    ratios = int(distinct_count((x[:, 0] - x[:, 1])[None])[0]) if n else 0
+    if law.form == "constant" and n < 2:
+        return f"needs 2 pairs to be checked leaving one out; got {n}"
+    if law.form == "log_ratio" and ratios < 3:
+        return f"needs 3 distinct ratios; got {ratios}"
+    if law.form == "power_ratio" and ratios < 4:
+        return f"needs 4 distinct ratios (3 parameters, one pair left out); got {ratios}"
+    if law.form == "log_sizes":
+        sizes = [int(distinct_count(x[None, :, i])[0]) for i in (0, 1)]
+        if n < 4 or min(sizes) < 2:
+            return (
+                f"needs 4 pairs with at least 2 LLM and 2 SLM sizes; got {n} pairs, "
+                f"{sizes[0]} LLM and {sizes[1]} SLM size(s)"
+            )
+    return None
+
+
+def _aicc(sse: float, n: int, k: int, scale: float) -> float:
+    """AICc of a least-squares fit with k parameters plus the noise variance."""
+    kk = k + 1
+    if n - kk - 1 <= 0:
+        return float("inf")
+    floor = n * (1e-9 * scale) ** 2  # noiseless data: every exact law ties, the penalty decides
+    return float(n * np.log(max(sse, floor) / n) + 2 * kk + 2 * kk * (kk + 1) / (n - kk - 1))
+
+
+def _bootstrap(
+    law: Law, x: FloatArray, fitted: FloatArray, pool: FloatArray, resamples: int, seed: int, bounds: tuple
+) -> FloatArray:
+    """Residual-bootstrap parameter draws [B', k] (undefined refits dropped)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, pool.size, size=(resamples, pool.size))
+    out = []
+    for start in range(0, resamples, BOOT_CHUNK):
+        ystar = fitted[None, :] + pool[idx[start : start + BOOT_CHUNK]]
+        params, ok = fit_rows(law.form, x[None], ystar, bounds)
+        out.append(params[ok])
+    return np.concatenate(out) if out else np.empty((0, law.k))
+
+
+def _identify(
+    law: Law,
+    params: FloatArray,
+    x: FloatArray,
+    cond: float,
+    intervals: tuple[tuple[float, float], ...] | None,
+    bounds: tuple[float, float],
+) -> tuple[bool, str, str | None]:
+    """(identified, reason, limit form) of one fitted candidate."""
+    reasons: list[str] = []
+    limit: str | None = None
+    if law.form == "power_ratio":
+        gamma, alpha, _ = params
+        log_r = x[:, 0] - x[:, 1]
+        spread = abs(gamma) * float(np.ptp(np.exp(-alpha * log_r)))
+        to_constant = spread < 1e-12 or alpha >= bounds[1] / BOUND_RTOL
+        if alpha <= bounds[0] * BOUND_RTOL:
+            reasons.append(f"alpha at its lower bound {bounds[0]:g}")
+        elif alpha >= bounds[1] / BOUND_RTOL:
+            reasons.append(f"alpha at its upper bound {bounds[1]:g}")
+        if intervals is not None:
+            lo, hi = intervals[1]
+            share = np.log(hi / lo) / np.log(bounds[1] / bounds[0])
+            if share >= SPAN_SHARE:
+                reasons.append(f"alpha's bootstrap interval [{lo:.3g}, {hi:.3g}] spans the search range")
+        if cond > COND_MAX:
+            reasons.append(f"near-singular Jacobian (cond {cond:.2g})")
+        limit = ("constant" if to_constant else "log_ratio") if reasons else None
+    elif cond > COND_MAX:
+        reasons.append(f"near-singular design (cond {cond:.2g}): the sizes move together")
+    return not reasons, "; ".join(reasons), limit
+
+
+def _fit_law(
+    law: Law, x: FloatArray, y: FloatArray, loo: FloatArray, resamples: int, seed: int, bounds: tuple
+) -> tuple[LawFit, FloatArray | None]:
+    """One candidate fitted, checked and (when asked) bootstrapped; also its bootstrap draws."""
+    params, _ = fit_rows(law.form, x[None], y[None], bounds)
+    fitted = _values(law.form, params, x)[0]
+    resid = y - fitted
+    n = y.size
+    pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
+    sse = float(resid @ resid)
+    cond = _jacobian_condition(law.form, params[0], x)
+    draws, intervals = None, None
+    if resamples > 0:
+        draws = _bootstrap(law, x, fitted, pool, resamples, seed, bounds)
+        if len(draws):
+            q = np.quantile(draws, [0.025, 0.975], axis=0)
+            intervals = tuple((float(q[0, i]), float(q[1, i])) for i in range(law.k))
+    identified, reason, limit = _identify(law, params[0], x, cond, intervals, bounds)
+    scale = float(np.max(np.abs(y))) + 1e-12
+    fit = LawFit(
+        law.form,
+        law.formula,
+        law.names,
+        tuple(float(v) for v in params[0]),
+        sse,
+        float(np.sqrt(np.mean((loo - y) ** 2))),
+        _aicc(sse, n, law.k, scale),
+        cond,
+        identified,
+        reason,
+        limit,
+        intervals,
+    )
+    return fit, draws
+
+
+def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
+    """The chosen law first (lowest LOO RMSE among identified, ties by AICc), then the rest by LOO RMSE."""
+    pool = [f for f in fits if f.identified] or fits
+    best = min(f.loo_rmse for f in pool)
+    tied = [f for f in pool if f.loo_rmse <= best * (1 + TIE_RTOL) + 1e-9 * scale]
+    chosen = min(tied, key=lambda f: (f.aicc, len(f.names)))
+    rest = sorted((f for f in fits if f is not chosen), key=lambda f: (f.loo_rmse, len(f.names)))
+    return [chosen, *rest]
+
+
+def fit_cof(
+    llm_params: npt.ArrayLike,
+    slm_params: npt.ArrayLike,
+    cof: npt.ArrayLike,
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
+) -> CofFit:
+    """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits."""
+    x = _design(llm_params, slm_params)
+    y = np.asarray(cof, dtype=float).ravel()
+    if y.size != x.shape[0]:
+        raise ValueError(f"cof has {y.size} values for {x.shape[0]} pairs")
+    keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
+    x, y = x[keep], y[keep]
+    fits: list[LawFit] = []
+    skipped: list[tuple[str, str]] = []
+    draws: dict[str, FloatArray | None] = {}
+    for law in LAWS.values():
+        why = _why_skip(law, x)
+        loo = None if why else leave_one_out(law.form, x, y, alpha_bounds)
+        if loo is None:
+            skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
+            continue
+        fit, draws[law.form] = _fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds)
+        fits.append(fit)
+    if not fits:
+        raise TooFewPairs(
+            f"no law can be fitted and checked on {y.size} pair(s): "
+            + "; ".join(f"{form} {why}" for form, why in skipped)
+        )
+    ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
+    df = max(y.size - len(ranked[0].names), 1)
+    kept = {form: d for form, d in draws.items() if d is not None}
+    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df, kept)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many left-out pairs fell inside the prediction interval fitted without them."""
+
+    covered: int
+    total: int
+    confidence: float
+
+    @property
+    def rate(self) -> float:
+        """Share covered (NaN when no pair could be left out)."""
+        return self.covered / self.total if self.total else float("nan")
+
+
+def loo_coverage(
+    llm_params: npt.ArrayLike,
+    slm_params: npt.ArrayLike,
+    cof: npt.ArrayLike,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.9,
+) -> Coverage:
+    """Leave each pair out, refit (choice included) on the rest, and check the pair's prediction interval."""
+    nl = np.asarray(llm_params, dtype=float).ravel()
+    ns = np.asarray(slm_params, dtype=float).ravel()
+    y = np.asarray(cof, dtype=float).ravel()
+    covered = total = 0
+    for i in range(y.size):
+        keep = np.arange(y.size) != i
+        try:
+            fit = fit_cof(nl[keep], ns[keep], y[keep], bootstrap=bootstrap, seed=seed)
+        except TooFewPairs:
+            continue
+        _, lo, hi = fit.predict(float(nl[i]), float(ns[i]), confidence)
+        if np.isfinite(lo):
+            total += 1
+            covered += int(lo <= y[i] <= hi)
+    return Coverage(covered, total, confidence)

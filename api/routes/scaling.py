@@ -1,0 +1,194 @@
+"""GET /v1/scaling and /v1/scaling/predict: the scaling law of CoF in the parameter ratio (analytics.scaling).
+
+The fit models are built from the analytics dataclasses' own fields, so a field added there shows up here.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any
+
+import duckdb
+import polars as pl
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, create_model
+
+from analytics.scaling import (
+    GroupFit,
+    ScalingFit,
+    TooFewPoints,
+    fit_groups,
+    fit_pairs,
+    leave_one_out_error,
+    pair_points,
+)
+from api.convert import dump, public_model, records
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import ApiError, error_responses
+from api.params import Confidence, Method, RouterName
+
+router = APIRouter(prefix="/v1", tags=["scaling"])
+EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
+
+
+class PairPointPublic(BaseModel):
+    """One (LLM, SLM) pair of a method and dataset: its pooled CoF and parameter ratio."""
+
+    llm: str
+    slm: str
+    llm_params: int
+    slm_params: int
+    param_ratio: float
+    method: str
+    router: str
+    dataset: str
+    runs: int
+    tokens: int
+    mismatches: int
+    cof: float | None
+
+
+class LeaveOneOutPointPublic(BaseModel):
+    ratio: float
+    cof: float
+    predicted: float | None
+    error: float | None
+
+
+class LeaveOneOutPublic(BaseModel):
+    """Fit without each pair in turn and predict it: the error on an unseen pair."""
+
+    rmse: float | None
+    mae: float | None
+    points: list[LeaveOneOutPointPublic]
+
+
+ScalingFitPublic = public_model(ScalingFit, exclude=EXCLUDE)
+GroupFitPublic: Any = create_model(
+    "GroupFitPublic",
+    __base__=public_model(GroupFit, exclude=EXCLUDE, name="GroupFitFields"),
+    leave_one_out=(LeaveOneOutPublic | None, Field(description="null where too few pairs to leave one out")),
+)
+
+
+def _list_of(model: Any) -> Any:
+    """`list[model]` for a model built at run time."""
+    return types.GenericAlias(list, (model,))
+
+
+ScalingPublic: Any = create_model(
+    "ScalingPublic",
+    __doc__="Fits of CoF = γ·R^(−α) + β per (method, dataset), with the pairs they were fitted to.",
+    method=(str | None, ...),
+    dataset=(str | None, ...),
+    router=(str | None, ...),
+    bootstrap=(int, ...),
+    points=(list[PairPointPublic], ...),
+    fits=(_list_of(GroupFitPublic), ...),
+)
+PredictionPublic: Any = create_model(
+    "PredictionPublic",
+    __doc__="The fitted CoF at an (unseen) ratio with its bootstrap interval, and the fit it came from.",
+    method=(str, ...),
+    dataset=(str, ...),
+    router=(str | None, ...),
+    ratio=(float, ...),
+    value=(float | None, ...),
+    lo=(float | None, ...),
+    hi=(float | None, ...),
+    confidence=(float, ...),
+    fit=(ScalingFitPublic, ...),
+)
+Bootstrap = Annotated[int, Query(ge=0, le=1000, description="bootstrap resamples for intervals (0: none)")]
+Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="seed of the bootstrap")]
+Router = Annotated[RouterName | None, Query(description="pairs of runs with this router (default always)")]
+
+
+def _leave_one_out(points: pl.DataFrame, fit: GroupFit) -> dict[str, Any] | None:
+    grp = points.filter((pl.col("method") == fit.method) & (pl.col("dataset") == fit.dataset)).drop_nulls(
+        "cof"
+    )
+    try:
+        loo = leave_one_out_error(grp["param_ratio"], grp["cof"])
+    except TooFewPoints:
+        return None
+    return {"rmse": loo.rmse, "mae": loo.mae, "points": records(loo.frame)}
+
+
+def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | None, router: str | None,
+          bootstrap: int, seed: int) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
+    points = pair_points(cur, method=method, dataset=dataset, router=router)
+    fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
+    return points, [{**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(points, g)} for g in fits]
+
+
+@router.get("/scaling", response_model=ScalingPublic, responses=error_responses(400, 401, 405, 500, 503))
+def get_scaling(
+    analyst: AnalystDep,
+    db: DbDep,
+    method: Method | None = None,
+    dataset: str | None = None,
+    router: Router = "always",
+    bootstrap: Bootstrap = 0,
+    seed: Seed = 0,
+    timeout_ms: TimeoutMs = None,
+) -> Any:
+    """The fit per (method, dataset) with bootstrap intervals and leave-one-pair-out error."""
+    points, fits = analyst(db.limit_ms(timeout_ms), _fits, method, dataset, router, bootstrap, seed)
+    return {
+        "method": method,
+        "dataset": dataset,
+        "router": router,
+        "bootstrap": bootstrap,
+        "points": records(points),
+        "fits": fits,
+    }
+
+
+def _ratio(ratio: float | None, llm_params: int | None, slm_params: int | None) -> float:
+    sizes = (llm_params, slm_params)
+    if ratio is not None and any(s is not None for s in sizes):
+        raise ApiError(
+            400, "conflicting_parameters", "give either ratio or llm_params with slm_params, not both"
+        )
+    if ratio is not None:
+        return ratio
+    if llm_params is None or slm_params is None:
+        raise ApiError(400, "missing_parameter", "give ratio, or both llm_params and slm_params")
+    return llm_params / slm_params
+
+
+@router.get(
+    "/scaling/predict",
+    response_model=PredictionPublic,
+    responses=error_responses(400, 401, 404, 405, 500, 503),
+)
+def predict_scaling(
+    analyst: AnalystDep,
+    db: DbDep,
+    method: Method,
+    dataset: Annotated[str, Query(min_length=1)],
+    router: Router = "always",
+    ratio: Annotated[float | None, Query(gt=0, le=1e12, description="N_LLM / N_SLM")] = None,
+    llm_params: Annotated[int | None, Query(ge=1, le=10**15)] = None,
+    slm_params: Annotated[int | None, Query(ge=1, le=10**15)] = None,
+    bootstrap: Annotated[int, Query(ge=1, le=1000, description="bootstrap resamples")] = 200,
+    seed: Seed = 0,
+    confidence: Confidence = 0.95,
+    timeout_ms: TimeoutMs = None,
+) -> Any:
+    """The fitted CoF of an unseen pair (by its ratio or its two sizes) with a bootstrap interval."""
+    r = _ratio(ratio, llm_params, slm_params)
+    fit = analyst(
+        db.limit_ms(timeout_ms), fit_pairs, method=method, dataset=dataset, router=router,
+        bootstrap=bootstrap, seed=seed,
+    )  # fmt: skip
+    pred = fit.predict(r, confidence)
+    return {
+        "method": method,
+        "dataset": dataset,
+        "router": router,
+        "confidence": confidence,
+        **dump(pred),
+        "fit": dump(fit, EXCLUDE),
+    }

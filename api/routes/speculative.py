@@ -1,0 +1,87 @@
+"""GET /v1/speculative: acceptance by draft position, expected vs measured speed-up (analytics)."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from analytics.speculative import acceptance_by_position, speculative_runs
+from api.convert import Group, records
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import ApiError, error_responses
+from api.params import Filters, FiltersDep, GroupByQuery, groups
+
+router = APIRouter(prefix="/v1", tags=["speculative"])
+
+
+class SpeculativeRunRow(BaseModel):
+    """One speculative run: K, acceptance, mean accepted length, expected and measured speed-up."""
+
+    run_id: int
+    llm: str | None
+    slm: str | None
+    dataset: str | None
+    draft_k: int | None
+    cycles: int | None
+    drafted: int | None
+    accepted: int | None
+    acceptance: float | None = Field(description="per-token acceptance a = accepted / verified positions")
+    mean_accepted: float | None
+    tokens_per_cycle: float | None
+    cost_ratio: float | None = Field(description="c = params(SLM) / params(LLM)")
+    expected_speedup: float | None = Field(description="(1 − a^(K+1)) / ((1 − a)(K·c + 1))")
+    measured_speedup: float | None
+    measured_from: str | None
+
+
+class AcceptanceRow(BaseModel):
+    """Draft position i of a group: cycles reaching it, accepted there, P(accept | reached), P(kept > i)."""
+
+    group: Group
+    position: int
+    reached: int
+    accepted: int
+    cycles: int | None
+    acceptance_rate: float | None
+    survival: float | None
+
+
+class SpeculativePublic(BaseModel):
+    """Speculative runs and their acceptance by draft position."""
+
+    group_by: list[str]
+    runs: list[SpeculativeRunRow]
+    acceptance: list[AcceptanceRow]
+
+
+DEFAULT_GROUP_BY = ("run_id",)
+
+
+def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
+          filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    spec = {**filters, "method": "speculative"}
+    return speculative_runs(cur, filters=spec), acceptance_by_position(cur, group_by, filters=spec)
+
+
+@router.get(
+    "/speculative", response_model=SpeculativePublic, responses=error_responses(400, 401, 405, 500, 503)
+)
+def get_speculative(
+    analyst: AnalystDep,
+    db: DbDep,
+    filters: FiltersDep,
+    group_by: GroupByQuery = None,
+    timeout_ms: TimeoutMs = None,
+) -> SpeculativePublic:
+    """Acceptance by draft position, mean accepted length, expected vs measured speed-up."""
+    cols = groups(group_by, DEFAULT_GROUP_BY)
+    if filters.get("method", "speculative") != "speculative":
+        raise ApiError(400, "conflicting_parameters", "this route reads speculative runs only; drop method")
+    runs, acceptance = analyst(db.limit_ms(timeout_ms), _both, cols, filters)
+    return SpeculativePublic(
+        group_by=list(cols),
+        runs=[SpeculativeRunRow(**r) for r in records(runs)],
+        acceptance=[AcceptanceRow(**r) for r in records(acceptance, cols)],
+    )

@@ -1,0 +1,88 @@
+"""GET /v1/uncertainty: does System 1's uncertainty predict a mismatch? (analytics.uncertainty)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import duckdb
+import polars as pl
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from analytics.uncertainty import mismatch_by_entropy_bin, mismatch_predictors
+from api.convert import Group, records
+from api.deps import AnalystDep, DbDep, TimeoutMs
+from api.errors import error_responses
+from api.params import Filters, FiltersDep, GroupByQuery, groups
+
+router = APIRouter(prefix="/v1", tags=["uncertainty"])
+Predictor = Literal["entropy", "one_minus_max_prob", "one_minus_margin"]
+
+
+class PredictorRow(BaseModel):
+    """How well one predictor (larger = less certain System 1) separates mismatches, in one group."""
+
+    group: Group
+    predictor: str
+    tokens: int
+    mismatches: int
+    auroc: float | None
+    spearman: float | None
+    point_biserial: float | None
+
+
+class EntropyBinRow(BaseModel):
+    """Mismatch rate in one bin of System 1 entropy [lo, hi) nats."""
+
+    group: Group
+    bin: int
+    lo: float | None
+    hi: float | None = Field(description="null for the open last bin")
+    tokens: int
+    mismatches: int
+    mismatch_rate: float | None
+
+
+class UncertaintyPublic(BaseModel):
+    """Per group: each predictor's AUROC and correlations, and the mismatch rate by entropy bin."""
+
+    group_by: list[str]
+    predictors: list[PredictorRow]
+    entropy_bins: list[EntropyBinRow]
+
+
+DEFAULT_GROUP_BY = ("run_id",)
+
+
+def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Filters,
+          predictors: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
+    stats = mismatch_predictors(cur, group_by, predictors=predictors, filters=filters)
+    return stats, mismatch_by_entropy_bin(cur, group_by, filters=filters)
+
+
+@router.get(
+    "/uncertainty", response_model=UncertaintyPublic, responses=error_responses(400, 401, 405, 500, 503)
+)
+def get_uncertainty(
+    analyst: AnalystDep,
+    db: DbDep,
+    filters: FiltersDep,
+    group_by: GroupByQuery = None,
+    predictor: Annotated[
+        list[Predictor] | None, Query(description="predictors (repeatable; default all)")
+    ] = None,
+    timeout_ms: TimeoutMs = None,
+) -> UncertaintyPublic:
+    """AUROC, Spearman and point-biserial per predictor; mismatch rate by entropy bin."""
+    cols = groups(group_by, DEFAULT_GROUP_BY)
+    chosen = (
+        tuple(dict.fromkeys(predictor))
+        if predictor
+        else ("entropy", "one_minus_max_prob", "one_minus_margin")
+    )
+    stats, bins = analyst(db.limit_ms(timeout_ms), _both, cols, filters, chosen)
+    return UncertaintyPublic(
+        group_by=list(cols),
+        predictors=[PredictorRow(**r) for r in records(stats, cols)],
+        entropy_bins=[EntropyBinRow(**r) for r in records(bins, cols)],
+    )

@@ -1,0 +1,58 @@
+"""Analytics read the summary tables, and get what a scan of the events gives."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from analytics.frequency import collaboration_frequency
+from analytics.positions import early_share
+from analytics.uncertainty import mismatch_predictors
+from tests.analytics.conftest import add_events, add_model, add_run, random_events
+
+
+def _grid_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Two runs whose predictor values sit on the summary grid (quarters: exact in float32, one per cell)."""
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    rng = np.random.default_rng(11)
+    for method, cof in (("oracle", 0.1), ("contrastive", 0.3)):
+        events = random_events(rng, samples=12, length=37, cof=cof)
+        events = events.with_columns(
+            ((pl.col("s1_entropy") * 4).round(0) / 4).cast(pl.Float32),
+            (pl.col("s1_prob") * 8).round(0).cast(pl.Float32) / 8,
+            (pl.col("s1_margin") * 8).floor().cast(pl.Float32) / 8,
+        )
+        add_events(con, add_run(con, method=method), events)
+
+
+def test_binned_predictors_equal_the_exact_scan_on_grid_values(con: duckdb.DuckDBPyConnection) -> None:
+    _grid_runs(con)
+    for group_by in (["run_id"], ["method"], ["llm", "slm"]):
+        binned = mismatch_predictors(con, group_by)  # histogram_sums
+        exact = mismatch_predictors(con, group_by, exact=True)  # token_events
+        assert_frame_equal(binned, exact, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_early_share_from_summaries_equals_the_event_scan(con: duckdb.DuckDBPyConnection) -> None:
+    _grid_runs(con)
+    # Fractions on the 0.001 grid read histogram_sums; a fraction 1e-12 above is off the grid, so it is
+    # counted from token_events, and selects the same tokens (samples of 37 tokens: no step / 37 lies in
+    # between).
+    for fraction in (0.1, 0.25, 0.7):
+        on_grid = early_share(con, ["method"], fraction=fraction)
+        off_grid = early_share(con, ["method"], fraction=fraction + 1e-12)  # a scan of token_events
+        assert_frame_equal(on_grid.drop("window"), off_grid.drop("window"))
+    by_k = early_share(con, k=5)
+    steps = con.sql("SELECT run_id, count_if(step < 5) AS n FROM token_events GROUP BY 1 ORDER BY 1").pl()
+    assert by_k["early_tokens"].to_list() == steps["n"].to_list()
+
+
+def test_per_sample_cof_reads_sample_sums(con: duckdb.DuckDBPyConnection) -> None:
+    _grid_runs(con)
+    cof = collaboration_frequency(con, ["method"])
+    assert cof["samples"].to_list() == [12, 12] and cof["tokens"].to_list() == [12 * 37] * 2
+    con.execute("DELETE FROM sample_sums")  # the interval comes from the summary, not the events
+    assert collaboration_frequency(con, ["method"]).height == 0

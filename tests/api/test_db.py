@@ -1,0 +1,63 @@
+"""The query layer runs only what DuckDB's parser classifies as one SELECT; each request has its cursor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.db import Database, NotASelect, require_select, select
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO models VALUES ('x', 'x', 1, NULL, NULL, now())",
+        "DROP TABLE token_events",
+        "ATTACH '/tmp/other.duckdb' AS other",
+        "COPY token_events TO '/tmp/leak.csv'",
+        "SET threads = 1",
+        "PRAGMA enable_profiling",
+        "SELECT 1; DROP TABLE runs",
+        "SELECT 1; SELECT 2",
+        "DELETE FROM runs",
+        "UPDATE runs SET status = 'x'",
+        "CREATE TABLE t AS SELECT 1",
+        "CALL pragma_version()",
+        "EXPLAIN SELECT 1",
+        "this is not sql",
+    ],
+)
+def test_refuses_anything_but_one_select(warehouse_path: Path, sql: str) -> None:
+    db = Database(warehouse_path, 5000, ingest=True)  # even on the writable connection
+    cur = db.cursor()
+    before = select(cur, "SELECT count(*) AS n FROM models")
+    with pytest.raises(NotASelect) as err:
+        select(cur, sql)
+    assert err.value.status == 400
+    assert select(cur, "SELECT count(*) AS n FROM models") == before
+    assert {r["table_name"] for r in select(cur, "SELECT table_name FROM information_schema.tables")} >= {
+        "runs",
+        "token_events",
+    }
+    cur.close()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT 1", "WITH a AS (SELECT 1 AS x) SELECT x FROM a", "FROM runs", "SELECT 1;"]
+)
+def test_passes_a_select(sql: str) -> None:
+    require_select(sql)
+
+
+def test_each_cursor_is_its_own(warehouse_path: Path) -> None:
+    db = Database(warehouse_path, 5000)
+    a, b = db.cursor(), db.cursor()
+    assert a is not b
+    rel = a.execute("SELECT * FROM range(10)")  # a half-read result on one cursor blocks no other
+    assert select(b, "SELECT 42 AS x") == [{"x": 42}]
+    assert len(rel.fetchall()) == 10
+    a.close()
+    b.close()
+    db.close()

@@ -1,0 +1,250 @@
+"""Each /v1 route on a real warehouse (oracle and speculative runs), through httpx.ASGITransport."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import httpx
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from analytics.frequency import collaboration_frequency
+from analytics.positions import position_profile
+from api.app import create_app
+from api.routes.events import sample_chunks
+from api.settings import ApiSettings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def rich(rich_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ApiSettings(warehouse=rich_warehouse, ingest=False, max_rows=2))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+    app.state.db.close()
+
+
+def same_file(path: Path) -> duckdb.DuckDBPyConnection:
+    """The file opened as the read-only app opens it (DuckDB allows one configuration per file)."""
+    config = {"enable_external_access": False, "lock_configuration": True}
+    return duckdb.connect(str(path), read_only=True, config=config)
+
+
+async def get_json(client: httpx.AsyncClient, path: str, **params: object) -> dict:  # type: ignore[type-arg]
+    r = await client.get(path, params=params)  # type: ignore[arg-type]
+    assert r.status_code == 200, r.text
+    body: dict = r.json()  # type: ignore[type-arg]
+    return body
+
+
+async def run_ids(client: httpx.AsyncClient, method: str) -> list[int]:
+    body = await get_json(client, "/v1/runs", method=method, limit=50)
+    ids = [r["run_id"] for r in body["data"]]
+    while body["next_cursor"]:
+        body = await get_json(client, "/v1/runs", method=method, cursor=body["next_cursor"])
+        ids += [r["run_id"] for r in body["data"]]
+    return ids
+
+
+async def test_models_and_timestamps_carry_a_utc_offset(rich: httpx.AsyncClient) -> None:
+    models = (await get_json(rich, "/v1/models"))["data"]
+    assert len(models) == 2 and all(m["params"] > 0 and m["vocab_size"] for m in models)
+    run = (await get_json(rich, "/v1/runs"))["data"][0]
+    for stamp in (models[0]["created_at"], run["created_at"], run["finished_at"]):
+        assert datetime.fromisoformat(stamp).utcoffset() is not None, stamp
+
+
+async def test_samples_pages_and_a_sample_with_token_text(
+    rich: httpx.AsyncClient, rich_warehouse: Path
+) -> None:
+    run_id = (await run_ids(rich, "oracle"))[0]
+    first = await get_json(rich, f"/v1/runs/{run_id}/samples")
+    assert len(first["data"]) == 2 and first["truncated"]
+    second = await get_json(rich, f"/v1/runs/{run_id}/samples", cursor=first["next_cursor"])
+    assert [s["sample_id"] for s in first["data"] + second["data"]] == [0, 1, 2]
+    sample = await get_json(rich, f"/v1/runs/{run_id}/samples/1")
+    assert sample["tokenizer"] and len(sample["tokens"]) == sample["n_tokens"]
+    assert "".join(t["text"] for t in sample["tokens"]) == sample["output"]
+    assert [t["step"] for t in sample["tokens"]] == list(range(sample["n_tokens"]))
+    assert all(t["written_by"] == ("s2" if t["mismatch"] else "s1") for t in sample["tokens"])
+    assert sample["cof"] == pytest.approx(sum(t["mismatch"] for t in sample["tokens"]) / sample["n_tokens"])
+    listed = second["data"][0] if second["data"][0]["sample_id"] == 1 else first["data"][1]
+    assert listed["mismatches"] == sample["mismatches"]
+    assert (await rich.get(f"/v1/runs/{run_id}/samples/99")).status_code == 404
+
+
+async def test_events_pages_and_downloads_agree(rich: httpx.AsyncClient, rich_warehouse: Path) -> None:
+    run_id = (await run_ids(rich, "oracle"))[0]
+    pages, cursor = [], None
+    while True:
+        body = await get_json(rich, f"/v1/runs/{run_id}/events", **({"cursor": cursor} if cursor else {}))
+        pages += body["data"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    nd = await rich.get(f"/v1/runs/{run_id}/events", params={"format": "ndjson"})
+    assert nd.headers["content-type"].startswith("application/x-ndjson")
+    streamed = [json.loads(line) for line in nd.text.splitlines()]
+    pq_resp = await rich.get(f"/v1/runs/{run_id}/events", params={"format": "parquet"})
+    table = pq.read_table(io.BytesIO(pq_resp.content))
+    with same_file(rich_warehouse) as con:
+        (count,) = con.execute("SELECT count(*) FROM token_events WHERE run_id = ?", [run_id]).fetchone() or (
+            0,
+        )
+    assert len(pages) == len(streamed) == table.num_rows == count > 0
+    assert [(e["sample_id"], e["step"]) for e in pages] == [(e["sample_id"], e["step"]) for e in streamed]
+    assert pl.from_arrow(table).to_dicts()[0]["token_id"] == pages[0]["token_id"]
+
+
+def test_downloads_sort_a_bounded_chunk_of_samples_at_a_time() -> None:
+    sizes = [(0, 40), (1, 30), (2, 50), (5, 10), (6, 100), (9, 1)]
+    assert sample_chunks(sizes, rows=60) == [(0, 1), (2, 5), (6, 6), (9, 9)]
+    assert sample_chunks([], rows=60) == []
+
+
+async def test_cof_is_the_analytics_answer(rich: httpx.AsyncClient, rich_warehouse: Path) -> None:
+    body = await get_json(rich, "/v1/cof", group_by="method")
+    with same_file(rich_warehouse) as con:
+        expected = collaboration_frequency(con, ["method"])
+    got = {row["group"]["method"]: row for row in body["data"]}
+    for row in expected.iter_rows(named=True):
+        assert got[row["method"]]["tokens"] == row["tokens"]
+        assert got[row["method"]]["cof"] == pytest.approx(row["cof"])
+        assert got[row["method"]]["ci_lo"] == pytest.approx(row["ci_lo"], nan_ok=True)
+
+
+async def test_positions_uncertainty_and_speculative(rich: httpx.AsyncClient, rich_warehouse: Path) -> None:
+    (spec_id,) = await run_ids(rich, "speculative")
+    positions = await get_json(rich, "/v1/positions", run_id=spec_id, k=2)
+    with same_file(rich_warehouse) as con:
+        expected = position_profile(con, filters={"run_id": spec_id})
+    assert [d["tokens"] for d in positions["deciles"]] == expected["tokens"].to_list()
+    assert positions["early"][0]["window"] == "first 2 tokens"
+    unc = await get_json(rich, "/v1/uncertainty", group_by="method")
+    assert {p["predictor"] for p in unc["predictors"]} == {
+        "entropy",
+        "one_minus_max_prob",
+        "one_minus_margin",
+    }
+    assert unc["entropy_bins"] and all(b["tokens"] > 0 for b in unc["entropy_bins"])
+    spec = await get_json(rich, "/v1/speculative")
+    assert [r["run_id"] for r in spec["runs"]] == [spec_id] and spec["runs"][0]["draft_k"] == 3
+    assert {a["position"] for a in spec["acceptance"]} == {0, 1, 2}
+
+
+async def test_router_replay_and_best(rich: httpx.AsyncClient) -> None:
+    run_id = (await run_ids(rich, "oracle"))[0]
+    replay = await get_json(rich, "/v1/routers/replay", run_id=run_id, router="entropy", n_thresholds=4)
+    assert replay["exact"] and {r["router"] for r in replay["data"]} == {"entropy"}
+    rates = [r["consult_rate"] for r in replay["data"]]
+    assert min(rates) == 0.0 and max(rates) == 1.0
+    fixed = await rich.get(
+        "/v1/routers/replay",
+        params=[("run_id", run_id), ("router", "margin"), ("thresholds", 0.5), ("thresholds", 9)],
+    )
+    assert [r["threshold"] for r in fixed.json()["data"]] == [0.5, 9.0]
+    best = await get_json(rich, "/v1/routers/best", run_id=run_id, budget=0.5)
+    assert best["best"]["consult_rate"] <= 0.5 and len(best["per_router"]) == 3
+    assert (await rich.get("/v1/routers/best", params={"run_id": 10**9, "budget": 0.5})).status_code == 404
+
+
+async def test_scaling_serialises_the_fits(rich: httpx.AsyncClient) -> None:
+    body = await get_json(rich, "/v1/scaling", bootstrap=10)
+    assert body["points"] and body["fits"]
+    fit = body["fits"][0]
+    assert set(fit) >= {"method", "dataset", "pairs", "fit", "note", "leave_one_out"}
+    assert fit["fit"] is None and "too few pairs" in fit["note"]  # two pairs: nothing to fit, said so
+    r = await rich.get(
+        "/v1/scaling/predict", params={"method": "oracle", "dataset": fit["dataset"], "ratio": 2}
+    )
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_enough_data"
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/v1/runs?frobnicate=1", "unknown_parameter"),
+        ("/v1/runs?limit=1&limit=2", "repeated_parameter"),
+        ("/v1/runs?method=magic", "invalid_parameter"),
+        ("/v1/cof?group_by=prompt", "invalid_parameter"),
+        ("/v1/cof?group_by=llm&group_by=llm", "invalid_parameter"),
+        ("/v1/positions?k=3&fraction=0.2", "conflicting_parameters"),
+        ("/v1/scaling/predict?method=oracle&dataset=d&ratio=2&llm_params=5", "conflicting_parameters"),
+        ("/v1/routers/replay?run_id=1&thresholds=0.5&n_thresholds=3", "conflicting_parameters"),
+        ("/v1/speculative?method=oracle", "conflicting_parameters"),
+        ("/v1/runs/1/events?format=csv", "invalid_parameter"),
+        (
+            "/v1/runs?cursor=" + base64.urlsafe_b64encode(b'{"after": "x"}').decode().rstrip("="),
+            "invalid_cursor",
+        ),
+        ("/v1/runs?cursor=" + base64.urlsafe_b64encode(b"[1]").decode().rstrip("="), "invalid_cursor"),
+    ],
+)
+async def test_bad_requests_are_400_with_the_allowed_set(
+    rich: httpx.AsyncClient, path: str, code: str
+) -> None:
+    r = await rich.get(path)
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+
+
+async def test_unknown_values_name_the_allowed_set(rich: httpx.AsyncClient) -> None:
+    assert "'oracle'" in (await rich.get("/v1/runs?method=magic")).json()["error"]["message"]
+    assert "limit" in (await rich.get("/v1/runs?frobnicate=1")).json()["error"]["message"]
+
+
+async def test_405_names_the_allowed_methods(rich: httpx.AsyncClient) -> None:
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        r = await rich.request(method, "/v1/runs")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+        assert r.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_docs_work_offline(rich: httpx.AsyncClient) -> None:
+    page = (await rich.get("/docs")).text
+    assert "cdn" not in page.lower() and "/static/swagger-ui/swagger-ui-bundle.js" in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = await rich.get(f"/static/swagger-ui/{asset}")
+        assert r.status_code == 200 and len(r.content) > 100_000
+
+
+async def test_every_status_is_documented() -> None:
+    doc = create_app(ApiSettings(warehouse=Path("unused.duckdb"))).openapi()
+    for path, ops in doc["paths"].items():
+        statuses = set(ops["get"]["responses"])
+        assert "422" not in statuses and {"200", "400", "405", "500", "503"} <= statuses, path
+        if "{" in path:
+            assert "404" in statuses, path
+
+
+async def test_an_unhandled_error_answers_in_the_one_shape_and_is_logged_once(
+    rich_warehouse: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(ApiSettings(warehouse=rich_warehouse, ingest=False))
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with caplog.at_level(logging.ERROR):
+            r = await c.get("/broken")
+    assert r.status_code == 500 and r.json() == {
+        "error": {
+            "status": 500,
+            "code": "internal_error",
+            "message": "internal error; the server log has details",
+        }
+    }
+    logged = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(logged) == 1 and "a bug" in caplog.text
+    app.state.db.close()

@@ -1,0 +1,199 @@
+"""The summary tables equal an aggregation of token_events from scratch, whatever the sequence of ingests."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.bench_ingest import manifest, synthetic_samples
+from warehouse.__main__ import main as warehouse_main
+from warehouse.db import duckdb_connection
+from warehouse.ingest import ensure_run, ingest_group, ingest_pending, insert_batch
+from warehouse.migrate import downgrade, upgrade
+from warehouse.settings import staging_dir
+from warehouse.staging import (
+    EVENT_SCHEMA,
+    EVENTS_FILE,
+    SAMPLES_FILE,
+    StagingWriter,
+    batch_dirs,
+    read_arrow,
+    read_manifest,
+)
+from warehouse.summaries import TABLES
+
+# Values on and around the bins' edges (entropy bins of 0.5 nats, the open last bin, grid cells).
+EDGES = np.array([0.0, 0.005, 0.5, 1.0, 5.5, 6.0, 12.5, 0.4999], dtype=np.float32)
+
+
+def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]) -> pa.Table:
+    """Events of consecutive samples with the given lengths; rel_pos = step / length as the collector does."""
+    sample = np.repeat(np.arange(first_sample, first_sample + len(lengths)), lengths).astype(np.int32)
+    step = np.concatenate([np.arange(n) for n in lengths]).astype(np.int32)
+    rel = (step / np.repeat(lengths, lengths)).astype(np.float32)
+    n = len(step)
+    entropy = np.where(rng.random(n) < 0.3, rng.choice(EDGES, n), rng.exponential(2.0, n)).astype(np.float32)
+    prob = rng.random(n, dtype=np.float32)
+    mismatch = rng.random(n) < 0.3
+    s1 = rng.integers(0, 100, n, dtype=np.int32)
+    f32 = lambda: rng.random(n, dtype=np.float32)  # noqa: E731
+    cols = {
+        "sample_id": sample,
+        "step": step,
+        "rel_pos": rel,
+        "token_id": np.where(mismatch, s1 + 1, s1),
+        "s1_token_id": s1,
+        "s1_prob": prob,
+        "s1_entropy": entropy,
+        "s1_margin": prob * f32(),
+        "s2_token_id": s1,
+        "llm_token_id": s1,
+        "llm_prob": f32(),
+        "llm_entropy": f32(),
+        "llm_prob_s1_token": f32(),
+        "consulted": rng.random(n) < 0.7,
+        "mismatch": mismatch,
+    }
+    return pa.table(cols).cast(EVENT_SCHEMA)
+
+
+def summaries(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
+    """Every summary table's rows, sorted."""
+    return {t.name: sorted(con.execute(f"SELECT * FROM {t.name}").fetchall()) for t in TABLES}  # type: ignore[misc]
+
+
+def from_scratch(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
+    """Each table's sums computed over all of token_events at once."""
+    out = {}
+    for t in TABLES:
+        cols = ", ".join((*t.keys, *t.sums))
+        rows = con.execute(f"SELECT {cols} FROM ({t.select.format(src='token_events')})").fetchall()
+        out[t.name] = sorted(rows)  # type: ignore[type-var]
+    return out
+
+
+def check(path: Path) -> None:
+    with duckdb.connect(str(path), read_only=True) as con:
+        got, want = summaries(con), from_scratch(con)
+        events = con.execute("SELECT count(*) FROM token_events").fetchall()[0][0]
+    assert got == want
+    assert sum(int(r[1]) for r in got["run_sums"]) == events  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def shared_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file for all examples (migrating per example would cost a second each); runs accumulate."""
+    path = tmp_path_factory.mktemp("summ") / "fsgen.duckdb"
+    upgrade(path)
+    return path
+
+
+# A batch: (run 0..2, sample lengths, staged a second time after it was ingested)
+BATCH = st.tuples(st.integers(0, 2), st.lists(st.integers(1, 25), min_size=1, max_size=4), st.booleans())
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(BATCH, min_size=1, max_size=5), seed=st.integers(0, 2**32 - 1))
+def test_summaries_equal_events_after_any_ingests(
+    shared_warehouse: Path,
+    tmp_path: Path,
+    batches: list[tuple[int, list[int], bool]],
+    seed: int,
+) -> None:
+    rng, tag = np.random.default_rng(seed), uuid.uuid4()  # fresh runs in the shared file
+    root = staging_dir(shared_warehouse)
+    writers = [StagingWriter(root, f"{tag.hex}-{i}") for i in range(3)]
+    for w in writers:
+        w.write_manifest(manifest(w.run_dir.name))
+    next_sample = [0, 0, 0]
+    with duckdb_connection(shared_warehouse) as con:
+        for run, lengths, again in batches:
+            first = next_sample[run]
+            next_sample[run] += len(lengths)
+            samples = synthetic_samples(range(first, first + len(lengths)))
+            shard = writers[run].write_batch(first, samples, batch_events(rng, first, lengths))
+            saved = tmp_path / f"{shard.parent.name}-{shard.name}"  # run names are unique per example
+            shutil.copytree(shard, saved)
+            ingest_pending(con, shared_warehouse)
+            if again:  # restored as after a crash between commit and removal: the ledger skips it
+                shutil.copytree(saved, shard)
+                assert ingest_pending(con, shared_warehouse).events == 0
+                assert batch_dirs(shard.parent) == []
+    check(shared_warehouse)
+
+
+def test_a_shard_forced_in_twice_rolls_back_whole(warehouse_path: Path, tmp_path: Path) -> None:
+    writer = StagingWriter(staging_dir(warehouse_path), "twice")
+    writer.write_manifest(manifest("twice"))
+    shard = writer.write_batch(
+        0, synthetic_samples(range(3)), batch_events(np.random.default_rng(1), 0, [5, 9, 2])
+    )
+    saved = tmp_path / "saved"
+    shutil.copytree(shard, saved)
+    with duckdb_connection(warehouse_path) as con:
+        ingest_pending(con, warehouse_path)
+        before = summaries(con)
+        shutil.copytree(saved, shard)
+        run_id = con.execute("SELECT run_id FROM runs").fetchall()[0][0]
+        with pytest.raises(duckdb.Error):  # the ledger's key refuses the second copy
+            ingest_group(con, run_id, [shard])
+        assert summaries(con) == before
+    check(warehouse_path)
+
+
+def _fill_behind_head(path: Path) -> None:
+    """Events written into a file at 0003 (before the summary tables existed)."""
+    upgrade(path, "0003")
+    writer = StagingWriter(staging_dir(path), "old")
+    writer.write_manifest(manifest("old"))
+    rng = np.random.default_rng(7)
+    for first in (0, 4):
+        lengths = [int(n) for n in rng.integers(1, 30, 4)]
+        writer.write_batch(
+            first, synthetic_samples(range(first, first + 4)), batch_events(rng, first, lengths)
+        )
+    with duckdb_connection(path) as con:  # the 0003 ingest path: events only, no summaries
+        m = read_manifest(writer.run_dir)
+        assert m is not None
+        run_id = ensure_run(con, m)
+        for shard in batch_dirs(writer.run_dir):
+            insert_batch(con, run_id, read_arrow(shard / SAMPLES_FILE), read_arrow(shard / EVENTS_FILE))
+            shutil.rmtree(shard)
+
+
+def test_migration_backfills_and_views_keep_their_output(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    _fill_behind_head(path)
+    views = ("run_cof", "pair_cof", "position_profile", "entropy_profile")
+    with duckdb.connect(str(path), read_only=True) as con:
+        old = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall()) for v in views}
+    upgrade(path)
+    check(path)  # the migration's copy of the summing SQL agrees with warehouse.summaries
+    with duckdb.connect(str(path), read_only=True) as con:
+        new = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall()) for v in views}
+        plan = con.execute("EXPLAIN SELECT * FROM position_profile").fetchall()[0][1]
+    assert new == old and "token_events" not in plan
+    downgrade(path, "0003")
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall()) for v in views} == old
+
+
+def test_rebuild_summaries_command(warehouse_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    writer = StagingWriter(staging_dir(warehouse_path), "rb")
+    writer.write_manifest(manifest("rb"))
+    writer.write_batch(0, synthetic_samples(range(2)), batch_events(np.random.default_rng(3), 0, [7, 11]))
+    with duckdb_connection(warehouse_path) as con:
+        ingest_pending(con, warehouse_path)
+        for t in TABLES:
+            con.execute(f"DELETE FROM {t.name} WHERE tokens > 3")  # damage them
+    assert warehouse_main(["--warehouse", str(warehouse_path), "rebuild-summaries"]) == 0
+    assert "from 18 token events" in capsys.readouterr().out
+    check(warehouse_path)

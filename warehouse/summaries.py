@@ -1,0 +1,146 @@
+"""Summary tables: additive sums of token events per run, sample, position decile, entropy bin, grid cell.
+
+Ingest adds a shard's sums in the shard's own transaction (upserts that add), so together with the ingest
+ledger they stay equal to an aggregation of `token_events` from scratch; `rebuild` recomputes them from
+the events. The views and the analytics read these tables, so their cost does not grow with the number of
+tokens. Migration 0004 holds a copy of this SQL (a migration never imports the package).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+# Entropy bins are 0.5 nats wide; the last one is open above (as in the entropy_profile view).
+ENTROPY_BIN_WIDTH = 0.5
+ENTROPY_BINS = 12
+POSITION_BINS = 10
+# Early-share windows: a fraction of each sample on a 0.001 grid of rel_pos, or the first k steps.
+REL_POS_CELLS = 1000
+
+# Histogram features -> (expression over token_events columns, cells per unit): the uncertainty
+# predictors (oriented so that larger = less certain) are ranked on this grid; `step` and `rel_pos`
+# serve the early-share windows.
+PREDICTOR_GRID: dict[str, tuple[str, int]] = {
+    "entropy": ("s1_entropy", 100),
+    "one_minus_max_prob": ("1 - s1_prob", 1000),
+    "one_minus_margin": ("1 - s1_margin", 1000),
+}
+HISTOGRAM_CELLS: dict[str, str] = {
+    **{name: f"CAST(({expr}) * {cells} AS INTEGER)" for name, (expr, cells) in PREDICTOR_GRID.items()},
+    "step": "step",
+    "rel_pos": f"CAST(floor(CAST(rel_pos AS DOUBLE) * {REL_POS_CELLS}) AS INTEGER)",
+}
+
+# The summed columns with token_events' types, so a batch sums exactly as its stored rows would.
+AS_STORED = ", ".join(
+    f"CAST({c} AS {t}) AS {c}"
+    for c, t in [
+        ("sample_id", "INTEGER"),
+        ("step", "INTEGER"),
+        ("rel_pos", "REAL"),
+        ("s1_prob", "REAL"),
+        ("s1_entropy", "REAL"),
+        ("s1_margin", "REAL"),
+        ("consulted", "BOOLEAN"),
+        ("mismatch", "BOOLEAN"),
+    ]
+)
+COUNTS = "count(*) AS tokens, count_if(consulted) AS consulted, count_if(mismatch) AS mismatches"
+TOKENS_MISMATCHES = "count(*) AS tokens, count_if(mismatch) AS mismatches"
+
+
+@dataclass(frozen=True)
+class SummaryTable:
+    """One summary table: its key columns and the SELECT that sums a relation of events into it."""
+
+    name: str
+    keys: tuple[str, ...]
+    sums: tuple[str, ...]
+    select: str  # `{src}` stands for the events relation
+
+    def upsert_sql(self, src: str) -> str:
+        """INSERT of the relation's sums that adds to rows already there."""
+        cols = ", ".join((*self.keys, *self.sums))
+        adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in self.sums)
+        return (
+            f"INSERT INTO {self.name} ({cols}) {self.select.format(src=src)} "
+            f"ON CONFLICT ({', '.join(self.keys)}) DO UPDATE SET {adds}"
+        )
+
+
+def _histogram_select() -> str:
+    parts = [
+        f"SELECT run_id, '{name}' AS feature, {cell} AS cell, {TOKENS_MISMATCHES} FROM {{src}} GROUP BY ALL"
+        for name, cell in HISTOGRAM_CELLS.items()
+    ]
+    return " UNION ALL ".join(parts)
+
+
+TABLES: tuple[SummaryTable, ...] = (
+    SummaryTable(
+        "run_sums",
+        ("run_id",),
+        ("tokens", "consulted", "mismatches"),
+        f"SELECT run_id, {COUNTS} FROM {{src}} GROUP BY run_id",
+    ),
+    SummaryTable(
+        "sample_sums",
+        ("run_id", "sample_id"),
+        ("tokens", "consulted", "mismatches"),
+        f"SELECT run_id, sample_id, {COUNTS} FROM {{src}} GROUP BY run_id, sample_id",
+    ),
+    SummaryTable(
+        "position_sums",
+        ("run_id", "bin"),
+        ("tokens", "mismatches"),
+        f"SELECT run_id, least(CAST(floor(rel_pos * {POSITION_BINS}) AS INTEGER), {POSITION_BINS - 1}) "
+        f"AS bin, {TOKENS_MISMATCHES} FROM {{src}} GROUP BY ALL",
+    ),
+    SummaryTable(
+        "entropy_sums",
+        ("run_id", "bin"),
+        ("tokens", "mismatches"),
+        f"SELECT run_id, least(CAST(floor(s1_entropy / {ENTROPY_BIN_WIDTH}) AS INTEGER), {ENTROPY_BINS - 1}) "
+        f"AS bin, {TOKENS_MISMATCHES} FROM {{src}} GROUP BY ALL",
+    ),
+    SummaryTable(
+        "histogram_sums", ("run_id", "feature", "cell"), ("tokens", "mismatches"), _histogram_select()
+    ),
+)
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
+
+
+def accumulate(con: duckdb.DuckDBPyConnection, src: str) -> None:
+    """Add the sums of an events relation (a table or view with run_id) to every summary table.
+
+    The caller owns the transaction: ingest runs this inside the shard's own.
+    """
+    for table in TABLES:
+        con.execute(table.upsert_sql(src))
+
+
+def accumulate_arrow(con: duckdb.DuckDBPyConnection, run_id: int, events: pa.Table) -> None:
+    """Add the sums of one run's batch of events (Arrow, without run_id); the caller owns the transaction."""
+    # No unregister in a `finally`: in a failed transaction it raises too and hides the real error; the
+    # next batch's register replaces a view left behind.
+    con.register("fsgen_summary_batch", events)
+    accumulate(con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch)")
+    con.unregister("fsgen_summary_batch")
+
+
+def rebuild(con: duckdb.DuckDBPyConnection) -> int:
+    """Recompute every summary table from token_events in one transaction; returns the events summed."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in TABLES:
+            con.execute(f"DELETE FROM {table.name}")
+        accumulate(con, "token_events")
+        row = con.execute("SELECT coalesce(sum(tokens), 0) FROM run_sums").fetchone()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return int(row[0]) if row else 0
