@@ -276,7 +276,12 @@ def print_tables(results: dict[str, object]) -> None:
     p99 = {(r["events"], r["clients"], r["route"]): r for r in rows}
     cols = [f"p99 ms {s / 1e6:g}M/{c}" for s in sizes for c in clients]
     ratio = len(sizes) > 1
-    head = ["route", *cols, *(["p99 ratio (16 cl.)"] if ratio else []), "failed"]
+    head = [
+        "route",
+        *cols,
+        *([f"p99 ratio {sizes[-1] / 1e6:g}M/{sizes[0] / 1e6:g}M ({clients[0]} cl.)"] if ratio else []),
+        "failed",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label in labels:
