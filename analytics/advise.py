@@ -265,7 +265,9 @@ def collector_command(
 
 
 def measured(source: Source, run_id: int) -> tuple[float, int, float, float]:
-    """(acceptance, cycles, decode tokens/s, the LLM's generate tokens/s at batch 1) of a speculative run."""
+    """(acceptance, cycles, decode tokens/s, baseline tokens/s) of a speculative run. The measured speed-up
+    is their ratio: the run's decode (prefill, cycles, host checks) over the LLM's own greedy generate on
+    the same batches, each timed right after the batch it pairs with (`baseline` in run_costs)."""
     with connect(source) as con:
         c = query(con, "SELECT drafted, accepted FROM spec_cycles WHERE run_id = ?", [run_id])
         costs = query(
@@ -273,9 +275,15 @@ def measured(source: Source, run_id: int) -> tuple[float, int, float, float]:
         )
     drafted, accepted = c["drafted"].to_numpy(), c["accepted"].to_numpy()
     trials = int((accepted + (accepted < drafted)).sum())
-    decode = costs.filter(pl.col("kind") == "decode").row(0)
-    generate = costs.filter((pl.col("kind") == "llm_generate") & (pl.col("batch_size") == 1)).row(0)
-    return float(accepted.sum()) / max(trials, 1), c.height, decode[1] / decode[3], generate[1] / generate[3]
+    decode = costs.filter(pl.col("kind") == "decode")
+    baseline = costs.filter(pl.col("kind") == "baseline")
+    if decode.height == 0 or baseline.height == 0:
+        raise AnalyticsError(
+            f"run {run_id} recorded no decode time or no paired baseline (a run from before the baseline "
+            "was recorded, or calibration off); collect it again with calibration on"
+        )
+    d, b = decode.row(0), baseline.row(0)
+    return float(accepted.sum()) / max(trials, 1), c.height, d[1] / d[3], b[1] / b[3]
 
 
 def verify(warehouse: Path, best: pl.DataFrame, threads: int = 1) -> list[Verification]:

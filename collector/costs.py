@@ -1,10 +1,14 @@
 """A run's measured costs: what a speculative speed-up prediction needs, timed on the run's own device.
 
 At the start of a run (a short calibration on its first prompts): a cached single-token forward of System 1
-and of the LLM, an LLM forward over K + 1 tokens, a whole draft/verify cycle of the speculative loop for each
-draft length d (its real per-cycle cost: both models' forwards plus the loop's own work), the prefill of
-both models per prompt, and the LLM's own greedy `generate` throughput (the baseline a speed-up is against).
-During the run: the seconds spent decoding (the batch loop, without staging). Rows of `run_costs`.
+and of the LLM, an LLM forward over K + 1 tokens, a draft/verify cycle of the speculative loop for each
+draft length d (its real per-cycle cost: both models' forwards plus the loop's own work, from whole decodes
+of a prompt, each beside the LLM's generate of the same prompt), the prefill of both models per prompt, and
+the LLM's own greedy `generate` throughput (the baseline a speed-up is against).
+During the run: the seconds spent decoding (the batch loop, without staging) and, for a speculative run, the
+`baseline`: the LLM's own greedy `generate` over each of the run's batches, timed right after that batch's
+decode (the same prompts, batch size and moment, so load on the machine falls on both alike). A measured
+speed-up is `decode` tokens/s over `baseline` tokens/s. Rows of `run_costs`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ STEPS = 4  # forwards (or cycles) per timing
 class Cost:
     """One measured cost (a row of run_costs without its run_id)."""
 
-    kind: str  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode
+    kind: str  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode | baseline
     tokens: int
     batch_size: int
     seconds: float
@@ -153,6 +157,18 @@ def generate_cost(ctx: CollectContext, items: Sequence[TaskItem], batch: int, wa
     return Cost("llm_generate", tokens, batch, seconds)
 
 
+def pairs_baseline(config: RunConfig) -> bool:
+    """Whether a run times the LLM's generate on each of its batches (speculative runs, calibration on)."""
+    return config.calibrate and config.method == "speculative"
+
+
+def baseline_cost(ctx: CollectContext, items: Sequence[TaskItem]) -> Cost:
+    """The LLM's own greedy generate over one batch of the run (once, cold like the decode it is paired
+    with): the denominator of the run's measured speed-up."""
+    g = generate_cost(ctx, items, len(items), warm=False)
+    return Cost("baseline", g.tokens, ctx.config.batch_size, g.seconds)
+
+
 def draft_lengths(config: RunConfig) -> tuple[int, ...]:
     """Draft lengths a run is calibrated for: 1..K (speculative), the advisor's grid (oracle), else none."""
     if config.method == "speculative":
@@ -191,30 +207,45 @@ def forward_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple
     return costs
 
 
-ROUNDS = 3  # interleaved rounds of the batch-1 figures a speed-up prediction divides
+ROUNDS = 2  # passes over the calibration prompts for the batch-1 figures a speed-up prediction divides
+
+
+@torch.inference_mode()
+def decode_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int) -> tuple[float, int]:
+    """Seconds and cycles of a whole greedy speculative decode of one prompt drafting d tokens per cycle (no
+    stop rule), as the batch loop runs it: prefill, cycles, host checks, the trace."""
+    from collector.methods.speculative import collect_speculative_batch
+
+    cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
+    _sync(ctx.device)
+    start = time.perf_counter()
+    out = collect_speculative_batch(replace(ctx, config=cfg), ids, mask)
+    out.valid.cpu()
+    return time.perf_counter() - start, max(out.cycles.num_rows if out.cycles is not None else 0, 1)
 
 
 def speedup_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
-    """The LLM's generate at batch 1, whole cycles and prefill, timed in interleaved rounds: load from other
-    work on the machine then falls on numerator and denominator alike. Each cycle cost is kept as its
-    median ratio to the generate time per token, times the median generate time per token."""
-    ids, mask = _encode(ctx, items[:1])
-    _generate(ctx, ids, mask)  # warm-up
+    """The LLM's generate at batch 1 and whole speculative decodes (per timed draft length) of the same
+    prompt, back to back, prompt by prompt: each window is a whole sample, as long as what a real run times,
+    and load from other work falls on the pair alike. A cycle's cost is (decode − prefill) / cycles, kept
+    as its median ratio to the generate time per token, times the median generate time per token."""
+    encoded = [_encode(ctx, [it]) for it in items]
+    _generate(ctx, *encoded[0])  # warm-up
+    prefill = [prefill_seconds(ctx, *e) for e in encoded]
     gen: list[Cost] = []
-    cycles: dict[int, list[float]] = {d: [] for d in cycle_lengths(lengths)}
+    ratios: dict[int, list[float]] = {d: [] for d in cycle_lengths(lengths)}
     for _ in range(ROUNDS):
-        gen.append(generate_cost(ctx, items, 1, warm=False))
-        for d in cycles:
-            cycles[d].append(cycle_seconds(ctx, ids, mask, d, repeats=1))
-    per_token = [g.seconds / g.tokens for g in gen]
-    mid = statistics.median(per_token)
-    costs = [Cost("llm_generate", gen[0].tokens, 1, mid * gen[0].tokens)]
-    for d, times in cycles.items():
-        costs.append(
-            Cost("cycle", d, 1, mid * statistics.median(t / p for t, p in zip(times, per_token, strict=True)))
-        )
-    per_prompt = [prefill_seconds(ctx, *_encode(ctx, [it])) for it in items]
-    return [*costs, Cost("prefill", 0, 1, statistics.mean(per_prompt))]
+        for it, e, pre in zip(items, encoded, prefill, strict=True):
+            g = generate_cost(ctx, [it], 1, warm=False)
+            gen.append(g)
+            for d in ratios:
+                seconds, cycles = decode_seconds(ctx, *e, d)
+                ratios[d].append(max(seconds - pre, 0.0) / cycles / (g.seconds / max(g.tokens, 1)))
+    tokens = sum(g.tokens for g in gen[: len(items)])
+    mid = statistics.median(g.seconds / max(g.tokens, 1) for g in gen)
+    costs = [Cost("llm_generate", tokens, 1, mid * tokens)]
+    costs += [Cost("cycle", d, 1, mid * statistics.median(r)) for d, r in ratios.items()]
+    return [*costs, Cost("prefill", 0, 1, statistics.mean(prefill))]
 
 
 def calibrate(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import torch
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from collector.batch import batch_tables
 from collector.config import RunConfig
-from collector.costs import Cost, calibrate
+from collector.costs import Cost, baseline_cost, calibrate, pairs_baseline
 from collector.methods import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
@@ -187,6 +188,26 @@ class _Tally:
     correct: int = 0
     checked: int = 0
     decode_s: float = 0.0
+    baseline_tokens: int = 0
+    baseline_s: float = 0.0  # the LLM's generate on the same batches (speculative runs)
+    paired_wall_s: float = 0.0  # wall time of those generates, left out of the run's wall time
+
+
+def _pair_baseline(ctx: CollectContext, items: list[TaskItem]) -> _Tally:
+    """The LLM's own generate over the batch just decoded: the measured speed-up's denominator."""
+    start = time.perf_counter()
+    cost = baseline_cost(ctx, items)
+    return _Tally(
+        baseline_tokens=cost.tokens, baseline_s=cost.seconds, paired_wall_s=time.perf_counter() - start
+    )
+
+
+def _cost_rows(costs: list[Cost], tally: _Tally, config: RunConfig) -> list[dict[str, Any]]:
+    """The calibration's costs, the run's decode time and, where timed, its paired baseline."""
+    rows = [*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s)]
+    if tally.baseline_tokens:
+        rows.append(Cost("baseline", tally.baseline_tokens, config.batch_size, tally.baseline_s))
+    return [c.row() for c in rows]
 
 
 def _write_batch(
@@ -251,8 +272,10 @@ def run_collection(
         start = time.perf_counter()  # the run's wall time excludes the calibration, as before
         for chunk in chunks(todo, config.batch_size):
             t = _write_batch(ctx, task, writer, chunk, collect)
-            for key in vars(tally):
-                setattr(tally, key, getattr(tally, key) + getattr(t, key))
+            paired = [_pair_baseline(ctx, [task.items[i] for i in chunk])] if pairs_baseline(config) else []
+            for part in (t, *paired):
+                for key in vars(tally):
+                    setattr(tally, key, getattr(tally, key) + getattr(part, key))
             bar.update(len(chunk))
             bar.set_postfix(
                 tok_s=f"{tally.tokens / (time.perf_counter() - start):.0f}",
@@ -261,8 +284,8 @@ def run_collection(
             if writable:
                 ingest_now(warehouse, run_key)
     except BaseException as exc:
-        wall = time.perf_counter() - start
-        rows = [c.row() for c in (*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s))]
+        wall = time.perf_counter() - start - tally.paired_wall_s
+        rows = _cost_rows(costs, tally, config)
         writer.write_final(
             RunFinal(
                 "failed", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), repr(exc), rows
@@ -272,8 +295,8 @@ def run_collection(
         raise
     finally:
         bar.close()
-    wall = time.perf_counter() - start
-    rows = [c.row() for c in (*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s))]
+    wall = time.perf_counter() - start - tally.paired_wall_s  # without the paired baseline
+    rows = _cost_rows(costs, tally, config)
     writer.write_final(
         RunFinal("complete", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), costs=rows)
     )

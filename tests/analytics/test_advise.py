@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -116,3 +117,16 @@ def test_verify_on_the_zoo_measures_the_predicted_cycles(
     assert check["measured_acceptance"] == pytest.approx(check["predicted_acceptance"], abs=1e-12)
     assert check["measured_speedup"] > 0 and check["predicted_speedup"] > 0
     assert out["sampling"][0]["alpha"] > 0
+    # The measured speed-up divides the run's decode by the LLM's generate on the same prompts, each batch
+    # timed right after its decode (`baseline`); greedy, so both produced the same tokens.
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND kind IN ('decode', 'baseline')",
+            [check["run_id"]],
+        ).fetchall()
+        oracle_kinds = {k for (k,) in con.execute("SELECT kind FROM run_costs WHERE run_id = 1").fetchall()}
+    got = {k: (n, s) for k, n, s in rows}
+    assert got["baseline"][0] == got["decode"][0]
+    tps = {k: n / s for k, (n, s) in got.items()}
+    assert check["measured_speedup"] == pytest.approx(tps["decode"] / tps["baseline"])
+    assert "baseline" not in oracle_kinds  # only speculative runs pair a baseline with their decode
