@@ -6,6 +6,11 @@ the collector measured at the start of that run turn the replayed cycles into a 
     predicted time = Σ_samples [prefill + Σ_cycles cycle(d)]        (cycle(d): a real cycle drafting d)
     predicted speed-up = (tokens / predicted time) / (the LLM's own greedy generate tokens/s)
 
+cycle(d) is timed on whole decodes of a prompt, each beside the LLM's generate of the same prompt (a stop
+rule's cycles with the rule's checks: `stop_cycle`). `--verify` measures the same ratio on a real run: its
+decode time (prefill, cycles, host checks) against the LLM's own generate on the same batches, each timed
+right after the batch's decode (`baseline` in run_costs): same prompts, batch size 1, prefill in both.
+
 Both costs are timed at batch 1 on the run's device, so the advice is for batch-1 latency. Under sampling
 the per-token acceptance probability α = Σ_v min(p_s(v), p_l(v)) gives the expected tokens per cycle
 (1 − α^(K+1)) / (1 − α) (Leviathan et al., 2023).
@@ -20,7 +25,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +67,30 @@ SAMPLING_SCHEMA = {
 
 @dataclass(frozen=True)
 class RunCosts:
-    """What one run measured: seconds of a cycle drafting d tokens, prefill per prompt, the baseline."""
+    """What one run measured: seconds of a cycle drafting d tokens (without and with a stop rule's checks),
+    prefill per prompt, the baseline."""
 
     cycle_s: dict[int, float]
     prefill_s: float
     baseline_tokens_per_s: float
+    stop_cycle_s: dict[int, float] = field(default_factory=dict)
 
     def cycle(self, d: int) -> float:
         """Seconds of a cycle drafting d tokens (linear between measured lengths, nearest outside them)."""
-        ds = sorted(self.cycle_s)
-        return float(np.interp(d, ds, [self.cycle_s[x] for x in ds]))
+        return _interp(self.cycle_s, d)
+
+    def stop_cycle(self, d: int, k: int) -> float:
+        """Seconds of a cycle under a stop rule that drafted d of at most k: one that stopped early (d < k)
+        also ran System 1 and the rule on the token it stopped at, the work of drafting d + 1 (no stop
+        timings recorded: the plain cycle)."""
+        if not self.stop_cycle_s:
+            return self.cycle(d)
+        return _interp(self.stop_cycle_s, min(d + 1, k))
+
+
+def _interp(seconds: dict[int, float], d: int) -> float:
+    ds = sorted(seconds)
+    return float(np.interp(d, ds, [seconds[x] for x in ds]))
 
 
 def run_costs(source: Source, run_id: int) -> RunCosts | None:
@@ -83,11 +102,12 @@ def run_costs(source: Source, run_id: int) -> RunCosts | None:
             con, "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND batch_size = 1", [run_id]
         )
     cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "cycle"}
+    stop_cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "stop_cycle"}
     generate = [(n, s) for k, n, s in rows.iter_rows() if k == "llm_generate"]
     prefill = [s for k, _, s in rows.iter_rows() if k == "prefill"]
     if not cycles or not generate or generate[0][1] <= 0:
         return None
-    return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1])
+    return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1], stop_cycles)
 
 
 @dataclass(frozen=True)
@@ -115,7 +135,8 @@ def predict(
     accepted = cycles["accepted"].to_numpy().astype(np.int64)
     # A cycle really drafted K without a stop rule (a cut last cycle only records fewer).
     work = np.full_like(drafted, k) if stop is None else np.clip(drafted, 1, k)
-    per_d = {d: costs.cycle(d) for d in np.unique(work).tolist()}
+    cost = costs.cycle if stop is None else lambda d: costs.stop_cycle(d, k)
+    per_d = {d: cost(d) for d in np.unique(work).tolist()}
     seconds = len(trace.n_tokens) * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
     tokens = int(trace.n_tokens.sum())
     trials = int((accepted + (accepted < drafted)).sum())

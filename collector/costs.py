@@ -38,7 +38,7 @@ STEPS = 4  # forwards (or cycles) per timing
 class Cost:
     """One measured cost (a row of run_costs without its run_id)."""
 
-    kind: str  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode | baseline
+    kind: str  # s1_forward | s2_forward | cycle | stop_cycle | prefill | llm_generate | decode | baseline
     tokens: int
     batch_size: int
     seconds: float
@@ -211,12 +211,16 @@ ROUNDS = 2  # passes over the calibration prompts for the batch-1 figures a spee
 
 
 @torch.inference_mode()
-def decode_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int) -> tuple[float, int]:
-    """Seconds and cycles of a whole greedy speculative decode of one prompt drafting d tokens per cycle (no
-    stop rule), as the batch loop runs it: prefill, cycles, host checks, the trace."""
+def decode_seconds(
+    ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int, stop_rule: bool = False
+) -> tuple[float, int]:
+    """Seconds and cycles of a whole greedy speculative decode of one prompt drafting d tokens per cycle, as
+    the batch loop runs it (prefill, cycles, host checks, the trace). With `stop_rule`, a max_prob rule that
+    never stops (τ = 0): every cycle pays the rule's checks and drafts d."""
     from collector.methods.speculative import collect_speculative_batch
 
-    cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
+    stop, tau = ("max_prob", 0.0) if stop_rule else (None, None)
+    cfg = replace(ctx.config, draft_k=d, draft_stop=stop, draft_threshold=tau)
     _sync(ctx.device)
     start = time.perf_counter()
     out = collect_speculative_batch(replace(ctx, config=cfg), ids, mask)
@@ -224,27 +228,32 @@ def decode_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d
     return time.perf_counter() - start, max(out.cycles.num_rows if out.cycles is not None else 0, 1)
 
 
-def speedup_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
+def speedup_costs(
+    ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...], stop_rule: bool = False
+) -> list[Cost]:
     """The LLM's generate at batch 1 and whole speculative decodes (per timed draft length) of the same
     prompt, back to back, prompt by prompt: each window is a whole sample, as long as what a real run times,
     and load from other work falls on the pair alike. A cycle's cost is (decode − prefill) / cycles, kept
-    as its median ratio to the generate time per token, times the median generate time per token."""
+    as its median ratio to the generate time per token, times the median generate time per token. With
+    `stop_rule`, also `stop_cycle`: a cycle drafting d under a stop rule's checks (d ≥ 2)."""
     encoded = [_encode(ctx, [it]) for it in items]
     _generate(ctx, *encoded[0])  # warm-up
     prefill = [prefill_seconds(ctx, *e) for e in encoded]
     gen: list[Cost] = []
-    ratios: dict[int, list[float]] = {d: [] for d in cycle_lengths(lengths)}
+    timed = [("cycle", d) for d in cycle_lengths(lengths)]
+    timed += [("stop_cycle", d) for d in cycle_lengths(lengths) if d > 1 and stop_rule]
+    ratios: dict[tuple[str, int], list[float]] = {t: [] for t in timed}
     for _ in range(ROUNDS):
         for it, e, pre in zip(items, encoded, prefill, strict=True):
             g = generate_cost(ctx, [it], 1, warm=False)
             gen.append(g)
-            for d in ratios:
-                seconds, cycles = decode_seconds(ctx, *e, d)
-                ratios[d].append(max(seconds - pre, 0.0) / cycles / (g.seconds / max(g.tokens, 1)))
+            for kind, d in timed:
+                seconds, cycles = decode_seconds(ctx, *e, d, kind == "stop_cycle")
+                ratios[kind, d].append(max(seconds - pre, 0.0) / cycles / (g.seconds / max(g.tokens, 1)))
     tokens = sum(g.tokens for g in gen[: len(items)])
     mid = statistics.median(g.seconds / max(g.tokens, 1) for g in gen)
     costs = [Cost("llm_generate", tokens, 1, mid * tokens)]
-    costs += [Cost("cycle", d, 1, mid * statistics.median(r)) for d, r in ratios.items()]
+    costs += [Cost(kind, d, 1, mid * statistics.median(r)) for (kind, d), r in ratios.items()]
     return [*costs, Cost("prefill", 0, 1, statistics.mean(prefill))]
 
 
@@ -257,7 +266,10 @@ def calibrate(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
     costs = list(_cached((*where, cfg.batch_size, lengths), lambda: forward_costs(ctx, sample, lengths)))
     prompts = (cfg.max_new_tokens, ctx.stop_strings, tuple(it.prompt for it in sample))
     if lengths:
-        costs += _cached((*where, "speedup", lengths, *prompts), lambda: speedup_costs(ctx, sample, lengths))
+        stops = cfg.method == "oracle" or cfg.draft_stop is not None  # the advisor replays stop rules
+        costs += _cached(
+            (*where, "speedup", lengths, stops, *prompts), lambda: speedup_costs(ctx, sample, lengths, stops)
+        )
     if cfg.batch_size > 1 or not lengths:
         b = min(cfg.batch_size, len(sample))
         costs += _cached((*where, "generate", b, *prompts), lambda: [generate_cost(ctx, sample, b)])

@@ -52,6 +52,19 @@ def test_prediction_is_the_replayed_cycles_times_their_measured_costs() -> None:
     assert costs.cycle(3) == pytest.approx(2.5)  # between measured lengths: linear
 
 
+def test_a_stop_rule_cycle_costs_the_drafting_of_the_token_it_stopped_at() -> None:
+    trace = _trace([[True, True, True, False, True]])
+    costs = RunCosts({1: 1.0, 2: 2.0}, 0.5, 2.0, stop_cycle_s={2: 5.0, 4: 9.0})
+    p = predict(trace, costs, 2, "max_prob", 0.95)  # never confident: drafted 1, 1, then a cut cycle
+    assert p.cycles == 3
+    assert p.predicted_tokens_per_s == pytest.approx(5 / (0.5 + 3 * 5.0))  # each drafted 1 and checked a 2nd
+    assert costs.stop_cycle(2, 4) == pytest.approx(7.0) and costs.stop_cycle(4, 4) == pytest.approx(9.0)
+    no_stop_timings = RunCosts({1: 1.0, 2: 2.0}, 0.5, 2.0)  # older runs: the plain cycle
+    assert predict(trace, no_stop_timings, 2, "max_prob", 0.95).predicted_tokens_per_s == pytest.approx(
+        5 / (0.5 + 3 * 1.0)
+    )
+
+
 def test_best_and_runner_up() -> None:
     rows = [
         ("L", "d", "a", 3, 1.5), ("L", "d", "a", 2, 1.4), ("L", "d", "b", 2, 1.2), ("M", "d", "a", 1, 0.9),
