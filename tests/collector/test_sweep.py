@@ -58,7 +58,7 @@ def test_default_job_covers_every_zoo_pair_and_method(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     assert run_default_job(path, console, samples=2, max_new_tokens=4) == 0
     text = console.export_text()
-    assert "Scaling law" in text and "CoF by pair and method" in text
+    assert "Which law the pairs support" in text and "CoF by pair and method" in text
     runs = _runs(path)
     assert len(runs) == len(cells) and all(status == "complete" for *_, status in runs)
 
