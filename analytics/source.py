@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from warehouse.db import WarehouseError, open_duckdb
+from warehouse.errors import UserError
 from warehouse.migrate import require_head
 from warehouse.settings import resolve_warehouse
 
@@ -50,7 +51,7 @@ _NUMERIC_RUN_COLUMNS: dict[str, pl.DataType] = {
 _FLOAT_RUN_COLUMNS = ("threshold", "temperature", "top_p")
 
 
-class AnalyticsError(ValueError):
+class AnalyticsError(UserError):
     """A question analytics cannot answer as asked; the message says what to change."""
 
 

@@ -72,7 +72,12 @@ def _generation(app: FastAPI) -> int:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """Build the app; nothing is opened until the first request (or startup under uvicorn)."""
-    db = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
+    db = Database(
+        settings.warehouse,
+        settings.query_timeout_ms,
+        ingest=settings.ingest,
+        memory_limit=settings.memory_limit,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -49,8 +49,11 @@ class Database:
     SELECTs, checked by DuckDB's parser. Without it the file is opened read-only.
     """
 
-    def __init__(self, path: Path, timeout_ms: int, ingest: bool = False) -> None:
+    def __init__(
+        self, path: Path, timeout_ms: int, ingest: bool = False, memory_limit: str | None = None
+    ) -> None:
         self.path = path
+        self.memory_limit = memory_limit
         self.timeout_ms = timeout_ms
         self.ingest = ingest
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -71,7 +74,7 @@ class Database:
                 con = duckdb.connect(
                     str(self.path),
                     read_only=not self.ingest,
-                    config={"enable_external_access": False, "lock_configuration": True},
+                    config=self._config(),
                 )
             except duckdb.IOException as exc:
                 raise WarehouseLocked(f"{self.path} is held by a writer ({exc})") from exc
@@ -84,6 +87,12 @@ class Database:
             finally:
                 check.close()
             self._con = con
+
+    def _config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
+        if self.memory_limit:
+            config["memory_limit"] = self.memory_limit
+        return config
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor of its own (the shared connection itself never runs a statement)."""

@@ -24,4 +24,7 @@ class ApiSettings(BaseSettings):
     ingest: bool = True  # hold the file and ingest staged shards in the background (else read-only)
     ingest_interval_s: float = 0.5
     keep_alive_s: int = 75  # idle keep-alive; uvicorn's 5 s races clients that reuse a connection late
+    memory_limit: str | None = (
+        None  # DuckDB's memory_limit for the server (e.g. '1GB'); None: DuckDB's default
+    )
     cache_size: int = 256  # analysis results kept until the ingester moves a shard in (0: off)

@@ -60,13 +60,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(warehouse: Path, cache_size: int = 256) -> Iterator[tuple[str, int]]:
+def server(warehouse: Path, cache_size: int = 256, memory_limit: str = "") -> Iterator[tuple[str, int]]:
     """`python -m api` on the file; yields (base URL, pid) once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
         [PY, "-m", "api", "--warehouse", str(warehouse), "--port", str(port)],
         cwd=REPO,
-        env={**os.environ, "FSGEN_CACHE_SIZE": str(cache_size)},
+        env={
+            **os.environ,
+            "FSGEN_CACHE_SIZE": str(cache_size),
+            **({"FSGEN_MEMORY_LIMIT": memory_limit} if memory_limit else {}),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -188,9 +192,9 @@ def one_run_warehouse(workdir: Path, source: Path, events: int) -> Path:
     return path
 
 
-def download(path: Path, fmt: str) -> dict[str, float]:
+def download(path: Path, fmt: str, memory_limit: str = "") -> dict[str, float]:
     """Stream one run's events from a fresh server: events/s, MiB, server RSS before and peak."""
-    with server(path) as (base, pid):
+    with server(path, memory_limit=memory_limit) as (base, pid):
         run_id = httpx.get(f"{base}/v1/runs", timeout=30).json()["data"][0]["run_id"]
         before = peak_rss_mib(pid, "VmRSS")
         started = time.perf_counter()
@@ -220,10 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--download-events", type=int, default=10_000_000, help="events of the downloaded run"
     )
+    parser.add_argument("--download-source", type=Path, help="warehouse of the run (default: largest)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
     parser.add_argument("--skip-load", action="store_true", help="only the downloads")
+    parser.add_argument(
+        "--memory-limit", default="", help="the download server's DuckDB memory_limit, e.g. 256MB"
+    )
     parser.add_argument(
         "--cache-size",
         type=int,
@@ -248,9 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                     results["load"].append(row)  # type: ignore[attr-defined]
                     print(json.dumps(row), flush=True)
     if largest is not None and not args.skip_downloads:
-        one = one_run_warehouse(args.workdir, largest, args.download_events)
+        one = one_run_warehouse(args.workdir, args.download_source or largest, args.download_events)
         for fmt in ("ndjson", "parquet"):
-            results["downloads"][fmt] = download(one, fmt)  # type: ignore[index]
+            results["downloads"][fmt] = download(one, fmt, args.memory_limit)  # type: ignore[index]
             print(json.dumps({"download": fmt, **results["downloads"][fmt]}), flush=True)  # type: ignore[index]
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
@@ -268,7 +276,12 @@ def print_tables(results: dict[str, object]) -> None:
     p99 = {(r["events"], r["clients"], r["route"]): r for r in rows}
     cols = [f"p99 ms {s / 1e6:g}M/{c}" for s in sizes for c in clients]
     ratio = len(sizes) > 1
-    head = ["route", *cols, *(["p99 ratio (16 cl.)"] if ratio else []), "failed"]
+    head = [
+        "route",
+        *cols,
+        *([f"p99 ratio {sizes[-1] / 1e6:g}M/{sizes[0] / 1e6:g}M ({clients[0]} cl.)"] if ratio else []),
+        "failed",
+    ]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for label in labels:

@@ -329,7 +329,7 @@ def report_speculative(ctx: CollectContext, task: Task, args: argparse.Namespace
         per_cycle = t["spec"].tokens / n_cycles
         v = forward_seconds(ctx, ctx.llm, item, k + 1) / llm_1
         with_verify = expected_speedup(a, k, c) * (k * c + 1) / (k * c + v)
-        cycle_s = cycle_seconds(spec, ids, mask, k)  # a real cycle: both models, the loop, the host check
+        cycle_s = cycle_seconds(spec, ids, mask, k, repeats=7)  # a real cycle: both models, loop, host check
         predicted = (
             t["spec"].tokens / (len(task.items) * prefill + n_cycles * cycle_s) / t["gen"].tokens_per_s
         )

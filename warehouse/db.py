@@ -51,17 +51,17 @@ def create_file(path: Path) -> None:
 def storage_version(path: Path) -> str | None:
     """The storage version a file is written in, e.g. 'v1.0.0+' (None when DuckDB does not say)."""
     check_warehouse_file(path)
-    try:
-        with duckdb.connect() as con:
+    with duckdb.connect() as con:
+        try:
             con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
-            rows = con.execute(
-                "SELECT tags FROM duckdb_databases() WHERE database_name = 'fsgen_probe'"
-            ).fetchall()
-            con.execute("DETACH fsgen_probe")
-    except duckdb.IOException as exc:
-        if is_lock_error(exc):
-            raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc
-        raise
+        except duckdb.IOException as exc:
+            if is_lock_error(exc):
+                raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc
+            raise
+        rows = con.execute(
+            "SELECT tags FROM duckdb_databases() WHERE database_name = 'fsgen_probe'"
+        ).fetchall()
+        con.execute("DETACH fsgen_probe")
     tags = rows[0][0] if rows else {}
     version = tags.get("storage_version") if isinstance(tags, dict) else None
     return str(version) if version else None

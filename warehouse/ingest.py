@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -100,8 +101,13 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, run_id: int, data: 
         con.execute(
             f"INSERT INTO {table} BY NAME SELECT CAST(? AS BIGINT) AS run_id, * FROM {view}", [run_id]
         )
-    finally:
-        con.unregister(view)
+    except BaseException:
+        with contextlib.suppress(
+            duckdb.Error
+        ):  # an aborted transaction refuses this too: keep the real error
+            con.unregister(view)
+        raise
+    con.unregister(view)
 
 
 def insert_batch(con: duckdb.DuckDBPyConnection, run_id: int, samples: pa.Table, events: pa.Table) -> None:

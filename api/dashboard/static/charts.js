@@ -36,7 +36,7 @@ const cof = {
       height: 240,
       data: { values: rows },
       encoding: {
-        x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }),
+        x: n("pair", "LLM / SLM", { sort: null }),
         xOffset: n("method"),
         color: n("method", "method"),
       },
@@ -162,7 +162,7 @@ const auroc = {
       height: 220,
       data: { values: rows },
       mark: { type: "bar", tooltip: true },
-      encoding: { x: n("pair", "LLM / SLM", { axis: { labelAngle: 0 }, sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
+      encoding: { x: n("pair", "LLM / SLM", { sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
     };
     return { rows, spec };
   },

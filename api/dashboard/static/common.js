@@ -222,6 +222,7 @@ export async function chart(cardEl, name, spec, rows, emptyText = "No data for t
     config: {
       font: "system-ui, sans-serif",
       axis: { labelLimit: 160 },
+      axisBand: { labelAngle: slot.clientWidth < 520 ? -35 : 0 }, // long pair names turn on a phone
       legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150, symbolOpacity: 1 },
     },
     ...spec,
