@@ -34,11 +34,11 @@ import torch
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.costs import cycle_seconds, prefill_seconds
+from collector.decode import BatchCollector, batch_collector
+from collector.decode.lockstep import Decoder, collect_lockstep_batch
+from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
 from collector.engine import build_context, chunks, encode_batch
-from collector.lockstep import Decoder, collect_lockstep_batch
-from collector.methods import BatchCollector, batch_collector
 from collector.methods.base import CollectContext
-from collector.methods.speculative import collect_speculative_batch, cycles_for_samples
 from collector.modeling import LoadedModel, forward
 from collector.routers import build_router
 from collector.tasks import load_task

@@ -11,8 +11,8 @@ import pyarrow as pa
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from collector.figures import StepTrace
 from collector.tasks.base import Task, TaskItem
+from collector.token_stats import StepTrace
 from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA
 
 

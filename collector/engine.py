@@ -16,7 +16,7 @@ from tqdm import tqdm
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.costs import Cost, calibrate
-from collector.methods import batch_collector
+from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
 from collector.prompts import check_prompt_length, load_prompts_file
@@ -209,7 +209,7 @@ def _write_batch(
     )
     cycles = out.cycles
     if cycles is not None:  # batch-row indices → sample ids; cycles past a row's cut dropped
-        from collector.methods.speculative import cycles_for_samples
+        from collector.decode.speculative import cycles_for_samples
 
         cycles = cycles_for_samples(cycles, chunk, samples.column("n_tokens").to_pylist())
     writer.write_batch(chunk[0], samples, events, cycles)

@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from collector.config import RunConfig
+from collector.decode.oracle import collect_oracle_batch
+from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
 from collector.engine import run_collection
-from collector.methods.oracle import collect_oracle_batch
 from collector.methods.speculative import (
-    collect_speculative_batch,
-    cycles_for_samples,
     speculative_step,
     verify_greedy,
     verify_sampling,

@@ -1,4 +1,5 @@
-"""Per-token figures of both models, computed as tensors on the device (never synchronised per token)."""
+"""Per-token statistics of both models (top token, probability, entropy, margin) and the step trace, computed
+as tensors on the device (never synchronised per token)."""
 
 from __future__ import annotations
 

@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from collector.figures import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
 from collector.modeling import LoadedModel, cache_kwarg, forward
 from collector.routers.threshold import AlwaysRouter
 from collector.sampling import gumbel_no_sync, pick_no_sync
+from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
 
 CHECK_EVERY = 8  # steps (or draft/verify cycles) between host checks of "every row done"
 
