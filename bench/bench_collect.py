@@ -370,7 +370,7 @@ def identical_outputs(ctx: CollectContext, spec: CollectContext, task: Task) -> 
                 pad_token_id=ctx.llm.tokenizer.pad_token_id, eos_token_id=ctx.llm.tokenizer.eos_token_id,
             )[0, ids.shape[1] :].tolist()  # fmt: skip
         out = collect(spec, ids, mask)
-        mine = out.trace.token[0, : int(out.valid[0])].tolist()
+        mine = out.trace.token_id[0, : int(out.valid[0])].tolist()
         eos = ctx.llm.tokenizer.eos_token_id
         gen = gen[: gen.index(eos) + 1] if eos in gen else gen
         same += mine == gen

@@ -25,17 +25,13 @@ import pyarrow as pa
 import torch
 
 from collector.batch import row_end
-from collector.decode.lockstep import CHECK_EVERY, Decoder, s1_trace_no_sync, trace_fields, trace_from_fields
+from collector.decode.lockstep import CHECK_EVERY, Decoder, s1_trace_no_sync
 from collector.methods.base import BatchOutput, CollectContext
 from collector.methods.speculative import SpecVerdict, keeps_drafting_no_sync, speculative_step
 from collector.sampling import gumbel_no_sync, pick_no_sync
-from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figures_no_sync
+from collector.token_stats import TRACE_FIELDS, Figures, StepTrace, accept_prob_no_sync, figures_no_sync
 
-TRACE_FIELDS = (
-    "token", "s1_token", "s1_prob", "s1_entropy", "s1_margin", "s2_token",
-    "llm_token", "llm_prob", "llm_entropy", "llm_margin", "llm_prob_s1", "consulted", "accept_prob",
-    "draft_index", "accepted",
-)  # fmt: skip
+SPEC_COLUMNS = ("draft_index", "accepted")  # per-token columns of speculative decoding beyond the trace
 
 
 class TraceBuffer:
@@ -44,7 +40,7 @@ class TraceBuffer:
     def __init__(self, B: int, width: int, device: torch.device) -> None:
         self.dump = width - 1  # writes that must go nowhere land in this last column
         self.data: dict[str, torch.Tensor] = {}
-        for name in TRACE_FIELDS:
+        for name in (*TRACE_FIELDS, *SPEC_COLUMNS):
             floating = "prob" in name or name.endswith(("entropy", "margin"))
             self.data[name] = torch.zeros(
                 B, width, dtype=torch.float32 if floating else torch.long, device=device
@@ -60,7 +56,7 @@ class TraceBuffer:
         """The first T slots as a StepTrace [B, T] and the speculative columns."""
         d = {k: v[:, :T] for k, v in self.data.items()}
         extra = {"draft_index": d["draft_index"].to(torch.int16), "accepted": d["accepted"].bool()}
-        return trace_from_fields(d), extra
+        return StepTrace.from_dict({**d, "consulted": d["consulted"].bool()}), extra
 
 
 @dataclass(frozen=True)
@@ -140,8 +136,8 @@ class SpeculativeBatch:
         s1 = figures_no_sync(s_logp)
         s1_token = pick_no_sync(s_logp, cfg, self._noise(s_logp))
         values = {
-            "s1_token": s1_token, "s1_prob": s1.prob, "s1_entropy": s1.entropy, "s1_margin": s1.margin,
-            "llm_prob_s1": self.prev_l.gather(-1, s1_token[:, None]).squeeze(-1).exp(),
+            "s1_token_id": s1_token, "s1_prob": s1.prob, "s1_entropy": s1.entropy, "s1_margin": s1.margin,
+            "llm_prob_s1_token": self.prev_l.gather(-1, s1_token[:, None]).squeeze(-1).exp(),
             "accept_prob": accept_prob_no_sync(s_logp, self.prev_l, cfg.temperature, cfg.top_p),
         }  # fmt: skip
         idx = torch.where(which, self.count[self.rows] - 1, self.buf.dump)[:, None]  # [B', 1]
@@ -193,7 +189,7 @@ class SpeculativeBatch:
         trace = s1_trace_no_sync(
             v.tokens, picks, s1, l_lp, v.tokens, torch.ones_like(idx, dtype=torch.bool), accept
         )
-        values = trace_fields(trace)
+        values = trace.as_dict()
         values["draft_index"] = torch.where(j < n[:, None], j, K)  # K marks the LLM's correction or bonus
         values["accepted"] = j < n[:, None]
         self.buf.put(self.rows, idx, values)
@@ -213,7 +209,7 @@ class SpeculativeBatch:
         finished, count = self.finished.cpu(), self.count.cpu()
         rows = self.rows.cpu().tolist()
         if stops and not bool(finished.all()):
-            tokens = self.buf.data["token"][self.rows].cpu().numpy()
+            tokens = self.buf.data["token_id"][self.rows].cpu().numpy()
             cut = self.count.clone()
             for b in (~finished).nonzero().flatten().tolist():
                 end = row_end(tokens[b], int(count[rows[b]]), self.ctx.llm.tokenizer, stops)
