@@ -28,6 +28,12 @@ from warehouse.settings import staging_dir
 from warehouse.staging import RunFinal, RunManifest, StagingWriter
 
 
+def live_cof(mismatches: int, tokens: int) -> float:
+    """CoF of what this invocation has collected so far, for the console (the warehouse's CoF of a run is
+    the `run_cof` view, which also counts samples of earlier invocations of a resumed run)."""
+    return mismatches / tokens if tokens else 0.0
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """What one invocation collected (a resumed run counts only its new samples)."""
@@ -46,7 +52,8 @@ class RunSummary:
 
     @property
     def cof(self) -> float:
-        return self.mismatches / self.tokens if self.tokens else 0.0
+        """This invocation's CoF (`live_cof`)."""
+        return live_cof(self.mismatches, self.tokens)
 
     @property
     def consult_rate(self) -> float:
@@ -256,7 +263,7 @@ def run_collection(
             bar.update(len(chunk))
             bar.set_postfix(
                 tok_s=f"{tally.tokens / (time.perf_counter() - start):.0f}",
-                cof=f"{tally.mismatches / max(tally.tokens, 1):.3f}",
+                cof=f"{live_cof(tally.mismatches, tally.tokens):.3f}",
             )
             if writable:
                 ingest_now(warehouse, run_key)
