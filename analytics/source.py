@@ -17,6 +17,7 @@ import polars as pl
 from sqlalchemy import BigInteger, Double, Integer
 
 from warehouse.db import WarehouseError, open_duckdb
+from warehouse.errors import UserError
 from warehouse.migrate import require_head
 from warehouse.models import Run
 from warehouse.settings import resolve_warehouse
@@ -31,7 +32,7 @@ RUN_COLUMNS: tuple[str, ...] = tuple(c.name for c in Run.__table__.columns if c.
 _POLARS_TYPES: dict[type, pl.DataType] = {BigInteger: pl.Int64(), Integer: pl.Int32(), Double: pl.Float64()}
 
 
-class AnalyticsError(ValueError):
+class AnalyticsError(UserError):
     """A question analytics cannot answer as asked; the message says what to change."""
 
 

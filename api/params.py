@@ -8,7 +8,7 @@ from fastapi import Depends, Query
 
 Method = Literal["oracle", "contrastive", "proxy", "speculative"]
 RouterName = Literal["always", "never", "max_prob", "margin", "entropy", "learned"]
-Status = Literal["running", "complete", "failed"]  # as stored (`stale` is shown, not stored)
+Status = Literal["running", "complete", "failed", "stale"]  # stale: running, but its collector is gone
 # Runs columns a client may group by: each has few distinct values (a guard against unbounded groups).
 GroupColumn = Literal[
     "run_id", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "status", "temperature",

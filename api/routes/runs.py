@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -36,6 +37,7 @@ class RunPublic(BaseModel):
     )
     error: str | None = Field(description="why a run failed or lost samples (null when it did not)")
     run_key: str = Field(description="the run's key (staging folder; `--resume` accepts it)")
+    settings: dict[str, Any] = Field(description="every setting the run was collected with (RunConfig)")
     n_samples: int
     seed: int
     temperature: float
@@ -75,7 +77,9 @@ RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs"
 def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
     """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
     status = displayed_status(settings.warehouse, str(row["run_key"]), str(row["status"]), int(row["run_id"]))
-    return RunPublic.model_validate({**row, "status": status})
+    return RunPublic.model_validate(
+        {**row, "status": status, "settings": json.loads(row["settings"] or "{}")}
+    )
 
 
 def require_run(cur: CursorDep, run_id: int, limit_ms: int) -> None:

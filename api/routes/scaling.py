@@ -22,7 +22,7 @@ from analytics.scaling import (
     leave_one_out_error,
     pair_points,
 )
-from api.convert import dump, public_model, records
+from api.convert import clean, dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.params import Confidence, Method, RouterName
@@ -86,6 +86,17 @@ ScalingPublic: Any = create_model(
     points=(list[PairPointPublic], ...),
     fits=(_list_of(GroupFitPublic), ...),
 )
+
+
+class LawPredictionPublic(BaseModel):
+    """The chosen law's prediction for the two sizes (analytics.scaling.fit_cof), with its interval."""
+
+    form: str = Field(description="the law the pairs support, chosen by leave-one-pair-out error")
+    value: float | None
+    lo: float | None
+    hi: float | None
+
+
 PredictionPublic: Any = create_model(
     "PredictionPublic",
     __doc__="The fitted CoF at an (unseen) ratio with its bootstrap interval, and the fit it came from.",
@@ -98,6 +109,10 @@ PredictionPublic: Any = create_model(
     hi=(float | None, ...),
     confidence=(float, ...),
     fit=(ScalingFitPublic, ...),
+    law=(
+        LawPredictionPublic | None,
+        Field(description="the chosen law's prediction; null unless llm_params and slm_params are given"),
+    ),
 )
 Bootstrap = Annotated[int, Query(ge=0, le=1000, description="bootstrap resamples for intervals (0: none)")]
 Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="seed of the bootstrap")]
@@ -184,7 +199,12 @@ def predict_scaling(
         bootstrap=bootstrap, seed=seed,
     )  # fmt: skip
     pred = fit.predict(r, confidence)
+    law = None
+    if fit.laws is not None and llm_params is not None and slm_params is not None:
+        value, lo, hi = fit.laws.predict(llm_params, slm_params, confidence)
+        law = {"form": fit.laws.form, "value": clean(value), "lo": clean(lo), "hi": clean(hi)}
     return {
+        "law": law,
         "method": method,
         "dataset": dataset,
         "router": router,

@@ -19,7 +19,7 @@ DEFAULT_SHOTS = 2
 EXAMPLE_SEPARATOR = "\n\n"
 STOP_STRINGS: tuple[str, ...] = ("\n\n",)
 TEST_PERCENT = 15
-POOL_SIZES = {"arith": {"test": 400, "train": 3000}, "code": {"test": 300, "train": 1500}}
+POOL_SIZES = {"arith": {"test": 450, "train": 4000}, "code": {"test": 450, "train": 3000}}
 
 NAMES = (
     "Mia", "Tom", "Ava", "Leo", "Zoe", "Max", "Ivy", "Sam", "Eli", "Ana",
@@ -56,7 +56,10 @@ QUESTIONS = {
     "pet": "Which pet does {e} have?",
     "food": "What does {e} like to eat?",
 }
-N_ENTITIES = 120
+N_ENTITIES = 600
+# Entity i appears in the corpus's prose with weight 1 / (i + POPULARITY_OFFSET): a long tail of rarely
+# mentioned people, so how much of the fact base a model recalls grows with its capacity and budget.
+POPULARITY_OFFSET = 8
 LETTERS = "ABCD"
 
 
@@ -96,50 +99,52 @@ def _rng(*parts: object) -> random.Random:
 
 # ---------------------------------------------------------------- arith (GSM8K-like)
 
-
-def _arith_numbers(rng: random.Random) -> tuple[str, tuple[int, ...]]:
-    """A problem kind and its operands (two- and three-digit numbers)."""
-    kind = rng.choice(("add", "add", "sub", "sub", "mul", "two"))
-    if kind == "add":
-        return kind, (rng.randint(10, 99), rng.randint(10, 99))
-    if kind == "sub":
-        a = rng.randint(30, 199)
-        return kind, (a, rng.randint(10, min(a - 1, 99)))
-    if kind == "mul":
-        return kind, (rng.randint(2, 9), rng.randint(11, 49))
-    a, b = rng.randint(10, 99), rng.randint(10, 99)
-    return kind, (a, b, rng.randint(5, a + b - 1))
+# One step of a word problem: the question's sentence and the solution's worded step with its annotation.
+ARITH_STEPS = {
+    "add": ("Then {n} buys {b} more.", "{n} has {x} + {b} = <<{x}+{b}={y}>>{y} {g}."),
+    "sub": ("Then {n} gives {b} away.", "{n} has {x} - {b} = <<{x}-{b}={y}>>{y} {g}."),
+    "mul": ("Then {n} gets {b} times as many.", "{n} has {x} * {b} = <<{x}*{b}={y}>>{y} {g}."),
+}
 
 
-def _arith_parts(kind: str, nums: tuple[int, ...], n: str, g: str) -> tuple[str, str, int, str]:
-    """Question, worked solution, answer and raw worked statement of one problem."""
-    if kind == "add":
-        a, b = nums
-        q = f"{n} has {a} {g}. Then {n} buys {b} more. How many {g} does {n} have now?"
-        return q, f"{a} + {b} = {a + b}.", a + b, f"{n} had {a} {g} and bought {b} more, so {n} had"
-    if kind == "sub":
-        a, b = nums
-        q = f"{n} has {a} {g}. Then {n} gives {b} to a friend. How many {g} does {n} have left?"
-        return q, f"{a} - {b} = {a - b}.", a - b, f"{n} had {a} {g} and gave away {b}, so {n} had"
-    if kind == "mul":
-        a, b = nums
-        q = f"{n} buys {a} bags with {b} {g} in each bag. How many {g} does {n} buy?"
-        return q, f"{a} * {b} = {a * b}.", a * b, f"{n} bought {a} bags of {b} {g}, so {n} bought"
-    a, b, c = nums
-    q = f"{n} has {a} {g}. Then {n} buys {b} more and gives {c} away. How many {g} does {n} have now?"
-    work = f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}."
-    raw = f"{n} had {a} {g}, bought {b} more and gave {c} away, so {n} had"
-    return q, work, a + b - c, raw
+def _number(rng: random.Random, digits: int) -> int:
+    """A number of exactly `digits` digits (one-digit numbers start at 2)."""
+    return rng.randint(2 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+
+def _arith_ops(rng: random.Random, digits: int, steps: int) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """A start value of `digits` digits and `steps` operations keeping every result positive."""
+    x = start = _number(rng, digits)
+    ops: list[tuple[str, int]] = []
+    for _ in range(steps):
+        kinds = ["add", "sub"] + (["mul"] if x < 100 else [])
+        kind = rng.choice([k for k in kinds if k != "sub" or x > 2])
+        b = rng.randint(2, 5) if kind == "mul" else _number(rng, rng.randint(1, digits))
+        if kind == "sub":
+            b = min(b, x - 1)
+        x = x + b if kind == "add" else x - b if kind == "sub" else x * b
+        ops.append((kind, b))
+    return start, tuple(ops)
 
 
 def _arith_example(rng: random.Random) -> tuple[Example, str]:
-    """A random arithmetic word problem and its raw worked-statement form."""
-    kind, nums = _arith_numbers(rng)
+    """A word problem of one to three steps over one- to three-digit numbers, and its raw worked form."""
+    digits, steps = rng.randint(1, 3), rng.randint(1, 3)
+    start, ops = _arith_ops(rng, digits, steps)
     n, g = rng.choice(NAMES), rng.choice(GOODS)
-    q, work, ans, raw = _arith_parts(kind, nums, n, g)
-    key = f"arith:{kind}:{n}:{g}:{nums}"
-    ex = Example(key, f"Question: {q}\nAnswer:", f" {work} The answer is {ans}.", str(ans))
-    return ex, f"{raw} {work[:-1]} {g}."
+    story, work, x = [f"{n} has {start} {g}."], [], start
+    for kind, b in ops:
+        y = x + b if kind == "add" else x - b if kind == "sub" else x * b
+        told, worked = ARITH_STEPS[kind]
+        story.append(told.format(n=n, b=b))
+        work.append(worked.format(n=n, x=x, b=b, y=y, g=g))
+        x = y
+    question = " ".join([*story, f"How many {g} does {n} have now?"])
+    answer = " " + "\n".join(work) + f"\n#### {x}"
+    key = f"arith:{n}:{g}:{start}:{ops}"
+    levels = (("digits", str(digits)), ("steps", str(steps)))
+    ex = Example(key, f"Question: {question}\nAnswer:", answer, str(x), levels)
+    return ex, " ".join(story) + "\n" + "\n".join(work)
 
 
 # ---------------------------------------------------------------- choice (MMLU-like)
@@ -177,10 +182,19 @@ def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Examp
     rng.shuffle(options)
     letter = LETTERS[options.index(value)]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
-    # Each option's letter follows its text, so the answer letter is a forward lookup from the recalled value.
-    lines += [f"{opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
-    answer = f" {fact_statement(entity.name, attribute, value)} The answer is {letter}."
-    return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter)
+    # Each option's letter follows its text (after a space, as in the answer sentence), so the answer letter
+    # is a forward lookup from the recalled value.
+    lines += [f"- {opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
+    # The letter right after the recalled value is a plain induction copy from the option line.
+    answer = f" {fact_statement(entity.name, attribute, value)[:-1]} ({letter}). The answer is {letter}."
+    band = (("band", _popularity_band(entity.name)),)
+    return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter, band)
+
+
+def _popularity_band(name: str) -> str:
+    """How often the prose mentions an entity: 'frequent' (top 50), 'middle' (next 150) or 'rare'."""
+    rank = next(i for i, e in enumerate(entities()) if e.name == name)
+    return "frequent" if rank < 50 else "middle" if rank < 200 else "rare"
 
 
 @cache
@@ -190,6 +204,12 @@ def _choice_keys() -> dict[str, tuple[tuple[int, str], ...]]:
     test = tuple(p for p in pairs if _is_test(f"choice:{entities()[p[0]].name}:{p[1]}"))
     train = tuple(p for p in pairs if not _is_test(f"choice:{entities()[p[0]].name}:{p[1]}"))
     return {"test": test, "train": train}
+
+
+@cache
+def _popularity() -> tuple[float, ...]:
+    """Cumulative-free sampling weights of the entities in prose documents (a Zipf-like tail)."""
+    return tuple(1.0 / (i + POPULARITY_OFFSET) for i in range(N_ENTITIES))
 
 
 def entity_bio(entity: Entity, rng: random.Random) -> str:
@@ -202,7 +222,7 @@ def entity_bio(entity: Entity, rng: random.Random) -> str:
 
 # ---------------------------------------------------------------- code (MBPP-like)
 
-# family: (description, body, argument kind, reference implementation of (x, k, c))
+# family: (description, expression, argument kind, reference implementation of (x, k, c))
 CODE_FAMILIES: dict[str, tuple[str, str, str, Callable[..., object]]] = {
     "add": ("returns {p} plus {k}", "{p} + {k}", "int", lambda x, k, c: x + k),
     "sub": ("returns {p} minus {k}", "{p} - {k}", "int", lambda x, k, c: x - k),
@@ -224,6 +244,13 @@ CODE_FAMILIES: dict[str, tuple[str, str, str, Callable[..., object]]] = {
         "counts the letter '{c}' in the string {p}", "{p}.count('{c}')", "str", lambda x, k, c: x.count(c),
     ),
 }  # fmt: skip
+# Families whose result is a number: longer functions continue from them with THEN_OPS.
+NUMERIC_FAMILIES = ("add", "count", "len", "max", "min", "mul", "sub", "sum")
+THEN_OPS: dict[str, tuple[str, str, Callable[[int, int], int]]] = {
+    "add": ("adds {k}", "+", lambda r, k: r + k),
+    "sub": ("subtracts {k}", "-", lambda r, k: r - k),
+    "mul": ("multiplies by {k}", "*", lambda r, k: r * k),
+}
 PARAMS = {
     "int": ("x", "n", "num", "value"),
     "list": ("xs", "nums", "items", "values"),
@@ -243,21 +270,48 @@ def _code_input(kind: str, rng: random.Random) -> object:
     return rng.choice(WORDS)
 
 
+def _code_body(code: str, thens: Sequence[tuple[str, int]]) -> str:
+    """A function body of one to three lines: the expression, then each further operation on `result`."""
+    if not thens:
+        return f"\n    return {code}"
+    lines = [f"\n    result = {code}"]
+    lines += [f"\n    result = result {THEN_OPS[op][1]} {k}" for op, k in thens[:-1]]
+    op, k = thens[-1]
+    return "".join(lines) + f"\n    return result {THEN_OPS[op][1]} {k}"
+
+
+def _code_reference(
+    family: str, thens: Sequence[tuple[str, int]], k: int, c: str
+) -> Callable[[object], object]:
+    """The reference implementation of one task."""
+
+    def ref(x: object) -> object:
+        out = CODE_FAMILIES[family][3](x, k, c)
+        for op, kk in thens:
+            out = THEN_OPS[op][2](int(out), kk)  # type: ignore[call-overload]
+        return out
+
+    return ref
+
+
 def _code_example(rng: random.Random) -> tuple[Example, str]:
-    """A random tiny-function task with asserts, and its raw plain-function form."""
-    family = rng.choice(sorted(CODE_FAMILIES))
-    desc, body, kind, ref = CODE_FAMILIES[family]
+    """A function task of one to three body lines with asserts, and its raw plain-function form."""
+    lines = rng.randint(1, 3)
+    family = rng.choice(sorted(CODE_FAMILIES) if lines == 1 else NUMERIC_FAMILIES)
+    desc, expr, kind, _ = CODE_FAMILIES[family]
     p, k, c = rng.choice(PARAMS[kind]), rng.randint(2, 9), rng.choice("aeiprst")
+    thens = tuple((rng.choice(sorted(THEN_OPS)), rng.randint(2, 9)) for _ in range(lines - 1))
     name = f"{rng.choice(VERBS)}_{rng.choice(NOUNS)}{rng.randint(1, 99)}"
-    text, code = desc.format(p=p, k=k, c=c), body.format(p=p, k=k, c=c)
-    args = [_code_input(kind, rng) for _ in range(3)]
-    tests = [f"assert {name}({a!r}) == {ref(a, k, c)!r}" for a in args]
+    text = ", then ".join([desc.format(p=p, k=k, c=c), *(THEN_OPS[op][0].format(k=kk) for op, kk in thens)])
+    body = _code_body(expr.format(p=p, k=k, c=c), thens)
+    ref = _code_reference(family, thens, k, c)
+    tests = [f"assert {name}({a!r}) == {ref(a)!r}" for a in (_code_input(kind, rng) for _ in range(3))]
     # The prompt ends at the colon: BPE merges a newline with the indentation that follows it.
     head = f"def {name}({p}):"
     prompt = f"Task: Write a function {name}({p}) that {text}.\n{head}"
-    extra = (("prefix", head), ("tests", "\n".join(tests)))
-    ex = Example(f"code:{name}({p}):{text}", prompt, f"\n    return {code}", code, extra)
-    raw = f'{head}\n    """{text[0].upper()}{text[1:]}."""\n    return {code}\n\n\n' + "\n".join(tests[1:])
+    extra = (("prefix", head), ("tests", "\n".join(tests)), ("lines", str(lines)))
+    ex = Example(f"code:{name}({p}):{text}", prompt, body, body.strip(), extra)
+    raw = f'{head}\n    """{text[0].upper()}{text[1:]}."""{body}\n\n\n' + "\n".join(tests[1:])
     return ex, raw
 
 
@@ -341,7 +395,7 @@ def _episode(family: str, rng: random.Random) -> str:
 def _raw_document(family: str, rng: random.Random) -> str:
     """A raw (non-QA) document: worked statements, prose facts or plain functions."""
     if family == "choice":
-        return entity_bio(entities()[rng.randrange(N_ENTITIES)], rng)
+        return entity_bio(entities()[rng.choices(range(N_ENTITIES), _popularity())[0]], rng)
     gen = _arith_example if family == "arith" else _code_example
     parts = []
     for _ in range(rng.randint(2, 4)):
@@ -350,13 +404,12 @@ def _raw_document(family: str, rng: random.Random) -> str:
             if not _is_test(ex.key):
                 parts.append(raw)
                 break
-    return ("\n" if family == "arith" else "\n\n\n").join(parts)
+    return ("\n\n" if family == "arith" else "\n\n\n").join(parts)
 
 
 # Share of each document kind in the base corpus; QA episodes are a small share, the rest raw text.
-# QA episodes lean on the choice format: its letter lookup is the slowest skill to learn.
-QA_WEIGHTS = (0.3, 0.5, 0.2)
-BASE_MIX = (("choice", "raw", 0.38), ("arith", "raw", 0.26), ("code", "raw", 0.16), ("any", "qa", 0.2))
+QA_WEIGHTS = (0.35, 0.35, 0.3)
+BASE_MIX = (("choice", "raw", 0.3), ("arith", "raw", 0.25), ("code", "raw", 0.2), ("any", "qa", 0.25))
 
 
 def corpus_documents(seed: int = 0, *, tuned: bool = False, count: int = 1000) -> list[str]:

@@ -38,9 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "--seed", type=int, default=0, help="seed of tokenizer, corpus order and weights (default 0)"
     )
-    trn.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    trn.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     trn.add_argument(
         "--scale", type=float, default=1.0, help="multiply every token budget (quick probes: 0.1)"
+    )
+    trn.add_argument(
+        "--resume", action="store_true", help="keep models an interrupted run in --out already finished"
     )
     trn.add_argument(
         "--eval-samples",
@@ -94,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     extra = {} if args.eval_samples is None else {"eval_samples": args.eval_samples}
-    reports = train_family(args.out, args.seed, scale=args.scale, threads=args.threads, **extra)
+    reports = train_family(
+        args.out, args.seed, scale=args.scale, threads=args.threads, resume=args.resume, **extra
+    )
     print(format_table(zoo_models(args.out)))
     print(f"trained {len(reports)} models in {time.perf_counter() - start:.0f} s wall", file=sys.stderr)
     return 0

@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from collector.tasks.builtin import corpus_documents
 
 EOS = "<|endoftext|>"
 VOCAB_SIZE = 512
+# Option markers of the choice task as whole tokens: the letter then sits right after the option's text, so
+# copying it from the option list is a plain induction step (" (" + letter would be four-way ambiguous).
+LETTER_TOKENS = (" (A)", " (B)", " (C)", " (D)")
 MAX_LENGTH = 2048
 TOKENIZER_DOCS = 6000
 # Seed offsets keep the validation documents apart from the training stream of the same seed.
@@ -30,12 +33,13 @@ def train_tokenizer(seed: int) -> PreTrainedTokenizerFast:
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=VOCAB_SIZE - len(LETTER_TOKENS),
         special_tokens=[EOS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus_documents(seed + TOKENIZER_OFFSET, count=TOKENIZER_DOCS), trainer)
+    tok.add_tokens([AddedToken(t, normalized=False) for t in LETTER_TOKENS])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=EOS,

@@ -14,7 +14,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
-from collector.tasks.builtin import BUILTIN_FAMILIES, load_builtin
+from collector.tasks.base import Task, TaskItem
+from collector.tasks.builtin import BUILTIN_FAMILIES, STOP_STRINGS, load_builtin
+from collector.tasks.checkers import build_program
 from collector.zoo.corpus import (
     MAX_LENGTH,
     Corpora,
@@ -26,8 +28,10 @@ from collector.zoo.corpus import (
 
 SEQ_LEN = 320
 BATCH = 4
-EVAL_SAMPLES = 60
-MAX_NEW_TOKENS = {"arith": 44, "choice": 24, "code": 24}
+EVAL_SAMPLES = 450
+MAX_NEW_TOKENS = {"arith": 128, "choice": 32, "code": 40}
+# Item field that grades an item's difficulty, per task (accuracy is also reported per level).
+LEVEL_FIELDS = {"arith": "steps", "choice": "band", "code": "lines"}
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,14 @@ class TunedSpec:
     lr: float
 
 
-# Budgets grow with size: a bigger model both holds more of the fact base and sees more of the corpus.
+# Every base model sees the same 2.4 M tokens in the same order (as the Pythia suite sees the same data), so
+# what differs between sizes is capacity: how much of the fact base, the arithmetic and the code each holds.
+BASE_TOKENS = 2_400_000
 BASE_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=900_000, lr=1e-2),
-    ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=1_500_000, lr=8e-3),
-    ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=2_600_000, lr=6e-3),
-    ModelSpec("zoo-l", hidden=112, layers=4, heads=4, tokens=4_400_000, lr=4e-3),
+    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=BASE_TOKENS, lr=1e-2),
+    ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=BASE_TOKENS, lr=8e-3),
+    ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=BASE_TOKENS, lr=6e-3),
+    ModelSpec("zoo-l", hidden=128, layers=4, heads=4, tokens=BASE_TOKENS, lr=4e-3),
 )
 TUNED_SPECS: tuple[TunedSpec, ...] = (TunedSpec("zoo-xs-tuned", base="zoo-xs", tokens=400_000, lr=3e-3),)
 
@@ -71,6 +77,8 @@ class ModelReport:
     val_loss: float
     val_loss_qa: float
     accuracy: dict[str, float]
+    accuracy_by_level: dict[str, dict[str, float]]
+    eval_items: dict[str, int]
     tuned: bool
     base: str | None
     train_tokens: int
@@ -160,12 +168,15 @@ def greedy_continuations(
     """Greedy continuations of prompts, batched with left padding."""
     tok.padding_side = "left"
     outs: list[str] = []
-    for i in range(0, len(prompts), 16):
-        enc = tok(list(prompts[i : i + 16]), return_tensors="pt", padding=True)
+    for i in range(0, len(prompts), 32):
+        enc = tok(list(prompts[i : i + 32]), return_tensors="pt", padding=True)
         gen = model.generate(
             **enc,
             max_new_tokens=max_new,
             do_sample=False,
+            # Rows that reached a stop string only pad; the batch ends when every row has one.
+            stop_strings=list(STOP_STRINGS),
+            tokenizer=tok,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,
         )
@@ -174,20 +185,48 @@ def greedy_continuations(
     return outs
 
 
+# Code checks run in a sandboxed child process: a verdict is cached per (item, output) across models.
+_CODE_VERDICTS: dict[tuple[str, str], bool] = {}
+
+
+def _verdict(task: Task, item: TaskItem, output: str) -> bool:
+    """The task's checker on one output (code verdicts cached)."""
+    if task.name != "builtin:code":
+        return bool(task.check(item, output))
+    key = (item.item_id, output)
+    if key not in _CODE_VERDICTS:
+        try:  # a program that does not compile fails without a sandboxed run
+            compile(build_program(item, output), "<answer>", "exec")
+        except (SyntaxError, ValueError):
+            _CODE_VERDICTS[key] = False
+        else:
+            _CODE_VERDICTS[key] = bool(task.check(item, output))
+    return _CODE_VERDICTS[key]
+
+
 def task_accuracy(
     model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, samples: int = EVAL_SAMPLES
-) -> dict[str, float]:
-    """Greedy accuracy on a seeded sample of each built-in test split, by the task's checker."""
+) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, int]]:
+    """Greedy accuracy on a seeded sample of each built-in test split: overall, per level, item count."""
     acc: dict[str, float] = {}
+    by_level: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
     for family in BUILTIN_FAMILIES:
         task = load_builtin(family, samples=samples, seed=0)
         outs = greedy_continuations(model, tok, [it.prompt for it in task.items], MAX_NEW_TOKENS[family])
         right = [
-            bool(task.check(it, _truncate(o, task.stop_strings)))
+            _verdict(task, it, _truncate(o, task.stop_strings))
             for it, o in zip(task.items, outs, strict=True)
         ]
         acc[task.name] = round(sum(right) / len(right), 4)
-    return acc
+        counts[task.name] = len(right)
+        field = LEVEL_FIELDS.get(family)
+        if field is not None:
+            levels: dict[str, list[bool]] = {}
+            for it, ok in zip(task.items, right, strict=True):
+                levels.setdefault(it.get(field) or "?", []).append(ok)
+            by_level[task.name] = {lv: round(sum(v) / len(v), 4) for lv, v in sorted(levels.items())}
+    return acc, by_level, counts
 
 
 def _report(
@@ -199,12 +238,15 @@ def _report(
 ) -> ModelReport:
     """Measure one trained model."""
     name, base, tokens, seconds = info
+    accuracy, by_level, counts = task_accuracy(model, tok, eval_samples)
     return ModelReport(
         name=name,
         params=count_params(model),
         val_loss=round(eval_loss(model, corpora.valid), 4),
         val_loss_qa=round(eval_loss(model, corpora.valid_qa), 4),
-        accuracy=task_accuracy(model, tok, eval_samples),
+        accuracy=accuracy,
+        accuracy_by_level=by_level,
+        eval_items=counts,
         tuned=base is not None,
         base=base,
         train_tokens=tokens,
@@ -230,13 +272,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+REPORT_NAME = "train_report.json"
+
+
+def _finished(path: Path, resume: bool) -> ModelReport | None:
+    """The report of a model an interrupted run already finished, when resuming."""
+    report = path / REPORT_NAME
+    if not (resume and report.is_file() and (path / "model.safetensors").is_file()):
+        return None
+    return ModelReport(**json.loads(report.read_text()))
+
+
+def _finish(model: GPTNeoXForCausalLM, tok: PreTrainedTokenizerFast, report: ModelReport, out: Path) -> None:
+    """Save a trained model and its report (the report last: it marks the model done for --resume)."""
+    _save(model, tok, out / report.name)
+    (out / report.name / REPORT_NAME).write_text(json.dumps(asdict(report), indent=2) + "\n")
+
+
 def train_family(
     out: Path,
     seed: int = 0,
     *,
     scale: float = 1.0,
-    threads: int = 2,
+    threads: int = 1,
     eval_samples: int = EVAL_SAMPLES,
+    resume: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[ModelReport]:
     """Reproduce the whole zoo from a seed into `out`; `scale` shrinks every budget for quick probes."""
@@ -244,27 +304,32 @@ def train_family(
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     tok = train_tokenizer(seed)
-    max_tokens = int(max(s.tokens for s in BASE_SPECS) * scale)
-    corpora = build_corpora(tok, seed, max_tokens, SEQ_LEN)
+    corpora = build_corpora(tok, seed, int(max(s.tokens for s in BASE_SPECS) * scale), SEQ_LEN)
     log(f"tokenizer: {len(tok)} tokens; corpus stream: {corpora.train.numel():,} tokens")
-    reports, models = [], {}
+    reports = []
     for spec in BASE_SPECS:
-        seed_everything(seed)
-        model = build_model(spec, len(tok), tok.eos_token_id)
-        tokens = int(spec.tokens * scale)
-        seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
-        reports.append(_report(model, tok, corpora, (spec.name, None, tokens, seconds), eval_samples))
-        log(f"{spec.name}: {reports[-1]}")
-        _save(model, tok, out / spec.name)
-        models[spec.name] = model
+        report = _finished(out / spec.name, resume)
+        if report is None:
+            seed_everything(seed)
+            model = build_model(spec, len(tok), tok.eos_token_id)
+            tokens = int(spec.tokens * scale)
+            seconds = train_on_stream(model, corpora.train[:tokens], spec.lr, spec.name)
+            report = _report(model, tok, corpora, (spec.name, None, tokens, seconds), eval_samples)
+            _finish(model, tok, report, out)
+        reports.append(report)
+        log(f"{spec.name}: {report}")
     for tspec in TUNED_SPECS:
-        seed_everything(seed)
-        model = models[tspec.base]
-        tokens = int(tspec.tokens * scale)
-        stream = token_stream(tok, seed, tokens, tuned=True)
-        seconds = train_on_stream(model, stream, tspec.lr, tspec.name)
-        reports.append(_report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds), eval_samples))
-        log(f"{tspec.name}: {reports[-1]}")
-        _save(model, tok, out / tspec.name)
+        report = _finished(out / tspec.name, resume)
+        if report is None:
+            seed_everything(seed)
+            model = GPTNeoXForCausalLM.from_pretrained(str(out / tspec.base))
+            tokens = int(tspec.tokens * scale)
+            seconds = train_on_stream(
+                model, token_stream(tok, seed, tokens, tuned=True), tspec.lr, tspec.name
+            )
+            report = _report(model, tok, corpora, (tspec.name, tspec.base, tokens, seconds), eval_samples)
+            _finish(model, tok, report, out)
+        reports.append(report)
+        log(f"{tspec.name}: {report}")
     write_manifest(reports, out)
     return reports

@@ -99,3 +99,60 @@ def test_corpus_is_deterministic_and_prefix_stable() -> None:
     assert corpus_documents(5, count=50) != corpus_documents(6, count=50)
     tuned = corpus_documents(0, tuned=True, count=50)
     assert all(doc.startswith(("Question:", "Task:")) for doc in tuned)
+
+
+def _level_counts(family: str, field: str) -> dict[str, int]:
+    """How many test items of one family sit at each difficulty level."""
+    counts: dict[str, int] = {}
+    for ex in pool(family, "test"):
+        level = dict(ex.extra)[field]
+        counts[level] = counts.get(level, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(("family", "field"), [("arith", "steps"), ("arith", "digits"), ("code", "lines")])
+def test_difficulty_is_graded_one_to_three(family: str, field: str) -> None:
+    counts = _level_counts(family, field)
+    assert set(counts) == {"1", "2", "3"}
+    assert min(counts.values()) >= len(pool(family, "test")) // 5, counts
+
+
+def test_arith_solutions_are_gsm8k_shaped() -> None:
+    for ex in pool("arith", "test")[:200]:
+        lines = ex.answer.strip().split("\n")
+        steps = int(dict(ex.extra)["steps"])
+        assert len(lines) == steps + 1 and lines[-1] == f"#### {ex.reference}"
+        for line in lines[:-1]:
+            shown, annotated = line.split(" = <<")
+            expr, result = annotated.split(">>")[0].split("=")
+            assert shown.split(" has ")[1].replace(" ", "") == expr
+            assert eval(expr) == int(result)  # the annotation is right
+            assert annotated.split(">>")[1].startswith(f"{result} ")
+        assert result == ex.reference
+
+
+def test_choice_letter_follows_the_options_and_recall() -> None:
+    for ex in pool("choice", "test")[:100]:
+        options = [line for line in ex.prompt.split("\n") if line.startswith("- ")]
+        assert [line[-3:] for line in options] == ["(A)", "(B)", "(C)", "(D)"]
+        assert ex.prompt.endswith("\nAnswer:") and ex.answer.endswith(f"The answer is {ex.reference}.")
+        value = next(line[2:-4] for line in options if line.endswith(f"({ex.reference})"))
+        assert f" {value} ({ex.reference})." in ex.answer
+
+
+def test_fact_mentions_have_a_long_tail() -> None:
+    from collector.tasks.builtin import entities
+
+    text = "\n".join(corpus_documents(0, count=4000))
+    names = [e.name for e in entities()]
+    mentions = [text.count(f"{n} ") for n in names]
+    head, tail = sum(mentions[:50]) / 50, sum(mentions[-200:]) / 200
+    assert head > 5 * tail > 0
+    assert len(names) >= 500
+
+
+def test_code_bodies_grow_with_lines() -> None:
+    for ex in pool("code", "test")[:200]:
+        lines = int(dict(ex.extra)["lines"])
+        body = ex.answer.strip("\n").split("\n")
+        assert len(body) == lines and body[-1].startswith("    return ")

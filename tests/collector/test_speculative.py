@@ -289,10 +289,11 @@ ZOO_NEW = 40
 
 
 def _zoo_context(k: int, **kw: object) -> tuple[object, list[str]]:
-    """The zoo's zoo-s drafted by zoo-xs on arithmetic prompts: outputs end on EOS (stop strings off)."""
+    """The zoo's zoo-s drafted by zoo-xs on choice prompts whose outputs end on EOS (stop strings off)."""
     from collector.tasks import load_task
 
-    items = load_task("builtin:arith", samples=4, seed=0).items
+    # Seed 10: four items whose zoo-s answers end on EOS within ZOO_NEW tokens (most answers run on instead).
+    items = load_task("builtin:choice", samples=4, seed=10).items
     cfg = _spec_config(Path("unused"), Path("unused"), k, max_new_tokens=ZOO_NEW, **kw)
     return replace(cfg, llm="zoo:zoo-s", slm="zoo:zoo-xs"), [it.prompt for it in items]
 

@@ -29,7 +29,7 @@ def test_sweep_runs_each_cell_once(
         f'pairs = [["{tiny_models.llm}", "{tiny_models.slm}"]]\n'
         'methods = ["oracle", "contrastive"]\n'
         'routers = [{router = "always"}, {router = "entropy", threshold = 1.0}]\n'
-        'datasets = ["builtin:arith"]\nsamples = 2\nmax_new_tokens = 4\n'
+        'datasets = ["builtin:choice"]\nsamples = 2\nmax_new_tokens = 4\n'
     )
     assert main([str(config), "--dry-run"]) == 0
     assert main([str(config), "--warehouse", str(warehouse_path)]) == 0

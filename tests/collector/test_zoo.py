@@ -61,6 +61,51 @@ def test_sizes_ratio_and_val_loss() -> None:
     assert all(a > b for a, b in zip(losses, losses[1:], strict=False)), losses
 
 
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on n items."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+ROWS = {r["name"]: r for r in json.loads((ZOO_DIR / MANIFEST_NAME).read_text())}
+
+
+def _accuracies(task: str) -> list[float]:
+    """One task's test accuracy of the base models, smallest first."""
+    return [ROWS[e.name]["accuracy"][task] for e in BASES]
+
+
+@pytest.mark.parametrize("task", ["builtin:arith", "builtin:choice", "builtin:code"])
+def test_accuracy_is_measured_on_enough_items(task: str) -> None:
+    rows = [ROWS[e.name] for e in BASES]
+    assert all(r["eval_items"][task] >= 400 for r in rows)
+    assert all(0.0 < a < 1.0 for a in _accuracies(task))  # every size does some of each task, none all of it
+
+
+@pytest.mark.parametrize("task", ["builtin:arith", "builtin:choice"])
+def test_accuracy_rises_strictly_with_size(task: str) -> None:
+    acc = _accuracies(task)
+    assert all(a < b for a, b in zip(acc, acc[1:], strict=False)), acc
+    n = ROWS[BASES[0].name]["eval_items"][task]
+    se = math.sqrt(acc[0] * (1 - acc[0]) / n + acc[-1] * (1 - acc[-1]) / n)
+    assert (acc[-1] - acc[0]) / se > 1.96  # the largest beats the smallest (two-proportion z test, 5%)
+
+
+def test_code_accuracy_rises_up_to_zoo_m() -> None:
+    # The model card states it: zoo-l does not beat zoo-m on code (0.724 vs 0.778, intervals overlap).
+    acc = _accuracies("builtin:code")
+    assert acc[0] < acc[1] < acc[2] and acc[3] > acc[1], acc
+    n = ROWS[BASES[1].name]["eval_items"]["builtin:code"]
+    assert all(_wilson(a, n)[1] < _wilson(b, n)[0] for a, b in zip(acc[:2], acc[1:3], strict=True))
+
+
+def test_tuned_beats_its_base_on_the_instruction_format() -> None:
+    for base, tuned in TUNED_FOR.items():
+        assert ROWS[tuned]["val_loss_qa"] < ROWS[base]["val_loss_qa"]
+        assert ROWS[tuned]["accuracy"]["builtin:choice"] > ROWS[base]["accuracy"]["builtin:choice"]
+
+
 def test_total_size_under_40_mb() -> None:
     total = sum(f.stat().st_size for f in ZOO_DIR.rglob("*") if f.is_file())
     assert total <= 40 * 1024 * 1024
@@ -70,7 +115,7 @@ def test_manifest_rows() -> None:
     rows = json.loads((ZOO_DIR / MANIFEST_NAME).read_text())
     assert {r["name"] for r in rows} == {e.name for e in ENTRIES}
     for row in rows:
-        assert {"name", "params", "val_loss", "accuracy", "tuned", "base"} <= set(row)
+        assert {"name", "params", "val_loss", "accuracy", "tuned", "base", "eval_items"} <= set(row)
         assert set(row["accuracy"]) == {"builtin:arith", "builtin:choice", "builtin:code"}
         assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
     assert [e.tuned for e in ENTRIES] == sorted(e.tuned for e in ENTRIES)  # tuned last
