@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from collector.config import RunConfig
-from collector.lockstep import Decoder
+from collector.decode.lockstep import Decoder
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
@@ -96,7 +96,7 @@ def cycle_seconds(
 ) -> float:
     """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule), batch 1,
     the row never finishing."""
-    from collector.methods.speculative import SpeculativeBatch
+    from collector.decode.speculative import SpeculativeBatch
 
     cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
     run = SpeculativeBatch(replace(ctx, config=cfg), ids, mask)

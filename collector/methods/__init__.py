@@ -1,28 +1,17 @@
-"""Decoding methods: one module each; `batch_collector` picks the batch loop for a run."""
+"""Decoding methods as step functions, one module each; the batch loops that call them: `collector.decode`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from collector.config import RunConfig
-from collector.methods.base import BatchOutput, CollectContext
 
-BatchCollector = Callable[[CollectContext, torch.Tensor, torch.Tensor], BatchOutput]
+if TYPE_CHECKING:
+    from collector.decode import BatchCollector
 
 
 def batch_collector(config: RunConfig) -> BatchCollector:
-    """The batch loop of a run: the fast oracle path where it applies, else the lock-step engine."""
-    config.validate()
-    if config.method == "oracle" and config.router == "always" and config.greedy:
-        from collector.methods.oracle import collect_oracle_batch
+    """The batch loop of a run (`collector.decode.batch_collector`, named here for existing callers)."""
+    from collector.decode import batch_collector as pick
 
-        return collect_oracle_batch
-    if config.method == "speculative":
-        from collector.methods.speculative import collect_speculative_batch
-
-        return collect_speculative_batch
-    from collector.lockstep import collect_lockstep_batch
-
-    return collect_lockstep_batch
+    return pick(config)
