@@ -39,6 +39,12 @@ def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[
     return sql, ev_params + params
 
 
+def pooled_cof() -> pl.Expr:
+    """CoF of a group's summed `mismatches` and `tokens`: the `run_cof` view's definition, applied to a group
+    of runs (the view holds it per run)."""
+    return (pl.col("mismatches") / pl.col("tokens")).alias("cof")
+
+
 def with_intervals(sums: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
     """Add pooled CoF, consult rate and a t interval of the mean per-sample CoF (clipped to [0, 1])."""
     if not 0 < confidence < 1:
@@ -50,7 +56,7 @@ def with_intervals(sums: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame
     return (
         sums.with_columns(pl.Series("t_mult", t_mult, dtype=pl.Float64).fill_nan(None))
         .with_columns(
-            (pl.col("mismatches") / pl.col("tokens")).alias("cof"),
+            pooled_cof(),
             (pl.col("consulted") / pl.col("tokens")).alias("consult_rate"),
             (pl.col("cof_mean") - half).clip(0.0, 1.0).alias("ci_lo"),
             (pl.col("cof_mean") + half).clip(0.0, 1.0).alias("ci_hi"),

@@ -40,7 +40,7 @@ from analytics.summary import (
 )
 from analytics.uncertainty import entropy_histogram
 from warehouse.db import WarehouseError
-from warehouse.settings import resolve_warehouse
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
@@ -62,6 +62,9 @@ class ReportOptions:
     bootstrap: int = 1000
     seed: int = 0
     quiet: bool = False
+
+
+DEFAULTS = ReportOptions(Path("report"))
 
 
 def _save(fig: Figure, opts: ReportOptions, name: str) -> list[Path]:
@@ -418,11 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: ./report)")
-    parser.add_argument("--formats", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"])
-    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples for fit intervals (0: none)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_warehouse_argument(parser)
+    parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder (default: ./report)")
+    # The defaults are ReportOptions' own (written once, there).
+    parser.add_argument("--formats", nargs="+", default=list(DEFAULTS.formats), choices=["png", "svg", "pdf"])
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULTS.bootstrap,
+        help=f"resamples for fit intervals (0: none; default {DEFAULTS.bootstrap})",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="bootstrap seed")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 

@@ -14,41 +14,22 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from sqlalchemy import BigInteger, Double, Integer
 
 from warehouse.db import WarehouseError, open_duckdb
 from warehouse.errors import UserError
 from warehouse.migrate import require_head
+from warehouse.models import Run
 from warehouse.settings import resolve_warehouse
 
 Source = str | Path | duckdb.DuckDBPyConnection
 Filters = Mapping[str, Any]
 
-# Columns of `runs` that analytics may group or filter by (high-cardinality guards are the API's job).
-RUN_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "run_key",
-    "llm",
-    "slm",
-    "slm_tuned",
-    "method",
-    "router",
-    "threshold",
-    "dataset",
-    "status",
-    "n_samples",
-    "seed",
-    "temperature",
-    "top_p",
-    "device",
-    "dtype",
-)
+# Columns of `runs` that analytics may group or filter by, from the model (high-cardinality guards are the
+# API's job).
+RUN_COLUMNS: tuple[str, ...] = tuple(c.name for c in Run.__table__.columns if c.info.get("group_by", True))
 
-_NUMERIC_RUN_COLUMNS: dict[str, pl.DataType] = {
-    "run_id": pl.Int64(),
-    "n_samples": pl.Int32(),
-    "seed": pl.Int64(),
-}
-_FLOAT_RUN_COLUMNS = ("threshold", "temperature", "top_p")
+_POLARS_TYPES: dict[type, pl.DataType] = {BigInteger: pl.Int64(), Integer: pl.Int32(), Double: pl.Float64()}
 
 
 class AnalyticsError(UserError):
@@ -111,9 +92,8 @@ def table_columns(source: Source, table: str) -> frozenset[str]:
 
 def run_column_dtype(column: str) -> pl.DataType:
     """The polars type a runs column arrives as (for typed empty frames)."""
-    if column in _NUMERIC_RUN_COLUMNS:
-        return _NUMERIC_RUN_COLUMNS[column]
-    return pl.Float64() if column in _FLOAT_RUN_COLUMNS else pl.Utf8()
+    col = Run.__table__.columns.get(column)
+    return pl.Utf8() if col is None else _POLARS_TYPES.get(type(col.type), pl.Utf8())
 
 
 def check_group_by(group_by: Sequence[str]) -> tuple[str, ...]:

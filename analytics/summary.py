@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analytics.frequency import collaboration_frequency
+from analytics.frequency import collaboration_frequency, pooled_cof
 from analytics.positions import early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import Source, connect, query
@@ -80,7 +80,7 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
             pl.col("tokens").sum().alias("tokens"),
             pl.col("mismatches").sum().alias("mismatches"),
         )
-        .with_columns((pl.col("mismatches") / pl.col("tokens")).alias("cof"))
+        .with_columns(pooled_cof())
     )
     slm_alone = _pooled_accuracy(
         runs.filter(pl.col("router") == "never"), ["slm", "slm_tuned", "dataset"], "acc_slm"

@@ -11,6 +11,7 @@ from api.app import create_app
 from api.db import Database
 from api.settings import ApiSettings
 from warehouse.db import WarehouseError
+from warehouse.settings import add_warehouse_argument
 
 EXAMPLES = """examples:
   python -m api                                     # ./fsgen.duckdb on http://127.0.0.1:8000
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(parser)
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000)")
     parser.add_argument(

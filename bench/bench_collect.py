@@ -34,11 +34,11 @@ import torch
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.costs import cycle_seconds, prefill_seconds
+from collector.decode import BatchCollector, batch_collector
+from collector.decode.lockstep import Decoder, collect_lockstep_batch
+from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
 from collector.engine import build_context, chunks, encode_batch
-from collector.lockstep import Decoder, collect_lockstep_batch
-from collector.methods import BatchCollector, batch_collector
 from collector.methods.base import CollectContext
-from collector.methods.speculative import collect_speculative_batch, cycles_for_samples
 from collector.modeling import LoadedModel, forward
 from collector.routers import build_router
 from collector.tasks import load_task
@@ -370,7 +370,7 @@ def identical_outputs(ctx: CollectContext, spec: CollectContext, task: Task) -> 
                 pad_token_id=ctx.llm.tokenizer.pad_token_id, eos_token_id=ctx.llm.tokenizer.eos_token_id,
             )[0, ids.shape[1] :].tolist()  # fmt: skip
         out = collect(spec, ids, mask)
-        mine = out.trace.token[0, : int(out.valid[0])].tolist()
+        mine = out.trace.token_id[0, : int(out.valid[0])].tolist()
         eos = ctx.llm.tokenizer.eos_token_id
         gen = gen[: gen.index(eos) + 1] if eos in gen else gen
         same += mine == gen

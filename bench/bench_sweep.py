@@ -22,7 +22,7 @@ import torch
 from rich.console import Console
 
 from collector.sweep import default_cells
-from collector.sweeps.local import run_local
+from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.ray_executor import run_ray
 from warehouse.migrate import upgrade
 
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--ray-first", action="store_true", help="run Ray before local (order bias check)")
     args = parser.parse_args()
     cells = default_cells(args.samples, args.max_new_tokens)
     quiet = Console(quiet=True)
@@ -62,16 +63,21 @@ def main() -> None:
         upgrade(local)
         upgrade(ray_path)
         torch.set_num_threads(1)
-        start = time.perf_counter()
-        out_local = run_local(cells, local, quiet)
-        t_local = time.perf_counter() - start
-        start = time.perf_counter()
-        out_ray = run_ray(cells, ray_path, quiet, num_cpus=args.num_cpus)
-        t_ray = time.perf_counter() - start
+        timed: dict[str, tuple[float, list[CellOutcome]]] = {}
+        for name in ("ray", "local") if args.ray_first else ("local", "ray"):
+            start = time.perf_counter()
+            if name == "local":
+                outcomes = run_local(cells, local, quiet)
+            else:
+                outcomes = run_ray(cells, ray_path, quiet, num_cpus=args.num_cpus)
+            timed[name] = (time.perf_counter() - start, outcomes)
+        (t_local, out_local), (t_ray, out_ray) = timed["local"], timed["ray"]
         a, b = contents(local), contents(ray_path)
         events = sum(len(t) for _, tokens in a.values() for _, t in tokens)
     failed = sum(o.action == "failed" for o in (*out_local, *out_ray))
+    order = "ray, then local" if args.ray_first else "local, then ray"
     print(f"cells: {len(cells)} ({args.samples} samples, {args.max_new_tokens} new tokens), failed: {failed}")
+    print(f"order: {order}")
     print("| executor | wall s | s per cell |\n|---|---:|---:|")
     print(f"| local | {t_local:.1f} | {t_local / len(cells):.2f} |")
     print(f"| ray ({args.num_cpus} CPUs) | {t_ray:.1f} | {t_ray / len(cells):.2f} |")

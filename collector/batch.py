@@ -11,8 +11,8 @@ import pyarrow as pa
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from collector.figures import StepTrace
 from collector.tasks.base import Task, TaskItem
+from collector.token_stats import STORED_FIELDS, StepTrace
 from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA
 
 
@@ -71,24 +71,10 @@ def check_all(task: Task, items: Sequence[TaskItem], outputs: Sequence[str]) -> 
 
 
 def _host(trace: StepTrace) -> dict[str, np.ndarray]:
-    """One transfer per field per batch; every array [B, T]."""
-    fields = {
-        "token_id": trace.token,
-        "s1_token_id": trace.s1.token,
-        "s1_prob": trace.s1.prob,
-        "s1_entropy": trace.s1.entropy,
-        "s1_margin": trace.s1.margin,
-        "s2_token_id": trace.s2_token,
-        "llm_token_id": trace.llm.token,
-        "llm_prob": trace.llm.prob,
-        "llm_entropy": trace.llm.entropy,
-        "llm_prob_s1_token": trace.llm_prob_s1_token,
-        "consulted": trace.consulted,
-        "accept_prob": trace.accept_prob,
-    }
+    """One transfer per stored field per batch; every array [B, T], named as its column."""
     return {
         k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else None).numpy()
-        for k, v in fields.items()
+        for k, v in ((name, getattr(trace, name)) for name in STORED_FIELDS)
     }
 
 

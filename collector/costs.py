@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from collector.config import RunConfig
-from collector.lockstep import Decoder
+from collector.decode.lockstep import Decoder
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
@@ -100,7 +100,7 @@ def cycle_seconds(
 ) -> float:
     """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule), batch 1,
     the row never finishing."""
-    from collector.methods.speculative import SpeculativeBatch
+    from collector.decode.speculative import SpeculativeBatch
 
     cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
     run = SpeculativeBatch(replace(ctx, config=cfg), ids, mask)
@@ -217,7 +217,7 @@ def decode_seconds(
     """Seconds and cycles of a whole greedy speculative decode of one prompt drafting d tokens per cycle, as
     the batch loop runs it (prefill, cycles, host checks, the trace). With `stop_rule`, a max_prob rule that
     never stops (τ = 0): every cycle pays the rule's checks and drafts d."""
-    from collector.methods.speculative import collect_speculative_batch
+    from collector.decode.speculative import collect_speculative_batch
 
     stop, tau = ("max_prob", 0.0) if stop_rule else (None, None)
     cfg = replace(ctx.config, draft_k=d, draft_stop=stop, draft_threshold=tau)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.costs import Cost, baseline_cost, calibrate, pairs_baseline
-from collector.methods import batch_collector
+from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
 from collector.prompts import check_prompt_length, load_prompts_file
@@ -27,6 +27,12 @@ from warehouse.ingest import IngestReport, ingest_pending
 from warehouse.migrate import require_head
 from warehouse.settings import staging_dir
 from warehouse.staging import RunFinal, RunManifest, StagingWriter
+
+
+def live_cof(mismatches: int, tokens: int) -> float:
+    """CoF of what this invocation has collected so far, for the console (the warehouse's CoF of a run is
+    the `run_cof` view, which also counts samples of earlier invocations of a resumed run)."""
+    return mismatches / tokens if tokens else 0.0
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ class RunSummary:
 
     @property
     def cof(self) -> float:
-        return self.mismatches / self.tokens if self.tokens else 0.0
+        """This invocation's CoF (`live_cof`)."""
+        return live_cof(self.mismatches, self.tokens)
 
     @property
     def consult_rate(self) -> float:
@@ -230,7 +237,7 @@ def _write_batch(
     )
     cycles = out.cycles
     if cycles is not None:  # batch-row indices → sample ids; cycles past a row's cut dropped
-        from collector.methods.speculative import cycles_for_samples
+        from collector.decode.speculative import cycles_for_samples
 
         cycles = cycles_for_samples(cycles, chunk, samples.column("n_tokens").to_pylist())
     writer.write_batch(chunk[0], samples, events, cycles)
@@ -279,7 +286,7 @@ def run_collection(
             bar.update(len(chunk))
             bar.set_postfix(
                 tok_s=f"{tally.tokens / (time.perf_counter() - start):.0f}",
-                cof=f"{tally.mismatches / max(tally.tokens, 1):.3f}",
+                cof=f"{live_cof(tally.mismatches, tally.tokens):.3f}",
             )
             if writable:
                 ingest_now(warehouse, run_key)

@@ -6,9 +6,10 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -52,6 +53,15 @@ class IngestReport:
         )
 
 
+def new_run_row(manifest: RunManifest) -> dict[str, Any]:
+    """The `runs` row of a new run: each of the manifest's column fields, as the table stores it."""
+    row = {f.name: getattr(manifest, f.name) for f in fields(manifest) if f.metadata.get("runs_column", True)}
+    row["created_at"] = datetime.fromisoformat(manifest.created_at)
+    row["settings"] = json.dumps(manifest.settings, sort_keys=True)
+    row["status"] = "running"
+    return row
+
+
 def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
     """The run_id of a manifest's run, registering the run and its models on first sight."""
     row = con.execute("SELECT run_id FROM runs WHERE run_key = ?", [manifest.run_key]).fetchone()
@@ -65,28 +75,10 @@ def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [m.name, m.path, m.params, m.architecture, m.vocab_size, now],
         )
-    inserted = con.execute(
-        "INSERT INTO runs (run_key, created_at, llm, slm, slm_tuned, method, router, threshold, dataset, "
-        "status, n_samples, seed, temperature, top_p, device, dtype, settings) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?) RETURNING run_id",
-        [
-            manifest.run_key,
-            datetime.fromisoformat(manifest.created_at),
-            manifest.llm,
-            manifest.slm,
-            manifest.slm_tuned,
-            manifest.method,
-            manifest.router,
-            manifest.threshold,
-            manifest.dataset,
-            manifest.n_samples,
-            manifest.seed,
-            manifest.temperature,
-            manifest.top_p,
-            manifest.device,
-            manifest.dtype,
-            json.dumps(manifest.settings, sort_keys=True),
-        ],
+    new = new_run_row(manifest)
+    inserted = con.execute(  # column names come from RunManifest's fields, never from input
+        f"INSERT INTO runs ({', '.join(new)}) VALUES ({', '.join('?' * len(new))}) RETURNING run_id",
+        list(new.values()),
     ).fetchone()
     con.execute("COMMIT")
     assert inserted is not None

@@ -47,6 +47,11 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+# Column info of a `runs` column that says how a run went, not what it is: analytics does not group or
+# filter by it.
+NOT_A_GROUPING = {"group_by": False}
+
+
 class Run(Base):
     """One (LLM, SLM[, tuned SLM], method, router, dataset, decoding settings) over a set of samples."""
 
@@ -57,8 +62,8 @@ class Run(Base):
     )
     # The collector names a run before it can reach the database (it may be locked by a reader).
     run_key: Mapped[str] = mapped_column(Text)  # unique: the single writer checks before inserting
-    created_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, info=NOT_A_GROUPING)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, info=NOT_A_GROUPING)
     llm: Mapped[str] = mapped_column(Text)
     slm: Mapped[str] = mapped_column(Text)
     slm_tuned: Mapped[str | None] = mapped_column(Text)
@@ -73,10 +78,11 @@ class Run(Base):
     top_p: Mapped[float] = mapped_column(Double)
     device: Mapped[str] = mapped_column(Text)
     dtype: Mapped[str] = mapped_column(Text)
-    settings: Mapped[str] = mapped_column(Text)  # JSON of every decoding setting
-    wall_s: Mapped[float | None] = mapped_column(Double)
-    tokens_per_s: Mapped[float | None] = mapped_column(Double)
-    error: Mapped[str | None] = mapped_column(Text)  # why a `failed` run failed, with what to do
+    settings: Mapped[str] = mapped_column(Text, info=NOT_A_GROUPING)  # JSON of every decoding setting
+    wall_s: Mapped[float | None] = mapped_column(Double, info=NOT_A_GROUPING)
+    tokens_per_s: Mapped[float | None] = mapped_column(Double, info=NOT_A_GROUPING)
+    # why a `failed` run failed, with what to do
+    error: Mapped[str | None] = mapped_column(Text, info=NOT_A_GROUPING)
 
 
 class Sample(Base):

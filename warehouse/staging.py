@@ -145,7 +145,7 @@ class RunManifest:
     device: str
     dtype: str
     settings: dict[str, Any]
-    models: tuple[ModelInfo, ...]
+    models: tuple[ModelInfo, ...] = field(metadata={"runs_column": False})  # rows of `models`
     slm_tuned: str | None = None
     threshold: float | None = None
 

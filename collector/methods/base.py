@@ -9,8 +9,8 @@ import pyarrow as pa
 import torch
 
 from collector.config import RunConfig
-from collector.figures import StepTrace
 from collector.modeling import LoadedModel
+from collector.token_stats import StepTrace
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """Oracle: System 2 is the LLM's own greedy choice (`argmax l`).
 
-With the `always` router the emitted text is the LLM's greedy output, so no lock-step loop is needed:
-the LLM generates the batch (batched, cached), then one teacher-forced SLM pass over the whole sequence
-yields every System 1 prediction.
+With the `always` router and greedy decoding the emitted text is the LLM's greedy output: the fast path
+for that case is `collector.decode.oracle`.
 """
 
 from __future__ import annotations
@@ -10,9 +9,7 @@ from __future__ import annotations
 import torch
 
 from collector.config import RunConfig
-from collector.figures import log_probs, trace_no_sync
-from collector.methods.base import BatchOutput, CollectContext, StepChoice
-from collector.modeling import forward
+from collector.methods.base import StepChoice
 from collector.sampling import pick_no_sync
 
 
@@ -26,51 +23,3 @@ def oracle_step(
     if cfg is None or noise is None:
         return StepChoice(s2_token=l_logp.argmax(-1))
     return StepChoice(s2_token=pick_no_sync(l_logp, cfg, noise))
-
-
-def valid_lengths_no_sync(generated: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """Generated tokens of each row up to and including the first EOS: [B]."""
-    B, T = generated.shape
-    if eos_id is None:
-        return torch.full((B,), T, device=generated.device)
-    is_eos = generated == eos_id  # [B, T]
-    first = torch.where(
-        is_eos.any(1), is_eos.int().argmax(1) + 1, torch.full_like(is_eos[:, 0], T, dtype=torch.long)
-    )
-    return first
-
-
-def positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids under left padding, as generate computes them: [B, L]."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-@torch.inference_mode()
-def collect_oracle_batch(ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> BatchOutput:
-    """LLM greedy generate, then one teacher-forced SLM pass; figures stay on the device."""
-    llm, slm = ctx.llm, ctx.system1
-    tok = llm.tokenizer
-    out = llm.model.generate(
-        input_ids=input_ids,
-        attention_mask=mask,
-        max_new_tokens=ctx.config.max_new_tokens,
-        do_sample=False,
-        output_logits=True,
-        return_dict_in_generate=True,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        stop_strings=list(ctx.stop_strings) or None,
-        tokenizer=tok if ctx.stop_strings else None,
-    )
-    P = input_ids.shape[1]
-    generated = out.sequences[:, P:]  # [B, T]
-    T = generated.shape[1]
-    l_logp = log_probs(torch.stack(out.logits, dim=1), ctx.vocab)  # [B, T, V]
-    full_mask = torch.cat([mask, torch.ones_like(generated)], dim=1)[:, : P + T - 1]
-    seq = out.sequences[:, : P + T - 1]
-    s_out = forward(slm.model, seq, full_mask, positions(full_mask))
-    s_logp = log_probs(s_out.logits[:, P - 1 :], ctx.vocab)  # [B, T, V]: position P-1+t predicts token t
-    choice = oracle_step(s_logp, l_logp)
-    consulted = torch.ones_like(generated, dtype=torch.bool)
-    trace = trace_no_sync(generated, s_logp, l_logp, choice.s2_token, consulted)
-    return BatchOutput(trace=trace, valid=valid_lengths_no_sync(generated, tok.eos_token_id))

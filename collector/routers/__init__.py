@@ -7,7 +7,7 @@ from typing import Protocol
 import torch
 
 from collector.config import RunConfig
-from collector.figures import Figures
+from collector.token_stats import Figures
 
 
 class Router(Protocol):

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from collector.figures import Figures
+from collector.token_stats import Figures
 from warehouse.errors import UserError
 
 FEATURES = ("s1_prob", "s1_top2_prob", "s1_entropy", "s1_margin", "log1p_step")

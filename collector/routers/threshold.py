@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from collector.figures import Figures
+from collector.token_stats import Figures
 
 if TYPE_CHECKING:
     from collector.routers import Router

@@ -90,7 +90,7 @@ class _BatchCapture(StagingWriter):
 def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads: int) -> Iterator[Any]:
     """The Ray task of one cell (runs on a worker): yields the manifest, each batch, then the end."""
     torch.set_num_threads(threads)
-    from collector.methods import batch_collector
+    from collector.decode import batch_collector
 
     config = RunConfig.from_settings(settings)
     config.validate()

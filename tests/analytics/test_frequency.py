@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 from scipy import stats
 
 from analytics.frequency import collaboration_frequency, with_intervals
-from analytics.source import AnalyticsError
+from analytics.source import RUN_COLUMNS, AnalyticsError, run_column_dtype
 from tests.analytics.conftest import add_events, add_model, add_run
 
 
@@ -119,3 +119,14 @@ def test_interval_brackets_the_mean(samples: list[tuple[int, int]]) -> None:
     assert 0.0 <= row["cof"] <= 1.0
     if len(samples) > 1:
         assert row["ci_lo"] <= row["cof_mean"] + 1e-12 <= row["ci_hi"] + 2e-12
+
+
+def test_groupable_run_columns_and_their_types_come_from_the_runs_model() -> None:
+    """What may be grouped or filtered by, and the polars type of each, as the `runs` model declares them."""
+    assert RUN_COLUMNS == (
+        "run_id", "run_key", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "status",
+        "n_samples", "seed", "temperature", "top_p", "device", "dtype",
+    )  # fmt: skip
+    names = ("run_id", "n_samples", "seed", "threshold", "top_p", "llm", "slm_tuned", "not_a_column")
+    types = (pl.Int64, pl.Int32, pl.Int64, pl.Float64, pl.Float64, pl.Utf8, pl.Utf8, pl.Utf8)
+    assert [run_column_dtype(c) for c in names] == list(types)

@@ -137,8 +137,8 @@ class ReplayCase:
 
     def real_cycles(self, k: int, stop: str | None, batch: int) -> tuple[pl.DataFrame, int]:
         """(cycles, generated tokens) of a real speculative collection with these settings."""
+        from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
         from collector.engine import build_context, load_task_for
-        from collector.methods.speculative import collect_speculative_batch, cycles_for_samples
         from tests.collector.helpers import run_batches
 
         cfg = replace(

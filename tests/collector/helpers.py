@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from collector.batch import batch_tables
 from collector.config import RunConfig
+from collector.decode import BatchCollector
 from collector.engine import chunks, encode_batch
-from collector.methods import BatchCollector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model, shared_vocab_size
 from collector.routers import build_router

@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import RunConfig
-from collector.lockstep import collect_lockstep_batch
+from collector.decode.lockstep import collect_lockstep_batch
+from collector.decode.oracle import collect_oracle_batch
 from collector.methods.contrastive import contrastive_scores, contrastive_step
-from collector.methods.oracle import collect_oracle_batch, oracle_step
+from collector.methods.oracle import oracle_step
 from collector.sampling import gumbel_no_sync
 from tests.collector.helpers import (
     PROMPTS,

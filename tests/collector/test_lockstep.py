@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from collector.config import RunConfig
+from collector.decode import batch_collector
+from collector.decode.lockstep import CHECK_EVERY, collect_lockstep_batch
+from collector.decode.oracle import collect_oracle_batch
 from collector.engine import run_collection
-from collector.lockstep import CHECK_EVERY, collect_lockstep_batch
-from collector.methods import batch_collector
-from collector.methods.oracle import collect_oracle_batch
 from tests.collector.helpers import (
     PROMPTS,
     assert_events_equal,

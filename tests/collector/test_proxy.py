@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import RunConfig
-from collector.lockstep import collect_lockstep_batch
-from collector.methods import batch_collector
+from collector.decode import batch_collector
+from collector.decode.lockstep import collect_lockstep_batch
 from collector.methods.oracle import oracle_step
 from collector.methods.proxy import proxy_step
 from tests.collector.helpers import (

@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from collector.config import RunConfig
+from collector.decode.lockstep import collect_lockstep_batch
+from collector.decode.oracle import collect_oracle_batch
 from collector.engine import run_collection
-from collector.figures import Figures
-from collector.lockstep import collect_lockstep_batch
-from collector.methods.oracle import collect_oracle_batch
 from collector.router import main as router_main
 from collector.routers import build_router
 from collector.routers.learned import LearnedModel, features_from_events
 from collector.routers.threshold import AlwaysRouter, EntropyRouter, MarginRouter, MaxProbRouter, NeverRouter
+from collector.token_stats import Figures
 from tests.collector.helpers import (
     PROMPTS,
     assert_events_equal,

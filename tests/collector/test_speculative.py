@@ -18,11 +18,10 @@ from hypothesis import strategies as st
 from scipy.stats import chisquare
 
 from collector.config import RunConfig
+from collector.decode.oracle import collect_oracle_batch
+from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
 from collector.engine import run_collection
-from collector.methods.oracle import collect_oracle_batch
 from collector.methods.speculative import (
-    collect_speculative_batch,
-    cycles_for_samples,
     speculative_step,
     verify_greedy,
     verify_sampling,
@@ -225,7 +224,7 @@ def test_sampling_end_to_end_first_token_follows_the_llm(tiny_models: TinyModels
         logits = ctx.llm.model(input_ids=ids["input_ids"][:1]).logits[0, -1, : ctx.vocab]
     target = torch.softmax(logits / temperature, -1).numpy().astype(np.float64)
     keep = target * n >= 5  # chi-square needs expected counts ≥ 5: pool the rare tokens
-    first = out.trace.token[:, 0].numpy()
+    first = out.trace.token_id[:, 0].numpy()
     observed = np.bincount(first, minlength=len(target))
     obs = np.append(observed[keep], observed[~keep].sum())
     exp = np.append(target[keep], target[~keep].sum()) * n
@@ -323,7 +322,7 @@ def test_outputs_that_end_on_eos_equal_generate_and_hf_assisted(k: int, batch: i
             mine = cycles.filter(pc.equal(cycles.column("sample_id"), sid))
             accepted = mine.column("accepted").to_numpy()
             assert int(accepted.sum()) + mine.num_rows == valid[b]  # sum(accepted) + cycles = n_tokens
-            assert valid[b] == ZOO_NEW or int(out.trace.token[b, valid[b] - 1]) == eos
+            assert valid[b] == ZOO_NEW or int(out.trace.token_id[b, valid[b] - 1]) == eos
             assert int(out.extra["accepted"][b, : valid[b]].sum()) == int(accepted.sum())
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,7 @@ import pytest
 
 from bench.bench_ingest import manifest, synthetic_events, synthetic_samples
 from warehouse.db import WarehouseLocked, open_duckdb
-from warehouse.ingest import ingest_pending, try_ingest
+from warehouse.ingest import ensure_run, ingest_pending, new_run_row, try_ingest
 from warehouse.settings import staging_dir
 from warehouse.staging import RunFinal, StagingWriter, batch_dirs
 
@@ -96,3 +97,18 @@ def test_locked_file_is_reported_not_waited_for(warehouse_path: Path) -> None:
     assert try_ingest(warehouse_path) is not None
     with duckdb.connect(str(warehouse_path)) as con:
         assert ingest_pending(con, warehouse_path).shards == 0
+
+
+def test_a_new_run_row_holds_every_manifest_field(warehouse_path: Path) -> None:
+    """The `runs` INSERT is derived from RunManifest's fields: each lands in its column, as stored before."""
+    m = replace(manifest("run-r"), slm_tuned="bench-tuned", threshold=0.25, seed=7, settings={"b": 1, "a": 2})
+    row = new_run_row(m)
+    assert set(row) == {
+        "run_key", "created_at", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset",
+        "status", "n_samples", "seed", "temperature", "top_p", "device", "dtype", "settings",
+    }  # fmt: skip
+    with duckdb.connect(str(warehouse_path)) as con:
+        run_id = ensure_run(con, m)
+        got = con.execute(f"SELECT {', '.join(row)} FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    assert got is not None
+    assert dict(zip(row, got, strict=True)) == {**row, "settings": '{"a": 2, "b": 1}', "status": "running"}

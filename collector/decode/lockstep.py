@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from collector.figures import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
 from collector.modeling import LoadedModel, cache_kwarg, forward
 from collector.routers.threshold import AlwaysRouter
 from collector.sampling import gumbel_no_sync, pick_no_sync
+from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
 
 CHECK_EVERY = 8  # steps (or draft/verify cycles) between host checks of "every row done"
 
@@ -131,14 +131,15 @@ def s1_trace_no_sync(
     s1_token: torch.Tensor,
     s1: Figures,
     l_logp: torch.Tensor,
-    s2_token: torch.Tensor,
+    s2_token_id: torch.Tensor,
     consulted: torch.Tensor,
     accept_prob: torch.Tensor,
 ) -> StepTrace:
     """The trace of emitted `token` [...], with System 1's own (possibly sampled) token and figures."""
     llm = figures_no_sync(l_logp)
     llm_prob_s1 = l_logp.gather(-1, s1_token.unsqueeze(-1)).squeeze(-1).exp()
-    return StepTrace(token, replace(s1, token=s1_token), llm, s2_token, llm_prob_s1, consulted, accept_prob)
+    s1 = replace(s1, token=s1_token)
+    return StepTrace.of(token, s1, llm, s2_token_id, llm_prob_s1, consulted, accept_prob)
 
 
 def stop_rows_on_host(
@@ -204,28 +205,6 @@ def _step_no_sync(
     return s1_trace_no_sync(token, s1_token, s1, logps[1], s2_token, consulted, accept)
 
 
-def trace_fields(t: StepTrace) -> dict[str, torch.Tensor]:
-    """A trace as named tensors (the inverse of `trace_from_fields`)."""
-    return {
-        "token": t.token, "s1_token": t.s1.token, "s1_prob": t.s1.prob, "s1_entropy": t.s1.entropy,
-        "s1_margin": t.s1.margin, "s2_token": t.s2_token, "llm_token": t.llm.token, "llm_prob": t.llm.prob,
-        "llm_entropy": t.llm.entropy, "llm_margin": t.llm.margin, "llm_prob_s1": t.llm_prob_s1_token,
-        "consulted": t.consulted, "accept_prob": t.accept_prob,
-    }  # fmt: skip
-
-
-def trace_from_fields(d: dict[str, torch.Tensor]) -> StepTrace:
-    """A trace from named tensors (the inverse of `trace_fields`)."""
-
-    def figs(who: str) -> Figures:
-        return Figures(d[f"{who}_token"], d[f"{who}_prob"], d[f"{who}_entropy"], d[f"{who}_margin"])
-
-    return StepTrace(
-        d["token"], figs("s1"), figs("llm"), d["s2_token"], d["llm_prob_s1"], d["consulted"].bool(),
-        d["accept_prob"],
-    )  # fmt: skip
-
-
 class LockstepBatch:
     """One batch under the lock-step loop. Finished rows leave the batch at each host check (their caches
     are cut out), so a few long rows do not keep the whole batch decoding; the trace is reassembled at the
@@ -250,10 +229,10 @@ class LockstepBatch:
         trace = _step_no_sync(self.ctx, self.rule, self.logps, self.finished, t)
         self.segments[-1][2].append(trace)
         self.length.index_add_(0, self.rows, (~self.finished).long())
-        self.history[self.rows, t] = trace.token
+        self.history[self.rows, t] = trace.token_id
         if self.eos is not None:
-            self.finished = self.finished | (trace.token == self.eos)
-        return trace.token
+            self.finished = self.finished | (trace.token_id == self.eos)
+        return trace.token_id
 
     def check(self, t: int) -> tuple[bool, torch.Tensor | None]:
         """Host check after step t: (every row done, the live rows kept when finished rows were dropped)."""
@@ -281,12 +260,12 @@ class LockstepBatch:
         for rows, start, traces in self.segments:
             if not traces:
                 continue
-            for name, v in trace_fields(StepTrace.stack(traces)).items():  # each [B', n]
+            for name, v in StepTrace.stack(traces).as_dict().items():  # each [B', n]
                 if name not in full:
-                    fill = self.pad if name == "token" else 0
+                    fill = self.pad if name == "token_id" else 0
                     full[name] = torch.full((B, steps), fill, dtype=v.dtype, device=v.device)
                 full[name][rows, start : start + v.shape[1]] = v
-        return trace_from_fields(full)
+        return StepTrace.from_dict(full)
 
 
 def _prefill(decoder: Decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,123 @@
+"""Per-token statistics of both models (top token, probability, entropy, margin) and the step trace, computed
+as tensors on the device (never synchronised per token)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+
+from collector.sampling import sampling_logp
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Top choice, its probability, entropy (nats) and top-1 − top-2 margin; all [...] tensors."""
+
+    token: torch.Tensor
+    prob: torch.Tensor
+    entropy: torch.Tensor
+    margin: torch.Tensor
+
+
+def log_probs(logits: torch.Tensor, vocab: int) -> torch.Tensor:
+    """log_softmax over the shared vocabulary, in fp32 for stable figures."""
+    return torch.log_softmax(logits[..., :vocab].float(), dim=-1)
+
+
+def figures_no_sync(logp: torch.Tensor) -> Figures:
+    """Figures of a log-probability tensor [..., V]."""
+    probs = logp.exp()
+    top = probs.topk(2, dim=-1)  # values/indices: [..., 2]
+    entropy = -(probs * logp).nan_to_num(0.0).sum(-1)
+    return Figures(
+        token=top.indices[..., 0],
+        prob=top.values[..., 0],
+        entropy=entropy,
+        margin=top.values[..., 0] - top.values[..., 1],
+    )
+
+
+NOT_STORED = {"stored": False}  # field metadata: recorded on the device, not a `token_events` column
+
+
+@dataclass(frozen=True)
+class StepTrace:
+    """Everything recorded for one generated token of each row, named as the `token_events` columns;
+    every field [B] (or [B, T])."""
+
+    token_id: torch.Tensor  # the emitted token
+    s1_token_id: torch.Tensor
+    s1_prob: torch.Tensor
+    s1_entropy: torch.Tensor
+    s1_margin: torch.Tensor
+    s2_token_id: torch.Tensor
+    llm_token_id: torch.Tensor
+    llm_prob: torch.Tensor
+    llm_entropy: torch.Tensor
+    llm_margin: torch.Tensor = field(metadata=NOT_STORED)
+    llm_prob_s1_token: torch.Tensor
+    consulted: torch.Tensor
+    accept_prob: torch.Tensor  # Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft (speculative sampling)
+
+    @staticmethod
+    def of(
+        token_id: torch.Tensor,
+        s1: Figures,
+        llm: Figures,
+        s2_token_id: torch.Tensor,
+        llm_prob_s1_token: torch.Tensor,
+        consulted: torch.Tensor,
+        accept_prob: torch.Tensor,
+    ) -> StepTrace:
+        """The trace from both models' figures."""
+        return StepTrace(
+            token_id=token_id, s1_token_id=s1.token, s1_prob=s1.prob, s1_entropy=s1.entropy,
+            s1_margin=s1.margin, s2_token_id=s2_token_id, llm_token_id=llm.token, llm_prob=llm.prob,
+            llm_entropy=llm.entropy, llm_margin=llm.margin, llm_prob_s1_token=llm_prob_s1_token,
+            consulted=consulted, accept_prob=accept_prob,
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The trace as named tensors (the inverse of `from_dict`)."""
+        return {name: getattr(self, name) for name in TRACE_FIELDS}
+
+    @staticmethod
+    def from_dict(d: dict[str, torch.Tensor]) -> StepTrace:
+        """A trace from named tensors (the inverse of `as_dict`; other keys are ignored)."""
+        return StepTrace(**{name: d[name] for name in TRACE_FIELDS})
+
+    @staticmethod
+    def stack(steps: list[StepTrace]) -> StepTrace:
+        """Stack per-step traces [B] into one [B, T] trace (still on the device)."""
+        return StepTrace(**{n: torch.stack([getattr(s, n) for s in steps], dim=1) for n in TRACE_FIELDS})
+
+
+TRACE_FIELDS = tuple(f.name for f in fields(StepTrace))
+STORED_FIELDS = tuple(f.name for f in fields(StepTrace) if f.metadata.get("stored", True))  # columns
+
+
+def accept_prob_no_sync(
+    s_logp: torch.Tensor, l_logp: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0
+) -> torch.Tensor:
+    """Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions [..., V] -> [...] (greedy: T = 1)."""
+    if temperature > 0:
+        s_logp, l_logp = sampling_logp(s_logp, temperature, top_p), sampling_logp(l_logp, temperature, top_p)
+    return torch.minimum(s_logp, l_logp).exp().sum(-1)
+
+
+def trace_no_sync(
+    token: torch.Tensor,
+    s_logp: torch.Tensor,
+    l_logp: torch.Tensor,
+    s2_token_id: torch.Tensor,
+    consulted: torch.Tensor,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+) -> StepTrace:
+    """The trace of emitted `token` given both models' log-probs [..., V] and System 2's choice."""
+    s1 = figures_no_sync(s_logp)
+    llm = figures_no_sync(l_logp)
+    llm_prob_s1 = l_logp.gather(-1, s1.token.unsqueeze(-1)).squeeze(-1).exp()
+    accept = accept_prob_no_sync(s_logp, l_logp, temperature, top_p)
+    return StepTrace.of(token, s1, llm, s2_token_id, llm_prob_s1, consulted, accept)
