@@ -34,6 +34,7 @@ import polars as pl
 
 from analytics.source import AnalyticsError, Source, connect, query, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
+from warehouse.settings import add_warehouse_argument
 
 K_GRID = tuple(range(1, 9))
 THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m analytics.advise", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--warehouse", help="DuckDB file (default: $FSGEN_WAREHOUSE or ./fsgen.duckdb)")
+    add_warehouse_argument(p)
     p.add_argument(
         "--method", default="oracle", help="runs to replay (only greedy oracle runs replay exactly)"
     )

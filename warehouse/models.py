@@ -153,9 +153,8 @@ class RunCost(Base):
     __mapper_args__ = {"primary_key": ["run_id", "kind", "tokens", "batch_size"]}
 
     run_id: Mapped[int] = mapped_column(BigInteger)
-    kind: Mapped[str] = mapped_column(
-        Text
-    )  # s1_forward | s2_forward | cycle | prefill | llm_generate | decode
+    # s1_forward | s2_forward | cycle | stop_cycle | prefill | llm_generate | decode | baseline
+    kind: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)  # new tokens per forward, drafts per cycle, or generated
     batch_size: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Double)  # per forward, cycle or prompt; in all for generate/decode
