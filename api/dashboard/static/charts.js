@@ -103,7 +103,7 @@ function sizeChart(id, field, title) {
 const ratio = {
   id: "scaling-ratio",
   title: "CoF vs parameter ratio R, with the fitted law",
-  note: "Points: pairs. Line: CoF = γ·R^(−α) + β fitted per method and dataset; band: its 95% bootstrap interval (from /v1/scaling/predict), clipped to the plot.",
+  note: "Points: pairs. Line: the paper's CoF = γ·R^(−α) + β per method and dataset; band: its 95% bootstrap interval (from /v1/scaling/predict), clipped to the plot. Below: the law the pairs support.",
   routes: ["/v1/scaling", "/v1/scaling/predict"],
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
@@ -119,10 +119,19 @@ const ratio = {
         { data: { values: points }, mark: { type: "point", filled: false, strokeWidth: 2, size: 80, tooltip: true }, encoding: { x, y: y("cof"), color: n("method", "method"), shape: n("method", "method", { legend: null }), detail: n("dataset") } },
       ],
     };
-    ctx.note?.(fits.map((g) => `${g.method} · ${g.dataset}: ${g.fit ? `γ=${g.fit.gamma.toFixed(3)} α=${g.fit.alpha.toFixed(3)} β=${g.fit.beta.toFixed(3)}, R²=${g.fit.r2.toFixed(2)}` : g.note}`).join("; "));
+    ctx.note?.(fits.map(lawNote).join("; "));
     return { rows, spec };
   },
 };
+
+/** One group's fit in words: the law the pairs support (fit_cof), and the paper's law only where identified. */
+function lawNote(g) {
+  const chosen = g.laws?.candidates?.[0];
+  const coef = chosen ? (chosen.names ?? []).map((k, i) => `${k}=${Number(chosen.params?.[i]).toPrecision(3)}`).join(" ") : "";
+  const law = chosen ? `supported law ${chosen.form} ${chosen.formula}, ${coef} (LOO RMSE ${chosen.loo_rmse == null ? "–" : Number(chosen.loo_rmse).toFixed(3)})` : g.laws_note || "no law";
+  const paper = g.fit && g.note === "ok" ? `; paper's law γ=${g.fit.gamma.toFixed(3)} α=${g.fit.alpha.toFixed(3)} β=${g.fit.beta.toFixed(3)}` : "; paper's law: no finding";
+  return `${g.method} · ${g.dataset}: ${law}${paper}`;
+}
 
 function positionSpec(rows, colorField, colorTitle) {
   return {
