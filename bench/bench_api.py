@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +25,8 @@ from pathlib import Path
 import duckdb
 import httpx
 import numpy as np
+
+from api.process import api_process
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -53,44 +53,15 @@ def routes(run_id: int, spec_id: int) -> dict[str, str]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(warehouse: Path, cache_size: int = 256, memory_limit: str = "") -> Iterator[tuple[str, int]]:
     """`python -m api` on the file; yields (base URL, pid) once /health answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [PY, "-m", "api", "--warehouse", str(warehouse), "--port", str(port)],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "FSGEN_CACHE_SIZE": str(cache_size),
-            **({"FSGEN_MEMORY_LIMIT": memory_limit} if memory_limit else {}),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.2)
+    env = {
+        "FSGEN_CACHE_SIZE": str(cache_size),
+        **({"FSGEN_MEMORY_LIMIT": memory_limit} if memory_limit else {}),
+    }
+    with api_process(warehouse, env=env) as (base, proc):
         yield base, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +10,7 @@ import httpx
 import pytest
 
 from api.app import create_app
+from api.process import api_process
 from api.settings import ApiSettings
 from collector.config import RunConfig
 from collector.engine import run_collection
@@ -66,34 +63,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def api_server(warehouse: Path) -> Iterator[str]:
     """`python -m api` on `warehouse` as a real process; yields its base URL once /health answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api", "--warehouse", str(warehouse), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.2)
+    with api_process(warehouse) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)

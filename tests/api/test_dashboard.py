@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from api.process import api_process
 from collector.config import RunConfig
 from collector.engine import run_collection
-from tests.api.conftest import free_port
 from warehouse.migrate import upgrade
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -116,27 +115,8 @@ def gated_collector(zoo_warehouse: Path) -> Iterator[subprocess.Popen[str]]:
 @pytest.fixture(scope="module")
 def base(zoo_warehouse: Path, gated_collector: subprocess.Popen[str]) -> Iterator[str]:
     """`python -m api` over the fixture, with FSGEN_API_TOKEN set (the pages get it from localStorage)."""
-    port = free_port()
-    env = {**os.environ, "FSGEN_API_TOKEN": TOKEN}
-    cmd = [sys.executable, "-m", "api", "--warehouse", str(zoo_warehouse), "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120  # imports alone take tens of seconds on a busy two-core machine
-        while not _answers(f"{url}/health"):
-            assert proc.poll() is None and time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.2)
+    with api_process(zoo_warehouse, env={"FSGEN_API_TOKEN": TOKEN}) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")

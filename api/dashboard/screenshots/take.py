@@ -8,22 +8,15 @@ tokens.png (with the tooltip of an intervention shown).
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import sync_playwright
 
+from api.process import api_process
+
 HERE = Path(__file__).resolve().parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _busiest_sample(base: str) -> tuple[int, int]:
@@ -58,27 +51,12 @@ def main() -> int:
     parser.add_argument("warehouse", type=Path)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
-    port = _port()
-    cmd = [sys.executable, "-m", "api", "--warehouse", str(args.warehouse), "--port", str(port)]
-    cmd.append("--read-only")
-    proc = subprocess.Popen(cmd)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print("error: the API server did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.3)
-        take(base, args.out)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        with api_process(args.warehouse, args=["--read-only"], stderr=None) as (base, _):
+            take(base, args.out)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out / 'overview.png'} and {args.out / 'tokens.png'}")
     return 0
 
