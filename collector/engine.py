@@ -199,6 +199,11 @@ class _Tally:
     baseline_s: float = 0.0  # the LLM's generate on the same batches (speculative runs)
     paired_wall_s: float = 0.0  # wall time of those generates, left out of the run's wall time
 
+    def add(self, other: _Tally) -> None:
+        """Count another batch in."""
+        for key in vars(self):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
 
 def _pair_baseline(ctx: CollectContext, items: list[TaskItem]) -> _Tally:
     """The LLM's own generate over the batch just decoded: the measured speed-up's denominator."""
@@ -253,6 +258,23 @@ def _write_batch(
     )
 
 
+def stage_batches(
+    ctx: CollectContext,
+    task: Task,
+    writer: StagingWriter,
+    todo: list[int],
+    collect: Callable[..., BatchOutput],
+) -> Iterator[tuple[list[int], _Tally]]:
+    """The run's batch loop, shared by the local and the Ray executor: stage each batch of `todo`
+    (with the LLM's paired baseline where the run records one); yields (sample ids, the batch's tally)."""
+    paired = pairs_baseline(ctx.config)
+    for chunk in chunks(todo, ctx.config.batch_size):
+        tally = _write_batch(ctx, task, writer, chunk, collect)
+        if paired:
+            tally.add(_pair_baseline(ctx, [task.items[i] for i in chunk]))
+        yield chunk, tally
+
+
 def run_collection(
     config: RunConfig,
     warehouse: Path,
@@ -277,12 +299,8 @@ def run_collection(
     try:  # from here on, any failure is recorded: the run ends `failed`, never left looking `running`
         costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
         start = time.perf_counter()  # the run's wall time excludes the calibration, as before
-        for chunk in chunks(todo, config.batch_size):
-            t = _write_batch(ctx, task, writer, chunk, collect)
-            paired = [_pair_baseline(ctx, [task.items[i] for i in chunk])] if pairs_baseline(config) else []
-            for part in (t, *paired):
-                for key in vars(tally):
-                    setattr(tally, key, getattr(tally, key) + getattr(part, key))
+        for chunk, part in stage_batches(ctx, task, writer, todo, collect):
+            tally.add(part)
             bar.update(len(chunk))
             bar.set_postfix(
                 tok_s=f"{tally.tokens / (time.perf_counter() - start):.0f}",

@@ -27,15 +27,15 @@ import torch
 from rich.console import Console
 
 from collector.config import RunConfig
-from collector.costs import Cost, calibrate
+from collector.costs import calibrate
 from collector.engine import (
     RunSummary,
+    _cost_rows,
     _Tally,
-    _write_batch,
     build_context,
-    chunks,
     load_task_for,
     manifest_for,
+    stage_batches,
 )
 from collector.sweeps.local import CellOutcome, existing_runs, label, outcome_line, print_totals
 from collector.sweeps.sizes import weight_bytes
@@ -104,15 +104,14 @@ def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads
     todo = [i for i in range(len(task.items)) if i not in skip]  # the chunks a local run (or resume) makes
     # the run's measured forward costs, as run_collection records them (wall time excludes calibration)
     costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
-    tokens, decode_s, start = 0, 0.0, time.perf_counter()
-    for chunk in chunks(todo, config.batch_size):
-        capture = _BatchCapture()
-        tally = _write_batch(ctx, task, capture, chunk, collect)
-        tokens, decode_s = tokens + tally.tokens, decode_s + tally.decode_s
-        yield "batch", {"pid": pid, "ids": chunk, "tables": capture.tables, "tally": asdict(tally)}
-    wall = time.perf_counter() - start
-    rows = [c.row() for c in (*costs, Cost("decode", tokens, config.batch_size, decode_s))]
-    yield "final", {"pid": pid, "wall_s": wall, "tokens_per_s": tokens / max(wall, 1e-9), "costs": rows}
+    tally, start = _Tally(), time.perf_counter()
+    capture = _BatchCapture()
+    for chunk, part in stage_batches(ctx, task, capture, todo, collect):  # the local executor's loop
+        tally.add(part)
+        yield "batch", {"pid": pid, "ids": chunk, "tables": capture.tables, "tally": asdict(part)}
+    wall = time.perf_counter() - start - tally.paired_wall_s  # as run_collection: without the baseline
+    rows = _cost_rows(costs, tally, config)
+    yield "final", {"pid": pid, "wall_s": wall, "tokens_per_s": tally.tokens / max(wall, 1e-9), "costs": rows}
 
 
 def gpus_for(config: RunConfig, gpu_bytes: int | None) -> float:
