@@ -121,7 +121,9 @@ def test_killed_collector_loses_only_the_batch_in_flight(
     live_api: tuple[str, Path], tiny_models: TinyModels, tmp_path: Path
 ) -> None:
     base, warehouse = live_api
-    prompts = _prompts(tmp_path, 40)
+    # Enough batches that the collector is still writing when the first one shows (a quiet machine
+    # finishes 40 prompts of these tiny models before the kill lands).
+    prompts = _prompts(tmp_path, 240)
     with Poller(base) as poller:
         proc = _collector(tiny_models, warehouse, prompts)
         deadline = time.monotonic() + 120
