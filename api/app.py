@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
-from api.cache import ResultCache
+from api.cache import ResponseCacheMiddleware, ResultCache
 from api.db import Database
 from api.deps import require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
@@ -65,9 +66,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _generation(app: FastAPI) -> int:
-    """Which data the file holds: shards the server's ingester (the file's only writer) has moved in."""
+    """Which data the file holds: the writes of the server's ingester (the file's only writer) so far."""
     ingester: BackgroundIngester | None = app.state.ingester
-    return ingester.total.shards if ingester is not None else 0
+    return ingester.generation if ingester is not None else 0
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -81,6 +82,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Handlers run in the thread pool; on a few cores, more threads than that only queue for the GIL
+        # and delay the event loop (and every cached answer) behind them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         db.connect()
         ingester = BackgroundIngester(db.cursor, settings.warehouse, settings.ingest_interval_s)
         if settings.ingest:
@@ -105,6 +109,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.cache = ResultCache(settings.cache_size, lambda: _generation(app))
     install_error_handlers(app)
     app.add_middleware(ReadOnlyMiddleware)
+    app.add_middleware(ResponseCacheMiddleware, cache=app.state.cache)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
     app.add_middleware(CatchAllMiddleware)

@@ -1,17 +1,20 @@
-"""Analytics results kept until the data changes: keyed by the ingester's count of ingested shards.
+"""Results kept until the data changes: keyed by the ingester's count of the writes it has made.
 
 While the server runs, its own ingester is the file's only writer (DuckDB lets no other process write
-beside it; read-only, nobody writes), so the number of shards it has moved in names the data exactly. The
-generation is read before the analysis runs: a shard committed meanwhile can only make a stored result
-newer than its key says, never older.
+beside it; read-only, nobody writes), so the number of writes it has made (runs registered, shards moved
+in, runs finished) names the data exactly. The generation is read before the analysis runs: a write
+committed meanwhile can only make a stored result newer than its key says, never older.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ResultCache:
@@ -27,9 +30,18 @@ class ResultCache:
 
     def key(self, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Hashable | None:
         """The key of one call, or None when caching is off."""
+        return self.key_of(fn.__module__, fn.__qualname__, repr(args), repr(sorted(kw.items())))
+
+    def key_of(self, *parts: Hashable) -> Hashable | None:
+        """The key of any value computed from the data and `parts`, or None when caching is off."""
         if self.size <= 0:
             return None
-        return (self.generation(), fn.__module__, fn.__qualname__, repr(args), repr(sorted(kw.items())))
+        return (self.generation(), *parts)
+
+    def snapshot(self) -> list[Hashable]:
+        """The keys held now, least recently used first."""
+        with self._lock:
+            return list(self._items)
 
     def get(self, key: Hashable) -> tuple[bool, Any]:
         """(found, value)."""
@@ -48,3 +60,60 @@ class ResultCache:
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+
+# Row listings of runs carry each run's liveness (its collector's heartbeat), which changes without any
+# ingest; every other /v1 GET answers from the warehouse's data alone.
+_LIVE_PATHS = re.compile(r"^/v1/runs(/[0-9]+)?/?$")
+MAX_CACHED_BODY = 1 << 20  # larger answers (and every streamed download) pass through, never stored
+
+
+def cacheable(path: str) -> bool:
+    """True for the /v1 routes whose answer is a function of the data and the request alone."""
+    return path.startswith("/v1/") and _LIVE_PATHS.match(path) is None
+
+
+class ResponseCacheMiddleware:
+    """Answers a repeated GET from the 200 it produced on the same data, without routing it again.
+
+    The key is the generation (read before the app runs), the path, the raw query string and the
+    Authorization header: the same request on the same data gets the same bytes. Anything but a whole 200
+    of at most MAX_CACHED_BODY bytes passes through unstored; errors are never kept.
+    """
+
+    def __init__(self, app: ASGIApp, cache: ResultCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not cacheable(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+        key = self.cache.key_of("response", scope["path"], scope["query_string"], auth)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        found, stored = self.cache.get(key)
+        if found:
+            headers, body = stored
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+        keep = True
+
+        async def capture(message: Message) -> None:
+            nonlocal keep
+            if message["type"] == "http.response.start":
+                start.update(message)
+                keep = message["status"] == 200
+            elif message["type"] == "http.response.body" and keep:
+                parts.append(message.get("body", b""))
+                keep = not message.get("more_body", False) and sum(map(len, parts)) <= MAX_CACHED_BODY
+                if keep:
+                    self.cache.put(key, (list(start.get("headers", [])), b"".join(parts)))
+            await send(message)
+
+        await self.app(scope, receive, capture)

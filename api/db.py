@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import logging
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
 from warehouse.migrate import require_head
 
 T = TypeVar("T")
+log = logging.getLogger("fsgen.api")
 
 
 class NotASelect(ApiError):
@@ -114,6 +119,59 @@ class Database:
         return min(timeout_ms or self.timeout_ms, self.timeout_ms)
 
 
+class Watchdog:
+    """One thread that calls each armed action at its time unless disarmed first.
+
+    A `threading.Timer` per query would start a thread per request; this one is started once.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, after_s: float, action: Callable[[], None]) -> int:
+        """Call `action` in `after_s` seconds; returns the ticket that disarms it."""
+        ticket = next(self._seq)
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + after_s, ticket, action))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="fsgen-deadlines", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return ticket
+
+    def disarm(self, ticket: int) -> None:
+        """Cancel an action that has not run yet (a no-op once it ran)."""
+        with self._cond:
+            if any(t == ticket for _, t, _ in self._heap):
+                self._cancelled.add(ticket)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][1] in self._cancelled:
+                    self._cancelled.discard(heapq.heappop(self._heap)[1])
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                at, ticket, action = self._heap[0]
+                wait = at - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            try:
+                action()
+            except Exception:  # e.g. its cursor was closed meanwhile: the next deadline still fires
+                log.exception("a deadline action failed")
+
+
+WATCHDOG = Watchdog()
+
+
 @contextmanager
 def deadline(cur: duckdb.DuckDBPyConnection, limit_ms: int) -> Iterator[None]:
     """Interrupt whatever runs on `cur` past `limit_ms`; answer 503 if it was interrupted."""
@@ -123,14 +181,13 @@ def deadline(cur: duckdb.DuckDBPyConnection, limit_ms: int) -> Iterator[None]:
         fired.set()
         cur.interrupt()
 
-    timer = threading.Timer(limit_ms / 1000, interrupt)
-    timer.start()
+    ticket = WATCHDOG.arm(limit_ms / 1000, interrupt)
     try:
         yield
     except duckdb.InterruptException as exc:
         raise ApiError(503, "query_timeout", f"query ran past {limit_ms} ms; narrow it or page it") from exc
     finally:
-        timer.cancel()
+        WATCHDOG.disarm(ticket)
     if fired.is_set():
         raise ApiError(503, "query_timeout", f"query ran past {limit_ms} ms; narrow it or page it")
 
@@ -167,11 +224,20 @@ class Analyst:
     def __call__(self, limit_ms: int, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """`analyse`, answered from the cache when the same call already ran on the same data."""
         key = self.cache.key(fn, args, kw)
+        return self._cached(key, lambda: analyse(self.cur, limit_ms, fn, *args, **kw))
+
+    def rows(self, sql: str, params: list[Any], limit_ms: int) -> list[dict[str, Any]]:
+        """`select`, answered from the cache when the same statement already ran on the same data."""
+        return self._cached(
+            self.cache.key_of("rows", sql, repr(params)), lambda: select(self.cur, sql, params, limit_ms)
+        )
+
+    def _cached(self, key: Hashable | None, compute: Callable[[], T]) -> T:
         if key is not None:
             found, value = self.cache.get(key)
             if found:
                 return value  # type: ignore[no-any-return]
-        result = analyse(self.cur, limit_ms, fn, *args, **kw)
+        result = compute()
         if key is not None:
             self.cache.put(key, result)
         return result

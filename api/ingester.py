@@ -31,6 +31,12 @@ class BackgroundIngester:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fsgen-ingester", daemon=True)
         self.total = IngestReport()
+        self._failed_passes = 0  # a failed pass may have committed part of its work
+
+    @property
+    def generation(self) -> int:
+        """Names the data the file holds: grows with every write this ingester made (or may have made)."""
+        return self.total.writes + self._failed_passes
 
     def start(self) -> None:
         """Begin polling."""
@@ -62,6 +68,7 @@ class BackgroundIngester:
                 self.ingest_once()
                 last_error = ""
             except Exception as exc:  # e.g. a full disk: must not stop the server; shards stay staged
+                self._failed_passes += 1
                 if repr(exc) != last_error:  # once per distinct failure, not every poll
                     log.exception("ingest pass failed; shards stay staged and are retried")
                 last_error = repr(exc)

@@ -17,7 +17,7 @@ GroupColumn = Literal[
 GROUP_COLUMNS: tuple[str, ...] = get_args(GroupColumn)
 
 
-def run_filters(
+async def run_filters(
     run_id: Annotated[list[int] | None, Query(description="only these runs (repeatable)")] = None,
     llm: Annotated[str | None, Query(description="only runs with this LLM")] = None,
     slm: Annotated[str | None, Query(description="only runs with this SLM")] = None,

@@ -27,4 +27,5 @@ class ApiSettings(BaseSettings):
     memory_limit: str | None = (
         None  # DuckDB's memory_limit for the server (e.g. '1GB'); None: DuckDB's default
     )
+    worker_threads: int = 4  # FSGEN_WORKER_THREADS: requests computed at once (cached answers don't count)
     cache_size: int = 256  # analysis results kept until the ingester moves a shard in (0: off)

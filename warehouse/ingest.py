@@ -40,6 +40,7 @@ class IngestReport:
     shards: int = 0
     events: int = 0
     samples: int = 0
+    runs_started: int = 0  # runs registered from their manifest in this pass
     runs_finished: int = 0
     quarantined: tuple[QuarantinedShard, ...] = ()  # shards moved aside in this pass
 
@@ -48,9 +49,15 @@ class IngestReport:
             self.shards + other.shards,
             self.events + other.events,
             self.samples + other.samples,
+            self.runs_started + other.runs_started,
             self.runs_finished + other.runs_finished,
             self.quarantined + other.quarantined,
         )
+
+    @property
+    def writes(self) -> int:
+        """How many times the pass changed the warehouse (runs registered, shards in, runs finished)."""
+        return self.runs_started + self.shards + self.runs_finished
 
 
 def new_run_row(manifest: RunManifest) -> dict[str, Any]:
@@ -64,9 +71,14 @@ def new_run_row(manifest: RunManifest) -> dict[str, Any]:
 
 def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
     """The run_id of a manifest's run, registering the run and its models on first sight."""
+    return _ensure_run(con, manifest)[0]
+
+
+def _ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> tuple[int, bool]:
+    """(run_id, registered now) of a manifest's run."""
     row = con.execute("SELECT run_id FROM runs WHERE run_key = ?", [manifest.run_key]).fetchone()
     if row is not None:
-        return int(row[0])
+        return int(row[0]), False
     now = datetime.now()
     con.execute("BEGIN TRANSACTION")
     for m in manifest.models:
@@ -82,7 +94,7 @@ def ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> int:
     ).fetchone()
     con.execute("COMMIT")
     assert inserted is not None
-    return int(inserted[0])
+    return int(inserted[0]), True
 
 
 def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, run_id: int, data: pa.Table) -> None:
@@ -240,9 +252,9 @@ def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestRepor
     manifest, bad_run = _manifest_or_quarantine(run_dir)
     if manifest is None:
         return IngestReport(quarantined=bad_run)
-    run_id = ensure_run(con, manifest)
+    run_id, started = _ensure_run(con, manifest)
     shards, bad = _sound(_unledgered(con, batch_dirs(run_dir)))
-    report = IngestReport(quarantined=bad)
+    report = IngestReport(runs_started=int(started), quarantined=bad)
     for group in _pending_groups(shards):
         report = report + ingest_group(con, run_id, group)
     final = read_final(run_dir)

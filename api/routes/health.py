@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from api.db import select
-from api.deps import CursorDep, DbDep
+from api.deps import AnalystDep, DbDep
 from api.errors import error_responses
 
 router = APIRouter(tags=["health"])
@@ -21,9 +20,9 @@ class HealthPublic(BaseModel):
 
 
 @router.get("/health", response_model=HealthPublic, responses=error_responses(400, 405, 500, 503))
-def get_health(cur: CursorDep, db: DbDep) -> HealthPublic:
-    """Liveness plus the schema revision of the file being served (its own cursor)."""
-    rows = select(cur, "SELECT version_num FROM alembic_version", limit_ms=db.timeout_ms)
+def get_health(analyst: AnalystDep, db: DbDep) -> HealthPublic:
+    """Liveness plus the schema revision of the file being served (read once per write of the ingester)."""
+    rows = analyst.rows("SELECT version_num FROM alembic_version", [], db.timeout_ms)
     return HealthPublic(
         status="ok", warehouse=str(db.path), revision=str(rows[0]["version_num"]) if rows else None
     )

@@ -10,7 +10,17 @@ from pydantic import BaseModel, Field
 
 from api.convert import UtcDatetime
 from api.db import select
-from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
+from api.deps import (
+    AnalystDep,
+    CursorDep,
+    DbDep,
+    Limit,
+    PageCursor,
+    SettingsDep,
+    TimeoutMs,
+    decode_cursor,
+    encode_cursor,
+)
 from api.errors import ApiError, error_responses
 from api.params import Method, RouterName, Status
 from api.settings import ApiSettings
@@ -90,7 +100,7 @@ def require_run(cur: CursorDep, run_id: int, limit_ms: int) -> None:
 
 @router.get("/runs", response_model=RunsPublic, responses=error_responses(400, 401, 405, 500, 503))
 def list_runs(
-    cur: CursorDep,
+    analyst: AnalystDep,
     db: DbDep,
     settings: SettingsDep,
     llm: str | None = None,
@@ -117,8 +127,8 @@ def list_runs(
             where.append(f"r.{name} = ?")
             params.append(value)
     page = min(limit, settings.max_rows)
-    rows = select(
-        cur,
+    # The rows are a function of the data (cached until the ingester writes); the status is read per request.
+    rows = analyst.rows(
         f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE {' AND '.join(where)} ORDER BY r.run_id LIMIT ?",
         [*params, page + 1],
         db.limit_ms(timeout_ms),
@@ -136,11 +146,11 @@ def list_runs(
     "/runs/{run_id}", response_model=RunPublic, responses=error_responses(400, 401, 404, 405, 500, 503)
 )
 def get_run(
-    run_id: RunId, cur: CursorDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
+    run_id: RunId, analyst: AnalystDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
 ) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
-    rows = select(
-        cur, f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
+    rows = analyst.rows(
+        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from api.db import Database, NotASelect, require_select, select
+from api.db import Database, NotASelect, Watchdog, require_select, select
+from api.errors import ApiError
 
 
 @pytest.mark.parametrize(
@@ -61,3 +63,38 @@ def test_each_cursor_is_its_own(warehouse_path: Path) -> None:
     a.close()
     b.close()
     db.close()
+
+
+def test_a_query_past_its_limit_is_interrupted_and_fast_ones_are_not(warehouse_path: Path) -> None:
+    db = Database(warehouse_path, 5000)
+    cur = db.cursor()
+    started = time.monotonic()
+    with pytest.raises(ApiError) as err:
+        select(cur, "SELECT count(*) FROM range(100000000000) a WHERE a.range % 7 = 3", limit_ms=300)
+    assert err.value.status == 503 and err.value.code == "query_timeout"
+    assert time.monotonic() - started < 4.0
+    # Many quick queries under short limits: each is disarmed, none is interrupted later.
+    for _ in range(200):
+        assert select(cur, "SELECT 1 AS x", limit_ms=50) == [{"x": 1}]
+    time.sleep(0.2)
+    assert select(cur, "SELECT 2 AS x") == [{"x": 2}]
+    cur.close()
+    db.close()
+
+
+def test_the_watchdog_outlives_a_failing_action() -> None:
+    dog = Watchdog()
+    ran: list[str] = []
+
+    def fail() -> None:
+        ran.append("fail")
+        raise RuntimeError("boom")
+
+    dog.arm(0.01, fail)
+    dog.arm(0.05, lambda: ran.append("later"))
+    dog.disarm(dog.arm(0.02, lambda: ran.append("disarmed")))
+    deadline = time.monotonic() + 5
+    while len(ran) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert ran == ["fail", "later"]
