@@ -226,11 +226,17 @@ class Analyst:
         key = self.cache.key(fn, args, kw)
         return self._cached(key, lambda: analyse(self.cur, limit_ms, fn, *args, **kw))
 
-    def rows(self, sql: str, params: list[Any], limit_ms: int) -> list[dict[str, Any]]:
-        """`select`, answered from the cache when the same statement already ran on the same data."""
-        return self._cached(
-            self.cache.key_of("rows", sql, repr(params)), lambda: select(self.cur, sql, params, limit_ms)
-        )
+    def rows(
+        self,
+        sql: str,
+        params: list[Any],
+        limit_ms: int,
+        convert: Callable[[dict[str, Any]], T],
+    ) -> list[T]:
+        """`select` with each row converted, answered from the cache when the same statement and conversion
+        already ran on the same data."""
+        key = self.cache.key_of("rows", sql, repr(params), getattr(convert, "__qualname__", repr(convert)))
+        return self._cached(key, lambda: [convert(r) for r in select(self.cur, sql, params, limit_ms)])
 
     def _cached(self, key: Hashable | None, compute: Callable[[], T]) -> T:
         if key is not None:

@@ -5,9 +5,10 @@
 
 Each size's warehouse is made once by `bench/gen_synthetic.py` (then `python -m warehouse
 rebuild-summaries`, so the summary tables hold its events whatever that script fills) under `--workdir`.
-For every route, C concurrent clients (asyncio + httpx, one process, loopback) send requests for S seconds;
-each latency is the full round trip. Then one run of `--download-events` events is streamed as NDJSON and as
-Parquet, each from a fresh server, reading the server's peak RSS (VmHWM) from /proc.
+For every route, C concurrent clients (one process, loopback: raw keep-alive HTTP/1.1 on asyncio, or httpx
+with `--client httpx`) send requests for S seconds; each latency is the full round trip. Then one run of
+`--download-events` events is streamed as NDJSON and as Parquet, each from a fresh server, reading the
+server's peak RSS (VmHWM) from /proc.
 """
 
 from __future__ import annotations
@@ -91,15 +92,47 @@ async def _client(
         lat.append(time.perf_counter() - t0)
 
 
-async def load(base: str, path: str, clients: int, seconds: float) -> dict[str, float | int | str]:
+async def _raw_client(base: str, path: str, until: float, lat: list[float], bad: list[str]) -> None:
+    """One keep-alive HTTP/1.1 connection sending GETs back to back (a few microseconds of client work per
+    request, where httpx spends about a millisecond: with 16 clients in one process that would be the
+    queue being measured)."""
+    ok = OK_STATUSES if "/predict" in path else {200}
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    try:
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            body = await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            if status not in ok:
+                bad.append(f"{status} {body[:120]!r}")
+    finally:
+        writer.close()
+
+
+async def load(
+    base: str, path: str, clients: int, seconds: float, kind: str = "raw"
+) -> dict[str, float | int | str]:
     """`clients` concurrent clients on one path for `seconds`: latency percentiles and failures."""
+    lat: list[float] = []
+    bad: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
         await client.get(path)  # warm
-        lat: list[float] = []
-        bad: list[str] = []
         until = time.perf_counter() + seconds
-        await asyncio.gather(*(_client(client, path, until, lat, bad) for _ in range(clients)))
+        if kind == "httpx":
+            await asyncio.gather(*(_client(client, path, until, lat, bad) for _ in range(clients)))
+        else:
+            await asyncio.gather(*(_raw_client(base, path, until, lat, bad) for _ in range(clients)))
     ms = np.asarray(lat) * 1000
     return {
         "requests": len(lat),
@@ -199,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="load generator: raw keep-alive HTTP/1.1 on asyncio (default) or httpx.AsyncClient",
+    )
     parser.add_argument("--skip-load", action="store_true", help="only the downloads")
     parser.add_argument(
         "--memory-limit", default="", help="the download server's DuckDB memory_limit, e.g. 256MB"
@@ -206,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-size",
         type=int,
-        default=0,
-        help="the server's results cache (default 0: every request computes)",
+        default=256,
+        help="the server's results cache (default 256, as `python -m api`; 0: every request computes)",
     )
     args = parser.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, object] = {"load": [], "downloads": {}, "cache_size": args.cache_size}
+    results: dict[str, object] = {
+        "load": [], "downloads": {}, "cache_size": args.cache_size, "client": args.client
+    }  # fmt: skip
     largest = None
     for events in args.events:
         path = make_warehouse(args.workdir, events)
@@ -223,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             for clients in args.clients:
                 for label, route in routes(run_id, spec_id).items():
                     row = {"events": total, "clients": clients, "route": label,
-                           **asyncio.run(load(base, route, clients, args.seconds))}  # fmt: skip
+                           **asyncio.run(load(base, route, clients, args.seconds, args.client))}  # fmt: skip
                     results["load"].append(row)  # type: ignore[attr-defined]
                     print(json.dumps(row), flush=True)
     if largest is not None and not args.skip_downloads:

@@ -22,7 +22,7 @@ class HealthPublic(BaseModel):
 @router.get("/health", response_model=HealthPublic, responses=error_responses(400, 405, 500, 503))
 def get_health(analyst: AnalystDep, db: DbDep) -> HealthPublic:
     """Liveness plus the schema revision of the file being served (read once per write of the ingester)."""
-    rows = analyst.rows("SELECT version_num FROM alembic_version", [], db.timeout_ms)
+    rows = analyst.rows("SELECT version_num FROM alembic_version", [], db.timeout_ms, dict)
     return HealthPublic(
         status="ok", warehouse=str(db.path), revision=str(rows[0]["version_num"]) if rows else None
     )

@@ -84,12 +84,17 @@ RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING 
 RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
 
 
-def run_public(row: dict[str, Any], settings: ApiSettings) -> RunPublic:
-    """A runs row as the API shows it: a `running` run whose collector is gone says `stale`."""
-    status = displayed_status(settings.warehouse, str(row["run_key"]), str(row["status"]), int(row["run_id"]))
-    return RunPublic.model_validate(
-        {**row, "status": status, "settings": json.loads(row["settings"] or "{}")}
-    )
+def stored_run(row: dict[str, Any]) -> RunPublic:
+    """A runs row with its status as stored (a function of the data alone: cached)."""
+    return RunPublic.model_validate({**row, "settings": json.loads(row["settings"] or "{}")})
+
+
+def shown_run(run: RunPublic, settings: ApiSettings) -> RunPublic:
+    """A run as the API shows it: a `running` run whose collector is gone says `stale` (read per request)."""
+    if run.status != "running":
+        return run
+    status = displayed_status(settings.warehouse, run.run_key, run.status, run.run_id)
+    return run.model_copy(update={"status": status})
 
 
 def require_run(cur: CursorDep, run_id: int, limit_ms: int) -> None:
@@ -132,11 +137,12 @@ def list_runs(
         f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE {' AND '.join(where)} ORDER BY r.run_id LIMIT ?",
         [*params, page + 1],
         db.limit_ms(timeout_ms),
+        stored_run,
     )
     more = len(rows) > page
     rows = rows[:page]
-    next_cursor = encode_cursor({"after": rows[-1]["run_id"]}) if more else None
-    data = [run_public(r, settings) for r in rows]
+    next_cursor = encode_cursor({"after": rows[-1].run_id}) if more else None
+    data = [shown_run(r, settings) for r in rows]
     if stale_only:
         data = [r for r in data if r.status == "stale"]
     return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
@@ -150,8 +156,11 @@ def get_run(
 ) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
     rows = analyst.rows(
-        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?", [run_id], db.limit_ms(timeout_ms)
+        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.run_id = ?",
+        [run_id],
+        db.limit_ms(timeout_ms),
+        stored_run,
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return run_public(rows[0], settings)
+    return shown_run(rows[0], settings)
