@@ -12,9 +12,20 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+T = TypeVar("T")
+
+
+class _Pending:
+    """A computation in flight that other requests for the same key wait on."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.value: Any = None
 
 
 class ResultCache:
@@ -25,8 +36,10 @@ class ResultCache:
         self.generation = generation
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[Hashable, _Pending] = {}
         self.hits = 0
         self.misses = 0
+        self.joined = 0  # misses answered by a computation another request had already started
 
     def key(self, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Hashable | None:
         """The key of one call, or None when caching is off."""
@@ -53,6 +66,38 @@ class ResultCache:
             self.misses += 1
             return False, None
 
+    def get_or_compute(self, key: Hashable | None, compute: Callable[[], T]) -> T:
+        """The stored value of `key`, else `compute()` stored under it; concurrent misses of one key
+        compute once (after an ingest, 16 clients asking one route wait for one analysis, not 16)."""
+        if key is None:
+            return compute()
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]  # type: ignore[no-any-return]
+            self.misses += 1
+            pending = self._pending.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+        if not owner:
+            pending.done.wait()
+            if pending.ok:
+                with self._lock:
+                    self.joined += 1
+                return pending.value  # type: ignore[no-any-return]
+            return compute()  # the first one failed (e.g. its own time limit): try on our own
+        try:
+            pending.value = compute()
+            pending.ok = True
+            self.put(key, pending.value)
+            return pending.value  # type: ignore[no-any-return]
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.done.set()
+
     def put(self, key: Hashable, value: Any) -> None:
         """Store a result, dropping the least recently used beyond `size`."""
         with self._lock:
@@ -65,7 +110,10 @@ class ResultCache:
 # Row listings of runs carry each run's liveness (its collector's heartbeat), which changes without any
 # ingest; every other /v1 GET answers from the warehouse's data alone.
 _LIVE_PATHS = re.compile(r"^/v1/runs(/[0-9]+)?/?$")
-MAX_CACHED_BODY = 1 << 20  # larger answers (and every streamed download) pass through, never stored
+MAX_CACHED_BODY = 1 << 20
+# What the data and the request decide: an answer, or "not there" (no such run, too few pairs to fit).
+# Errors of the server (500, 503 past a time limit) are never kept.
+KEPT_STATUSES = (200, 404)  # larger answers (and every streamed download) pass through, never stored
 
 
 def cacheable(path: str) -> bool:
@@ -74,11 +122,11 @@ def cacheable(path: str) -> bool:
 
 
 class ResponseCacheMiddleware:
-    """Answers a repeated GET from the 200 it produced on the same data, without routing it again.
+    """Answers a repeated GET from the answer it produced on the same data, without routing it again.
 
     The key is the generation (read before the app runs), the path, the raw query string and the
     Authorization header: the same request on the same data gets the same bytes. Anything but a whole 200
-    of at most MAX_CACHED_BODY bytes passes through unstored; errors are never kept.
+    or 404 of at most MAX_CACHED_BODY bytes passes through unstored.
     """
 
     def __init__(self, app: ASGIApp, cache: ResultCache) -> None:
@@ -96,8 +144,8 @@ class ResponseCacheMiddleware:
             return
         found, stored = self.cache.get(key)
         if found:
-            headers, body = stored
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            status, headers, body = stored
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
         start: dict[str, Any] = {}
@@ -108,12 +156,13 @@ class ResponseCacheMiddleware:
             nonlocal keep
             if message["type"] == "http.response.start":
                 start.update(message)
-                keep = message["status"] == 200
+                keep = message["status"] in KEPT_STATUSES
             elif message["type"] == "http.response.body" and keep:
                 parts.append(message.get("body", b""))
                 keep = not message.get("more_body", False) and sum(map(len, parts)) <= MAX_CACHED_BODY
                 if keep:
-                    self.cache.put(key, (list(start.get("headers", [])), b"".join(parts)))
+                    entry = (start["status"], list(start.get("headers", [])), b"".join(parts))
+                    self.cache.put(key, entry)
             await send(message)
 
         await self.app(scope, receive, capture)

@@ -239,11 +239,4 @@ class Analyst:
         return self._cached(key, lambda: [convert(r) for r in select(self.cur, sql, params, limit_ms)])
 
     def _cached(self, key: Hashable | None, compute: Callable[[], T]) -> T:
-        if key is not None:
-            found, value = self.cache.get(key)
-            if found:
-                return value  # type: ignore[no-any-return]
-        result = compute()
-        if key is not None:
-            self.cache.put(key, result)
-        return result
+        return self.cache.get_or_compute(key, compute)

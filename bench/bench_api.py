@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
@@ -143,6 +146,40 @@ async def load(
     }
 
 
+@contextmanager
+def collecting(warehouse: Path) -> Iterator[None]:
+    """Collectors (zoo-m with zoo-xs, batches of 2) staging next to `warehouse`, one after another, for as
+    long as the load runs: the server ingests every batch, each ingest a new generation, so the cached
+    answers start over about every half second."""
+    stop = threading.Event()
+    current: list[subprocess.Popen[str]] = []
+
+    def loop() -> None:
+        for seed in itertools.count():  # a new seed: a new run (the same settings would only resume)
+            if stop.is_set():
+                return
+            proc = subprocess.Popen(
+                [PY, "-m", "collector.run", "--llm", "zoo:zoo-m", "--slm", "zoo:zoo-xs", "--dataset",
+                 "builtin:code", "--samples", "450", "--batch-size", "2", "--max-new-tokens", "24",
+                 "--threads", "1", "--seed", str(seed), "--warehouse", str(warehouse), "--quiet"],
+                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            current[:] = [proc]
+            while proc.poll() is None and not stop.wait(0.2):
+                pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for proc in current:
+            proc.terminate()
+            proc.wait(timeout=60)
+        thread.join(timeout=60)
+
+
 def make_warehouse(workdir: Path, events: int) -> Path:
     """The synthetic warehouse of `events` events (made once), with its summary tables filled."""
     path = workdir / f"synth_{events}.duckdb"
@@ -233,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
     parser.add_argument(
+        "--with-collector",
+        action="store_true",
+        help="run a collector (zoo-m with zoo-xs) staging batches throughout the load",
+    )
+    parser.add_argument(
         "--client",
         choices=("raw", "httpx"),
         default="raw",
@@ -260,13 +302,24 @@ def main(argv: list[str] | None = None) -> int:
         largest = path
         if args.skip_load:
             continue
-        with server(path, args.cache_size) as (base, _):
+        if args.with_collector:  # a copy: the collector's run must not change the next benchmark's file
+            live = path.with_name(path.stem + "_live.duckdb")
+            shutil.copyfile(path, live)
+            shutil.rmtree(live.with_name(live.name + ".staging"), ignore_errors=True)
+            path = live
+        with server(path, args.cache_size) as (base, _), ExitStack() as stack:
+            if args.with_collector:
+                stack.enter_context(collecting(path))
             for clients in args.clients:
                 for label, route in routes(run_id, spec_id).items():
                     row = {"events": total, "clients": clients, "route": label,
                            **asyncio.run(load(base, route, clients, args.seconds, args.client))}  # fmt: skip
                     results["load"].append(row)  # type: ignore[attr-defined]
                     print(json.dumps(row), flush=True)
+            if args.with_collector:
+                runs = httpx.get(f"{base}/v1/runs?limit=1000", timeout=30).json()["data"]
+                new = [r for r in runs if r["run_id"] > spec_id and r["dataset"] == "builtin:code"]
+                print(f"collected while loaded: {len(new)} runs, {sum(r['tokens'] for r in new)} tokens")
     if largest is not None and not args.skip_downloads:
         one = one_run_warehouse(args.workdir, args.download_source or largest, args.download_events)
         for fmt in ("ndjson", "parquet"):

@@ -1,12 +1,14 @@
-"""The results cache: a repeated GET is answered from the 200 it produced, errors and downloads are never
-kept, run listings keep their live status, and every write of the ingester (a run registered, a shard in,
-a run finished) changes the answers at once."""
+"""The results cache: a repeated GET is answered from the 200 (or 404) it produced, errors and downloads
+are never kept, run listings keep their live status, concurrent misses compute once, and every write of
+the ingester (a run registered, a shard in, a run finished) changes the answers at once."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -110,3 +112,44 @@ def test_every_write_of_the_ingester_changes_the_answers(tiny_models: TinyModels
         complete = client.get("/v1/cof?status=complete").json()["data"]
         assert sum(r["tokens"] for r in complete) == run["tokens"]
         assert {m["name"] for m in client.get("/v1/models").json()["data"]} >= {run["llm"], run["slm"]}
+
+
+def test_concurrent_misses_of_one_key_compute_once() -> None:
+    cache = ResultCache(8, lambda: 0)
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def slow() -> str:
+        calls.append(1)
+        gate.wait(5)
+        return "answer"
+
+    key = cache.key_of("k")
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(cache.get_or_compute, key, slow) for _ in range(8)]
+        time.sleep(0.3)  # every thread has asked by now
+        gate.set()
+        assert [f.result(timeout=10) for f in futures] == ["answer"] * 8
+    assert len(calls) == 1 and cache.joined == 7
+
+
+def test_a_failed_computation_is_not_kept_and_waiters_compute_their_own() -> None:
+    cache = ResultCache(8, lambda: 0)
+    key = cache.key_of("k")
+
+    def fail() -> str:
+        raise RuntimeError("past its time limit")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_compute(key, fail)
+    assert cache.get_or_compute(key, lambda: "fresh") == "fresh"
+
+
+async def test_a_not_found_is_kept_like_an_answer(served_warehouse: Path) -> None:
+    app = create_app(ApiSettings(warehouse=served_warehouse, cache_size=64))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        first = await c.get("/v1/runs/999999/samples")
+        second = await c.get("/v1/runs/999999/samples")
+    assert first.status_code == second.status_code == 404 and first.content == second.content
+    assert [k[2] for k in _response_keys(app.state.cache)] == ["/v1/runs/999999/samples"]
+    app.state.db.close()
