@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from api.app import create_app
 from api.db import Database
@@ -41,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = ApiSettings(**overrides)
+    try:
+        settings = ApiSettings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "FSGEN_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"error: {name}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
+        return 2
     try:
         probe = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
         probe.connect()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warehouse.settings import DEFAULT_WAREHOUSE
@@ -27,5 +28,6 @@ class ApiSettings(BaseSettings):
     memory_limit: str | None = (
         None  # DuckDB's memory_limit for the server (e.g. '1GB'); None: DuckDB's default
     )
-    worker_threads: int = 4  # FSGEN_WORKER_THREADS: requests computed at once (cached answers don't count)
+    # FSGEN_WORKER_THREADS: requests computed at once (cached answers don't count)
+    worker_threads: int = Field(default=4, ge=1, le=256)
     cache_size: int = 256  # analysis results kept until the ingester moves a shard in (0: off)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,19 @@ def test_python_m_api_refuses_a_missing_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "python -m warehouse upgrade" in out.stderr
+
+
+def test_python_m_api_names_a_bad_setting(tmp_path: Path) -> None:
+    for name, value, words in (
+        ("FSGEN_WORKER_THREADS", "0", "greater than or equal to 1"),
+        ("FSGEN_CACHE_SIZE", "lots", "valid integer"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "api", "--warehouse", str(tmp_path / "x.duckdb")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, name: value},
+        )
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert f"error: {name}={value!r}" in out.stderr and words in out.stderr
