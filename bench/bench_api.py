@@ -269,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fsgen_bench"))
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--skip-downloads", action="store_true")
+    parser.add_argument("--routes", nargs="+", help="only these route labels (default: every route)")
     parser.add_argument(
         "--with-collector",
         action="store_true",
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack.enter_context(collecting(path))
             for clients in args.clients:
                 for label, route in routes(run_id, spec_id).items():
+                    if args.routes and label not in args.routes:
+                        continue
                     row = {"events": total, "clients": clients, "route": label,
                            **asyncio.run(load(base, route, clients, args.seconds, args.client))}  # fmt: skip
                     results["load"].append(row)  # type: ignore[attr-defined]
