@@ -18,7 +18,9 @@ WORLD_SEED = 2406_12295
 DEFAULT_SHOTS = 2
 EXAMPLE_SEPARATOR = "\n\n"
 STOP_STRINGS: tuple[str, ...] = ("\n\n",)
-TEST_PERCENT = 15
+# Share of each family's problem keys held out for test. Choice holds out more: its knowledge comes from the
+# prose, which mentions every fact; only the question/answer pairs of test facts stay out of training.
+TEST_PERCENT = {"arith": 15, "choice": 32, "code": 15}
 POOL_SIZES = {"arith": {"test": 450, "train": 4000}, "code": {"test": 450, "train": 3000}}
 
 NAMES = (
@@ -56,10 +58,12 @@ QUESTIONS = {
     "pet": "Which pet does {e} have?",
     "food": "What does {e} like to eat?",
 }
-N_ENTITIES = 600
+N_ENTITIES = 300
 # Entity i appears in the corpus's prose with weight 1 / (i + POPULARITY_OFFSET): a long tail of rarely
 # mentioned people, so how much of the fact base a model recalls grows with its capacity and budget.
 POPULARITY_OFFSET = 8
+# Popularity bands by rank: the first FREQUENT entities, the next up to MIDDLE, then the rare tail.
+FREQUENT, MIDDLE = 30, 120
 LETTERS = "ABCD"
 
 
@@ -88,8 +92,8 @@ class Entity:
 
 
 def _is_test(key: str) -> bool:
-    """Stable split of problem keys: about TEST_PERCENT % go to the test split."""
-    return zlib.crc32(f"{WORLD_SEED}:{key}".encode()) % 100 < TEST_PERCENT
+    """Stable split of problem keys: about TEST_PERCENT % of each family's keys go to the test split."""
+    return zlib.crc32(f"{WORLD_SEED}:{key}".encode()) % 100 < TEST_PERCENT[key.split(":", 1)[0]]
 
 
 def _rng(*parts: object) -> random.Random:
@@ -117,19 +121,23 @@ def _arith_ops(rng: random.Random, digits: int, steps: int) -> tuple[int, tuple[
     x = start = _number(rng, digits)
     ops: list[tuple[str, int]] = []
     for _ in range(steps):
-        kinds = ["add", "sub"] + (["mul"] if x < 100 else [])
-        kind = rng.choice([k for k in kinds if k != "sub" or x > 2])
-        b = rng.randint(2, 5) if kind == "mul" else _number(rng, rng.randint(1, digits))
-        if kind == "sub":
-            b = min(b, x - 1)
+        # Subtract only an amount below x (clamping it would make 1 a frequent, guessable answer).
+        b = _number(rng, rng.randint(1, digits))
+        kind = rng.choice(["add"] + (["sub"] if b < x else []) + (["mul"] if x < 100 else []))
+        if kind == "mul":
+            b = rng.randint(2, 5)
         x = x + b if kind == "add" else x - b if kind == "sub" else x * b
         ops.append((kind, b))
     return start, tuple(ops)
 
 
 def _arith_example(rng: random.Random) -> tuple[Example, str]:
-    """A word problem of one to three steps over one- to three-digit numbers, and its raw worked form."""
-    digits, steps = rng.randint(1, 3), rng.randint(1, 3)
+    """A word problem of level one to three, and its raw worked form.
+
+    Level L has L steps from a start value of L digits: level 1 is one step over one-digit numbers (a few
+    hundred facts a small model can hold), level 3 three steps over numbers of up to three digits.
+    """
+    digits = steps = rng.randint(1, 3)
     start, ops = _arith_ops(rng, digits, steps)
     n, g = rng.choice(NAMES), rng.choice(GOODS)
     story, work, x = [f"{n} has {start} {g}."], [], start
@@ -182,19 +190,18 @@ def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Examp
     rng.shuffle(options)
     letter = LETTERS[options.index(value)]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
-    # Each option's letter follows its text (after a space, as in the answer sentence), so the answer letter
-    # is a forward lookup from the recalled value.
-    lines += [f"- {opt} ({LETTERS[i]})" for i, opt in enumerate(options)]
-    # The letter right after the recalled value is a plain induction copy from the option line.
+    # Each option's letter comes before its text, as in MMLU. The answer names the recalled value, then its
+    # letter: the model finds the same value token in the option list and reads the letter before it.
+    lines += [f"- ({LETTERS[i]}) {opt}" for i, opt in enumerate(options)]
     answer = f" {fact_statement(entity.name, attribute, value)[:-1]} ({letter}). The answer is {letter}."
     band = (("band", _popularity_band(entity.name)),)
     return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter, band)
 
 
 def _popularity_band(name: str) -> str:
-    """How often the prose mentions an entity: 'frequent' (top 50), 'middle' (next 150) or 'rare'."""
+    """How often the prose mentions an entity: 'frequent', 'middle' or 'rare' (by popularity rank)."""
     rank = next(i for i, e in enumerate(entities()) if e.name == name)
-    return "frequent" if rank < 50 else "middle" if rank < 200 else "rare"
+    return "frequent" if rank < FREQUENT else "middle" if rank < MIDDLE else "rare"
 
 
 @cache
@@ -386,16 +393,29 @@ def load_builtin(
 # ---------------------------------------------------------------- training text
 
 
+def _fresh_example(family: str, rng: random.Random) -> Example:
+    """A newly drawn train-split example: a train fact with fresh options, or a new generated problem.
+
+    Drawing afresh (rather than repeating the fixed pool) leaves nothing to memorise but the facts: a
+    model has to read the options to find the letter, and the description to find the constants.
+    """
+    if family == "choice":
+        keys = _choice_keys()["train"]
+        i, attribute = keys[rng.randrange(len(keys))]
+        return _choice_example(entities()[i], attribute, rng)
+    return _draw(_arith_example if family == "arith" else _code_example, rng, test=False)
+
+
 def _episode(family: str, rng: random.Random) -> str:
-    """One to three solved train examples of a family in the few-shot format."""
-    train = pool(family, "train")
-    return EXAMPLE_SEPARATOR.join(train[rng.randrange(len(train))].text for _ in range(rng.randint(1, 3)))
+    """One to three solved train-split examples of a family in the few-shot format."""
+    return EXAMPLE_SEPARATOR.join(_fresh_example(family, rng).text for _ in range(rng.randint(1, 3)))
 
 
 def _raw_document(family: str, rng: random.Random) -> str:
     """A raw (non-QA) document: worked statements, prose facts or plain functions."""
-    if family == "choice":
-        return entity_bio(entities()[rng.choices(range(N_ENTITIES), _popularity())[0]], rng)
+    if family == "choice":  # a few bios, so a prose document is about as long as the other kinds
+        picks = rng.choices(range(N_ENTITIES), _popularity(), k=rng.randint(3, 6))
+        return "\n".join(entity_bio(entities()[i], rng) for i in picks)
     gen = _arith_example if family == "arith" else _code_example
     parts = []
     for _ in range(rng.randint(2, 4)):
@@ -408,8 +428,8 @@ def _raw_document(family: str, rng: random.Random) -> str:
 
 
 # Share of each document kind in the base corpus; QA episodes are a small share, the rest raw text.
-QA_WEIGHTS = (0.35, 0.35, 0.3)
-BASE_MIX = (("choice", "raw", 0.3), ("arith", "raw", 0.25), ("code", "raw", 0.2), ("any", "qa", 0.25))
+QA_WEIGHTS = (0.35, 0.4, 0.25)
+BASE_MIX = (("choice", "raw", 0.25), ("arith", "raw", 0.25), ("code", "raw", 0.2), ("any", "qa", 0.3))
 
 
 def corpus_documents(seed: int = 0, *, tuned: bool = False, count: int = 1000) -> list[str]:

@@ -14,9 +14,11 @@ from transformers import PreTrainedTokenizerFast
 from collector.tasks.builtin import corpus_documents
 
 EOS = "<|endoftext|>"
-VOCAB_SIZE = 512
-# Option markers of the choice task as whole tokens: the letter then sits right after the option's text, so
-# copying it from the option list is a plain induction step (" (" + letter would be four-way ambiguous).
+# Large enough that the attribute values, the task words and the code keywords are whole tokens, so the
+# answer's value matches its option's value token for token.
+VOCAB_SIZE = 1024
+# Option markers of the choice task as whole tokens: the letter is then one token just before the option's
+# value (" (" + letter would be two tokens, the first four-way ambiguous).
 LETTER_TOKENS = (" (A)", " (B)", " (C)", " (D)")
 MAX_LENGTH = 2048
 TOKENIZER_DOCS = 6000

@@ -58,12 +58,12 @@ class TunedSpec:
 
 # Every base model sees the same 2.4 M tokens in the same order (as the Pythia suite sees the same data), so
 # what differs between sizes is capacity: how much of the fact base, the arithmetic and the code each holds.
-BASE_TOKENS = 2_400_000
+BASE_TOKENS = 5_000_000
 BASE_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec("zoo-xs", hidden=16, layers=2, heads=2, tokens=BASE_TOKENS, lr=1e-2),
+    ModelSpec("zoo-xs", hidden=16, layers=2, heads=1, tokens=BASE_TOKENS, lr=1e-2),
     ModelSpec("zoo-s", hidden=32, layers=3, heads=2, tokens=BASE_TOKENS, lr=8e-3),
     ModelSpec("zoo-m", hidden=64, layers=4, heads=4, tokens=BASE_TOKENS, lr=6e-3),
-    ModelSpec("zoo-l", hidden=128, layers=4, heads=4, tokens=BASE_TOKENS, lr=4e-3),
+    ModelSpec("zoo-l", hidden=128, layers=6, heads=4, tokens=BASE_TOKENS, lr=3e-3),
 )
 TUNED_SPECS: tuple[TunedSpec, ...] = (TunedSpec("zoo-xs-tuned", base="zoo-xs", tokens=400_000, lr=3e-3),)
 

@@ -174,11 +174,18 @@ def expected_marks(wh: Path) -> dict[str, dict[str, int]]:
     """Marks each overview chart must draw for the fixture, counted from the warehouse itself."""
     groups = count(wh, f"SELECT count(*) FROM (SELECT DISTINCT llm, slm, method {COMPLETE})")
     pairs = count(wh, f"SELECT count(*) FROM (SELECT DISTINCT llm, slm {COMPLETE})")
+    # AUROC needs both classes: pairs with at least one mismatch.
+    disagree = ("SELECT count(*) FROM (SELECT DISTINCT r.llm, r.slm FROM token_events e JOIN runs r "
+                "USING (run_id) WHERE r.status = 'complete' AND e.mismatch)")  # fmt: skip
+    disagreeing = count(wh, disagree)
     points = count(wh, "SELECT count(*) FROM pair_cof WHERE router = 'always'")
     fitted = count(wh, "SELECT count(*) FROM (SELECT method FROM pair_cof WHERE router = 'always' "
                        "GROUP BY method, dataset HAVING count(DISTINCT param_ratio) >= 3)")  # fmt: skip
+    # A pair without mismatches has no share to draw (0 / 0): the fixture's zoo-l / zoo-s pair agrees on all
+    # 64 tokens.
     deciles = count(wh, "SELECT count(*) FROM (SELECT DISTINCT r.llm, r.slm, p.bin FROM position_profile p "
-                        "JOIN runs r USING (run_id) WHERE r.status = 'complete')")  # fmt: skip
+                        "JOIN runs r USING (run_id) WHERE r.status = 'complete' "
+                        "AND p.mismatch_share IS NOT NULL)")  # fmt: skip
     bins = count(wh, "SELECT count(DISTINCT p.bin) FROM entropy_profile p JOIN runs r USING (run_id) "
                      "WHERE r.status = 'complete'")  # fmt: skip
     k = count(wh, "SELECT max(drafted) FROM spec_cycles")
@@ -188,7 +195,7 @@ def expected_marks(wh: Path) -> dict[str, dict[str, int]]:
         "scaling-slm": {"symbol": points},
         "scaling-ratio": {"area": fitted, "line": fitted, "symbol": points},
         "positions": {"line": 2 * pairs, "symbol": deciles},
-        "auroc": {"rect": 3 * pairs},
+        "auroc": {"rect": 3 * disagreeing},
         "entropy": {"rect": 2 * bins},
         "pareto": {"line": 3, "rule": 1},
         "speculative": {"line": 1, "symbol": k},

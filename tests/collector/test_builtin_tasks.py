@@ -134,9 +134,9 @@ def test_arith_solutions_are_gsm8k_shaped() -> None:
 def test_choice_letter_follows_the_options_and_recall() -> None:
     for ex in pool("choice", "test")[:100]:
         options = [line for line in ex.prompt.split("\n") if line.startswith("- ")]
-        assert [line[-3:] for line in options] == ["(A)", "(B)", "(C)", "(D)"]
+        assert [line[2:5] for line in options] == ["(A)", "(B)", "(C)", "(D)"]
         assert ex.prompt.endswith("\nAnswer:") and ex.answer.endswith(f"The answer is {ex.reference}.")
-        value = next(line[2:-4] for line in options if line.endswith(f"({ex.reference})"))
+        value = next(line[6:] for line in options if line.startswith(f"- ({ex.reference}) "))
         assert f" {value} ({ex.reference})." in ex.answer
 
 
@@ -146,9 +146,9 @@ def test_fact_mentions_have_a_long_tail() -> None:
     text = "\n".join(corpus_documents(0, count=4000))
     names = [e.name for e in entities()]
     mentions = [text.count(f"{n} ") for n in names]
-    head, tail = sum(mentions[:50]) / 50, sum(mentions[-200:]) / 200
+    head, tail = sum(mentions[:30]) / 30, sum(mentions[-150:]) / 150
     assert head > 5 * tail > 0
-    assert len(names) >= 500
+    assert len(names) >= 200
 
 
 def test_code_bodies_grow_with_lines() -> None:
