@@ -30,7 +30,7 @@ from warehouse.settings import add_warehouse_argument, resolve_warehouse
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
 # The default job: every zoo pair, every method, the built-in tasks, a few dozen samples each.
-DEFAULT_SAMPLES = 40  # as many as keep `time make run` on a fresh clone under 5 minutes on two cores
+DEFAULT_SAMPLES = 32  # as many as keep `time make run` on a fresh clone under 5 minutes on two cores
 DEFAULT_MAX_NEW_TOKENS = 40
 
 EXAMPLE = """example CONFIG.toml (any run setting may be set sweep-wide or in an entry; numbers may be lists):
