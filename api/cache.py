@@ -110,10 +110,10 @@ class ResultCache:
 # Row listings of runs carry each run's liveness (its collector's heartbeat), which changes without any
 # ingest; every other /v1 GET answers from the warehouse's data alone.
 _LIVE_PATHS = re.compile(r"^/v1/runs(/[0-9]+)?/?$")
-MAX_CACHED_BODY = 1 << 20
+MAX_CACHED_BODY = 1 << 20  # larger answers (and every streamed download) pass through, never stored
 # What the data and the request decide: an answer, or "not there" (no such run, too few pairs to fit).
 # Errors of the server (500, 503 past a time limit) are never kept.
-KEPT_STATUSES = (200, 404)  # larger answers (and every streamed download) pass through, never stored
+KEPT_STATUSES = (200, 404)
 
 
 def cacheable(path: str) -> bool:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.process import api_process
@@ -50,12 +51,21 @@ def rich_warehouse(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFac
     return path
 
 
+@asynccontextmanager
+async def asgi_client(settings: ApiSettings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """The app of `settings`, called in-process through httpx.ASGITransport; its file closed after."""
+    app = create_app(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            yield c, app
+    finally:
+        app.state.db.close()
+
+
 @pytest.fixture
 async def client(served_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiSettings(warehouse=served_warehouse, max_rows=1))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with asgi_client(ApiSettings(warehouse=served_warehouse, max_rows=1)) as (c, _):
         yield c
-    app.state.db.close()
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
 from api.cache import ResultCache, cacheable
 from api.process import api_process
 from api.settings import ApiSettings
+from tests.api.conftest import asgi_client
 from tests.conftest import TinyModels
 from warehouse.migrate import upgrade
 
@@ -29,9 +29,8 @@ def _response_keys(cache: ResultCache) -> list[tuple[object, ...]]:
 
 
 async def test_a_repeated_get_is_answered_from_the_cache(served_warehouse: Path) -> None:
-    app = create_app(ApiSettings(warehouse=served_warehouse, cache_size=64))
-    cache: ResultCache = app.state.cache
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with asgi_client(ApiSettings(warehouse=served_warehouse, cache_size=64)) as (c, app):
+        cache: ResultCache = app.state.cache
         first = await c.get("/v1/cof", params={"group_by": "slm"})
         hits = cache.hits
         second = await c.get("/v1/cof", params={"group_by": "slm"})
@@ -41,13 +40,11 @@ async def test_a_repeated_get_is_answered_from_the_cache(served_warehouse: Path)
         # Another query string is another answer.
         other = await c.get("/v1/cof", params={"group_by": "method"})
         assert other.json()["group_by"] == ["method"] and other.content != first.content
-    app.state.db.close()
 
 
 async def test_errors_downloads_and_run_listings_are_not_kept(served_warehouse: Path) -> None:
-    app = create_app(ApiSettings(warehouse=served_warehouse, cache_size=64))
-    cache: ResultCache = app.state.cache
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with asgi_client(ApiSettings(warehouse=served_warehouse, cache_size=64)) as (c, app):
+        cache: ResultCache = app.state.cache
         for _ in range(2):
             bad = await c.get("/v1/cof", params={"bogus": "1"})
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "unknown_parameter"
@@ -58,7 +55,6 @@ async def test_errors_downloads_and_run_listings_are_not_kept(served_warehouse: 
         assert _response_keys(cache) == []  # nothing of the above was stored as a response
         await c.get(f"/v1/runs/{run_id}/samples")
     assert [k[2] for k in _response_keys(cache)] == [f"/v1/runs/{run_id}/samples"]
-    app.state.db.close()
 
 
 def test_which_paths_are_cacheable() -> None:
@@ -68,12 +64,10 @@ def test_which_paths_are_cacheable() -> None:
 
 
 async def test_a_cache_of_size_zero_keeps_nothing(served_warehouse: Path) -> None:
-    app = create_app(ApiSettings(warehouse=served_warehouse, cache_size=0))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with asgi_client(ApiSettings(warehouse=served_warehouse, cache_size=0)) as (c, app):
         assert (await c.get("/v1/cof")).status_code == 200
         assert (await c.get("/v1/cof")).status_code == 200
     assert app.state.cache.snapshot() == [] and app.state.cache.hits == 0
-    app.state.db.close()
 
 
 def _wait_for(client: httpx.Client, path: str, ok: object, seconds: float = 15.0) -> httpx.Response:
@@ -146,10 +140,8 @@ def test_a_failed_computation_is_not_kept_and_waiters_compute_their_own() -> Non
 
 
 async def test_a_not_found_is_kept_like_an_answer(served_warehouse: Path) -> None:
-    app = create_app(ApiSettings(warehouse=served_warehouse, cache_size=64))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with asgi_client(ApiSettings(warehouse=served_warehouse, cache_size=64)) as (c, app):
         first = await c.get("/v1/runs/999999/samples")
         second = await c.get("/v1/runs/999999/samples")
     assert first.status_code == second.status_code == 404 and first.content == second.content
     assert [k[2] for k in _response_keys(app.state.cache)] == ["/v1/runs/999999/samples"]
-    app.state.db.close()

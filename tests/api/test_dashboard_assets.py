@@ -8,23 +8,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
 from api.settings import ApiSettings
+from tests.api.conftest import asgi_client
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def app_client(warehouse_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ApiSettings(warehouse=warehouse_path, api_token="t0ken"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+    async with asgi_client(ApiSettings(warehouse=warehouse_path, api_token="t0ken")) as (c, _):
         yield c
-    app.state.db.close()
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.mark.parametrize("path", ["/", "/runs", "/runs/3", "/runs/3/samples/0"])
