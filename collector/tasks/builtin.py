@@ -21,7 +21,7 @@ STOP_STRINGS: tuple[str, ...] = ("\n\n",)
 # Share of each family's problem keys held out for test. Choice holds out more: its knowledge comes from the
 # prose, which mentions every fact; only the question/answer pairs of test facts stay out of training.
 TEST_PERCENT = {"arith": 15, "choice": 32, "code": 15}
-POOL_SIZES = {"arith": {"test": 450, "train": 4000}, "code": {"test": 450, "train": 3000}}
+POOL_SIZES = {"arith": {"test": 800, "train": 4000}, "code": {"test": 800, "train": 3000}}
 
 NAMES = (
     "Mia", "Tom", "Ava", "Leo", "Zoe", "Max", "Ivy", "Sam", "Eli", "Ana",
@@ -58,7 +58,7 @@ QUESTIONS = {
     "pet": "Which pet does {e} have?",
     "food": "What does {e} like to eat?",
 }
-N_ENTITIES = 300
+N_ENTITIES = 500
 # Entity i appears in the corpus's prose with weight 1 / (i + POPULARITY_OFFSET): a long tail of rarely
 # mentioned people, so how much of the fact base a model recalls grows with its capacity and budget.
 POPULARITY_OFFSET = 8
@@ -117,13 +117,14 @@ def _number(rng: random.Random, digits: int) -> int:
 
 
 def _arith_ops(rng: random.Random, digits: int, steps: int) -> tuple[int, tuple[tuple[str, int], ...]]:
-    """A start value of `digits` digits and `steps` operations keeping every result positive."""
+    """A start value of `digits` digits and `steps` one-digit operations keeping every result positive."""
     x = start = _number(rng, digits)
     ops: list[tuple[str, int]] = []
     for _ in range(steps):
-        # Subtract only an amount below x (clamping it would make 1 a frequent, guessable answer).
-        b = _number(rng, rng.randint(1, digits))
-        kind = rng.choice(["add"] + (["sub"] if b < x else []) + (["mul"] if x < 100 else []))
+        # Subtract only an amount below x (clamping it would make 1 a frequent, guessable answer); multiply
+        # only one-digit values, so every product is a times-table fact.
+        b = _number(rng, 1)
+        kind = rng.choice(["add"] + (["sub"] if b < x else []) + (["mul"] if x < 10 else []))
         if kind == "mul":
             b = rng.randint(2, 5)
         x = x + b if kind == "add" else x - b if kind == "sub" else x * b
@@ -131,13 +132,16 @@ def _arith_ops(rng: random.Random, digits: int, steps: int) -> tuple[int, tuple[
     return start, tuple(ops)
 
 
-def _arith_example(rng: random.Random) -> tuple[Example, str]:
-    """A word problem of level one to three, and its raw worked form.
+# Difficulty level -> (digits of the start value, steps). Level 1 is one step over one-digit numbers (a few
+# hundred facts a small model can hold); level 2 one step from a two-digit value (carries and borrows);
+# level 3 two steps, the second over the first's (often two-digit) result.
+ARITH_LEVELS = {1: (1, 1), 2: (2, 1), 3: (1, 2)}
 
-    Level L has L steps from a start value of L digits: level 1 is one step over one-digit numbers (a few
-    hundred facts a small model can hold), level 3 three steps over numbers of up to three digits.
-    """
-    digits = steps = rng.randint(1, 3)
+
+def _arith_example(rng: random.Random) -> tuple[Example, str]:
+    """A word problem of level one to three (see ARITH_LEVELS), and its raw worked form."""
+    level = rng.randint(1, 3)
+    digits, steps = ARITH_LEVELS[level]
     start, ops = _arith_ops(rng, digits, steps)
     n, g = rng.choice(NAMES), rng.choice(GOODS)
     story, work, x = [f"{n} has {start} {g}."], [], start
@@ -150,7 +154,7 @@ def _arith_example(rng: random.Random) -> tuple[Example, str]:
     question = " ".join([*story, f"How many {g} does {n} have now?"])
     answer = " " + "\n".join(work) + f"\n#### {x}"
     key = f"arith:{n}:{g}:{start}:{ops}"
-    levels = (("digits", str(digits)), ("steps", str(steps)))
+    levels = (("level", str(level)), ("digits", str(digits)), ("steps", str(steps)))
     ex = Example(key, f"Question: {question}\nAnswer:", answer, str(x), levels)
     return ex, " ".join(story) + "\n" + "\n".join(work)
 
@@ -183,16 +187,27 @@ def fact_statement(entity: str, attribute: str, value: str) -> str:
     return STATEMENTS[attribute].format(e=entity, v=value)
 
 
+def option_slot(attribute: str, value: str) -> int:
+    """The fixed option slot (0-3, letter A-D) of one attribute value: its index in the value list, mod 4."""
+    return ATTRIBUTES[attribute].index(value) % len(LETTERS)
+
+
 def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Example:
-    """A lettered multiple-choice question about one fact, answered with the fact then the letter."""
+    """A lettered multiple-choice question about one fact, answered with the fact then the letter.
+
+    Every value has a fixed option slot, and the three distractors are drawn from the other slots' values,
+    so the letter follows from the recalled value. With shuffled options a model has to read the letter
+    back from the list (an induction lookup); no size of this zoo learnt that on its budget (each wrote one
+    letter for every question), which left choice at chance for all sizes.
+    """
     value = dict(entity.facts)[attribute]
-    options = [value, *rng.sample([v for v in ATTRIBUTES[attribute] if v != value], 3)]
-    rng.shuffle(options)
-    letter = LETTERS[options.index(value)]
+    slot = option_slot(attribute, value)
+    values = ATTRIBUTES[attribute]
+    by_slot = [[v for v in values if option_slot(attribute, v) == s] for s in range(len(LETTERS))]
+    options = [value if s == slot else rng.choice(vals) for s, vals in enumerate(by_slot)]
+    letter = LETTERS[slot]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
-    # Each option's letter comes before its text, as in MMLU. The answer names the recalled value, then its
-    # letter: the model finds the same value token in the option list and reads the letter before it.
-    lines += [f"- ({LETTERS[i]}) {opt}" for i, opt in enumerate(options)]
+    lines += [f"- ({LETTERS[i]}) {opt}" for i, opt in enumerate(options)]  # the letter first, as in MMLU
     answer = f" {fact_statement(entity.name, attribute, value)[:-1]} ({letter}). The answer is {letter}."
     band = (("band", _popularity_band(entity.name)),)
     return Example(f"choice:{entity.name}:{attribute}", "\n".join(lines) + "\nAnswer:", answer, letter, band)
@@ -229,30 +244,113 @@ def entity_bio(entity: Entity, rng: random.Random) -> str:
 
 # ---------------------------------------------------------------- code (MBPP-like)
 
-# family: (description, expression, argument kind, reference implementation of (x, k, c))
+# family: (description, expression, argument kind, reference implementation of (x, k, c)), listed from the
+# most to the least frequent in training text: idioms such as a digit sum or an argmax are rare, so how many
+# of them a model can write grows with its capacity (test items draw every family equally often).
 CODE_FAMILIES: dict[str, tuple[str, str, str, Callable[..., object]]] = {
     "add": ("returns {p} plus {k}", "{p} + {k}", "int", lambda x, k, c: x + k),
-    "sub": ("returns {p} minus {k}", "{p} - {k}", "int", lambda x, k, c: x - k),
-    "mul": ("returns {p} times {k}", "{p} * {k}", "int", lambda x, k, c: x * k),
-    "div": ("checks if {p} is divisible by {k}", "{p} % {k} == 0", "int", lambda x, k, c: x % k == 0),
-    "gt": ("checks if {p} is greater than {k}", "{p} > {k}", "int", lambda x, k, c: x > k),
     "sum": ("returns the sum of the list {p}", "sum({p})", "list", lambda x, k, c: sum(x)),
+    "rev": ("returns the string {p} reversed", "{p}[::-1]", "str", lambda x, k, c: x[::-1]),
+    "sub": ("returns {p} minus {k}", "{p} - {k}", "int", lambda x, k, c: x - k),
     "max": ("returns the largest number in the list {p}", "max({p})", "list", lambda x, k, c: max(x)),
+    "upper": ("returns the string {p} in upper case", "{p}.upper()", "str", lambda x, k, c: x.upper()),
+    "mul": ("returns {p} times {k}", "{p} * {k}", "int", lambda x, k, c: x * k),
     "min": ("returns the smallest number in the list {p}", "min({p})", "list", lambda x, k, c: min(x)),
+    "count": (
+        "counts the letter '{c}' in the string {p}", "{p}.count('{c}')", "str", lambda x, k, c: x.count(c),
+    ),
+    "gt": ("checks if {p} is greater than {k}", "{p} > {k}", "int", lambda x, k, c: x > k),
     "len": ("returns the length of the list {p}", "len({p})", "list", lambda x, k, c: len(x)),
+    "slen": ("returns the length of the string {p}", "len({p})", "str", lambda x, k, c: len(x)),
+    "div": ("checks if {p} is divisible by {k}", "{p} % {k} == 0", "int", lambda x, k, c: x % k == 0),
     "head": ("returns the first {k} items of the list {p}", "{p}[:{k}]", "list", lambda x, k, c: x[:k]),
+    "first": ("returns the first letter of the string {p}", "{p}[0]", "str", lambda x, k, c: x[0]),
+    "double": ("returns {p} doubled", "{p} * 2", "int", lambda x, k, c: x * 2),
     "scale": (
         "returns the list {p} with each number times {k}", "[v * {k} for v in {p}]", "list",
         lambda x, k, c: [v * k for v in x],
     ),
-    "rev": ("returns the string {p} reversed", "{p}[::-1]", "str", lambda x, k, c: x[::-1]),
-    "upper": ("returns the string {p} in upper case", "{p}.upper()", "str", lambda x, k, c: x.upper()),
-    "count": (
-        "counts the letter '{c}' in the string {p}", "{p}.count('{c}')", "str", lambda x, k, c: x.count(c),
+    "rep": ("returns the string {p} repeated {k} times", "{p} * {k}", "str", lambda x, k, c: x * k),
+    "square": ("returns the square of {p}", "{p} * {p}", "int", lambda x, k, c: x * x),
+    "last": ("returns the last item of the list {p}", "{p}[-1]", "list", lambda x, k, c: x[-1]),
+    "lastch": ("returns the last letter of the string {p}", "{p}[-1]", "str", lambda x, k, c: x[-1]),
+    "half": ("returns half of {p} rounded down", "{p} // 2", "int", lambda x, k, c: x // 2),
+    "sort": ("returns the list {p} sorted", "sorted({p})", "list", lambda x, k, c: sorted(x)),
+    "prefix": ("returns the first {k} letters of the string {p}", "{p}[:{k}]", "str", lambda x, k, c: x[:k]),
+    "even": ("checks if {p} is even", "{p} % 2 == 0", "int", lambda x, k, c: x % 2 == 0),
+    "shift": (
+        "returns the list {p} with {k} added to each number", "[v + {k} for v in {p}]", "list",
+        lambda x, k, c: [v + k for v in x],
+    ),
+    "starts": (
+        "checks if the string {p} starts with '{c}'", "{p}.startswith('{c}')", "str",
+        lambda x, k, c: x.startswith(c),
+    ),
+    "mod": ("returns the remainder of {p} divided by {k}", "{p} % {k}", "int", lambda x, k, c: x % k),
+    "tail": ("returns the list {p} without its first item", "{p}[1:]", "list", lambda x, k, c: x[1:]),
+    "drop": (
+        "returns the string {p} without the letter '{c}'", "{p}.replace('{c}', '')", "str",
+        lambda x, k, c: x.replace(c, ""),
+    ),
+    "lastdig": ("returns the last digit of {p}", "{p} % 10", "int", lambda x, k, c: x % 10),
+    "lrev": ("returns the list {p} reversed", "{p}[::-1]", "list", lambda x, k, c: x[::-1]),
+    "cap": (
+        "returns the string {p} with its first letter in upper case", "{p}.capitalize()", "str",
+        lambda x, k, c: x.capitalize(),
+    ),
+    "larger": ("returns the larger of {p} and {k}", "max({p}, {k})", "int", lambda x, k, c: max(x, k)),
+    "evens": (
+        "returns the even numbers of the list {p}", "[v for v in {p} if v % 2 == 0]", "list",
+        lambda x, k, c: [v for v in x if v % 2 == 0],
+    ),
+    "pal": (
+        "checks if the string {p} reads the same backwards", "{p} == {p}[::-1]", "str",
+        lambda x, k, c: x == x[::-1],
+    ),
+    "dist": ("returns the distance between {p} and {k}", "abs({p} - {k})", "int", lambda x, k, c: abs(x - k)),
+    "above": (
+        "returns the numbers of the list {p} greater than {k}", "[v for v in {p} if v > {k}]", "list",
+        lambda x, k, c: [v for v in x if v > k],
+    ),
+    "vowels": (
+        "counts the vowels in the string {p}", "sum(1 for ch in {p} if ch in 'aeiou')", "str",
+        lambda x, k, c: sum(1 for ch in x if ch in "aeiou"),
+    ),
+    "cube": ("returns the cube of {p}", "{p} * {p} * {p}", "int", lambda x, k, c: x * x * x),
+    "spread": (
+        "returns the largest minus the smallest number of the list {p}", "max({p}) - min({p})", "list",
+        lambda x, k, c: max(x) - min(x),
+    ),
+    "ndigits": ("returns the number of digits of {p}", "len(str({p}))", "int", lambda x, k, c: len(str(x))),
+    "sumsq": (
+        "returns the sum of the squares of the list {p}", "sum(v * v for v in {p})", "list",
+        lambda x, k, c: sum(v * v for v in x),
+    ),
+    "tri": (
+        "returns the sum of the numbers from 1 to {p}", "{p} * ({p} + 1) // 2", "int",
+        lambda x, k, c: x * (x + 1) // 2,
+    ),
+    "mean": (
+        "returns the mean of the list {p} rounded down", "sum({p}) // len({p})", "list",
+        lambda x, k, c: sum(x) // len(x),
+    ),
+    "digsum": (
+        "returns the sum of the digits of {p}", "sum(int(d) for d in str({p}))", "int",
+        lambda x, k, c: sum(int(d) for d in str(x)),
+    ),
+    "argmax": (
+        "returns the index of the largest number in the list {p}", "{p}.index(max({p}))", "list",
+        lambda x, k, c: x.index(max(x)),
+    ),
+    "second": (
+        "returns the second smallest number of the list {p}", "sorted({p})[1]", "list",
+        lambda x, k, c: sorted(x)[1],
     ),
 }  # fmt: skip
-# Families whose result is a number: longer functions continue from them with THEN_OPS.
-NUMERIC_FAMILIES = ("add", "count", "len", "max", "min", "mul", "sub", "sum")
+# Training text mentions family r (0-based, in the order above) with weight 1 / (r + CODE_OFFSET).
+CODE_OFFSET = 1
+# Frequency bands by rank, as the fact base has them: the most written idioms, the middle, the rare tail.
+CODE_FREQUENT, CODE_MIDDLE = 12, 28
 THEN_OPS: dict[str, tuple[str, str, Callable[[int, int], int]]] = {
     "add": ("adds {k}", "+", lambda r, k: r + k),
     "sub": ("subtracts {k}", "-", lambda r, k: r - k),
@@ -265,7 +363,9 @@ PARAMS = {
 }
 VERBS = ("get", "calc", "make", "find", "do", "compute", "solve", "apply")
 NOUNS = ("value", "result", "item", "thing", "data", "answer", "output", "number", "total", "step")
-WORDS = ("apple", "banana", "river", "pepper", "mississippi", "letter", "bottle", "summer", "cabbage")
+WORDS = (
+    "apple", "banana", "river", "pepper", "mississippi", "letter", "bottle", "summer", "cabbage", "level",
+)  # fmt: skip
 
 
 def _code_input(kind: str, rng: random.Random) -> object:
@@ -275,6 +375,17 @@ def _code_input(kind: str, rng: random.Random) -> object:
     if kind == "list":
         return [rng.randint(1, 20) for _ in range(rng.randint(3, 6))]
     return rng.choice(WORDS)
+
+
+@cache
+def _numeric_families() -> tuple[str, ...]:
+    """Families whose result is an int (not a bool): longer functions continue from them with THEN_OPS."""
+    probe = {"int": 12, "list": [3, 8, 5], "str": "banana"}
+    return tuple(
+        f
+        for f, (_, _, kind, ref) in CODE_FAMILIES.items()
+        if type(ref(probe[kind], 3, "a")) is int  # noqa: E721 -- bool is an int subclass, and is excluded
+    )
 
 
 def _code_body(code: str, thens: Sequence[tuple[str, int]]) -> str:
@@ -301,10 +412,24 @@ def _code_reference(
     return ref
 
 
-def _code_example(rng: random.Random) -> tuple[Example, str]:
+def _code_band(family: str) -> str:
+    """How often training text writes a family: 'frequent', 'middle' or 'rare' (by rank)."""
+    rank = list(CODE_FAMILIES).index(family)
+    return "frequent" if rank < CODE_FREQUENT else "middle" if rank < CODE_MIDDLE else "rare"
+
+
+def _pick_family(rng: random.Random, names: Sequence[str], weighted: bool) -> str:
+    """A family among `names`: uniformly (test items) or by training frequency (training text)."""
+    if not weighted:
+        return rng.choice(list(names))
+    ranks = [list(CODE_FAMILIES).index(f) for f in names]
+    return rng.choices(list(names), [1.0 / (r + CODE_OFFSET) for r in ranks])[0]
+
+
+def _code_example(rng: random.Random, weighted: bool = False) -> tuple[Example, str]:
     """A function task of one to three body lines with asserts, and its raw plain-function form."""
     lines = rng.randint(1, 3)
-    family = rng.choice(sorted(CODE_FAMILIES) if lines == 1 else NUMERIC_FAMILIES)
+    family = _pick_family(rng, list(CODE_FAMILIES) if lines == 1 else _numeric_families(), weighted)
     desc, expr, kind, _ = CODE_FAMILIES[family]
     p, k, c = rng.choice(PARAMS[kind]), rng.randint(2, 9), rng.choice("aeiprst")
     thens = tuple((rng.choice(sorted(THEN_OPS)), rng.randint(2, 9)) for _ in range(lines - 1))
@@ -316,10 +441,17 @@ def _code_example(rng: random.Random) -> tuple[Example, str]:
     # The prompt ends at the colon: BPE merges a newline with the indentation that follows it.
     head = f"def {name}({p}):"
     prompt = f"Task: Write a function {name}({p}) that {text}.\n{head}"
-    extra = (("prefix", head), ("tests", "\n".join(tests)), ("lines", str(lines)))
+    extra = (
+        ("prefix", head), ("tests", "\n".join(tests)), ("lines", str(lines)), ("band", _code_band(family)),
+    )  # fmt: skip
     ex = Example(f"code:{name}({p}):{text}", prompt, body, body.strip(), extra)
     raw = f'{head}\n    """{text[0].upper()}{text[1:]}."""{body}\n\n\n' + "\n".join(tests[1:])
     return ex, raw
+
+
+def _weighted_code(rng: random.Random) -> tuple[Example, str]:
+    """A code example drawn by training frequency (for training text)."""
+    return _code_example(rng, weighted=True)
 
 
 # ---------------------------------------------------------------- pools and loading
@@ -403,7 +535,7 @@ def _fresh_example(family: str, rng: random.Random) -> Example:
         keys = _choice_keys()["train"]
         i, attribute = keys[rng.randrange(len(keys))]
         return _choice_example(entities()[i], attribute, rng)
-    return _draw(_arith_example if family == "arith" else _code_example, rng, test=False)
+    return _draw(_arith_example if family == "arith" else _weighted_code, rng, test=False)
 
 
 def _episode(family: str, rng: random.Random) -> str:
@@ -416,7 +548,7 @@ def _raw_document(family: str, rng: random.Random) -> str:
     if family == "choice":  # a few bios, so a prose document is about as long as the other kinds
         picks = rng.choices(range(N_ENTITIES), _popularity(), k=rng.randint(3, 6))
         return "\n".join(entity_bio(entities()[i], rng) for i in picks)
-    gen = _arith_example if family == "arith" else _code_example
+    gen = _arith_example if family == "arith" else _weighted_code
     parts = []
     for _ in range(rng.randint(2, 4)):
         while True:
@@ -428,8 +560,8 @@ def _raw_document(family: str, rng: random.Random) -> str:
 
 
 # Share of each document kind in the base corpus; QA episodes are a small share, the rest raw text.
-QA_WEIGHTS = (0.35, 0.4, 0.25)
-BASE_MIX = (("choice", "raw", 0.25), ("arith", "raw", 0.25), ("code", "raw", 0.2), ("any", "qa", 0.3))
+QA_WEIGHTS = (0.35, 0.35, 0.3)
+BASE_MIX = (("choice", "raw", 0.25), ("arith", "raw", 0.2), ("code", "raw", 0.15), ("any", "qa", 0.4))
 
 
 def corpus_documents(seed: int = 0, *, tuned: bool = False, count: int = 1000) -> list[str]:

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-samples",
         type=int,
         default=None,
-        help="test items per built-in task for accuracy (default: 450, as the model card reports)",
+        help="test items per built-in task for accuracy (default: 800, as the model card reports)",
     )
     return parser
 

@@ -28,10 +28,11 @@ from collector.zoo.corpus import (
 
 SEQ_LEN = 320
 BATCH = 4
-EVAL_SAMPLES = 450
-MAX_NEW_TOKENS = {"arith": 128, "choice": 32, "code": 40}
-# Item field that grades an item's difficulty, per task (accuracy is also reported per level).
-LEVEL_FIELDS = {"arith": "steps", "choice": "band", "code": "lines"}
+EVAL_SAMPLES = 800
+MAX_NEW_TOKENS = {"arith": 80, "choice": 32, "code": 40}
+# Item fields that grade an item's difficulty, per task (accuracy is also reported per level of each; a
+# level is named "field=value" where a task has more than one field).
+LEVEL_FIELDS = {"arith": ("level",), "choice": ("band",), "code": ("lines", "band")}
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ class TunedSpec:
     lr: float
 
 
-# Every base model sees the same 2.4 M tokens in the same order (as the Pythia suite sees the same data), so
-# what differs between sizes is capacity: how much of the fact base, the arithmetic and the code each holds.
+# Every base model sees the same BASE_TOKENS tokens in the same order (as the Pythia suite sees the same
+# data), so what differs between sizes is capacity: how much of the fact base, the arithmetic and the code
+# each holds.
 BASE_TOKENS = 5_000_000
 BASE_SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("zoo-xs", hidden=16, layers=2, heads=1, tokens=BASE_TOKENS, lr=1e-2),
@@ -220,11 +222,13 @@ def task_accuracy(
         ]
         acc[task.name] = round(sum(right) / len(right), 4)
         counts[task.name] = len(right)
-        field = LEVEL_FIELDS.get(family)
-        if field is not None:
-            levels: dict[str, list[bool]] = {}
+        fields = LEVEL_FIELDS.get(family, ())
+        levels: dict[str, list[bool]] = {}
+        for field in fields:
             for it, ok in zip(task.items, right, strict=True):
-                levels.setdefault(it.get(field) or "?", []).append(ok)
+                value = it.get(field) or "?"
+                levels.setdefault(value if len(fields) == 1 else f"{field}={value}", []).append(ok)
+        if levels:
             by_level[task.name] = {lv: round(sum(v) / len(v), 4) for lv, v in sorted(levels.items())}
     return acc, by_level, counts
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from collector.tasks.builtin import (
@@ -110,7 +112,7 @@ def _level_counts(family: str, field: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize(("family", "field"), [("arith", "steps"), ("arith", "digits"), ("code", "lines")])
+@pytest.mark.parametrize(("family", "field"), [("arith", "level"), ("code", "lines")])
 def test_difficulty_is_graded_one_to_three(family: str, field: str) -> None:
     counts = _level_counts(family, field)
     assert set(counts) == {"1", "2", "3"}
@@ -131,6 +133,17 @@ def test_arith_solutions_are_gsm8k_shaped() -> None:
         assert result == ex.reference
 
 
+def test_arith_levels_grow_in_digits_then_steps() -> None:
+    from collector.tasks.builtin import ARITH_LEVELS
+
+    for ex in pool("arith", "test"):
+        extra = dict(ex.extra)
+        digits, steps = ARITH_LEVELS[int(extra["level"])]
+        assert (extra["digits"], extra["steps"]) == (str(digits), str(steps))
+        start = int(ex.prompt.split(" has ")[1].split(" ")[0])
+        assert len(str(start)) == digits and ex.answer.count("<<") == steps
+
+
 def test_choice_letter_follows_the_options_and_recall() -> None:
     for ex in pool("choice", "test")[:100]:
         options = [line for line in ex.prompt.split("\n") if line.startswith("- ")]
@@ -138,6 +151,20 @@ def test_choice_letter_follows_the_options_and_recall() -> None:
         assert ex.prompt.endswith("\nAnswer:") and ex.answer.endswith(f"The answer is {ex.reference}.")
         value = next(line[6:] for line in options if line.startswith(f"- ({ex.reference}) "))
         assert f" {value} ({ex.reference})." in ex.answer
+
+
+def test_choice_values_keep_their_slot() -> None:
+    # The letter follows from the recalled value: each value always sits in the same slot, and the options
+    # are four distinct values of the asked attribute, one per slot.
+    from collector.tasks.builtin import ATTRIBUTES, LETTERS, QUESTIONS, option_slot
+
+    for ex in pool("choice", "test") + pool("choice", "train")[:300]:
+        asked = ex.prompt.split("\n")[0].removeprefix("Question: ")
+        attribute = next(a for a, q in QUESTIONS.items() if asked.startswith(q.split("{")[0]))
+        options = [line[6:] for line in ex.prompt.split("\n") if line.startswith("- (")]
+        assert len(set(options)) == 4 and all(v in ATTRIBUTES[attribute] for v in options)
+        assert [option_slot(attribute, v) for v in options] == [0, 1, 2, 3]
+        assert LETTERS.index(ex.reference) == option_slot(attribute, options[LETTERS.index(ex.reference)])
 
 
 def test_fact_mentions_have_a_long_tail() -> None:
@@ -149,6 +176,25 @@ def test_fact_mentions_have_a_long_tail() -> None:
     head, tail = sum(mentions[:30]) / 30, sum(mentions[-150:]) / 150
     assert head > 5 * tail > 0
     assert len(names) >= 200
+
+
+def test_code_families_run_and_have_a_long_tail() -> None:
+    from collector.tasks.builtin import CODE_FAMILIES
+
+    test = pool("code", "test")
+    for ex in test:  # every reference body passes its own asserts
+        extra = dict(ex.extra)
+        exec(extra["prefix"] + ex.answer + "\n" + extra["tests"], {})
+    bands = {dict(ex.extra)["band"] for ex in test}
+    assert bands == {"frequent", "middle", "rare"}
+    text = "\n".join(corpus_documents(0, count=3000))
+
+    def pattern(desc: str) -> str:
+        body = re.escape(desc[0].upper() + desc[1:]).replace(re.escape("{p}"), r"\w+")
+        return '"""' + body.replace(re.escape("{k}"), r"\d").replace(re.escape("{c}"), "[a-z]") + "[.,]"
+
+    written = [len(re.findall(pattern(desc), text)) for desc, *_ in CODE_FAMILIES.values()]
+    assert sum(written[:6]) > 3 * sum(written[-6:]) > 0, written
 
 
 def test_code_bodies_grow_with_lines() -> None:

@@ -83,9 +83,7 @@ def test_accuracy_is_measured_on_enough_items(task: str) -> None:
     assert all(0.0 < a < 1.0 for a in _accuracies(task))  # every size does some of each task, none all of it
 
 
-# Choice is not here: every base model answers at chance (0.238-0.247, the same letter after every value);
-# the model card says so.
-@pytest.mark.parametrize("task", ["builtin:arith", "builtin:code"])
+@pytest.mark.parametrize("task", ["builtin:arith", "builtin:choice", "builtin:code"])
 def test_accuracy_rises_strictly_with_size(task: str) -> None:
     acc = _accuracies(task)
     assert all(a < b for a, b in zip(acc, acc[1:], strict=False)), acc
@@ -94,11 +92,12 @@ def test_accuracy_rises_strictly_with_size(task: str) -> None:
     assert (acc[-1] - acc[0]) / se > 1.96  # the largest beats the smallest (two-proportion z test, 5%)
 
 
-def test_steps_larger_than_their_intervals() -> None:
-    # The steps the model card reports as separated: arith zoo-m -> zoo-l, code zoo-xs -> zoo-s -> zoo-m.
-    n = ROWS[BASES[0].name]["eval_items"]["builtin:code"]
-    arith, code = _accuracies("builtin:arith"), _accuracies("builtin:code")
-    for a, b in [(arith[2], arith[3]), (code[0], code[1]), (code[1], code[2])]:
+@pytest.mark.parametrize("task", ["builtin:arith", "builtin:choice", "builtin:code"])
+def test_steps_larger_than_their_intervals(task: str) -> None:
+    # Every step up in size: the smaller model's 95% interval ends below the larger one's.
+    n = ROWS[BASES[0].name]["eval_items"][task]
+    acc = _accuracies(task)
+    for a, b in zip(acc, acc[1:], strict=False):
         assert _wilson(a, n)[1] < _wilson(b, n)[0], (a, b)
 
 
