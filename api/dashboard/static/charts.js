@@ -62,8 +62,9 @@ async function fetchScaling(ctx) {
   const curves = [];
   for (const g of fitted) {
     const ratios = points.filter((p) => p.method === g.method && p.dataset === g.dataset).map((p) => p.param_ratio);
-    const lo = Math.min(...ratios) / 1.5;
-    const hi = Math.max(...ratios) * 1.5;
+    // Over the pairs' range only: a law says nothing about ratios no pair has.
+    const lo = Math.min(...ratios);
+    const hi = Math.max(...ratios);
     const grid = Array.from({ length: BAND_POINTS }, (_, i) => lo * (hi / lo) ** (i / (BAND_POINTS - 1)));
     const preds = await Promise.all(
       grid.map((ratio) =>
@@ -103,7 +104,7 @@ function sizeChart(id, field, title) {
 const ratio = {
   id: "scaling-ratio",
   title: "CoF vs parameter ratio R, with the fitted law",
-  note: "Points: pairs. Line: the paper's CoF = γ·R^(−α) + β per method and dataset; band: its 95% bootstrap interval (from /v1/scaling/predict), clipped to the plot. Below: the law the pairs support.",
+  note: "Points: pairs. Line: the paper's CoF = γ·R^(−α) + β fitted per method and dataset, drawn over the pairs' range of R only (where α is unidentified it is its log-linear limit, not a finding); band: its 95% bootstrap interval (from /v1/scaling/predict). Below: the law the pairs support.",
   routes: ["/v1/scaling", "/v1/scaling/predict"],
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
