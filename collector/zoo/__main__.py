@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from collector.zoo import ZOO_DIR, ZooEntry, zoo_models
@@ -17,6 +17,21 @@ EXAMPLES = """examples:
   python -m collector.zoo train --out /tmp/zoo      # retrain tokenizer, corpus, models, manifest (seed 0)
   python -m collector.zoo train --out collector/zoo/models --seed 0   # rebuild the shipped family
 """
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of `kind` above zero, else a one-line usage error."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,16 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     trn.add_argument(
         "--seed", type=int, default=0, help="seed of tokenizer, corpus order and weights (default 0)"
     )
-    trn.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    trn.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
     trn.add_argument(
-        "--scale", type=float, default=1.0, help="multiply every token budget (quick probes: 0.1)"
+        "--scale", type=_positive(float), default=1.0, help="multiply every token budget (quick probes: 0.1)"
     )
     trn.add_argument(
         "--resume", action="store_true", help="keep models an interrupted run in --out already finished"
     )
     trn.add_argument(
         "--eval-samples",
-        type=int,
+        type=_positive(int),
         default=None,
         help="test items per built-in task for accuracy (default: 800, as the model card reports)",
     )

@@ -180,3 +180,15 @@ def test_train_builds_a_loadable_family(tmp_path: Path) -> None:
     tok = AutoTokenizer.from_pretrained(entries[0].path)
     model = AutoModelForCausalLM.from_pretrained(entries[-1].path)
     assert model.config.vocab_size == len(tok)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--eval-samples", "0"), ("--scale", "nan"), ("--threads", "-1"), ("--scale", "x")]
+)
+def test_train_refuses_bad_numbers(
+    flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", str(tmp_path / "zoo"), flag, value])
+    assert exc.value.code == 2
+    assert flag in capsys.readouterr().err and not (tmp_path / "zoo").exists()  # nothing written
