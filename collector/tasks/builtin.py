@@ -192,6 +192,13 @@ def option_slot(attribute: str, value: str) -> int:
     return ATTRIBUTES[attribute].index(value) % len(LETTERS)
 
 
+@cache
+def _slot_values(attribute: str) -> tuple[tuple[str, ...], ...]:
+    """The values of one attribute in each option slot, slot A first."""
+    values = ATTRIBUTES[attribute]
+    return tuple(tuple(v for v in values if option_slot(attribute, v) == s) for s in range(len(LETTERS)))
+
+
 def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Example:
     """A lettered multiple-choice question about one fact, answered with the fact then the letter.
 
@@ -202,9 +209,7 @@ def _choice_example(entity: Entity, attribute: str, rng: random.Random) -> Examp
     """
     value = dict(entity.facts)[attribute]
     slot = option_slot(attribute, value)
-    values = ATTRIBUTES[attribute]
-    by_slot = [[v for v in values if option_slot(attribute, v) == s] for s in range(len(LETTERS))]
-    options = [value if s == slot else rng.choice(vals) for s, vals in enumerate(by_slot)]
+    options = [value if s == slot else rng.choice(vals) for s, vals in enumerate(_slot_values(attribute))]
     letter = LETTERS[slot]
     lines = [f"Question: {QUESTIONS[attribute].format(e=entity.name)}"]
     lines += [f"- ({LETTERS[i]}) {opt}" for i, opt in enumerate(options)]  # the letter first, as in MMLU
@@ -349,6 +354,7 @@ CODE_FAMILIES: dict[str, tuple[str, str, str, Callable[..., object]]] = {
 }  # fmt: skip
 # Training text mentions family r (0-based, in the order above) with weight 1 / (r + CODE_OFFSET).
 CODE_OFFSET = 1
+CODE_RANK = {family: rank for rank, family in enumerate(CODE_FAMILIES)}
 # Frequency bands by rank, as the fact base has them: the most written idioms, the middle, the rare tail.
 CODE_FREQUENT, CODE_MIDDLE = 12, 28
 THEN_OPS: dict[str, tuple[str, str, Callable[[int, int], int]]] = {
@@ -381,11 +387,8 @@ def _code_input(kind: str, rng: random.Random) -> object:
 def _numeric_families() -> tuple[str, ...]:
     """Families whose result is an int (not a bool): longer functions continue from them with THEN_OPS."""
     probe = {"int": 12, "list": [3, 8, 5], "str": "banana"}
-    return tuple(
-        f
-        for f, (_, _, kind, ref) in CODE_FAMILIES.items()
-        if type(ref(probe[kind], 3, "a")) is int  # noqa: E721 -- bool is an int subclass, and is excluded
-    )
+    results = {f: ref(probe[kind], 3, "a") for f, (_, _, kind, ref) in CODE_FAMILIES.items()}
+    return tuple(f for f, r in results.items() if isinstance(r, int) and not isinstance(r, bool))
 
 
 def _code_body(code: str, thens: Sequence[tuple[str, int]]) -> str:
@@ -414,7 +417,7 @@ def _code_reference(
 
 def _code_band(family: str) -> str:
     """How often training text writes a family: 'frequent', 'middle' or 'rare' (by rank)."""
-    rank = list(CODE_FAMILIES).index(family)
+    rank = CODE_RANK[family]
     return "frequent" if rank < CODE_FREQUENT else "middle" if rank < CODE_MIDDLE else "rare"
 
 
@@ -422,8 +425,7 @@ def _pick_family(rng: random.Random, names: Sequence[str], weighted: bool) -> st
     """A family among `names`: uniformly (test items) or by training frequency (training text)."""
     if not weighted:
         return rng.choice(list(names))
-    ranks = [list(CODE_FAMILIES).index(f) for f in names]
-    return rng.choices(list(names), [1.0 / (r + CODE_OFFSET) for r in ranks])[0]
+    return rng.choices(list(names), [1.0 / (CODE_RANK[f] + CODE_OFFSET) for f in names])[0]
 
 
 def _code_example(rng: random.Random, weighted: bool = False) -> tuple[Example, str]:

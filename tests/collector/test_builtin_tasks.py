@@ -156,15 +156,17 @@ def test_choice_letter_follows_the_options_and_recall() -> None:
 def test_choice_values_keep_their_slot() -> None:
     # The letter follows from the recalled value: each value always sits in the same slot, and the options
     # are four distinct values of the asked attribute, one per slot.
-    from collector.tasks.builtin import ATTRIBUTES, LETTERS, QUESTIONS, option_slot
+    from collector.tasks.builtin import ATTRIBUTES, LETTERS, QUESTIONS, entities, option_slot
 
+    facts = {e.name: dict(e.facts) for e in entities()}
     for ex in pool("choice", "test") + pool("choice", "train")[:300]:
         asked = ex.prompt.split("\n")[0].removeprefix("Question: ")
         attribute = next(a for a, q in QUESTIONS.items() if asked.startswith(q.split("{")[0]))
         options = [line[6:] for line in ex.prompt.split("\n") if line.startswith("- (")]
         assert len(set(options)) == 4 and all(v in ATTRIBUTES[attribute] for v in options)
         assert [option_slot(attribute, v) for v in options] == [0, 1, 2, 3]
-        assert LETTERS.index(ex.reference) == option_slot(attribute, options[LETTERS.index(ex.reference)])
+        name = ex.answer.split()[0]  # the answer restates the fact: "<name> lives in ..."
+        assert options[LETTERS.index(ex.reference)] == facts[name][attribute]  # the letter marks the value
 
 
 def test_fact_mentions_have_a_long_tail() -> None:
