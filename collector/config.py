@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from warehouse.errors import UserError
@@ -11,40 +13,53 @@ from warehouse.errors import UserError
 METHODS = ("oracle", "contrastive", "proxy", "speculative")
 ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
 DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
+DEFAULT_EXPERIMENT = "default"
+
+# Field metadata of a setting that does not define what a run is (how many samples, how it was batched or
+# placed, where it is filed): runs that differ only in these pool. Every other field changes the tokens or
+# their meaning, so it is part of the run's identity.
+NOT_DEFINING = {"defines": False}
+# Field metadata of the models of the pair: a run's identity without them is its setup (one scaling fit).
+PAIR = {"pair": True}
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One run: models, method, router, data and decoding settings (recorded in `runs.settings`)."""
 
-    llm: str
-    slm: str
+    llm: str = field(metadata=PAIR)
+    slm: str = field(metadata=PAIR)
     method: str = "oracle"
-    slm_tuned: str | None = None
+    slm_tuned: str | None = field(default=None, metadata=PAIR)
     router: str = "always"
     threshold: float | None = None
     router_model: str | None = None
     dataset: str | None = None
     dataset_path: str | None = None
     prompts: str | None = None
-    samples: int | None = None
+    samples: int | None = field(default=None, metadata=NOT_DEFINING)  # a second batch of samples pools
     seed: int = 0
     shots: int | None = None
-    batch_size: int = 16
+    batch_size: int = field(default=16, metadata=NOT_DEFINING)
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     draft_k: int = 5
     draft_stop: str | None = None
     draft_threshold: float | None = None
-    calibrate: bool = True  # time both models' forwards and the LLM's generate at the start of the run
+    # time both models' forwards and the LLM's generate at the start of the run
+    calibrate: bool = field(default=True, metadata=NOT_DEFINING)
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
     device: str | None = None
     dtype: str | None = None
-    device_map: str | None = None  # accelerate's placement over one machine's GPUs ("auto")
+    # accelerate's placement over one machine's GPUs ("auto")
+    device_map: str | None = field(default=None, metadata=NOT_DEFINING)
     truncate_prompt: bool = False
+    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata=NOT_DEFINING)  # the named set of runs
+    # run a pair whose System 2 is not larger than System 1 (counted parameters)
+    allow_inverted: bool = field(default=False, metadata=NOT_DEFINING)
 
     def settings(self) -> dict[str, Any]:
         """The JSON-able settings recorded with the run."""
@@ -55,6 +70,20 @@ class RunConfig:
         """Rebuild a config from recorded settings (unknown keys ignored)."""
         names = {f.name for f in fields(RunConfig)}
         return RunConfig(**{k: v for k, v in data.items() if k in names})
+
+    def identity_values(self, **resolved: Any) -> dict[str, Any]:
+        """The settings that define the run (its tokens or their meaning), with `resolved` values (the
+        models' names, the device and dtype the run used) in place of what was asked for."""
+        values = {**asdict(self), **resolved}
+        return {f.name: values[f.name] for f in fields(RunConfig) if f.name in DEFINING}
+
+    def changed_settings(self) -> dict[str, Any]:
+        """The defining settings not at their default, beyond the pair (what tells two cells apart)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(RunConfig)
+            if f.name in DEFINING and not f.metadata.get("pair") and getattr(self, f.name) != f.default
+        }
 
     @property
     def greedy(self) -> bool:
@@ -91,6 +120,8 @@ class RunConfig:
             return f"--draft-stop applies to --method speculative only, not {self.method}"
         if (self.prompts is None) == (self.dataset is None):
             return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
+        if not self.experiment.strip():
+            return "--experiment is empty; name the experiment (or leave it out for 'default')"
         return None
 
     def _number_problem(self) -> str | None:
@@ -113,6 +144,22 @@ class RunConfig:
         if not 0.0 <= self.alpha <= 1.0:
             return f"--alpha {self.alpha} is outside [0, 1] (the paper uses 0.1)"
         return None
+
+
+DEFINING: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.metadata.get("defines", True))
+PAIR_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.metadata.get("pair"))
+
+
+def settings_hash(values: dict[str, Any]) -> str:
+    """A short stable hash of JSON-able settings (migration 0007 holds a copy for existing runs)."""
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_identity(values: dict[str, Any]) -> tuple[str, str]:
+    """(identity, setup) of a run's defining settings: all of them, and all but the pair's models."""
+    setup = {k: v for k, v in values.items() if k not in PAIR_SETTINGS}
+    return settings_hash(values), settings_hash(setup)
 
 
 FLOAT_SETTINGS = ("threshold", "temperature", "top_p", "alpha", "lam", "weight", "draft_threshold")

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from collector.batch import batch_tables
-from collector.config import RunConfig
+from collector.config import RunConfig, run_identity
 from collector.costs import Cost, baseline_cost, calibrate, pairs_baseline
 from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
@@ -23,6 +23,7 @@ from collector.modeling import LoadedModel, load_model_cached, pick_device, pick
 from collector.prompts import check_prompt_length, load_prompts_file
 from collector.tasks.base import Task, TaskItem
 from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
+from warehouse.errors import UserError
 from warehouse.ingest import IngestReport, ingest_pending
 from warehouse.migrate import require_head
 from warehouse.settings import staging_dir
@@ -89,12 +90,24 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     llm = load_model_cached(config.llm, device, dtype, place)
     slm = load_model_cached(config.slm, device, dtype, place)
     tuned = load_model_cached(config.slm_tuned, device, dtype, place) if config.slm_tuned else None
+    check_sizes(config, llm, slm)
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     from collector.routers import build_router
 
     router = build_router(config)
     return CollectContext(llm, slm, vocab, config, task.stop_strings, tuned, router, generator)
+
+
+def check_sizes(config: RunConfig, llm: LoadedModel, slm: LoadedModel) -> None:
+    """Refuse a pair whose System 2 is not larger than System 1 by counted parameters (a swapped pair),
+    unless asked for; one model alone (a baseline) is no pair."""
+    if config.allow_inverted or llm.name == slm.name or llm.params > slm.params:
+        return
+    raise UserError(
+        f"System 2 (--llm {config.llm}) has {llm.params:,} parameters, not more than System 1 "
+        f"(--slm {config.slm}) with {slm.params:,}; swap --llm and --slm, or pass --allow-inverted"
+    )
 
 
 def context_length(model: LoadedModel) -> int:
@@ -165,6 +178,11 @@ def ingest_now(warehouse: Path, run_key: str) -> tuple[IngestReport | None, int 
 def manifest_for(config: RunConfig, ctx: CollectContext, task: Task, run_key: str) -> RunManifest:
     """The run's manifest: settings plus the models as the warehouse records them."""
     models = tuple(m.info() for m in (ctx.llm, ctx.slm, ctx.slm_tuned) if m is not None)
+    device, dtype = str(ctx.device), str(next(ctx.llm.model.parameters()).dtype).removeprefix("torch.")
+    tuned = ctx.slm_tuned.name if ctx.slm_tuned else None
+    names = {"llm": ctx.llm.name, "slm": ctx.slm.name, "slm_tuned": tuned}
+    resolved = {**names, "device": device, "dtype": dtype}
+    identity, setup = run_identity(config.identity_values(**resolved))
     return RunManifest(
         run_key=run_key,
         created_at=datetime.now().isoformat(),
@@ -179,10 +197,13 @@ def manifest_for(config: RunConfig, ctx: CollectContext, task: Task, run_key: st
         seed=config.seed,
         temperature=config.temperature,
         top_p=config.top_p,
-        device=str(ctx.device),
-        dtype=str(next(ctx.llm.model.parameters()).dtype).removeprefix("torch."),
+        device=device,
+        dtype=dtype,
         settings=config.settings(),
         models=models,
+        experiment=config.experiment,
+        identity=identity,
+        setup=setup,
     )
 
 

@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --samples 32
   python -m collector.run --llm ./pythia-1b --slm ./pythia-70m --method oracle \\
       --prompts prompts.jsonl --samples 100 --batch-size 16 --max-new-tokens 128 --warehouse runs.duckdb
+  python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-s --dataset builtin:arith --experiment tau-sweep \
+      --router entropy --threshold 1.5                    # filed under experiment tau-sweep
   python -m collector.run --resume 7                        # continue run 7 after its last committed sample
 """
 
@@ -65,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", help="float32, bfloat16, float16 (default: bf16 on CUDA, fp32 on CPU)")
     add("--device-map", help="auto: place each model over this machine's GPUs (accelerate), for big models")
     add("--truncate-prompt", action="store_true", help="cut over-long prompts from the left")
+    add("--experiment", default=DEFAULTS["experiment"],
+        help="the named set of runs this run joins (analyses read one experiment at a time)")  # fmt: skip
+    add("--allow-inverted", action="store_true", default=None,
+        help="run a pair whose System 2 (--llm) is not larger than System 1 (--slm) by counted "
+             "parameters")  # fmt: skip
     add_warehouse_argument(p)
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
     add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")

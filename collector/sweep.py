@@ -40,6 +40,7 @@ EXAMPLE = """example CONFIG.toml (any run setting may be set sweep-wide or in an
   routers = [{router = "always"}, {router = "entropy", threshold = [1.0, 1.5, 2.0]}]
   samples = 32
   max_new_tokens = 64
+  experiment = "tau-grid"                                         # default: the file's stem
   [[datasets]]
   name = "gsm8k"
   path = "data/gsm8k/test.jsonl"
@@ -182,6 +183,7 @@ def load_plan(ref: str, device_map: str | None) -> SweepPlan:
         raise SweepError(f"{path} is not valid TOML: {exc}") from exc
     if device_map:
         spec = {**spec, "device_map": device_map}
+    spec.setdefault("experiment", path.stem)  # a sweep is an experiment, named after its file by default
     return plan(spec)
 
 

@@ -10,17 +10,18 @@ import sqlalchemy as sa
 
 from warehouse.db import (
     STORAGE_VERSION,
-    WarehouseError,
     WarehouseLocked,
     convert_storage,
     duckdb_connection,
     is_lock_error,
 )
+from warehouse.errors import UserError
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
 from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
 from warehouse.quarantine import quarantined_shards
+from warehouse.runs import add_runs_parser, runs_command
 from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.sql import sql_door
 from warehouse.staging import batch_dirs
@@ -34,6 +35,9 @@ EXAMPLES = """examples:
   python -m warehouse rebuild-summaries             # recompute the summary tables from token_events
   python -m warehouse sql "SELECT * FROM run_cof"   # run SQL on the file, read-only (no query: stdin)
   python -m warehouse downgrade base                # remove the schema (and all data)
+  python -m warehouse runs list --experiment default  # runs, their tags and exclusion
+  python -m warehouse runs exclude 12               # out of every analysis until `runs include 12`
+  python -m warehouse runs delete 12 --yes          # its rows everywhere, in one transaction
 """
 
 
@@ -60,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("rebuild-summaries", help="recompute the summary tables from token_events")
     sql = sub.add_parser("sql", help="run SQL on the file opened read-only (no query: read stdin)")
     sql.add_argument("query", nargs="?", help="SQL text; one or more statements")
+    add_runs_parser(sub)
     for p in sub.choices.values():
         p.add_argument("--warehouse", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -174,6 +179,8 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
         print(f"summary tables rebuilt from {events} token events")
     elif args.command == "sql":
         return sql_door(path, args.query)
+    elif args.command == "runs":
+        return runs_command(args, path)
     return 0
 
 
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except WarehouseLocked as exc:
         print(f"error: {exc}. Stop the other process (or let the API ingest) and try again.", file=sys.stderr)
         return 2
-    except WarehouseError as exc:
+    except UserError as exc:  # WarehouseError among them
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -62,7 +62,12 @@ class IngestReport:
 
 def new_run_row(manifest: RunManifest) -> dict[str, Any]:
     """The `runs` row of a new run: each of the manifest's column fields, as the table stores it."""
-    row = {f.name: getattr(manifest, f.name) for f in fields(manifest) if f.metadata.get("runs_column", True)}
+    # A field left None takes the column's default (NULL; `default` for the experiment).
+    row = {
+        f.name: getattr(manifest, f.name)
+        for f in fields(manifest)
+        if f.metadata.get("runs_column", True) and getattr(manifest, f.name) is not None
+    }
     row["created_at"] = datetime.fromisoformat(manifest.created_at)
     row["settings"] = json.dumps(manifest.settings, sort_keys=True)
     row["status"] = "running"

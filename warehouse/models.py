@@ -15,6 +15,7 @@ from sqlalchemy import (
     Sequence,
     SmallInteger,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -83,6 +84,15 @@ class Run(Base):
     tokens_per_s: Mapped[float | None] = mapped_column(Double, info=NOT_A_GROUPING)
     # why a `failed` run failed, with what to do
     error: Mapped[str | None] = mapped_column(Text, info=NOT_A_GROUPING)
+    # The named set of runs it belongs to (`--experiment`, a sweep's name); analyses read one at a time.
+    experiment: Mapped[str] = mapped_column(Text, server_default="default")
+    # Hashes of the settings that define the run (collector.config.run_identity): runs pool only when
+    # equal in all of them; `setup` leaves out the pair's models (the runs of one scaling fit).
+    identity: Mapped[str | None] = mapped_column(Text)
+    setup: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[str] = mapped_column(Text, server_default="[]", info=NOT_A_GROUPING)  # JSON list of text
+    # Kept, but out of every analysis until included again (`python -m warehouse runs exclude|include`).
+    excluded: Mapped[bool] = mapped_column(Boolean, server_default=false(), info=NOT_A_GROUPING)
 
 
 class Sample(Base):

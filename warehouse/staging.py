@@ -148,6 +148,10 @@ class RunManifest:
     models: tuple[ModelInfo, ...] = field(metadata={"runs_column": False})  # rows of `models`
     slm_tuned: str | None = None
     threshold: float | None = None
+    experiment: str | None = "default"  # the named set of runs it belongs to
+    # hashes of the settings that define the run, with and without the pair (collector.config.run_identity)
+    identity: str | None = None
+    setup: str | None = None
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> RunManifest:

@@ -48,6 +48,13 @@ class RunPublic(BaseModel):
     error: str | None = Field(description="why a run failed or lost samples (null when it did not)")
     run_key: str = Field(description="the run's key (staging folder; `--resume` accepts it)")
     settings: dict[str, Any] = Field(description="every setting the run was collected with (RunConfig)")
+    experiment: str = Field(description="the named set of runs it belongs to")
+    identity: str | None = Field(
+        description="hash of the settings that define the run: runs pool only when equal in it"
+    )
+    setup: str | None = Field(description="the identity without the pair's models (one scaling fit)")
+    tags: list[str] = Field(description="tags given with `python -m warehouse runs tag` (read-only here)")
+    excluded: bool = Field(description="out of every analysis (`python -m warehouse runs exclude`)")
     n_samples: int
     seed: int
     temperature: float
@@ -86,7 +93,8 @@ RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs"
 
 def stored_run(row: dict[str, Any]) -> RunPublic:
     """A runs row with its status as stored (a function of the data alone: cached)."""
-    return RunPublic.model_validate({**row, "settings": json.loads(row["settings"] or "{}")})
+    parsed = {"settings": json.loads(row["settings"] or "{}"), "tags": json.loads(row["tags"] or "[]")}
+    return RunPublic.model_validate({**row, **parsed})
 
 
 def shown_run(run: RunPublic, settings: ApiSettings) -> RunPublic:
@@ -114,6 +122,7 @@ def list_runs(
     router: RouterName | None = None,
     dataset: str | None = None,
     status: Status | None = None,
+    experiment: str | None = None,
     limit: Limit = 100,
     cursor: PageCursor = None,
     timeout_ms: TimeoutMs = None,
@@ -122,7 +131,8 @@ def list_runs(
     after = decode_cursor(cursor, ("after",))
     where: list[str] = ["r.run_id > ?"]
     params: list[object] = [after["after"] if after else -1]
-    given = {"llm": llm, "slm": slm, "method": method, "router": router, "dataset": dataset, "status": status}
+    given = {"llm": llm, "slm": slm, "method": method, "router": router, "dataset": dataset, "status": status,
+             "experiment": experiment}  # fmt: skip
     # `stale` is not stored: it is a running run whose collector is gone (checked per row below).
     stale_only = status == "stale"
     if stale_only:

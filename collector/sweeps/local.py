@@ -58,10 +58,14 @@ def run_cell(config: RunConfig, warehouse: Path, seen: dict[RunConfig, tuple[int
         return CellOutcome(config, "failed", error=str(exc))
 
 
+LABELLED = ("method", "router", "threshold", "dataset", "prompts")  # in the label's own words
+
+
 def label(c: RunConfig) -> str:
-    """A cell in one line."""
+    """A cell in one line: the pair, method, router, data and every other defining setting changed."""
     router = c.router if c.threshold is None else f"{c.router}<{c.threshold}>"
-    return f"{c.llm} + {c.slm} {c.method}/{router} {c.dataset or c.prompts}"
+    rest = " ".join(f"{k}={v}" for k, v in c.changed_settings().items() if k not in LABELLED)
+    return f"{c.llm} + {c.slm} {c.method}/{router} {c.dataset or c.prompts}" + (f" {rest}" if rest else "")
 
 
 def outcome_line(i: int, n: int, out: CellOutcome) -> str:

@@ -125,7 +125,7 @@ def test_groupable_run_columns_and_their_types_come_from_the_runs_model() -> Non
     """What may be grouped or filtered by, and the polars type of each, as the `runs` model declares them."""
     assert RUN_COLUMNS == (
         "run_id", "run_key", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "status",
-        "n_samples", "seed", "temperature", "top_p", "device", "dtype",
+        "n_samples", "seed", "temperature", "top_p", "device", "dtype", "experiment", "identity", "setup",
     )  # fmt: skip
     names = ("run_id", "n_samples", "seed", "threshold", "top_p", "llm", "slm_tuned", "not_a_column")
     types = (pl.Int64, pl.Int32, pl.Int64, pl.Float64, pl.Float64, pl.Utf8, pl.Utf8, pl.Utf8)

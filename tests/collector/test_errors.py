@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -375,3 +376,24 @@ def test_a_run_with_a_quarantined_shard_is_failed_until_resume_collects_it_again
         assert con.execute("SELECT count(DISTINCT sample_id), count(*) FROM samples").fetchall() == [(6, 6)]
     assert warehouse_main(["status", "--warehouse", str(warehouse_path)]) == 0
     assert "nothing is missing any more" in capsys.readouterr().out
+
+
+def test_swapped_pair_is_refused_with_both_counts(
+    capsys: pytest.CaptureFixture[str], tiny_models: TinyModels, warehouse_path: Path, prompts_file: Path
+) -> None:
+    swapped = ("--llm", str(tiny_models.slm), "--slm", str(tiny_models.llm), "--prompts", str(prompts_file))
+    code, out = _run(capsys, *swapped, "--samples", "2", "--warehouse", str(warehouse_path))
+    assert code == 2
+    found = re.search(r"has ([\d,]+) parameters, not more than .* with ([\d,]+);", out)
+    assert found, out
+    counts = [int(n.replace(",", "")) for n in found.groups()]
+    assert counts[0] < counts[1]
+    assert "swap --llm and --slm, or pass --allow-inverted" in out
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
+    code, out = _run(capsys, *swapped, "--samples", "1", "--no-calibrate", "--warehouse", str(warehouse_path),
+                     "--allow-inverted")  # fmt: skip
+    assert code == 0
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        got = con.execute("SELECT name, params FROM models ORDER BY params").fetchall()
+    assert [p for _, p in got] == sorted(counts)

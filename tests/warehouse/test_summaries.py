@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -163,7 +164,7 @@ def _fill_behind_head(path: Path) -> None:
     with duckdb_connection(path) as con:  # the 0003 ingest path: events only, no summaries
         m = read_manifest(writer.run_dir)
         assert m is not None
-        run_id = ensure_run(con, m)
+        run_id = ensure_run(con, replace(m, experiment=None, identity=None, setup=None))  # not columns yet
         for shard in batch_dirs(writer.run_dir):
             insert_batch(con, run_id, read_arrow(shard / SAMPLES_FILE), read_arrow(shard / EVENTS_FILE))
             shutil.rmtree(shard)
@@ -175,10 +176,11 @@ def test_migration_backfills_and_views_keep_their_output(tmp_path: Path) -> None
     views = ("run_cof", "pair_cof", "position_profile", "entropy_profile")
     with duckdb.connect(str(path), read_only=True) as con:
         old = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall()) for v in views}
+        columns = {v: ", ".join(d[0] for d in con.execute(f"SELECT * FROM {v}").description) for v in views}
     upgrade(path)
     check(path)  # the migration's copy of the summing SQL agrees with warehouse.summaries
-    with duckdb.connect(str(path), read_only=True) as con:
-        new = {v: sorted(con.execute(f"SELECT * FROM {v}").fetchall()) for v in views}
+    with duckdb.connect(str(path), read_only=True) as con:  # the views' columns at 0003, as they were
+        new = {v: sorted(con.execute(f"SELECT {columns[v]} FROM {v}").fetchall()) for v in views}
         plan = con.execute("EXPLAIN SELECT * FROM position_profile").fetchall()[0][1]
     assert new == old and "token_events" not in plan
     downgrade(path, "0003")

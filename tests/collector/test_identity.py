@@ -1,0 +1,43 @@
+"""A run's identity: the settings that change its tokens or their meaning, derived from RunConfig."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from collector.config import DEFINING, PAIR_SETTINGS, RunConfig, run_identity
+from collector.sweeps.local import label
+
+BASE = RunConfig(llm="L", slm="S", dataset="builtin:arith", router="entropy", threshold=1.0)
+
+
+def ids(c: RunConfig) -> tuple[str, str]:
+    return run_identity(c.identity_values(device="cpu", dtype="float32"))
+
+
+def test_every_field_defines_the_run_or_is_marked_not_to() -> None:
+    assert set(DEFINING) | {"samples", "batch_size", "calibrate", "device_map", "experiment",
+                            "allow_inverted"} == {f.name for f in fields(RunConfig)}  # fmt: skip
+    assert {"device", "dtype", "seed", "temperature", "draft_k", "threshold", "dataset_path"} <= set(DEFINING)
+
+
+def test_runs_differing_in_a_defining_setting_differ_in_identity() -> None:
+    changed = {"threshold": 2.0, "draft_k": 2, "lam": 1.5, "seed": 1, "max_new_tokens": 8, "shots": 0}
+    for name, value in changed.items():
+        other = replace(BASE, **{name: value})  # type: ignore[arg-type]
+        assert ids(other)[0] != ids(BASE)[0], name
+        assert ids(other)[1] != ids(BASE)[1], name  # and in setup: not one scaling fit
+    assert run_identity(BASE.identity_values(device="cuda", dtype="float32"))[0] != ids(BASE)[0]
+
+
+def test_runs_equal_in_all_defining_settings_pool() -> None:
+    for name, value in {"samples": 8, "batch_size": 4, "experiment": "x", "calibrate": False}.items():
+        assert ids(replace(BASE, **{name: value})) == ids(BASE), name  # type: ignore[arg-type]
+    other_pair = replace(BASE, llm="M")
+    assert ids(other_pair)[0] != ids(BASE)[0] and ids(other_pair)[1] == ids(BASE)[1]
+    assert set(PAIR_SETTINGS) == {"llm", "slm", "slm_tuned"}
+
+
+def test_sweep_label_tells_cells_apart_by_their_settings() -> None:
+    spec = RunConfig(llm="L", slm="S", dataset="builtin:arith", method="speculative")
+    assert label(replace(spec, draft_k=2)) != label(replace(spec, draft_k=4))
+    assert "draft_k=2" in label(replace(spec, draft_k=2))
