@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: setup browser run test lint typecheck pytest bench clean
+.PHONY: setup browser sandbox run test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,7 +24,15 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the dashboard tests need Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-run: setup
+# Code tasks (MBPP, HumanEval, builtin:code) run generated code only inside Debian's bubblewrap, with the
+# system /usr/bin/python3. Without them the collector refuses code tasks (one line) and their tests fail.
+sandbox:
+	@{ command -v bwrap && test -x /usr/bin/python3; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3; \
+	  else echo "code tasks need bubblewrap and the system python3: sudo apt-get install bubblewrap python3" >&2; fi; }
+
+run: setup sandbox
 	$(BIN)/python -m warehouse upgrade
 	$(BIN)/python -m collector.run
 
@@ -35,7 +43,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup browser
+pytest: setup browser sandbox
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest

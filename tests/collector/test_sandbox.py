@@ -1,287 +1,357 @@
-"""The sandbox runs real child processes: hostile programs fail with a clear reason, the parent unharmed."""
+"""Generated code runs in real bubblewrap: each escape of issue 21 fails, verdicts cannot be forged, and
+nothing of a run is left afterwards (checked by process group, by PID namespace and by command line)."""
 
 from __future__ import annotations
 
 import os
 import resource
+import secrets
 import socket
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from collector.tasks.sandbox import CodeResult, run_code, sandbox_description
+from collector.run import main as run_main
+from collector.tasks import load_task
+from collector.tasks.base import TaskItem
+from collector.tasks.checkers import code_verdict
+from collector.tasks.codecheck import CodeVerdict
+from collector.tasks.sandbox import NOBODY, processes_left, run_job, sandbox_description, sandbox_problem
+from warehouse.errors import UserError
 
-
-def run(program: str, **kwargs: float) -> CodeResult:
-    """Run a dedented program in the sandbox."""
-    return run_code(textwrap.dedent(program), **kwargs)  # type: ignore[arg-type]
-
-
-def test_a_clean_program_passes_and_its_output_comes_back() -> None:
-    result = run("""
-        def add(a, b):
-            return a + b
-        assert add(2, 3) == 5
-        print("all good")
-    """)
-    assert result.passed, result
-    assert result.reason == "passed"
-    assert result.returncode == 0
-    assert "all good" in result.stdout
-
-
-def test_a_failing_assert_fails_and_names_the_line() -> None:
-    result = run("""
-        def add(a, b):
-            return a - b
-        assert add(2, 3) == 5
-    """)
-    assert not result.passed
-    assert result.reason.startswith("failed: AssertionError at line 4")
-    assert "assert add(2, 3) == 5" in result.reason
-    assert "AssertionError" in result.stderr
-
-
-def test_syntax_errors_and_exceptions_fail() -> None:
-    assert run("def f(:\n    pass\n").reason.startswith("failed: SyntaxError")
-    assert run("{}['missing']\n").reason.startswith("failed: KeyError at line 1")
-
-
-def test_an_infinite_loop_is_killed_at_the_wall_timeout() -> None:
-    start = time.monotonic()
-    result = run("while True:\n    pass\n", timeout_s=1.0)
-    assert not result.passed and result.timed_out
-    assert result.reason.startswith("timeout: still running after 1 s")
-    assert time.monotonic() - start < 3.0
-
-
-def test_a_timed_out_program_leaves_no_process_behind() -> None:
-    result = run(
-        """
-        import os, sys, time
-        print(os.getpid(), flush=True)
-        time.sleep(60)
-    """,
-        timeout_s=1.0,
-    )
-    assert result.timed_out
-    pid = int(result.stdout.split()[0])
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-
-
-def test_a_fork_bomb_is_refused() -> None:
-    result = run(
-        """
-        import os
-        while True:
-            os.fork()
-    """,
-        timeout_s=2.0,
-    )
-    assert not result.passed
-    assert result.reason == "blocked: process creation (os.fork)"
-
-
-@pytest.mark.parametrize(
-    "program",
-    [
-        "import subprocess\nsubprocess.run(['true'])\n",
-        "import _posixsubprocess\n",
-        "import os\nos.system('true')\n",
-        "import os\nos.execv('/bin/true', ['true'])\n",
-        "import multiprocessing\nmultiprocessing.Process(target=print).start()\n",
-    ],
+ROOT = Path(__file__).resolve().parents[2]
+HOST_PID = os.getpid()
+SECRET = secrets.token_hex(16)  # an expected value no program can know
+# Each escape is the body of `escaped()`, which answers 'yes' only if every line of it succeeded.
+ESCAPE = TaskItem("escape", "p", None, (("tests", "assert escaped() == 'yes'"), ("timeout_s", "3")))
+# Forgeries against both ways of deciding: literals compared here, and a check replayed without the program.
+FORGE_HERE = TaskItem("forge", "p", None, (("tests", f"assert mystery(3) == {SECRET!r}"),))
+FORGE_REPLAYED = TaskItem(
+    "forge-replayed",
+    "p",
+    None,
+    (
+        ("prefix", "def mystery(x):\n"),
+        ("tests", f"def check(candidate):\n    assert candidate(3) == {SECRET!r}\n\ncheck(mystery)\n"),
+        ("entry_point", "mystery"),
+    ),
 )
-def test_every_way_of_starting_a_process_is_refused(program: str) -> None:
-    result = run(program)
-    assert not result.passed
-    assert result.reason.startswith("blocked: process creation"), result.reason
 
 
-def test_a_memory_hog_hits_the_memory_limit() -> None:
-    result = run(
-        """
-        hog = []
-        while True:
-            hog.append(bytearray(16 * 1024 * 1024))
-    """,
-        memory_mb=128,
-        timeout_s=3.0,
-    )
-    assert not result.passed
-    assert result.reason.startswith("memory limit: the program needed more than 128 MB"), result.reason
+def escape(attempt: str) -> str:
+    body = textwrap.indent(textwrap.dedent(attempt).strip(), "        ")
+    head = "import gc, os, signal, socket, sys, time\ndef escaped():\n    try:\n"
+    return f"{head}{body}\n    except BaseException:\n        return 'no'\n    return 'yes'\n"
 
 
-def test_one_huge_allocation_hits_the_memory_limit() -> None:
-    result = run("big = bytearray(8 * 1024 ** 3)\n")
-    assert result.reason.startswith("memory limit"), result.reason
+def escapes(outside: Path, port: int) -> dict[str, str]:
+    """Every escape the issue observed, aimed at real things of this process and machine."""
+    return {
+        "pidfd signal to the collector": f"""
+            signal.pidfd_send_signal(os.pidfd_open({HOST_PID}), signal.SIGKILL)""",
+        "pidfd signal to the parent, then kill the collector": f"""
+            signal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGKILL)
+            os.kill({HOST_PID}, signal.SIGKILL)""",
+        "create a file outside through dir_fd": f"""
+            fd = os.open({str(outside)!r}, os.O_RDONLY)
+            os.close(os.open('created.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd))""",
+        "create a file in / through dir_fd": """
+            fd = os.open('/', os.O_RDONLY)
+            os.close(os.open('created.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd))""",
+        "remove a file outside through dir_fd": f"""
+            os.remove('victim.txt', dir_fd=os.open({str(outside)!r}, os.O_RDONLY))""",
+        "remove the interpreter through dir_fd": """
+            os.remove('python3', dir_fd=os.open('/usr/bin', os.O_RDONLY))""",
+        "read /etc/shadow": "open('/etc/shadow').read()",
+        "list /root": "os.listdir('/root')",
+        "read the project's files": f"open({str(ROOT / 'README.md')!r}).read()",
+        "read the warehouse": f"open({str(outside / 'warehouse.duckdb')!r}, 'rb').read()",
+        "reach the network": f"""
+            socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'out')""",
+        "bind beside a real interface": """
+            s = socket.socket()
+            s.bind(('0.0.0.0', 0))
+            assert [name for _, name in socket.if_nameindex() if name != 'lo']""",
+        "fork 1,000 processes": """
+            for _ in range(1000):
+                if os.fork() == 0:
+                    os.execv('/usr/bin/sleep', ['sleep', '57.25'])""",
+        "leave a daemonised grandchild": """
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.execv('/usr/bin/sleep', ['sleep', '58.25'])
+                os._exit(0)
+            os.wait()
+            time.sleep(0.2)
+            raise RuntimeError('the daemon runs; does it outlive the check?')""",
+        "switch off the harness through gc": """
+            for o in gc.get_objects():
+                if callable(o) and getattr(o, '__module__', '') != '__main__':
+                    try:
+                        o.__code__ = (lambda *a, **k: 'yes').__code__
+                    except (AttributeError, TypeError, ValueError):
+                        pass
+            raise RuntimeError('nothing left to switch off')""",
+    }
 
 
-def test_the_limits_are_in_force_inside_the_child() -> None:
-    result = run(
-        """
-        import resource
-        assert resource.getrlimit(resource.RLIMIT_AS)[0] == 256 * 1024 * 1024
-        assert resource.getrlimit(resource.RLIMIT_CPU)[0] == 3
-        assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
-    """,
-        memory_mb=256,
-        timeout_s=2.0,
-    )
-    assert result.passed, result
+# The bodies of `mystery(x)`: each tries to pass without knowing the expected value.
+FORGERIES = {
+    "exit 0 early": "import os\nos._exit(0)",
+    "print passed and fake records on every descriptor": """
+        import json, os
+        lines = [{"kind": "ran"}, {"kind": "call", "name": "mystery", "key": "", "value": "guess"},
+                 {"kind": "passed"}]
+        for fd in range(0, 64):
+            for line in lines:
+                try:
+                    os.write(fd, (json.dumps(line) + "\\n").encode())
+                except OSError:
+                    pass
+        print("passed")
+        os._exit(0)""",
+    "read the runner's frames, job and memory for the answer": """
+        import gc, re, sys
+        seen, hexes = [], re.compile(r"'([0-9a-f]{32})'|\\b([0-9a-f]{32})\\b")
+        frame = sys._getframe()
+        while frame is not None:
+            seen += [repr(frame.f_locals), repr(frame.f_globals), repr(frame.f_code.co_consts)]
+            frame = frame.f_back
+        seen += [repr(o)[:100000] for o in gc.get_objects() if isinstance(o, (dict, list, tuple))]
+        try:
+            seen.append(open('/run/fsgen/job.json').read())
+        except OSError:
+            pass
+        for text in seen:
+            for found in hexes.finditer(text):
+                return found.group(1) or found.group(2)
+        return 'nothing found'""",
+    "call the harness's own writer through gc": """
+        import gc, types
+        for o in gc.get_objects():
+            if isinstance(o, types.FunctionType) and o.__name__ in ('emit', 'recorded', 'lookup'):
+                for entry in ({"kind": "call", "name": "mystery", "key": "", "value": "guess"},
+                              {"kind": "passed"}):
+                    try:
+                        o(entry)
+                    except Exception:
+                        pass
+        return 'guess'""",
+}
 
 
-def test_raising_the_limits_is_refused() -> None:
-    result = run("""
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    """)
-    assert result.reason == "blocked: changing resource limits"
+def forgery_answers(body: str) -> tuple[str, str]:
+    """(whole program that also runs the forgery at import, function body) for the two forgery items."""
+    indented = textwrap.indent(textwrap.dedent(body).strip(), "    ")
+    return f"def mystery(x):\n{indented}\n\nmystery(0)\n", indented + "\n"
 
 
-def test_a_write_outside_the_scratch_folder_is_refused(tmp_path: Path) -> None:
-    target = tmp_path / "escaped.txt"
-    result = run(f"open({str(target)!r}, 'w').write('pwned')\n")
-    assert not result.passed
-    assert result.reason == f"blocked: writing outside the scratch folder ({target})"
-    assert not target.exists()
-
-
-@pytest.mark.parametrize(
-    "program",
-    [
-        "import os\nos.open({path!r}, os.O_WRONLY | os.O_CREAT)\n",
-        "import pathlib\npathlib.Path({path!r}).write_text('x')\n",
-        "open('../escaped.txt', 'w')\n",
-        "import os\nos.chdir('/')\nopen({path!r}[1:], 'a')\n",
-        "import os\nos.symlink({path!r}, 'link')\nopen('link', 'w')\n",
-        "try:\n    open({path!r}, 'w')\nexcept PermissionError:\n    pass\n",
-    ],
-)
-def test_writes_outside_by_any_route_are_refused(tmp_path: Path, program: str) -> None:
-    target = tmp_path / "escaped.txt"
-    result = run(program.format(path=str(target)))
-    assert not result.passed
-    assert result.reason.startswith("blocked:"), result.reason
-    assert not target.exists()
-
-
-def test_deleting_or_renaming_files_outside_is_refused(tmp_path: Path) -> None:
-    victim = tmp_path / "keep.txt"
-    victim.write_text("precious")
-    for program in (
-        f"import os\nos.remove({str(victim)!r})\n",
-        f"import os\nos.rename({str(victim)!r}, 'x')\n",
-    ):
-        result = run(program)
-        assert result.reason.startswith("blocked: changing files outside the scratch folder"), result.reason
-    assert victim.read_text() == "precious"
-
-
-def test_the_scratch_folder_is_fresh_private_and_removed() -> None:
-    result = run("""
-        import os, tempfile
-        assert os.listdir('.') == []
-        with open('notes.txt', 'w') as f:
-            f.write('scratch is writable')
-        os.mkdir('sub')
-        fd, name = tempfile.mkstemp()
-        assert os.path.dirname(name) == os.getcwd()
-        print(os.getcwd())
-    """)
-    assert result.passed, result
-    assert not Path(result.stdout.strip()).exists()
-
-
-def test_a_socket_connection_is_refused() -> None:
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, socket.socket]]:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "victim.txt").write_text("precious")
+    (outside / "warehouse.duckdb").write_bytes(b"DUCK")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        port = server.getsockname()[1]
-        result = run(f"""
-            import socket
-            socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"hello")
-        """)
-        assert not result.passed
-        assert result.reason.startswith("blocked: network access (socket."), result.reason
-        server.settimeout(0.2)
-        with pytest.raises(TimeoutError):
-            server.accept()
+        yield outside, server
 
 
-def test_a_caught_network_error_still_fails_the_run() -> None:
-    result = run("""
-        import socket
+@pytest.fixture(scope="module")
+def outcomes(host: tuple[Path, socket.socket]) -> dict[str, CodeVerdict]:
+    """Every escape and forgery, run in parallel once."""
+    outside, server = host
+    jobs = {name: (ESCAPE, escape(a)) for name, a in escapes(outside, server.getsockname()[1]).items()}
+    for name, body in FORGERIES.items():
+        whole, completion = forgery_answers(body)
+        jobs[f"forge here: {name}"] = (FORGE_HERE, whole)
+        jobs[f"forge replayed: {name}"] = (FORGE_REPLAYED, completion)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = pool.map(lambda job: code_verdict(*job), jobs.values())
+        return dict(zip(jobs, verdicts, strict=True))
+
+
+def running(marker: str) -> list[int]:
+    """Host processes whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
         except OSError:
             pass
-    """)
-    assert result.reason == "blocked: network access (socket.__new__)"
+    return found
 
 
-def test_the_environment_is_clean(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FSGEN_SANDBOX_SECRET", "do-not-leak")
-    result = run("""
-        import os
-        assert "FSGEN_SANDBOX_SECRET" not in os.environ
-        assert sorted(os.environ) == ["HOME", "LANG", "OMP_NUM_THREADS", "PATH", "TMPDIR"], sorted(os.environ)
-    """)
-    assert result.passed, result
+def assert_nothing_left(verdict: CodeVerdict) -> None:
+    own_namespace = os.readlink("/proc/self/ns/pid")
+    for run in verdict.runs:
+        assert run.pid_namespace is not None and own_namespace != f"pid:[{run.pid_namespace}]"
+        assert run.leftovers == 0, run
+        assert processes_left(run.pgid, run.pid_namespace) == []
 
 
-def test_signalling_the_parent_is_refused() -> None:
-    result = run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
-    assert result.reason == "blocked: signalling other processes (os.kill)"
+@pytest.mark.parametrize(
+    "name", [*escapes(Path("/x"), 1), *(f"forge {w}: {f}" for w in ("here", "replayed") for f in FORGERIES)]
+)
+def test_every_escape_and_forgery_fails_and_leaves_nothing(
+    outcomes: dict[str, CodeVerdict], name: str
+) -> None:
+    verdict = outcomes[name]
+    assert not verdict.passed, verdict
+    assert verdict.reason.startswith(("failed", "timeout", "error")), verdict.reason
+    assert_nothing_left(verdict)
+    assert all(run.duration_s < 5 for run in verdict.runs)
 
 
-def test_ctypes_is_refused() -> None:
-    assert run("import ctypes\n").reason == "blocked: ctypes"
+def test_the_host_is_untouched_after_the_escapes(
+    outcomes: dict[str, CodeVerdict], host: tuple[Path, socket.socket]
+) -> None:
+    outside, server = host
+    assert (outside / "victim.txt").read_text() == "precious"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt", "warehouse.duckdb"]
+    assert running("sleep\x0057.25") == [] and running("sleep\x0058.25") == []
+    server.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        server.accept()  # nothing connected from inside
 
 
-def test_leaving_early_does_not_count_as_passing() -> None:
-    exited = run("import sys\nsys.exit(0)\nassert False\n")
-    assert not exited.passed and exited.reason.startswith("exited early: the program called sys.exit(0)")
-    killed = run("import os\nos._exit(0)\nassert False\n")
-    assert not killed.passed and killed.reason.startswith("exited early with code 0")
+def test_the_forgeries_would_pass_if_they_knew_the_answer() -> None:
+    """The right value passes both forgery items (so their failures above mean something)."""
+    here, completion = forgery_answers(f"return {SECRET!r}")
+    assert code_verdict(FORGE_HERE, here).passed
+    assert code_verdict(FORGE_REPLAYED, completion).passed
 
 
-def test_faking_the_runners_report_does_not_pass() -> None:
-    result = run("""
-        import json, os
-        for fd in range(3, 16):
-            try:
-                os.write(fd, (json.dumps({"nonce": "guess", "status": "ok"}) + "\\n").encode())
-            except OSError:
-                pass
-        os._exit(0)
-    """)
-    assert not result.passed
+def test_a_benign_program_passes_with_its_scratch_folder_and_threads() -> None:
+    program = """
+        import os, tempfile, threading
+        def add(a, b):
+            with open('notes.txt', 'w') as f:
+                f.write(str(a + b))
+            fd, name = tempfile.mkstemp()
+            assert os.path.dirname(name) == os.getcwd() == '/tmp'
+            box = []
+            t = threading.Thread(target=lambda: box.append(int(open('notes.txt').read())))
+            t.start(); t.join()
+            return box[0]
+    """
+    item = TaskItem("add", "p", None, (("tests", "assert add(2, 3) == 5\nassert add(-1, 1) == 0"),))
+    verdict = code_verdict(item, textwrap.dedent(program))
+    assert verdict.passed, verdict
+    assert_nothing_left(verdict)
+    wrong = code_verdict(item, "def add(a, b):\n    return a - b\n")
+    assert wrong.reason == "failed: assert 1: add returned -1, expected 5"
+
+
+def test_inside_it_is_nobody_alone_in_an_empty_world() -> None:
+    """Namespaces, file system, network, environment, limits: one value, compared outside; the kernel's
+    uid of the sandbox's processes is read from the host while one of them runs."""
+    program = """
+        import os, resource, socket, subprocess
+        def facts():
+            limits = [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in ('AS', 'FSIZE', 'NPROC')]
+            subprocess.run(['sleep', '1.75'])  # for the host to look at
+            return (os.getuid(), os.getgid(), os.getpid() < 10, sorted(os.listdir('/')),
+                    [n for _, n in socket.if_nameindex()], socket.gethostname(), os.listdir('/usr/local'),
+                    sorted(os.environ), limits)
+    """
+    links = [
+        p.name for p in Path("/").iterdir() if p.name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+    ]
+    expected = (
+        NOBODY, NOBODY, True, sorted([*links, "dev", "proc", "run", "tmp", "usr"]), ["lo"], "sandbox", [],
+        ["HOME", "LANG", "PATH", "PWD", "TMPDIR"], [(512 * 2**20,) * 2, (16 * 2**20,) * 2, (32, 32)],
+    )  # fmt: skip
+    item = TaskItem("facts", "p", None, (("tests", f"assert facts() == {expected!r}"),))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(code_verdict, item, textwrap.dedent(program))
+        deadline = time.monotonic() + 3
+        while not (found := running("sleep\x001.75")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        uids = {
+            line.split()[1]
+            for line in Path(f"/proc/{found[0]}/status").read_text().splitlines()
+            if line.startswith("Uid:")
+        }
+        verdict = pending.result()
+    assert verdict.passed, verdict.reason
+    assert uids == {
+        str(NOBODY if os.geteuid() == 0 else os.geteuid())
+    }  # not root, even as seen from the host
+
+
+@pytest.mark.parametrize(
+    ("program", "reason"),
+    [
+        ("def f():\n    while True:\n        pass\n", "timeout: still running after 1 s"),
+        ("def f():\n    return bytearray(8 * 1024 ** 3)\n", "failed: assert 1: f raised MemoryError"),
+        ("def f(:\n", "failed: the program raised SyntaxError"),
+        ("import sys\nsys.exit(0)\n", "failed: the program raised SystemExit"),
+        (
+            "while True:\n    print('x' * 100000)\n",
+            "failed: the program raised OSError ([Errno 27] File too large)",
+        ),
+    ],
+)
+def test_hangs_hogs_and_floods_fail_in_bounded_time(program: str, reason: str) -> None:
+    item = TaskItem("f", "p", None, (("tests", "assert f() == 1"), ("timeout_s", "1")))
+    start = time.monotonic()
+    verdict = code_verdict(item, program)
+    assert verdict.reason.startswith(reason), verdict.reason
+    assert time.monotonic() - start < 4
+    assert_nothing_left(verdict)
 
 
 def test_runs_from_several_threads_at_once_stay_apart() -> None:
-    programs = [f"assert {i} % 2 == 0\n" for i in range(4)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(run_code, programs))
-    assert [r.passed for r in results] == [True, False, True, False]
+    item = TaskItem("f", "p", None, (("tests", "assert f() == 0"),))
+    programs = [f"def f():\n    return {i} % 2\n" for i in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(pool.map(lambda p: code_verdict(item, p), programs))
+    assert [v.passed for v in verdicts] == [True, False, True, False]
 
 
-def test_the_parent_is_unharmed() -> None:
-    limits_before = resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_CPU)
-    cwd_before = os.getcwd()
-    run("hog = bytearray(8 * 1024 ** 3)\n")
-    run("import os\nos.chdir('/')\n")
-    assert (resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_CPU)) == limits_before
-    assert os.getcwd() == cwd_before
-    assert "audit hook" in sandbox_description()
-
-
-def test_bad_limits_are_refused() -> None:
+def test_the_parent_is_unharmed_and_limits_are_checked() -> None:
+    limits_before = resource.getrlimit(resource.RLIMIT_AS), resource.getrlimit(resource.RLIMIT_NPROC)
+    run_job({"mode": "record", "program": "import os\nos.chdir('/')\n", "tests": ""}, timeout_s=2)
+    assert (
+        resource.getrlimit(resource.RLIMIT_AS),
+        resource.getrlimit(resource.RLIMIT_NPROC),
+    ) == limits_before
+    assert "bubblewrap" in sandbox_description()
     with pytest.raises(ValueError, match="timeout_s must be positive"):
-        run_code("pass", timeout_s=0)
+        run_job({}, timeout_s=0)
     with pytest.raises(ValueError, match="memory_mb must be at least 64"):
-        run_code("pass", memory_mb=8)
+        run_job({}, timeout_s=1, memory_mb=8)
+
+
+@pytest.fixture
+def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A PATH without bubblewrap (the real lookup, re-run)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sandbox_problem.cache_clear()
+    yield
+    sandbox_problem.cache_clear()
+
+
+@pytest.mark.usefixtures("no_bwrap")
+def test_without_bubblewrap_code_tasks_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_task("builtin:arith", samples=2).items  # other tasks run as before
+    with pytest.raises(
+        UserError, match=r"^code tasks need bubblewrap \(bwrap\) .*apt-get install bubblewrap$"
+    ):
+        load_task("builtin:code", samples=2)
+    argv = ["--llm", "zoo:zoo-xs", "--slm", "zoo:zoo-xs", "--dataset", "builtin:code", "--samples", "1"]
+    start = time.monotonic()
+    assert run_main([*argv, "--warehouse", str(tmp_path / "w.duckdb"), "--quiet"]) == 2
+    assert time.monotonic() - start < 10  # refused before any model loads
+    said = capsys.readouterr()
+    text = " ".join((said.out + said.err).split())
+    assert "error: code tasks need bubblewrap (bwrap)" in text and "Traceback" not in text
