@@ -89,14 +89,6 @@ def escapes(outside: Path, port: int) -> dict[str, str]:
             os.wait()
             time.sleep(0.2)
             raise RuntimeError('the daemon runs; does it outlive the check?')""",
-        "switch off the harness through gc": """
-            for o in gc.get_objects():
-                if callable(o) and getattr(o, '__module__', '') != '__main__':
-                    try:
-                        o.__code__ = (lambda *a, **k: 'yes').__code__
-                    except (AttributeError, TypeError, ValueError):
-                        pass
-            raise RuntimeError('nothing left to switch off')""",
     }
 
 
@@ -131,16 +123,32 @@ FORGERIES = {
             for found in hexes.finditer(text):
                 return found.group(1) or found.group(2)
         return 'nothing found'""",
-    "call the harness's own writer through gc": """
-        import gc, types
+    "switch off the harness through gc, then fork 1,000, bind and signal the collector": f"""
+        import gc, os, signal, socket
         for o in gc.get_objects():
-            if isinstance(o, types.FunctionType) and o.__name__ in ('emit', 'recorded', 'lookup'):
+            code = getattr(o, '__code__', None)
+            if code is not None and code.co_filename != '<program>':
+                try:
+                    o.__code__ = (lambda *a, **k: None).__code__
+                except (AttributeError, TypeError, ValueError):
+                    pass
+        sleep = lambda: os.execv('/usr/bin/sleep', ['sleep', '59.25'])
+        for attempt in (lambda: socket.socket().bind(('0.0.0.0', 0)),
+                        lambda: os.kill({HOST_PID}, signal.SIGKILL),
+                        lambda: [os.fork() or sleep() for _ in range(1000)]):
+            try:
+                attempt()
+            except OSError:
+                pass
+        return 'guess'""",
+    "call the harness's own writer and replace its lookup, through gc": """
+        import gc, sys, types
+        for o in gc.get_objects():
+            if isinstance(o, types.FunctionType) and o.__name__ == 'emit':
                 for entry in ({"kind": "call", "name": "mystery", "key": "", "value": "guess"},
                               {"kind": "passed"}):
-                    try:
-                        o(entry)
-                    except Exception:
-                        pass
+                    o(entry)
+        sys.modules['__main__'].__dict__['__fsgen_candidate__'] = lambda name: (lambda *a, **k: 'guess')
         return 'guess'""",
 }
 
@@ -215,7 +223,7 @@ def test_the_host_is_untouched_after_the_escapes(
     outside, server = host
     assert (outside / "victim.txt").read_text() == "precious"
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt", "warehouse.duckdb"]
-    assert running("sleep\x0057.25") == [] and running("sleep\x0058.25") == []
+    assert [running(f"sleep\x00{marker}") for marker in ("57.25", "58.25", "59.25")] == [[], [], []]
     server.settimeout(0.1)
     with pytest.raises(TimeoutError):
         server.accept()  # nothing connected from inside
