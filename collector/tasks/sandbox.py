@@ -49,6 +49,7 @@ FILE_MB = 16
 TMPFS_MB = 32
 MAX_PROCESSES = 32
 _TAIL_CHARS = 2000
+MAX_NESTING = 160  # a record's JSON nesting; the harness encodes values at most 64 containers deep
 _HARNESS = Path(__file__).with_name("harness.py")
 _INSIDE = "/run/fsgen"
 _SCRATCH = "/tmp"
@@ -218,14 +219,25 @@ def _status(raw: bytes) -> dict[str, object]:
 
 
 def _records(raw: bytes) -> tuple[dict[str, Any], ...]:
-    """The harness's JSON lines (malformed lines skipped: the record stream is written inside)."""
+    """The harness's JSON lines; malformed or absurdly nested ones skipped (the stream is written inside)."""
     found = []
     for line in raw.decode("utf-8", "replace").splitlines():
-        with contextlib.suppress(json.JSONDecodeError, RecursionError):
+        with contextlib.suppress(ValueError, RecursionError):  # ValueError: also an int over 4,300 digits
             entry = json.loads(line)
-            if isinstance(entry, dict):
+            if isinstance(entry, dict) and _nesting(entry) <= MAX_NESTING:
                 found.append(entry)
     return tuple(found)
+
+
+def _nesting(value: object) -> int:
+    """How deeply lists and dicts nest in `value` (without recursion: the value comes from inside)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def processes_left(pgid: int, pid_namespace: int | None) -> list[int]:

@@ -95,14 +95,15 @@ def escapes(outside: Path, port: int) -> dict[str, str]:
 # The bodies of `mystery(x)`: each tries to pass without knowing the expected value.
 FORGERIES = {
     "exit 0 early": "import os\nos._exit(0)",
-    "print passed and fake records on every descriptor": """
+    "print passed and fake (also deep, huge, unhashable) records on every descriptor": """
         import json, os
-        lines = [{"kind": "ran"}, {"kind": "call", "name": "mystery", "key": "", "value": "guess"},
-                 {"kind": "passed"}]
+        call = '{"kind": "call", "name": "mystery", "key": "", "value": %s}'
+        lines = ['{"kind": "ran"}', call % ('[' * 980 + ']' * 980), call % ('9' * 5000),
+                 call % '"guess"', '{"kind": "passed"}', '{"kind": "call", "value": {"dict": [[[], 1]]}}']
         for fd in range(0, 64):
             for line in lines:
                 try:
-                    os.write(fd, (json.dumps(line) + "\\n").encode())
+                    os.write(fd, (line + "\\n").encode())
                 except OSError:
                     pass
         print("passed")
