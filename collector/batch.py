@@ -58,7 +58,7 @@ def row_end(
     return RowEnd(n, reason, text)
 
 
-# Code checks each start a sandboxed interpreter (~0.2 s, mostly waiting): run a few at once.
+# Code checks each start one or two bubblewrap sandboxes (~0.2 s each, mostly waiting): run a few at once.
 CHECK_WORKERS = 4
 
 

@@ -6,7 +6,8 @@ without a path; or a path to that file (plain or gzip JSONL with `task_id`, `pro
 Prompt: the problem's own prompt, 0-shot as in the paper. `shots` > 0 puts the first `shots` other
 problems (prompt + canonical solution, in file order) before it.
 Checked by `check_code`: prompt + completion (cut at the end of the function body) + the problem's
-`test` code + `check(entry_point)`, in the sandbox. Stops at the Codex paper's stop strings.
+`test` code + `check(entry_point)`: the candidate's calls are recorded in the sandbox, the check replayed in a
+second sandbox without it (`codecheck`). Stops at the Codex paper's stop strings.
 """
 
 from __future__ import annotations

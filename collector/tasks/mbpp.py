@@ -20,8 +20,8 @@ order, in the [BEGIN]/[DONE] format of the standard few-shot harnesses:
 
     ... the evaluated task, ending after "[BEGIN]\\n"
 
-Checked by `check_code`: the generated program (cut at "[DONE]"), then the setup code and the asserts,
-in the sandbox. Stops at "[DONE]".
+Checked by `check_code`: the generated program (cut at "[DONE]") runs in the sandbox with the setup code
+and the asserts' calls; their values are compared here with the asserts' literals. Stops at "[DONE]".
 """
 
 from __future__ import annotations

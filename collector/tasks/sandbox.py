@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -302,5 +301,5 @@ def sandbox_description() -> str:
     version = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, check=False).stdout
     return (
         f"{version.strip() or 'bubblewrap'}: uid {NOBODY}, new user/pid/mount/ipc/uts/net namespaces, "
-        f"read-only /usr, tmpfs scratch, rlimits, wall timeout, {Path(sys.executable).name} outside only"
+        f"read-only /usr, tmpfs scratch, rlimits, wall timeout, {PYTHON} -I -S inside"
     )
