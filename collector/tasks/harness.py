@@ -34,6 +34,7 @@ LOOKUP = "__fsgen_candidate__"  # the rewritten tests call LOOKUP("name") where 
 TEST_SEED = 20240601  # the tests' `random` stream starts here in both modes
 MAX_DEPTH = 64
 MAX_RECORD_CHARS = 1 << 20
+MAX_ITEMS = 100_000  # an iterator a candidate returns crosses as its first items, if it has no more
 
 
 class Opaque:
@@ -93,6 +94,8 @@ def _encode_container(value: Any, canonical: bool, depth: int) -> Any:
     if isinstance(value, dict):
         pairs = [[encode(k, canonical, depth + 1), encode(v, canonical, depth + 1)] for k, v in value.items()]
         return {"dict": sorted(pairs, key=_sort_key) if canonical else pairs}
+    if isinstance(value, range):
+        return {"range": [value.start, value.stop, value.step]}
     return {"opaque": type(value).__qualname__}
 
 
@@ -119,6 +122,8 @@ def decode(data: Any) -> Any:
         "complex": lambda b: complex(float(b[0]), float(b[1])),
         "bytes": bytes.fromhex,
         "bytearray": lambda b: bytearray.fromhex(b),
+        "range": lambda b: range(*b),
+        "iterator": lambda b: iter(decode(b)),
         "opaque": lambda b: Opaque(str(b)),
     }
     try:
@@ -174,12 +179,18 @@ def _recorder(space: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> 
             state = random.getstate()  # the callee's own draws must not shift the tests' stream
             try:
                 result = function(*args, **kwargs)
+                if hasattr(type(result), "__next__") and iter(result) is result:  # a generator, map, ...
+                    items = [item for _, item in zip(range(MAX_ITEMS + 1), result, strict=False)]
+                    result = iter(items)  # the caller gets the same items
+                    value = {"iterator": encode(items)} if len(items) <= MAX_ITEMS else {"opaque": "iterator"}
+                else:
+                    value = encode(result)
             except Exception as exc:
                 emit({"kind": "call", "name": name, "key": key, "raised": type(exc).__name__})
                 raise
             finally:
                 random.setstate(state)
-            emit({"kind": "call", "name": name, "key": key, "value": encode(result)})
+            emit({"kind": "call", "name": name, "key": key, "value": value})
             return result
 
         return recorded

@@ -14,6 +14,7 @@ from collector.tasks.checkers import (
     check_choice,
     check_code,
     check_numeric,
+    code_verdict,
     cut_code,
     extract_choice,
     extract_number,
@@ -183,3 +184,28 @@ def test_humaneval_canonical_solutions_pass_and_wrong_ones_fail() -> None:
     assert verdicts == [True, False] * len(items), list(
         zip([i.item_id for i, _ in answers], verdicts, strict=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("program", "tests"),
+    [  # shapes beyond `f(x) == literal`: each is replayed without the program
+        (
+            "class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+            "def longest(pairs):\n    return max(p.b - p.a for p in pairs)\n",
+            "assert longest([Pair(1, 5), Pair(2, 3)]) == 4",
+        ),
+        ("def evens(n):\n    return (i for i in range(0, n, 2))\n", "assert list(evens(7)) == [0, 2, 4, 6]"),
+        ("def scale(x, *, by=2):\n    return x * by\n", "assert scale(3, by=5) == 15 and scale(3) == 6"),
+        (
+            "def root(x):\n    if x < 0:\n        raise ValueError(x)\n    return x ** 0.5\n",
+            "import math\ntry:\n    root(-1)\n    raise AssertionError('no error')\n"
+            "except ValueError:\n    pass\nassert math.isclose(root(2), 1.41421356, rel_tol=1e-6)",
+        ),
+    ],
+)
+def test_replayed_checks_handle_objects_iterators_keywords_and_exceptions(program: str, tests: str) -> None:
+    item = TaskItem("shape", "p", None, (("tests", tests),))
+    right = code_verdict(item, program)
+    assert right.passed and len(right.runs) == 2, right.reason
+    wrong = code_verdict(item, program.replace("return ", "return 1 + ", 1))
+    assert not wrong.passed, wrong.reason
