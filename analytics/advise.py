@@ -11,7 +11,8 @@ rule's cycles with the rule's checks: `stop_cycle`). `--verify` measures the sam
 decode time (prefill, cycles, host checks) against the LLM's own generate on the same batches, each timed
 right after the batch's decode (`baseline` in run_costs): same prompts, batch size 1, prefill in both.
 
-Both costs are timed at batch 1 on the run's device, so the advice is for batch-1 latency. Under sampling
+Both costs are timed at batch 1 on the run's device, so this advice is for batch-1 latency; the pair's
+costs at larger batch sizes give the best K per batch size (`analytics.batch_advice`). Under sampling
 the per-token acceptance probability α = Σ_v min(p_s(v), p_l(v)) gives the expected tokens per cycle
 (1 − α^(K+1)) / (1 − α) (Leviathan et al., 2023).
 
@@ -69,12 +70,13 @@ SAMPLING_SCHEMA = {
 @dataclass(frozen=True)
 class RunCosts:
     """What one run measured: seconds of a cycle drafting d tokens (without and with a stop rule's checks),
-    prefill per prompt, the baseline."""
+    prefill per prompt, the baseline; `rows`: the batch size they were timed at (a cycle advances each)."""
 
     cycle_s: dict[int, float]
     prefill_s: float
     baseline_tokens_per_s: float
     stop_cycle_s: dict[int, float] = field(default_factory=dict)
+    rows: int = 1
 
     def cycle(self, d: int) -> float:
         """Seconds of a cycle drafting d tokens (linear between measured lengths, nearest outside them)."""
@@ -141,7 +143,7 @@ def predict(
     seconds = len(trace.n_tokens) * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
     tokens = int(trace.n_tokens.sum())
     trials = int((accepted + (accepted < drafted)).sum())
-    tps = tokens / seconds if seconds > 0 else float("nan")
+    tps = costs.rows * tokens / seconds if seconds > 0 else float("nan")
     return Prediction(
         k, stop, threshold, len(cycles), tokens, float(accepted.sum()) / trials if trials else 1.0,
         tokens / max(len(cycles), 1), tps, costs.baseline_tokens_per_s, tps / costs.baseline_tokens_per_s,
@@ -423,15 +425,22 @@ def main(argv: list[str] | None = None) -> int:
                 "python -m collector.run --llm L --slm S --dataset D --method oracle"
             )
         checks = verify(warehouse, advice.best, args.threads) if args.verify else []
+        from analytics.batch_advice import advise_by_batch_size, best_by_batch_size
+
+        by_batch = best_by_batch_size(advise_by_batch_size(warehouse, args.method))
     except (AnalyticsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         payload = {"best": advice.best.to_dicts(), "sampling": advice.sampling.to_dicts(),
-                   "verify": [{**asdict(v), "speedup_error": v.speedup_error} for v in checks]}  # fmt: skip
+                   "verify": [{**asdict(v), "speedup_error": v.speedup_error} for v in checks],
+                   "by_batch_size": by_batch.to_dicts()}  # fmt: skip
         print(json.dumps(payload, indent=1))
     else:
+        from analytics.batch_advice import print_batch_advice
+
         print_advice(advice, checks)
+        print_batch_advice(by_batch)
     return 0
 
 

@@ -47,8 +47,9 @@ class RunConfig:
     draft_k: int = 5
     draft_stop: str | None = None
     draft_threshold: float | None = None
-    # time both models' forwards and the LLM's generate at the start of the run
+    # record the pair's costs (timed once per pair, device and dtype, then reused by later runs)
     calibrate: bool = field(default=True, metadata=NOT_DEFINING)
+    recalibrate: bool = field(default=False, metadata=NOT_DEFINING)  # time them again all the same
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from collector.config import RunConfig
 from collector.decode.lockstep import Decoder
@@ -28,7 +29,13 @@ from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
 
-ADVISE_K = tuple(range(1, 9))  # draft lengths an oracle run is calibrated for (the advisor's grid)
+ADVISE_K = tuple(range(1, 9))  # draft lengths a pair is calibrated for (the advisor's grid)
+BATCH_SIZES = (1, 4, 16, 64)  # batch sizes a pair's draft/verify and generate costs are timed at
+# What a pair's calibration measures (once per pair, device, dtype; reused by later runs) and what each run
+# measures of its own (its decode; a speculative run's paired baseline; the seconds it spent on calibration).
+CALIBRATION_KINDS = ("s1_forward", "s2_forward", "cycle", "stop_cycle", "prefill", "llm_generate")
+RUN_KINDS = ("decode", "baseline", "calibration")
+COST_KINDS = (*CALIBRATION_KINDS, *RUN_KINDS)
 CALIBRATION_PROMPTS = 4
 REPEATS = 3  # timings per figure; the median is kept
 STEPS = 4  # forwards (or cycles) per timing
@@ -38,10 +45,11 @@ STEPS = 4  # forwards (or cycles) per timing
 class Cost:
     """One measured cost (a row of run_costs without its run_id)."""
 
-    kind: str  # s1_forward | s2_forward | cycle | stop_cycle | prefill | llm_generate | decode | baseline
+    kind: str  # one of COST_KINDS
     tokens: int
     batch_size: int
     seconds: float
+    measured_by: str | None = None  # run_key of the run whose calibration measured it; None: this run
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,23 +104,28 @@ def forward_seconds(
 
 @torch.inference_mode()
 def cycle_seconds(
-    ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor, d: int, repeats: int = REPEATS
+    ctx: CollectContext,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    d: int,
+    repeats: int = REPEATS,
+    steps: int = STEPS,
 ) -> float:
-    """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule), batch 1,
-    the row never finishing."""
+    """Seconds of one real draft/verify cycle drafting d tokens and its host check (no stop rule) over the
+    batch ids/mask [B, P], no row ever finishing."""
     from collector.decode.speculative import SpeculativeBatch
 
     cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
     run = SpeculativeBatch(replace(ctx, config=cfg), ids, mask)
     run.eos = None  # keep every row drafting for the whole timing
-    run.T = (d + 1) * (STEPS * (REPEATS + 1) + 1)
+    run.T = (d + 1) * (steps * (repeats + 1) + 1)
     run.buf = type(run.buf)(ids.shape[0], run.T + d + 2, ids.device)
 
     def cycle_and_check() -> None:  # a lone row is checked after every cycle, as the batch loop does
         run.cycle()
         run.check()
 
-    return _median_seconds(cycle_and_check, ctx.device, repeats=repeats)
+    return _median_seconds(cycle_and_check, ctx.device, steps=steps, repeats=repeats)
 
 
 @torch.inference_mode()
@@ -170,10 +183,9 @@ def baseline_cost(ctx: CollectContext, items: Sequence[TaskItem]) -> Cost:
 
 
 def draft_lengths(config: RunConfig) -> tuple[int, ...]:
-    """Draft lengths a run is calibrated for: 1..K (speculative), the advisor's grid (oracle), else none."""
-    if config.method == "speculative":
-        return tuple(range(1, config.draft_k + 1))
-    return ADVISE_K if config.method == "oracle" and config.router == "always" else ()
+    """Draft lengths a pair is calibrated for: the advisor's grid, and 1..K of a longer speculative K."""
+    top = config.draft_k if config.method == "speculative" else 0
+    return tuple(range(1, max(max(ADVISE_K), top) + 1))
 
 
 def cycle_lengths(lengths: tuple[int, ...]) -> tuple[int, ...]:
@@ -185,26 +197,57 @@ def cycle_lengths(lengths: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted({*(2**i for i in range(top.bit_length()) if 2**i <= top), top}))
 
 
-# Per process, so that a sweep times each pair (and each LLM on each prompt set) once.
-_CACHE: dict[tuple[Any, ...], list[Cost]] = {}
-
-
-def _cached(key: tuple[Any, ...], measure: Callable[[], list[Cost]]) -> list[Cost]:
-    if key not in _CACHE:
-        _CACHE[key] = measure()
-    return _CACHE[key]
-
-
 def forward_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
-    """Single-token forwards at batch 1 and the run's batch size; the LLM's forwards over d + 1 tokens
-    at batch 1."""
-    costs: list[Cost] = []
-    for batch in sorted({1, ctx.config.batch_size}):
-        ids, mask = _encode(ctx, (list(items) * batch)[:batch])
-        costs.append(Cost("s1_forward", 1, batch, forward_seconds(ctx, ctx.system1, ids, mask, 1)))
-        widths = sorted({1, *(d + 1 for d in lengths)}) if batch == 1 else [1]
-        costs += [Cost("s2_forward", n, batch, forward_seconds(ctx, ctx.llm, ids, mask, n)) for n in widths]
-    return costs
+    """Single-token forwards of both models at batch 1; the LLM's forwards over d + 1 tokens at batch 1."""
+    ids, mask = _encode(ctx, items[:1])
+    costs = [Cost("s1_forward", 1, 1, forward_seconds(ctx, ctx.system1, ids, mask, 1))]
+    widths = sorted({1, *(d + 1 for d in lengths)})
+    return costs + [Cost("s2_forward", n, 1, forward_seconds(ctx, ctx.llm, ids, mask, n)) for n in widths]
+
+
+GENERATE_STEPS = 16  # decoding steps of the LLM's generate timed per batch size
+BATCH_REPEATS = 2  # timings per figure above batch 1 (a batch of 64 few-shot prompts is slow to prefill)
+
+
+class _StepClock(StoppingCriteria):
+    """Notes the time after each decoding step of `generate` (never stops it)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.times = device, list[float]()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        _sync(self.device)
+        self.times.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@torch.inference_mode()
+def generate_step_seconds(ctx: CollectContext, ids: torch.Tensor, mask: torch.Tensor) -> float:
+    """Seconds of one decoding step of the LLM's own generate over the batch ids/mask [B, P], every row
+    decoding: the time between its first and last step (the prefill left out), median of BATCH_REPEATS."""
+    tok, steps = ctx.llm.tokenizer, []
+    for _ in range(BATCH_REPEATS):
+        clock = _StepClock(ctx.device)
+        ctx.llm.model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=GENERATE_STEPS + 1,
+            min_new_tokens=GENERATE_STEPS + 1, do_sample=False, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, stopping_criteria=StoppingCriteriaList([clock]),
+        )  # fmt: skip
+        steps.append((clock.times[-1] - clock.times[0]) / (len(clock.times) - 1))
+    return statistics.median(steps)
+
+
+def batch_costs(ctx: CollectContext, items: Sequence[TaskItem], batch: int, top: int) -> list[Cost]:
+    """At batch size `batch` (every row decoding): a draft/verify cycle drafting 1 and `top` tokens (the
+    advisor interpolates between them) and the LLM's generate over GENERATE_STEPS steps (`llm_generate`:
+    batch × steps tokens, their seconds)."""
+    ids, mask = _encode(ctx, (list(items) * batch)[:batch])
+    costs = [
+        Cost("cycle", d, batch, cycle_seconds(ctx, ids, mask, d, BATCH_REPEATS, steps=2))
+        for d in sorted({1, top})
+    ]
+    step = generate_step_seconds(ctx, ids, mask)
+    return [*costs, Cost("llm_generate", batch * GENERATE_STEPS, batch, step * GENERATE_STEPS)]
 
 
 ROUNDS = 2  # passes over the calibration prompts for the batch-1 figures a speed-up prediction divides
@@ -255,22 +298,3 @@ def speedup_costs(
     costs = [Cost("llm_generate", tokens, 1, mid * tokens)]
     costs += [Cost(kind, d, 1, mid * statistics.median(r)) for (kind, d), r in ratios.items()]
     return [*costs, Cost("prefill", 0, 1, statistics.mean(prefill))]
-
-
-def calibrate(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
-    """The costs of the module docstring on the run's first few prompts (forwards and generate only, at the
-    run's batch size, for methods the speculative advisor does not read)."""
-    cfg, sample = ctx.config, list(items[:CALIBRATION_PROMPTS])
-    lengths = draft_lengths(cfg)
-    where = (ctx.llm.path, ctx.system1.path, str(ctx.device), cfg.dtype)
-    costs = list(_cached((*where, cfg.batch_size, lengths), lambda: forward_costs(ctx, sample, lengths)))
-    prompts = (cfg.max_new_tokens, ctx.stop_strings, tuple(it.prompt for it in sample))
-    if lengths:
-        stops = cfg.method == "oracle" or cfg.draft_stop is not None  # the advisor replays stop rules
-        costs += _cached(
-            (*where, "speedup", lengths, stops, *prompts), lambda: speedup_costs(ctx, sample, lengths, stops)
-        )
-    if cfg.batch_size > 1 or not lengths:
-        b = min(cfg.batch_size, len(sample))
-        costs += _cached((*where, "generate", b, *prompts), lambda: [generate_cost(ctx, sample, b)])
-    return costs

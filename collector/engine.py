@@ -15,8 +15,9 @@ import torch
 from tqdm import tqdm
 
 from collector.batch import batch_tables
+from collector.calibration import OFF, Calibration, calibrate, model_dtype
 from collector.config import RunConfig, run_identity
-from collector.costs import Cost, baseline_cost, calibrate, pairs_baseline
+from collector.costs import Cost, baseline_cost, pairs_baseline
 from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
@@ -51,6 +52,8 @@ class RunSummary:
     correct: int
     checked: int
     ingested: bool
+    calibration: str = "off"  # where the run's costs came from: measured here, reused from run N, off
+    calibration_s: float = 0.0  # seconds spent getting them (outside wall_s)
 
     @property
     def cof(self) -> float:
@@ -178,7 +181,7 @@ def ingest_now(warehouse: Path, run_key: str) -> tuple[IngestReport | None, int 
 def manifest_for(config: RunConfig, ctx: CollectContext, task: Task, run_key: str) -> RunManifest:
     """The run's manifest: settings plus the models as the warehouse records them."""
     models = tuple(m.info() for m in (ctx.llm, ctx.slm, ctx.slm_tuned) if m is not None)
-    device, dtype = str(ctx.device), str(next(ctx.llm.model.parameters()).dtype).removeprefix("torch.")
+    device, dtype = str(ctx.device), model_dtype(ctx)
     tuned = ctx.slm_tuned.name if ctx.slm_tuned else None
     names = {"llm": ctx.llm.name, "slm": ctx.slm.name, "slm_tuned": tuned}
     resolved = {**names, "device": device, "dtype": dtype}
@@ -235,9 +238,12 @@ def _pair_baseline(ctx: CollectContext, items: list[TaskItem]) -> _Tally:
     )
 
 
-def _cost_rows(costs: list[Cost], tally: _Tally, config: RunConfig) -> list[dict[str, Any]]:
+def _cost_rows(calibration: Calibration, tally: _Tally, config: RunConfig) -> list[dict[str, Any]]:
     """The calibration's costs, the run's decode time and, where timed, its paired baseline."""
-    rows = [*costs, Cost("decode", tally.tokens, config.batch_size, tally.decode_s)]
+    rows = [
+        *calibration.rows(config.batch_size),
+        Cost("decode", tally.tokens, config.batch_size, tally.decode_s),
+    ]
     if tally.baseline_tokens:
         rows.append(Cost("baseline", tally.baseline_tokens, config.batch_size, tally.baseline_s))
     return [c.row() for c in rows]
@@ -314,11 +320,11 @@ def run_collection(
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
     todo = [i for i in range(len(task.items)) if i not in done]
-    costs: list[Cost] = []
+    calibration = OFF
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)
     try:  # from here on, any failure is recorded: the run ends `failed`, never left looking `running`
-        costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+        calibration = calibrate(ctx, [task.items[i] for i in todo] or task.items, warehouse, run_key)
         start = time.perf_counter()  # the run's wall time excludes the calibration, as before
         for chunk, part in stage_batches(ctx, task, writer, todo, collect):
             tally.add(part)
@@ -331,7 +337,7 @@ def run_collection(
                 ingest_now(warehouse, run_key)
     except BaseException as exc:
         wall = time.perf_counter() - start - tally.paired_wall_s
-        rows = _cost_rows(costs, tally, config)
+        rows = _cost_rows(calibration, tally, config)
         writer.write_final(
             RunFinal(
                 "failed", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), repr(exc), rows
@@ -342,7 +348,7 @@ def run_collection(
     finally:
         bar.close()
     wall = time.perf_counter() - start - tally.paired_wall_s  # without the paired baseline
-    rows = _cost_rows(costs, tally, config)
+    rows = _cost_rows(calibration, tally, config)
     writer.write_final(
         RunFinal("complete", datetime.now().isoformat(), wall, tally.tokens / max(wall, 1e-9), costs=rows)
     )
@@ -359,4 +365,6 @@ def run_collection(
         tally.correct,
         tally.checked,
         ingested=report is not None,
+        calibration=calibration.describe(),
+        calibration_s=calibration.seconds,
     )

@@ -58,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--draft-k", type=int, default=DEFAULTS["draft_k"], help="speculative draft length K")
     add("--draft-stop", choices=DRAFT_STOPS, help="stop a draft early: max_prob < τ or entropy > τ")
     add("--draft-threshold", type=float, help="τ of --draft-stop")
-    add("--no-calibrate", dest="calibrate", action="store_false", default=None,
-        help="skip the forward-cost calibration at the start of the run")  # fmt: skip
+    add(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        default=None,
+        help="record no costs (the pair's forward, cycle and generate timings the advisor reads)",
+    )
+    add("--recalibrate", action="store_true", default=None,
+        help="time the pair's costs again (by default they are timed once per pair, device and dtype, "
+             "and later runs reuse them from the warehouse)")  # fmt: skip
     add("--alpha", type=float, default=DEFAULTS["alpha"], help="contrastive plausibility cut-off α")
     add("--lambda", dest="lam", type=float, default=DEFAULTS["lam"], help="contrastive mix λ")
     add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
@@ -106,6 +114,7 @@ def print_summary(console: Console, config: RunConfig, summary: RunSummary) -> N
         acc,
     )
     console.print(table)
+    console.print(f"calibration: {summary.calibration}", highlight=False)
     if not summary.ingested:
         console.print(
             "[yellow]the warehouse is held by another process: the run is staged and will be "

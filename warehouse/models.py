@@ -157,17 +157,20 @@ class SpecCycle(Base):
 
 
 class RunCost(Base):
-    """A cost the collector measured at the start (or end) of a run, on its own device and batch size."""
+    """A cost of a run on its device: the pair's calibration (timed once per pair, device and dtype, then
+    copied by later runs) or the run's own decode, paired baseline and calibration seconds."""
 
     __tablename__ = "run_costs"
     __mapper_args__ = {"primary_key": ["run_id", "kind", "tokens", "batch_size"]}
 
     run_id: Mapped[int] = mapped_column(BigInteger)
-    # s1_forward | s2_forward | cycle | stop_cycle | prefill | llm_generate | decode | baseline
+    # s1_forward | s2_forward | cycle | stop_cycle | prefill | llm_generate | decode | baseline | calibration
     kind: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)  # new tokens per forward, drafts per cycle, or generated
     batch_size: Mapped[int] = mapped_column(Integer)
     seconds: Mapped[float] = mapped_column(Double)  # per forward, cycle or prompt; in all for generate/decode
+    # run_key of the run whose calibration measured this cost; NULL: this run measured it
+    measured_by: Mapped[str | None] = mapped_column(Text)
 
 
 class IngestedShard(Base):

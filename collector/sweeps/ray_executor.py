@@ -26,8 +26,8 @@ import pyarrow as pa
 import torch
 from rich.console import Console
 
+from collector.calibration import calibrate
 from collector.config import RunConfig
-from collector.costs import calibrate
 from collector.engine import (
     RunSummary,
     _cost_rows,
@@ -103,14 +103,15 @@ def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads
     skip = set(done)
     todo = [i for i in range(len(task.items)) if i not in skip]  # the chunks a local run (or resume) makes
     # the run's measured forward costs, as run_collection records them (wall time excludes calibration)
-    costs = calibrate(ctx, [task.items[i] for i in todo] or task.items) if config.calibrate else []
+    # (a worker may not see the warehouse: it reuses what its own process measured, else measures)
+    calibration = calibrate(ctx, [task.items[i] for i in todo] or task.items, None, run_key)
     tally, start = _Tally(), time.perf_counter()
     capture = _BatchCapture()
     for chunk, part in stage_batches(ctx, task, capture, todo, collect):  # the local executor's loop
         tally.add(part)
         yield "batch", {"pid": pid, "ids": chunk, "tables": capture.tables, "tally": asdict(part)}
     wall = time.perf_counter() - start - tally.paired_wall_s  # as run_collection: without the baseline
-    rows = _cost_rows(costs, tally, config)
+    rows = _cost_rows(calibration, tally, config)
     yield "final", {"pid": pid, "wall_s": wall, "tokens_per_s": tally.tokens / max(wall, 1e-9), "costs": rows}
 
 
