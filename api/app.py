@@ -16,6 +16,7 @@ from api.cache import ResponseCacheMiddleware, ResultCache
 from api.db import Database
 from api.deps import require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
+from api.freshness import DataVersions
 from api.ingester import BackgroundIngester
 from api.routes import (
     advice,
@@ -66,12 +67,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def _generation(app: FastAPI) -> int:
-    """Which data the file holds: the writes of the server's ingester (the file's only writer) so far."""
-    ingester: BackgroundIngester | None = app.state.ingester
-    return ingester.generation if ingester is not None else 0
-
-
 def create_app(settings: ApiSettings) -> FastAPI:
     """Build the app; nothing is opened until the first request (or startup under uvicorn)."""
     db = Database(
@@ -87,7 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # and delay the event loop (and every cached answer) behind them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         db.connect()
-        ingester = BackgroundIngester(db.cursor, settings.warehouse, settings.ingest_interval_s)
+        ingester = BackgroundIngester(db.cursor, settings.warehouse, settings.ingest_interval_s, versions)
         if settings.ingest:
             ingester.start()
         app.state.ingester = ingester
@@ -111,7 +106,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.ingester = None
-    app.state.cache = ResultCache(settings.cache_size, lambda: _generation(app))
+    versions = DataVersions()  # the ingester tells it which runs each pass wrote
+    app.state.versions = versions
+    app.state.cache = ResultCache(settings.cache_size, versions.version)
     install_error_handlers(app)
     app.add_middleware(ReadOnlyMiddleware)
     app.add_middleware(ResponseCacheMiddleware, cache=app.state.cache)

@@ -1,9 +1,10 @@
-"""Results kept until the data changes: keyed by the ingester's count of the writes it has made.
+"""Results kept until the data they read changes: keyed by the version of the runs they read.
 
 While the server runs, its own ingester is the file's only writer (DuckDB lets no other process write
-beside it; read-only, nobody writes), so the number of writes it has made (runs registered, shards moved
-in, runs finished) names the data exactly. The generation is read before the analysis runs: a write
-committed meanwhile can only make a stored result newer than its key says, never older.
+beside it; read-only, nobody writes), so the runs an answer reads and the writes made to each (a run
+registered, shards moved in, the run finished) name its data exactly (`api.freshness`). The version is
+read before the analysis runs: a write committed meanwhile can only make a stored result newer than its
+key says, never older.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.freshness import Reads, reads_of, reads_of_filters
 
 T = TypeVar("T")
 
@@ -31,9 +34,9 @@ class _Pending:
 class ResultCache:
     """A thread-safe LRU of analysis results (size 0: off)."""
 
-    def __init__(self, size: int, generation: Callable[[], int]) -> None:
+    def __init__(self, size: int, version: Callable[[Reads], Hashable]) -> None:
         self.size = size
-        self.generation = generation
+        self.version = version  # of the data a set of run filters reads
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._pending: dict[Hashable, _Pending] = {}
@@ -42,14 +45,16 @@ class ResultCache:
         self.joined = 0  # misses answered by a computation another request had already started
 
     def key(self, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Hashable | None:
-        """The key of one call, or None when caching is off."""
-        return self.key_of(fn.__module__, fn.__qualname__, repr(args), repr(sorted(kw.items())))
+        """The key of one call (it reads the runs its `filters` select), or None when caching is off."""
+        reads = reads_of_filters(kw.get("filters"))
+        return self.key_of(fn.__module__, fn.__qualname__, repr(args), repr(sorted(kw.items())), reads=reads)
 
-    def key_of(self, *parts: Hashable) -> Hashable | None:
-        """The key of any value computed from the data and `parts`, or None when caching is off."""
+    def key_of(self, *parts: Hashable, reads: Reads = ()) -> Hashable | None:
+        """The key of any value computed from `parts` and the runs `reads` selects (every run: ()), or
+        None when caching is off."""
         if self.size <= 0:
             return None
-        return (self.generation(), *parts)
+        return (self.version(reads), *parts)
 
     def snapshot(self) -> list[Hashable]:
         """The keys held now, least recently used first."""
@@ -124,8 +129,9 @@ def cacheable(path: str) -> bool:
 class ResponseCacheMiddleware:
     """Answers a repeated GET from the answer it produced on the same data, without routing it again.
 
-    The key is the generation (read before the app runs), the path, the raw query string and the
-    Authorization header: the same request on the same data gets the same bytes. Anything but a whole 200
+    The key is the version of the runs the request reads (`reads_of`, read before the app runs), the path,
+    the raw query string and the Authorization header: the same request on the same data gets the same
+    bytes. Anything but a whole 200
     or 404 of at most MAX_CACHED_BODY bytes passes through unstored.
     """
 
@@ -138,7 +144,8 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        key = self.cache.key_of("response", scope["path"], scope["query_string"], auth)
+        path, query = scope["path"], scope["query_string"]
+        key = self.cache.key_of("response", path, query, auth, reads=reads_of(path, query))
         if key is None:
             await self.app(scope, receive, send)
             return

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from api.freshness import DataVersions
 from warehouse.ingest import IngestReport, ingest_pending
 
 log = logging.getLogger("fsgen.api.ingester")
@@ -23,9 +24,14 @@ class BackgroundIngester:
     """Polls the staging folder every `interval_s` seconds (`ApiSettings.ingest_interval_s`), own cursor."""
 
     def __init__(
-        self, cursor: Callable[[], duckdb.DuckDBPyConnection], warehouse: Path, interval_s: float
+        self,
+        cursor: Callable[[], duckdb.DuckDBPyConnection],
+        warehouse: Path,
+        interval_s: float,
+        versions: DataVersions | None = None,
     ) -> None:
         self._cursor = cursor
+        self.versions = versions if versions is not None else DataVersions()
         self._warehouse = warehouse
         self._interval = interval_s
         self._stop = threading.Event()
@@ -55,6 +61,7 @@ class BackgroundIngester:
         finally:
             cur.close()
         self.total = self.total + report
+        self.versions.wrote(report.runs, report.writes, self._cursor)
         if report.shards:
             log.info("ingested %d shard(s), %d events", report.shards, report.events)
         for q in report.quarantined:  # moved aside, so each bad shard is logged once
@@ -69,6 +76,7 @@ class BackgroundIngester:
                 last_error = ""
             except Exception as exc:  # e.g. a full disk: must not stop the server; shards stay staged
                 self._failed_passes += 1
+                self.versions.failed()
                 if repr(exc) != last_error:  # once per distinct failure, not every poll
                     log.exception("ingest pass failed; shards stay staged and are retried")
                 last_error = repr(exc)

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ class IngestReport:
     runs_started: int = 0  # runs registered from their manifest in this pass
     runs_finished: int = 0
     quarantined: tuple[QuarantinedShard, ...] = ()  # shards moved aside in this pass
+    runs: tuple[int, ...] = ()  # ids of the runs this pass wrote (registered, shards in, finished)
 
     def __add__(self, other: IngestReport) -> IngestReport:
         return IngestReport(
@@ -52,6 +53,7 @@ class IngestReport:
             self.runs_started + other.runs_started,
             self.runs_finished + other.runs_finished,
             self.quarantined + other.quarantined,
+            self.runs + other.runs,
         )
 
     @property
@@ -267,7 +269,7 @@ def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestRepor
         finish_run(con, run_id, final)
         remove_dir(run_dir)
         report = report + IngestReport(runs_finished=1)
-    return report
+    return replace(report, runs=(run_id,)) if report.writes else report
 
 
 def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestReport:

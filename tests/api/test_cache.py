@@ -109,7 +109,7 @@ def test_every_write_of_the_ingester_changes_the_answers(tiny_models: TinyModels
 
 
 def test_concurrent_misses_of_one_key_compute_once() -> None:
-    cache = ResultCache(8, lambda: 0)
+    cache = ResultCache(8, lambda reads: 0)
     calls: list[int] = []
     gate = threading.Event()
 
@@ -128,7 +128,7 @@ def test_concurrent_misses_of_one_key_compute_once() -> None:
 
 
 def test_a_failed_computation_is_not_kept_and_waiters_compute_their_own() -> None:
-    cache = ResultCache(8, lambda: 0)
+    cache = ResultCache(8, lambda reads: 0)
     key = cache.key_of("k")
 
     def fail() -> str:

@@ -1,0 +1,144 @@
+"""Freshness by what an answer reads: the version of the runs an answer reads, for the cache's keys.
+
+While the server runs, its own ingester is the file's only writer, and it says which runs each pass
+wrote (a run registered, shards moved in, the run finished). So the data an answer reads is named by the
+runs it reads and each one's count of writes: an answer about complete runs stays valid while shards of
+another run land; a run's own answers change when that run's data change; a run registered or finished
+changes the answers whose filters then select another set of runs.
+
+Which runs an answer reads is decided from the request alone: the run of a `/v1/runs/{id}/...` path, else
+the runs selected by the query's run filters (`api.params.run_filters`, matched against the `runs` rows as
+stored), else every run. A filter on a column the `runs` rows lack reads every run (never too few).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import duckdb
+
+from api.params import run_filters
+
+# The query parameters that select runs (one definition: the shared filter dependency's own parameters).
+FILTER_PARAMS: tuple[str, ...] = tuple(inspect.signature(run_filters).parameters)
+_RUN_PATH = re.compile(r"^/v1/runs/([0-9]+)/")
+
+MEMO_SIZE = 4096  # distinct filter sets whose version is kept for the current generation
+Reads = tuple[tuple[str, tuple[str, ...]], ...]  # (filter, accepted values) pairs; () = every run
+
+
+def reads_of(path: str, query: str | bytes) -> Reads:
+    """The runs a GET reads, as filters: its path's run, else its run filters (repeated or comma lists)."""
+    run = _RUN_PATH.match(path)
+    if run:
+        return (("run_id", (run.group(1),)),)
+    if isinstance(query, bytes):
+        query = query.decode("latin-1")
+    given: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in FILTER_PARAMS:
+            given.setdefault(name, []).extend(v for v in value.split(",") if v)
+    return tuple(sorted((k, tuple(sorted(set(v)))) for k, v in given.items()))
+
+
+def reads_of_filters(filters: Mapping[str, Any] | None) -> Reads:
+    """`reads_of` for an analytics call's `filters` mapping (a list means IN)."""
+    if not filters:
+        return ()
+    out = []
+    for name, value in filters.items():
+        values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+        out.append((name, tuple(sorted({str(v) for v in values}))))
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class _State:
+    generation: int  # every write, and every failed pass: the version of "every run"
+    writes: Mapping[int, int] = field(default_factory=dict)  # run_id -> writes to it so far
+    runs: Mapping[int, Mapping[str, str]] | None = None  # run_id -> its runs row as text; None: not loaded
+
+
+class DataVersions:
+    """Per-run write counts of the server's ingester and the runs' rows; `version(reads)` names the data."""
+
+    def __init__(self) -> None:
+        self._state = _State(0)
+        self._lock = threading.Lock()  # one writer (the ingester thread); readers take the state whole
+        self._memo: dict[Reads, tuple[int, Hashable]] = {}
+
+    @property
+    def generation(self) -> int:
+        """Grows with every write (the version of an answer that reads every run)."""
+        return self._state.generation
+
+    def wrote(
+        self, runs: Sequence[int], writes: int, cursor: Callable[[], duckdb.DuckDBPyConnection]
+    ) -> None:
+        """After an ingest pass: `writes` writes to `runs`; the runs' rows are read again when any changed."""
+        if not writes and self._state.runs is not None:
+            return
+        with self._lock:
+            old = self._state
+            counts = dict(old.writes)
+            for run_id in runs:
+                counts[run_id] = counts.get(run_id, 0) + 1
+            self._state = _State(old.generation + writes, counts, _load_runs(cursor))
+
+    def failed(self) -> None:
+        """A failed pass may have written any run: every answer is new."""
+        with self._lock:
+            old = self._state
+            self._state = _State(old.generation + 1, {k: v + 1 for k, v in old.writes.items()}, None)
+
+    def version(self, reads: Reads) -> Hashable:
+        """The version of the data `reads` selects: the selected runs and their write counts."""
+        state = self._state
+        if not reads or state.runs is None:
+            return ("all", state.generation)
+        memo = self._memo.get(reads)
+        if memo is not None and memo[0] == state.generation:
+            return memo[1]
+        selected = _select(state.runs, reads)
+        if selected is None:
+            version: Hashable = ("all", state.generation)
+        else:
+            ids = tuple(sorted(selected))
+            version = (ids, sum(state.writes.get(i, 0) for i in ids))  # counts only grow: the sum names them
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.clear()
+        self._memo[reads] = (state.generation, version)
+        return version
+
+
+def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | None:
+    """Ids of the runs (known or not yet registered) the filters select; None when a filter's column is
+    not a runs column."""
+    selected: set[int] | None = None
+    for name, values in reads:
+        if name == "run_id":
+            ids = {int(v) for v in values if v.isdigit()}
+        elif runs and name not in next(iter(runs.values())):
+            return None
+        else:
+            ids = {i for i, row in runs.items() if row.get(name) in values}
+        selected = ids if selected is None else selected & ids
+    return selected or set()
+
+
+def _load_runs(cursor: Callable[[], duckdb.DuckDBPyConnection]) -> dict[int, dict[str, str]]:
+    cur = cursor()
+    try:
+        result = cur.execute("SELECT * FROM runs")
+        names = [d[0] for d in result.description]
+        rows = result.fetchall()
+    finally:
+        cur.close()
+    key = names.index("run_id")
+    return {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}
