@@ -108,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = zoo_models(args.dir)
         print(json.dumps([_entry_json(e) for e in entries], indent=2) if args.json else format_table(entries))
         return 0
+    from collector.tasks.sandbox import sandbox_problem
+
+    if problem := sandbox_problem():  # training ends with builtin:code accuracy: refuse before, not after
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     from collector.zoo.train import train_family  # lazily: torch and transformers load slowly
 
     start = time.perf_counter()

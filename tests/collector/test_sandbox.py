@@ -21,6 +21,7 @@ from collector.tasks.base import TaskItem
 from collector.tasks.checkers import code_verdict
 from collector.tasks.codecheck import CodeVerdict
 from collector.tasks.sandbox import NOBODY, processes_left, run_job, sandbox_description, sandbox_problem
+from collector.zoo.__main__ import main as zoo_main
 from warehouse.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -361,6 +362,8 @@ def test_without_bubblewrap_code_tasks_are_refused_in_one_line(
     start = time.monotonic()
     assert run_main([*argv, "--warehouse", str(tmp_path / "w.duckdb"), "--quiet"]) == 2
     assert time.monotonic() - start < 10  # refused before any model loads
+    assert zoo_main(["train", "--out", str(tmp_path / "zoo"), "--scale", "0.01"]) == 2  # before training
+    assert not (tmp_path / "zoo").exists()
     said = capsys.readouterr()
     text = " ".join((said.out + said.err).split())
-    assert "error: code tasks need bubblewrap (bwrap)" in text and "Traceback" not in text
+    assert text.count("error: code tasks need bubblewrap (bwrap)") == 2 and "Traceback" not in text
