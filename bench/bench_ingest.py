@@ -49,6 +49,7 @@ def synthetic_events(n: int, first_sample: int, rng: np.random.Generator) -> pa.
         "llm_prob_s1_token": f32(),
         "consulted": np.ones(n, dtype=bool),
         "mismatch": tok != s1,
+        "accept_prob": f32(),
     }
     return pa.table(cols).cast(EVENT_SCHEMA)
 

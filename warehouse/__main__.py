@@ -23,7 +23,7 @@ from warehouse.migrate import current_revision, downgrade, head_revision, requir
 from warehouse.quarantine import quarantined_shards
 from warehouse.runs import add_runs_parser, runs_command
 from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
-from warehouse.sql import sql_door
+from warehouse.sql import FORMATS, sql_door
 from warehouse.staging import batch_dirs
 from warehouse.summaries import rebuild
 
@@ -34,6 +34,8 @@ EXAMPLES = """examples:
   python -m warehouse export --parquet out/         # hive-partitioned Parquet
   python -m warehouse rebuild-summaries             # recompute the summary tables from token_events
   python -m warehouse sql "SELECT * FROM run_cof"   # run SQL on the file, read-only (no query: stdin)
+  python -m warehouse sql "FROM run_cof" --format csv > cof.csv         # every row and column
+  python -m warehouse sql "FROM token_events" --format parquet --out events.parquet
   python -m warehouse downgrade base                # remove the schema (and all data)
   python -m warehouse runs list --experiment default  # runs, their tags and exclusion
   python -m warehouse runs exclude 12               # out of every analysis until `runs include 12`
@@ -64,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("rebuild-summaries", help="recompute the summary tables from token_events")
     sql = sub.add_parser("sql", help="run SQL on the file opened read-only (no query: read stdin)")
     sql.add_argument("query", nargs="?", help="SQL text; one or more statements")
+    sql.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (whole when piped, cut to the screen on a terminal), csv, json (rows as objects), "
+        "parquet (one result)",
+    )
+    sql.add_argument("--out", type=Path, help="write the results to this file instead of stdout")
     add_runs_parser(sub)
     for p in sub.choices.values():
         p.add_argument("--warehouse", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -178,7 +188,7 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
             con.execute("CHECKPOINT")
         print(f"summary tables rebuilt from {events} token events")
     elif args.command == "sql":
-        return sql_door(path, args.query)
+        return sql_door(path, args.query, fmt=args.format, out_path=args.out)
     elif args.command == "runs":
         return runs_command(args, path)
     return 0

@@ -53,8 +53,12 @@ EVENT_SCHEMA = pa.schema(
         ("llm_prob_s1_token", pa.float32()),
         ("consulted", pa.bool_()),
         ("mismatch", pa.bool_()),
+        # Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft (speculative sampling); added in 0005
+        ("accept_prob", pa.float32()),
     ]
 )
+# Event columns a shard staged before they existed may lack: they are NULL once ingested.
+OPTIONAL_EVENT_COLUMNS = frozenset({"accept_prob"})
 
 SAMPLE_SCHEMA = pa.schema(
     [
@@ -233,7 +237,7 @@ def _schema_problem(shard: Path) -> str | None:
     except (OSError, pa.ArrowException) as exc:
         return f"cannot read the shard as Arrow IPC ({type(exc).__name__}: {exc})"
     for table, schema, name in ((samples, SAMPLE_SCHEMA, SAMPLES_FILE), (events, EVENT_SCHEMA, EVENTS_FILE)):
-        missing = [c for c in schema.names if c not in table.column_names]
+        missing = [c for c in schema.names if c not in table.column_names and c not in OPTIONAL_EVENT_COLUMNS]
         if missing:
             return f"{name} lacks columns {missing}"
     return None

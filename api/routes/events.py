@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.db import Database, require_select, select
 from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
@@ -45,6 +45,9 @@ class EventPublic(BaseModel):
     mismatch: bool
     draft_index: int | None
     accepted: bool | None
+    accept_prob: float | None = Field(
+        description="Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft under speculative sampling"
+    )
 
 
 class EventsPublic(BaseModel):

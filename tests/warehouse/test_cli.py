@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -26,6 +27,17 @@ def test_upgrade_status_ingest_export(tmp_path: Path, capsys: pytest.CaptureFixt
     events = pl.read_parquet(out / "token_events" / "**" / "*.parquet", hive_partitioning=True)
     assert events.height == 2000 and "run_id" in events.columns
     assert pl.read_parquet(out / "runs" / "*.parquet")["status"].to_list() == ["complete"]
+    # partition keys inside the files too: a glob read without hive parsing keeps run_id
+    samples = pl.read_parquet(out / "samples" / "**" / "*.parquet", hive_partitioning=False)
+    assert samples.height == 20 and samples["run_id"].null_count() == 0
+    with duckdb.connect(str(path), read_only=True) as con:
+        views = [
+            r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        ]
+        cof = con.sql("SELECT * FROM run_cof").pl()
+    assert views and all((out / v / "data.parquet").exists() for v in views)
+    assert pl.read_parquet(out / "run_cof" / "data.parquet").equals(cof)
+    assert (out / "run_costs" / "data.parquet").exists()
 
 
 def test_env_var_names_the_default_warehouse(

@@ -62,6 +62,7 @@ def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]
         "llm_prob_s1_token": f32(),
         "consulted": rng.random(n) < 0.7,
         "mismatch": mismatch,
+        "accept_prob": f32(),
     }
     return pa.table(cols).cast(EVENT_SCHEMA)
 
