@@ -16,8 +16,11 @@ from api.cache import ResponseCacheMiddleware, ResultCache
 from api.db import Database
 from api.deps import require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
+from api.formats import CsvMiddleware
 from api.freshness import DataVersions
 from api.ingester import BackgroundIngester
+from api.metrics import Metrics, MetricsMiddleware
+from api.metrics import router as metrics_router
 from api.routes import (
     advice,
     cof,
@@ -110,11 +113,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.versions = versions
     app.state.cache = ResultCache(settings.cache_size, versions.version)
     install_error_handlers(app)
+    app.add_middleware(CsvMiddleware)
     app.add_middleware(ReadOnlyMiddleware)
     app.add_middleware(ResponseCacheMiddleware, cache=app.state.cache)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
     app.add_middleware(CatchAllMiddleware)
+    app.state.metrics = Metrics(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router, dependencies=[Depends(strict_query)])
     app.include_router(docs.router)
     docs.mount_assets(app)
@@ -122,5 +128,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for router in V1_ROUTERS:
         app.include_router(router, dependencies=guarded)
     app.include_router(dashboard.router)
+    app.include_router(metrics_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

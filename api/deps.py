@@ -17,9 +17,11 @@ import duckdb
 from fastapi import Depends, Header, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.datastructures import QueryParams
 
 from api.db import Analyst, Database
 from api.errors import ApiError
+from api.formats import split_commas
 from api.settings import ApiSettings
 
 
@@ -69,11 +71,11 @@ def _is_list(annotation: Any) -> bool:
     return any(_is_list(a) for a in typing.get_args(annotation) if a is not type(None))
 
 
-def _query_params(dependant: Dependant) -> dict[str, bool]:
+def query_params(dependant: Dependant) -> dict[str, bool]:
     """Query parameter name -> may repeat, over a route's dependency tree."""
     out = {f.alias: _is_list(f.field_info.annotation) for f in dependant.query_params}
     for sub in dependant.dependencies:
-        out |= _query_params(sub)
+        out |= query_params(sub)
     return out
 
 
@@ -81,13 +83,14 @@ _ROUTE_PARAMS: dict[int, dict[str, bool]] = {}
 
 
 async def strict_query(request: Request) -> None:
-    """Refuse query parameters the route does not take, and repeats of a single-valued one (400)."""
+    """Refuse query parameters the route does not take, and repeats of a single-valued one (400); split
+    comma lists of list-valued ones (`group_by=llm,slm` is `group_by=llm&group_by=slm`)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
     params = _ROUTE_PARAMS.get(id(route))
     if params is None:
-        params = _ROUTE_PARAMS.setdefault(id(route), _query_params(route.dependant))
+        params = _ROUTE_PARAMS.setdefault(id(route), query_params(route.dependant))
     allowed = ", ".join(sorted(params)) or "none"
     for name in dict.fromkeys(request.query_params.keys()):
         if name not in params:
@@ -98,6 +101,12 @@ async def strict_query(request: Request) -> None:
             raise ApiError(
                 400, "repeated_parameter", f"parameter {name!r} is given more than once; give it once"
             )
+    split = split_commas(request.scope["query_string"], frozenset(k for k, many in params.items() if many))
+    if split is not request.scope["query_string"]:
+        # Runs first among the route's dependencies, so every later one (and the route) reads the split
+        # lists: Starlette keeps the parsed query on the request, FastAPI parses each from it.
+        request.scope["query_string"] = split
+        request._query_params = QueryParams(split)
 
 
 def encode_cursor(state: dict[str, int]) -> str:

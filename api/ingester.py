@@ -44,6 +44,11 @@ class BackgroundIngester:
         """Names the data the file holds: grows with every write this ingester made (or may have made)."""
         return self.total.writes + self._failed_passes
 
+    @property
+    def failed_passes(self) -> int:
+        """Ingest passes that raised (shards stay staged and are retried)."""
+        return self._failed_passes
+
     def start(self) -> None:
         """Begin polling."""
         self._thread.start()

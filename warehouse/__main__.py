@@ -24,7 +24,7 @@ from warehouse.quarantine import quarantined_shards
 from warehouse.runs import add_runs_parser, runs_command
 from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.sql import FORMATS, sql_door
-from warehouse.staging import batch_dirs
+from warehouse.staging import staged_run_dirs, staged_shard_count
 from warehouse.summaries import rebuild
 
 EXAMPLES = """examples:
@@ -91,7 +91,7 @@ def print_status(path: Path) -> None:
         current = None  # the staging folder can still be read
         print("revision  : unknown: another process holds the file (the API server, or a collector)")
     root = staging_dir(path)
-    staged = sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
+    staged = staged_shard_count(root)
     print(f"staged    : {staged} shard(s) waiting in {root}")
     runs: dict[str, tuple[int, str, str | None]] = {}  # run_key -> (run_id, status, error)
     if current == head:
@@ -103,13 +103,6 @@ def print_status(path: Path) -> None:
             runs = {str(k): (int(i), str(st), e) for k, i, st, e in rows}
     print_quarantine(path, runs)
     print_unfinished(path, runs)
-
-
-def staged_run_dirs(root: Path) -> list[Path]:
-    """The staged runs' folders (the quarantine and leftovers are dot-named)."""
-    if not root.exists():
-        return []
-    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:

@@ -319,6 +319,18 @@ def batch_dirs(run_dir: Path) -> list[Path]:
     return sorted(p for p in run_dir.glob(f"{BATCH_PREFIX}*") if p.is_dir())
 
 
+def staged_run_dirs(root: Path) -> list[Path]:
+    """The staged runs' folders under a staging root (the quarantine and leftovers are dot-named)."""
+    if not root.exists():
+        return []
+    return sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def staged_shard_count(root: Path) -> int:
+    """Finished shards waiting under a staging root to be ingested."""
+    return sum(len(batch_dirs(d)) for d in staged_run_dirs(root))
+
+
 def written_sample_ids(run_dir: Path) -> set[int]:
     """Sample ids that `written.txt` says are staged: every shard's line, less the quarantined ones."""
     ids: set[int] = set()

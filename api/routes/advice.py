@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 
 from analytics.advise import Advice, advise
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
+from api.formats import aggregate_router
 
-router = APIRouter(prefix="/v1", tags=["speculative"])
+router = aggregate_router(prefix="/v1", tags=["speculative"])
 
 
 class AdviceRow(BaseModel):

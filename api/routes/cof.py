@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from analytics.frequency import collaboration_frequency
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
+from api.formats import aggregate_router
 from api.params import Confidence, FiltersDep, GroupByQuery, groups
 
-router = APIRouter(prefix="/v1", tags=["cof"])
+router = aggregate_router(prefix="/v1", tags=["cof"])
 
 
 class CofRow(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import duckdb
 import polars as pl
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, Field, create_model
 
 from analytics.scaling import (
@@ -25,9 +25,10 @@ from analytics.scaling import (
 from api.convert import clean, dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
+from api.formats import aggregate_router
 from api.params import Confidence, Method, RouterName
 
-router = APIRouter(prefix="/v1", tags=["scaling"])
+router = aggregate_router(prefix="/v1", tags=["scaling"])
 EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import duckdb
 import polars as pl
-from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from analytics.speculative import acceptance_by_position, speculative_runs
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
+from api.formats import aggregate_router
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
-router = APIRouter(prefix="/v1", tags=["speculative"])
+router = aggregate_router(prefix="/v1", tags=["speculative"])
 
 
 class SpeculativeRunRow(BaseModel):

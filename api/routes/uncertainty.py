@@ -6,16 +6,17 @@ from typing import Annotated, Literal
 
 import duckdb
 import polars as pl
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from analytics.uncertainty import mismatch_by_entropy_bin, mismatch_predictors
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
+from api.formats import aggregate_router
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
-router = APIRouter(prefix="/v1", tags=["uncertainty"])
+router = aggregate_router(prefix="/v1", tags=["uncertainty"])
 Predictor = Literal["entropy", "one_minus_max_prob", "one_minus_margin"]
 
 
