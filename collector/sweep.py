@@ -53,7 +53,7 @@ EXAMPLE = """example CONFIG.toml (any run setting may be set sweep-wide or in an
 examples:
   python -m collector.sweep sweep.toml --dry-run
   python -m collector.sweep sweep.toml --warehouse runs.duckdb
-  python -m collector.sweep paper --dry-run                       # the paper's grid (weights on disk)
+  python -m collector.sweep paper --dry-run                       # the paper's grid (no weights needed)
   python -m collector.sweep sweep.toml --executor ray --address HEAD_IP:6379
 """
 
@@ -149,6 +149,22 @@ def cell_table(sweep: SweepPlan) -> Table:
     return table
 
 
+def model_table(sweep: SweepPlan) -> Table:
+    """Each model of the grid: parameters counted from its config, its weights per dtype, where the
+    config came from (the model's folder, or the one fsgen ships for a model not on disk)."""
+    from collector.sweeps.sizes import cell_models, config_source, count_params
+
+    table = Table(title="models", title_justify="left")
+    for col in ("model", "parameters", "bf16 weights", "config"):
+        table.add_column(col, overflow="fold")
+    for model in dict.fromkeys(m for c in sweep.cells for m in cell_models(c)):
+        path, shipped = config_source(model)
+        n = count_params(model)
+        source = f"shipped with fsgen ({path}); weights not on disk" if shipped else path
+        table.add_row(model, f"{n:,}", human_bytes(2 * n), source)
+    return table
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = argparse.ArgumentParser(
@@ -213,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"left out: {note}", highlight=False, markup=False)
         if args.dry_run:
             console.print(cell_table(sweep))
+            console.print(model_table(sweep))
             return 0
         start = time.perf_counter()
         outcomes = execute(args, sweep.cells, console)

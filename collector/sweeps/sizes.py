@@ -1,13 +1,32 @@
-"""Model sizes without loading weights: parameters counted on the meta device, weight bytes per dtype."""
+"""Model sizes without loading weights: parameters counted on the meta device, weight bytes per dtype.
+
+A model that is not on disk is sized from the `config.json` shipped under `collector/sweeps/configs/`
+for its folder name (the paper's Qwen1.5 and Pythia models), so `python -m collector.sweep paper
+--dry-run` prints the grid, parameter counts and memory needs on any machine.
+"""
 
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 import torch
 
 from collector.config import RunConfig
 from collector.modeling import ModelLoadError, pick_dtype, resolve_spec
+
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def config_source(spec: str) -> tuple[str, bool]:
+    """(where the model's config is read, whether it is a shipped stand-in for a model not on disk)."""
+    try:
+        return resolve_spec(spec)[1], False
+    except ModelLoadError:
+        shipped = SHIPPED_CONFIGS / Path(spec).name
+        if (shipped / "config.json").exists():
+            return str(shipped), True
+        raise
 
 
 @cache
@@ -15,7 +34,7 @@ def count_params(spec: str) -> int:
     """A model's parameters, counted from its config on the meta device (no weights are read)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    _, path = resolve_spec(spec)
+    path, _ = config_source(spec)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:

@@ -14,10 +14,15 @@ file order, never the evaluated item; calculator annotations `<<48/2=24>>` are r
     Answer:
 
 Checked by `check_numeric` against the number after `####`. Stops at the next "Question:".
+
+Without a path: the published dataset through `datasets` (`openai/gsm8k`, config `main`, as
+lm-evaluation-harness loads it) where `datasets` is installed and the hub is reachable; otherwise one
+line saying which file to pass and where the published one lives.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 from collector.tasks.base import Task, TaskItem
@@ -38,6 +43,8 @@ DESCRIPTION = "GSM8K maths word problems (JSONL or a datasets folder; 8-shot; nu
 DEFAULT_SHOTS = 8
 STOP_STRINGS = ("Question:", "\n\n\n")
 EXPECTED = "GSM8K JSONL with 'question' and 'answer' ('... #### N'), or a datasets save_to_disk folder"
+PUBLISHED_HUB = ("openai/gsm8k", "main")
+PUBLISHED_FILE = "https://github.com/openai/grade-school-math/raw/master/grade_school_math/data/test.jsonl"
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
 _FINAL = re.compile(r"####\s*(-?[\d,]*\.?\d+)\s*$")
 
@@ -63,16 +70,44 @@ def format_prompt(shots: list[Record], record: Record) -> str:
     return "".join(parts) + f"Question: {str(record.fields['question']).strip()}\nAnswer:"
 
 
+def _no_path(why: str) -> UserError:
+    return UserError(
+        f"gsm8k needs its data and {why}: pass the published test file with --dataset-path test.jsonl "
+        f"(it lives at {PUBLISHED_FILE}; or a datasets save_to_disk folder of {PUBLISHED_HUB[0]})"
+    )
+
+
+def published_records() -> list[Record]:
+    """Every split of the published dataset through `datasets` (only when no path is given)."""
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise _no_path("the hub is switched off here (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+    try:
+        import datasets
+    except ImportError:
+        raise _no_path("no path was given (with the `datasets` package installed it is fetched)") from None
+    try:
+        splits = datasets.load_dataset(*PUBLISHED_HUB)
+    except (OSError, ConnectionError, ValueError) as exc:  # offline, hub down, or refused
+        raise _no_path(f"{PUBLISHED_HUB[0]} could not be fetched ({type(exc).__name__})") from exc
+    return [
+        Record(dict(row), split, f"{PUBLISHED_HUB[0]} {split} row {i}")
+        for split in splits
+        for i, row in enumerate(splits[split])
+    ]
+
+
 def load(path: str | None, *, samples: int | None = None, seed: int = 0, shots: int | None = None) -> Task:
-    """GSM8K from a local file or folder: a seeded subset of the test split, each with its prompt."""
-    source = dataset_path(path, NAME, EXPECTED)
-    records = read_records(source, NAME, EXPECTED)
+    """GSM8K from a local file or folder (or, without one, the published dataset): a seeded subset of
+    the test split, each with its prompt."""
+    if path is None:
+        records, source = published_records(), "/".join(PUBLISHED_HUB)
+    else:
+        found = dataset_path(path, NAME, EXPECTED)
+        records, source = read_records(found, NAME, EXPECTED), str(found)
     for record in records:
         record.require("question", "answer")
         final_answer(record)
-    evaluated, shot_pool = split_pools(
-        records, eval_splits=("test",), shot_splits=("train",), source=str(source)
-    )
+    evaluated, shot_pool = split_pools(records, eval_splits=("test",), shot_splits=("train",), source=source)
     count = shot_count(shots, DEFAULT_SHOTS)
     index = {id(record): i for i, record in enumerate(evaluated)}
     items = []

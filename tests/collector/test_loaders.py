@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,23 @@ def test_the_registry_names_and_describes_every_dataset() -> None:
 
 
 # --- GSM8K ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "no datasets package"])
+def test_gsm8k_without_a_path_offline_says_which_file_and_where(
+    offline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if offline == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+        monkeypatch.setitem(sys.modules, "datasets", None)  # as on a machine without it: import fails
+    with pytest.raises(UserError) as err:
+        load_task("gsm8k", path=None)
+    message = str(err.value)
+    assert "\n" not in message and "--dataset-path" in message
+    assert "github.com/openai/grade-school-math" in message and "openai/gsm8k" in message
 
 
 def test_gsm8k_jsonl_is_one_split_used_as_it_is() -> None:
@@ -251,8 +269,9 @@ def test_unknown_dataset_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize("name", ["gsm8k", "mmlu-stem", "mbpp"])
 def test_a_missing_path_says_to_pass_one(name: str, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="none was given; pass its path"):
-        load_task(name)
+    if name != "gsm8k":  # gsm8k without a path tries the published dataset (tested above)
+        with pytest.raises(UserError, match="none was given; pass its path"):
+            load_task(name)
     with pytest.raises(UserError, match="data not found at"):
         load_task(name, path=str(tmp_path / "nope.jsonl"))
 

@@ -8,7 +8,9 @@ import duckdb
 import pytest
 from rich.console import Console
 
-from collector.sweep import default_cells, main, run_default_job
+from collector.sweep import default_cells, load_plan, main, run_default_job
+from collector.sweeps import shipped_sweeps
+from collector.sweeps.sizes import SHIPPED_CONFIGS, cell_models
 from tests.conftest import TinyModels
 
 
@@ -98,5 +100,27 @@ def test_a_shipped_sweep_is_named_and_an_unknown_one_is_a_clear_error(
     assert main(["no-such-sweep", "--dry-run"]) == 2
     out = capsys.readouterr().out
     assert "cannot read sweep no-such-sweep" in out and "paper" in out
-    assert main(["paper", "--dry-run"]) == 2  # the paper's models are not on this disk
-    assert "Qwen1.5-0.5B" in capsys.readouterr().out
+    assert "paper" in shipped_sweeps()
+
+
+def test_dry_run_sizes_models_not_on_disk_from_shipped_configs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paper's models are not on this disk: their shipped config.json files give the counts
+    (the Pythia paper's published totals) and the memory; a model with no shipped config is an error."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'pairs = [["./models/pythia-160m", "./models/pythia-70m"]]\nmethods = ["oracle"]\n'
+        'datasets = ["builtin:arith"]\n'
+    )
+    assert main([str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "162,322,944" in out and "70,426,624" in out and "shipped with fsgen" in out
+    assert all((SHIPPED_CONFIGS / Path(m).name / "config.json").exists() for m in paper_models())
+    config.write_text(config.read_text().replace("pythia-70m", "pythia-5m"))
+    assert main([str(config), "--dry-run"]) == 2
+    assert "pythia-5m" in capsys.readouterr().out
+
+
+def paper_models() -> set[str]:
+    return {m for c in load_plan("paper", None).cells for m in cell_models(c)}
