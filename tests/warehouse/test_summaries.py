@@ -167,7 +167,8 @@ def _fill_behind_head(path: Path) -> None:
         assert m is not None
         run_id = ensure_run(con, replace(m, experiment=None, identity=None, setup=None))  # not columns yet
         for shard in batch_dirs(writer.run_dir):
-            insert_batch(con, run_id, read_arrow(shard / SAMPLES_FILE), read_arrow(shard / EVENTS_FILE))
+            events = read_arrow(shard / EVENTS_FILE).drop_columns(["accept_prob"])  # 0005 added it
+            insert_batch(con, run_id, read_arrow(shard / SAMPLES_FILE), events)
             shutil.rmtree(shard)
 
 
