@@ -20,7 +20,16 @@ from collector.tasks import load_task
 from collector.tasks.base import TaskItem
 from collector.tasks.checkers import code_verdict
 from collector.tasks.codecheck import CodeVerdict
-from collector.tasks.sandbox import NOBODY, processes_left, run_job, sandbox_description, sandbox_problem
+from collector.tasks.sandbox import (
+    DEFAULT_MEMORY_MB,
+    FILE_MB,
+    MAX_PROCESSES,
+    NOBODY,
+    processes_left,
+    run_job,
+    sandbox_description,
+    sandbox_problem,
+)
 from collector.zoo.__main__ import main as zoo_main
 from warehouse.errors import UserError
 
@@ -276,7 +285,8 @@ def test_inside_it_is_nobody_alone_in_an_empty_world() -> None:
     ]
     expected = (
         NOBODY, NOBODY, True, sorted([*links, "dev", "proc", "run", "tmp", "usr"]), ["lo"], "sandbox", [],
-        ["HOME", "LANG", "PATH", "PWD", "TMPDIR"], [(512 * 2**20,) * 2, (16 * 2**20,) * 2, (32, 32)],
+        ["HOME", "LANG", "PATH", "PWD", "TMPDIR"],
+        [(DEFAULT_MEMORY_MB * 2**20,) * 2, (FILE_MB * 2**20,) * 2, (MAX_PROCESSES,) * 2],
     )  # fmt: skip
     item = TaskItem("facts", "p", None, (("tests", f"assert facts() == {expected!r}"),))
     with ThreadPoolExecutor(max_workers=1) as pool:
