@@ -17,6 +17,9 @@ the per-token acceptance probability α = Σ_v min(p_s(v), p_l(v)) gives the exp
 (1 − α^(K+1)) / (1 − α) (Leviathan et al., 2023).
 
     python -m analytics.advise [--warehouse W] [--method oracle] [--json] [--verify]
+    python -m analytics.advise --emit vllm --out s.json  # vllm serve --speculative-config "$(cat s.json)"
+    python -m analytics.advise --emit hf --llm zoo:zoo-l --dataset builtin:arith   # generate kwargs (JSON)
+    python -m analytics.advise --emit llama.cpp                # llama-server flags
 """
 
 from __future__ import annotations
@@ -400,6 +403,23 @@ def print_advice(advice: Advice, checks: Sequence[Verification] = ()) -> None:
             )
 
 
+def emit_settings(
+    warehouse: Path, best: pl.DataFrame, engine: str, llm: str | None, dataset: str | None, out: Path | None
+) -> int:
+    """--emit: the engine's settings for the advised pair to `out` (or stdout), the prediction on stderr."""
+    from analytics.emit import describe, emit, pick_pair, settings_file_text
+
+    row = pick_pair(best, llm, dataset)
+    settings = emit(warehouse, engine, row["oracle_run_id"], row["llm"], row["slm"], row["dataset"])
+    text = settings_file_text(settings)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+    print(describe(settings), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m analytics.advise`."""
     from warehouse.settings import resolve_warehouse
@@ -415,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
         "--verify", action="store_true", help="run each advised setting and print measured beside it"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads of the verification runs")
+    p.add_argument("--emit", choices=("vllm", "hf", "llama.cpp"), help="write the settings an engine takes")
+    p.add_argument("--llm", help="with --emit: the LLM to emit for (when the warehouse advises several)")
+    p.add_argument("--dataset", help="with --emit: the dataset to emit for")
+    p.add_argument("--out", type=Path, help="with --emit: write the settings to this file (default stdout)")
     args = p.parse_args(argv)
     warehouse = resolve_warehouse(args.warehouse)
     try:
@@ -424,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
                 "no greedy oracle run with recorded costs in this warehouse; collect one with "
                 "python -m collector.run --llm L --slm S --dataset D --method oracle"
             )
+        if args.emit:
+            return emit_settings(warehouse, advice.best, args.emit, args.llm, args.dataset, args.out)
         checks = verify(warehouse, advice.best, args.threads) if args.verify else []
         from analytics.batch_advice import advise_by_batch_size, best_by_batch_size
 
