@@ -20,6 +20,7 @@ the per-token acceptance probability α = Σ_v min(p_s(v), p_l(v)) gives the exp
     python -m analytics.advise --emit vllm --out s.json  # vllm serve --speculative-config "$(cat s.json)"
     python -m analytics.advise --emit hf --llm zoo:zoo-l --dataset builtin:arith   # generate kwargs (JSON)
     python -m analytics.advise --emit llama.cpp                # llama-server flags
+    python -m analytics.advise --against 1   # an import (python -m warehouse import) beside the replay
 """
 
 from __future__ import annotations
@@ -439,9 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm", help="with --emit: the LLM to emit for (when the warehouse advises several)")
     p.add_argument("--dataset", help="with --emit: the dataset to emit for")
     p.add_argument("--out", type=Path, help="with --emit: write the settings to this file (default stdout)")
+    p.add_argument(
+        "--against", type=int, metavar="IMPORT", help="set an import's served acceptance beside the replay"
+    )
     args = p.parse_args(argv)
     warehouse = resolve_warehouse(args.warehouse)
     try:
+        if args.against is not None:
+            from analytics.served import against, print_against
+
+            print_against(against(warehouse, args.against), args.against)
+            return 0
         advice = advise(warehouse, args.method)
         if advice.best.height == 0:
             raise AnalyticsError(

@@ -22,6 +22,7 @@ from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
 from warehouse.quarantine import quarantined_shards
 from warehouse.runs import add_runs_parser, runs_command
+from warehouse.serving import ENGINES, import_served, print_report
 from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
 from warehouse.sql import FORMATS, sql_door
 from warehouse.staging import staged_run_dirs, staged_shard_count
@@ -37,6 +38,9 @@ EXAMPLES = """examples:
   python -m warehouse sql "FROM run_cof" --format csv > cof.csv         # every row and column
   python -m warehouse sql "FROM token_events" --format parquet --out events.parquet
   python -m warehouse downgrade base                # remove the schema (and all data)
+  python -m warehouse import vllm responses.jsonl --draft zoo:zoo-s   # serving acceptance in
+  python -m warehouse import sglang out.jsonl --model zoo:zoo-l --draft zoo:zoo-s
+  python -m warehouse import trtllm perf.jsonl --model zoo:zoo-l --draft zoo:zoo-s --k 4
   python -m warehouse runs list --experiment default  # runs, their tags and exclusion
   python -m warehouse runs exclude 12               # out of every analysis until `runs include 12`
   python -m warehouse runs delete 12 --yes          # its rows everywhere, in one transaction
@@ -75,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("--out", type=Path, help="write the results to this file instead of stdout")
     add_runs_parser(sub)
+    imp = sub.add_parser(
+        "import", help="import a serving engine's saved responses (per-request speculative acceptance)"
+    )
+    imp.add_argument("engine", choices=ENGINES, help="the engine whose HTTP responses FILE holds")
+    imp.add_argument("file", type=Path, help="JSONL: one response per line, as the engine returned it")
+    imp.add_argument(
+        "--draft", required=True, help="the draft model the server ran (as the warehouse names it)"
+    )
+    imp.add_argument("--model", help="the LLM (default: the response's `model`; SGLang and TRT-LLM need it)")
+    imp.add_argument("--k", type=int, help="drafts per step, where the responses do not say (TRT-LLM)")
     for p in sub.choices.values():
         p.add_argument("--warehouse", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -184,6 +198,11 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
         return sql_door(path, args.query, fmt=args.format, out_path=args.out)
     elif args.command == "runs":
         return runs_command(args, path)
+    elif args.command == "import":
+        with duckdb_connection(path) as con:
+            require_head(con, path)
+            served = import_served(con, args.file, args.engine, model=args.model, draft=args.draft, k=args.k)
+        print_report(served, args.file, args.engine)
     return 0
 
 

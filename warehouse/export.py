@@ -21,6 +21,9 @@ TABLES = (
     ("samples", True),
     ("token_events", True),
     ("spec_cycles", True),
+    ("served_requests", False),
+    ("served_histogram", False),
+    ("served_steps", False),
 )
 
 

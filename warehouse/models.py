@@ -29,6 +29,7 @@ NAMING_CONVENTION = {
 
 # duckdb_engine has no SERIAL: run ids come from this sequence.
 RUN_ID_SEQ = Sequence("runs_run_id_seq", start=1)
+SERVED_ID_SEQ = Sequence("served_requests_request_id_seq", start=1)
 
 
 class Base(DeclarativeBase):
@@ -244,3 +245,50 @@ class HistogramSum(Base):
     cell: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger)
     mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+# Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).
+
+
+class ServedRequest(Base):
+    """One request a serving engine answered with speculative decoding, imported from its saved response."""
+
+    __tablename__ = "served_requests"
+
+    request_id: Mapped[int] = mapped_column(
+        BigInteger, SERVED_ID_SEQ, primary_key=True, server_default=SERVED_ID_SEQ.next_value()
+    )
+    import_id: Mapped[int] = mapped_column(BigInteger)  # one `import` command's requests
+    import_key: Mapped[str] = mapped_column(Text)  # SHA-256 of engine + line: a re-import adds nothing
+    engine: Mapped[str] = mapped_column(Text)  # vllm | sglang | trtllm
+    model: Mapped[str] = mapped_column(Text)  # the LLM, named as the warehouse names it
+    draft: Mapped[str] = mapped_column(Text)
+    k: Mapped[int | None] = mapped_column(Integer)  # drafts per verify step, where fixed
+    drafted: Mapped[int] = mapped_column(BigInteger)
+    accepted: Mapped[int] = mapped_column(BigInteger)
+    steps: Mapped[int | None] = mapped_column(BigInteger)  # verify steps
+    completion_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(Text)  # the imported file
+    line: Mapped[int] = mapped_column(Integer)
+    imported_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ServedHistogram(Base):
+    """Verify steps of one served request that accepted exactly `accepted` drafts."""
+
+    __tablename__ = "served_histogram"
+
+    request_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    accepted: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    steps: Mapped[int] = mapped_column(BigInteger)
+
+
+class ServedStep(Base):
+    """One verify step of a served request (engines that report them: vLLM `detailed`)."""
+
+    __tablename__ = "served_steps"
+
+    request_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    drafted: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
