@@ -321,3 +321,46 @@ def format_headline(h: Headline) -> str:
     for title, body in headline_sections(h):
         parts.append(f"\n{title}\n{body}")
     return "\n".join(parts)
+
+
+def compact_cof(cof: pl.DataFrame) -> pl.DataFrame:
+    """CoF (router 'always') with one row per pair and dataset and one column per method."""
+    always = cof.filter(pl.col("router") == "always")
+    if always.height == 0:
+        return pl.DataFrame()
+    methods = sorted(always["method"].unique().to_list())
+    index = [c for c in ("experiment", "llm", "slm", "param_ratio", "dataset") if c in always.columns]
+    wide = always.pivot(on="method", index=index, values="cof", aggregate_function="first")
+    return wide.select(*index, *methods).sort(
+        [c for c in ("experiment", "dataset", "param_ratio") if c in index]
+    )
+
+
+def compact_sections(h: Headline) -> list[tuple[str, str]]:
+    """The findings in a screenful: CoF per pair (a column per method), the chosen law per group, and per
+    method how well entropy predicts a mismatch and how early mismatches fall."""
+    laws = h.fits.select("method", "dataset", "pairs", "law", "law_loo_rmse", paper_law_column(h.fits))
+    per_method = h.entropy_auroc.select("method", pl.col("auroc").alias("entropy_auroc")).join(
+        h.early.select("method", "mismatch_share", "baseline_share", "enrichment", "p_value"),
+        on="method",
+        how="full",
+        coalesce=True,
+    )
+    return [
+        (
+            "CoF by pair and method (router 'always'; mismatches / tokens)",
+            table_or_note(compact_cof(h.cof), "no runs"),
+        ),
+        ("Which law the pairs support (leave-one-pair-out RMSE)", table_or_note(laws, "no pairs to fit")),
+        (
+            "Per method: entropy AUROC for a mismatch; share of mismatches in the first 10% of tokens",
+            table_or_note(per_method.sort("method"), "no events"),
+        ),
+    ]
+
+
+def format_compact_headline(h: Headline, more: str = "") -> str:
+    """The headline's findings in one screenful; `more` says where the full tables are."""
+    parts = [f"fsgen headline: {h.runs} complete run(s), {h.tokens:,} token events"]
+    parts += [f"\n{title}\n{body}" for title, body in compact_sections(h)]
+    return "\n".join([*parts, *([f"\n{more}"] if more else [])])

@@ -89,11 +89,16 @@ def run_sweep(cells: list[RunConfig], warehouse: Path, console: Console) -> list
 
 
 def print_headline(warehouse: Path, console: Console) -> None:
-    """The headline table of the warehouse (analytics), printed at the end of a sweep."""
-    from analytics.summary import format_headline, headline  # the entry point may use analytics
+    """The headline's findings in a screenful (analytics), printed at the end of a sweep."""
+    from analytics.summary import format_compact_headline, headline  # the entry point may use analytics
 
+    more = (
+        f"Full tables (intervals, accuracies, runner-up laws): python -m analytics --warehouse {warehouse}"
+        f"\nFigures and report.md: python -m analytics.report --warehouse {warehouse} --out report/"
+    )
     try:
-        console.print(format_headline(headline(warehouse)), highlight=False, markup=False, soft_wrap=True)
+        text = format_compact_headline(headline(warehouse), more)
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
     except WarehouseLocked:
         console.print("(the warehouse is busy; see the headline later with: python -m analytics.report)")
 

@@ -11,7 +11,15 @@ import polars as pl
 import pytest
 
 from analytics.scaling import GroupFit, fit_cof
-from analytics.summary import cof_with_accuracy, format_headline, headline, law_power, power_lines, run_table
+from analytics.summary import (
+    cof_with_accuracy,
+    format_compact_headline,
+    format_headline,
+    headline,
+    law_power,
+    power_lines,
+    run_table,
+)
 from tests.analytics.conftest import add_events, add_model, add_run, build_sweep, random_events
 
 
@@ -149,3 +157,29 @@ def test_power_calculation_says_how_many_samples_would_tell_the_laws_apart() -> 
     assert len(lines) == 1 and f"about {want:,} samples per pair would" in lines[0]
     enough = law_power(*_power_case(want))
     assert enough["distinguishable"].to_list() == [True] and power_lines(enough) == []
+
+
+def test_the_compact_headline_is_a_screenful_with_a_column_per_method(
+    con: duckdb.DuckDBPyConnection, empty_warehouse: Path
+) -> None:
+    build_sweep(con)
+    con.close()
+    h = headline(empty_warehouse)
+    text = format_compact_headline(h, "Full tables: python -m analytics")
+    full = format_headline(h)
+    assert len(text.splitlines()) < len(full.splitlines()) and text.endswith(
+        "Full tables: python -m analytics"
+    )
+    cells = [
+        [c.strip() for c in line.strip("|").split("|")] for line in text.split("\n\n")[1].splitlines()[3:]
+    ]
+    always = h.cof.filter(pl.col("router") == "always")
+    header = [c.strip() for c in text.split("\n\n")[1].splitlines()[1].strip("|").split("|")]
+    assert header[:4] == ["llm", "slm", "param_ratio", "dataset"]
+    assert sorted(header[4:]) == sorted(always["method"].unique().to_list())
+    # one row per pair and dataset, each CoF under its method's column
+    assert len(cells) == always.select("llm", "slm", "dataset").unique().height
+    for r in always.iter_rows(named=True):
+        (row,) = [c for c in cells if (c[0], c[1], c[3]) == (r["llm"], r["slm"], r["dataset"])]
+        assert float(row[header.index(r["method"])]) == pytest.approx(r["cof"], rel=1e-3)
+    assert "Which law the pairs support" in text and "entropy_auroc" in text
