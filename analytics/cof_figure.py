@@ -103,10 +103,10 @@ def _ratio_panel(ax: Axes, grp: pl.DataFrame, laws: CofFit | None, colors: dict[
 
 
 def _points(ax: Axes, part: pl.DataFrame, x: np.ndarray, color: str, *, line: bool = True) -> None:
-    """The pairs' CoF, with their 95% interval over samples where known."""
+    """The pairs' pooled CoF, with the pooled rate's 95% interval (ratio estimator over samples) where known."""
     y = part["cof"].to_numpy()
-    if {"ci_lo", "ci_hi"} <= set(part.columns) and part["ci_lo"].null_count() == 0:
-        err = np.stack([y - part["ci_lo"].to_numpy(), part["ci_hi"].to_numpy() - y]).clip(0)
+    if {"cof_lo", "cof_hi"} <= set(part.columns) and part["cof_lo"].null_count() == 0:
+        err = np.stack([y - part["cof_lo"].to_numpy(), part["cof_hi"].to_numpy() - y]).clip(0)
         ax.errorbar(x, y, yerr=err, fmt="none", ecolor=color, elinewidth=0.8, capsize=2, zorder=2)
     ax.plot(x, y, marker="o", linestyle="-" if line else "none", color=color, linewidth=1, zorder=3)
 

@@ -268,7 +268,7 @@ def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
     if points.height == 0:
         return Section("Scaling law", "(no complete `always` runs with pairs yet)")
     spread = collaboration_frequency(con, PAIR_KEYS, filters=PAPER_FILTERS).select(
-        *PAIR_KEYS, "ci_lo", "ci_hi"
+        *PAIR_KEYS, "cof_lo", "cof_hi"
     )
     points = points.join(spread, on=PAIR_KEYS, how="left")
     fits = fit_groups(points, bootstrap=opts.bootstrap, seed=opts.seed)

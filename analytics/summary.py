@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analytics.frequency import collaboration_frequency, pooled_cof
+from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_frequency, pooled_cof
 from analytics.positions import early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import Source, connect, query
@@ -100,9 +100,12 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_sample_intervals(cof: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
-    """Add each row's samples, per-sample sd and 95% t interval of CoF over samples (`ci_lo`, `ci_hi`)."""
+    """Add each row's samples, the pooled CoF's interval (`cof_lo`, `cof_hi`) and design effect, and the
+    per-sample mean with its t interval (`cof_mean`, `cof_mean_lo`, `cof_mean_hi`) and sd."""
     keys = list(ACCURACY_KEYS)
-    extra = intervals.select(*keys, "samples", "cof_sd", "ci_lo", "ci_hi")
+    extra = intervals.select(
+        *keys, "samples", "cof_lo", "cof_hi", "design_effect", "cof_mean", "cof_sd", "cof_mean_lo", "cof_mean_hi"
+    )
     return cof.join(extra, on=keys, how="left", nulls_equal=True)
 
 
@@ -128,7 +131,7 @@ def law_power(groups: Sequence[GroupFit], cof: pl.DataFrame) -> pl.DataFrame:
         sd = float(np.sqrt(np.mean(grp["cof_sd"].to_numpy() ** 2)))
         samples = int(np.median(grp["samples"].to_numpy()))
         needed = math.ceil((POWER_Z * sd / difference) ** 2) if difference > 0 else None
-        half = (grp["ci_hi"] - grp["ci_lo"]).median()
+        half = (grp["cof_hi"] - grp["cof_lo"]).median()
         rows.append(
             {
                 "method": g.method,
@@ -270,8 +273,12 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
         "samples",
         "tokens",
         "cof",
-        "ci_lo",
-        "ci_hi",
+        "cof_lo",
+        "cof_hi",
+        "design_effect",
+        "cof_mean",
+        "cof_mean_lo",
+        "cof_mean_hi",
         "acc_slm",
         "acc_llm",
         "acc_collab",
@@ -291,8 +298,9 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
     law_body = table_or_note(laws, "no pairs to fit") + ("\n" + "\n".join(notes) if notes else "")
     return [
         (
-            "CoF by pair and method (ci: 95% interval over samples; accuracy: SLM alone / LLM alone / "
-            "collaboration)",
+            f"CoF by pair and method (cof, cof_lo..cof_hi: {POOLED_INTERVAL}, 95%; design_effect: its "
+            f"variance over that of independent tokens; cof_mean, cof_mean_lo..cof_mean_hi: {MEAN_INTERVAL}, "
+            "95%; accuracy: SLM alone / LLM alone / collaboration)",
             table_or_note(cof, "no runs"),
         ),
         (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from analytics.frequency import collaboration_frequency
+from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_frequency
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
@@ -15,7 +15,7 @@ router = aggregate_router(prefix="/v1", tags=["cof"])
 
 
 class CofRow(BaseModel):
-    """CoF of one group: pooled, and the mean over samples with its interval."""
+    """CoF of one group: pooled with its own interval, and the mean over samples with its t interval."""
 
     group: Group
     samples: int
@@ -23,10 +23,15 @@ class CofRow(BaseModel):
     mismatches: int
     consulted: int
     cof: float | None = Field(description="pooled: mismatches / tokens")
+    cof_lo: float | None = Field(description=f"{POOLED_INTERVAL}, at `confidence`")
+    cof_hi: float | None
+    design_effect: float | None = Field(
+        description="variance of the pooled CoF over the variance it would have with independent tokens"
+    )
     cof_mean: float | None = Field(description="mean of the per-sample CoF")
-    cof_sd: float | None
-    ci_lo: float | None = Field(description="t interval of cof_mean at `confidence`, clipped to [0, 1]")
-    ci_hi: float | None
+    cof_sd: float | None = Field(description="standard deviation of the per-sample CoF")
+    cof_mean_lo: float | None = Field(description=f"{MEAN_INTERVAL}, at `confidence`")
+    cof_mean_hi: float | None
     consult_rate: float | None
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-from scipy import stats
+from scipy import special, stats
 
 from analytics.frequency import collaboration_frequency, with_intervals
 from analytics.source import RUN_COLUMNS, AnalyticsError, run_column_dtype
@@ -36,6 +36,11 @@ def test_per_run_cof_with_t_interval(con: duckdb.DuckDBPyConnection, empty_wareh
     per_sample = np.array([0.25, 1.0, 0.0])
     mean, sd = per_sample.mean(), per_sample.std(ddof=1)
     lo, hi = stats.t.interval(0.95, 2, loc=mean, scale=sd / np.sqrt(3))
+    # the pooled rate's own interval: residuals m_i − 0.3·n_i over samples, delta method, t(2)
+    resid = np.array([1, 2, 0]) - 0.3 * np.array([4, 2, 4])
+    pooled_se = np.sqrt((resid**2).sum() / (3 * 2)) / (10 / 3)
+    logit_half = stats.t.ppf(0.975, 2) * pooled_se / (0.3 * 0.7)
+    pooled_lo, pooled_hi = (float(special.expit(special.logit(0.3) + s * logit_half)) for s in (-1, 1))
     expected = pl.DataFrame(
         {
             "run_id": [run],
@@ -44,10 +49,13 @@ def test_per_run_cof_with_t_interval(con: duckdb.DuckDBPyConnection, empty_wareh
             "mismatches": [3],
             "consulted": [10],
             "cof": [0.3],
+            "cof_lo": [pooled_lo],
+            "cof_hi": [pooled_hi],
+            "design_effect": [pooled_se**2 / (0.3 * 0.7 / 10)],
             "cof_mean": [mean],
             "cof_sd": [sd],
-            "ci_lo": [max(lo, 0.0)],
-            "ci_hi": [min(hi, 1.0)],
+            "cof_mean_lo": [max(lo, 0.0)],
+            "cof_mean_hi": [min(hi, 1.0)],
             "consult_rate": [1.0],
         }
     )
@@ -72,7 +80,7 @@ def test_grouping_pools_runs_and_filters(con: duckdb.DuckDBPyConnection) -> None
     ).with_columns((pl.col("mismatches") / pl.col("tokens")).alias("cof"))
     assert_frame_equal(got, expected, check_dtypes=False)
     only = collaboration_frequency(con, ["method", "dataset"], filters={"dataset": ["mmlu"]})
-    assert only["cof"].to_list() == [1.0] and only["ci_lo"].to_list() == [None]  # one sample: no interval
+    assert only["cof"].to_list() == [1.0] and only["cof_lo"].to_list() == [None]  # one sample: no interval
     assert collaboration_frequency(con, filters={"method": "nope"}).height == 0
 
 
@@ -90,7 +98,11 @@ def test_identical_models_have_zero_cof(con: duckdb.DuckDBPyConnection) -> None:
     run = add_run(con, llm="S", slm="S")
     add_events(con, run, _events([[False] * 5, [False] * 3]))
     got = collaboration_frequency(con)
-    assert got["cof"].to_list() == [0.0] and got["ci_hi"].to_list() == [0.0]
+    assert (
+        got["cof"].to_list() == [0.0]
+        and got["cof_hi"].to_list() == [0.0]
+        and got["cof_mean_hi"].to_list() == [0.0]
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -113,12 +125,58 @@ def test_interval_brackets_the_mean(samples: list[tuple[int, int]]) -> None:
             "consulted": [int(tokens.sum())],
             "cof_mean": [float(per.mean())],
             "cof_sd": [float(per.std(ddof=1)) if len(samples) > 1 else None],
+            **_square_sums(mism, tokens),
         }
     )
     row = with_intervals(sums).row(0, named=True)
     assert 0.0 <= row["cof"] <= 1.0
     if len(samples) > 1:
-        assert row["ci_lo"] <= row["cof_mean"] + 1e-12 <= row["ci_hi"] + 2e-12
+        assert row["cof_mean_lo"] <= row["cof_mean"] + 1e-12 <= row["cof_mean_hi"] + 2e-12
+        assert row["cof_lo"] <= row["cof"] + 1e-12 <= row["cof_hi"] + 2e-12
+
+
+def _square_sums(m: np.ndarray, n: np.ndarray) -> dict[str, list[float]]:
+    """The per-sample square sums `with_intervals` reads (Σ m², Σ m·n, Σ n²), as the SQL computes them."""
+    m, n = m.astype(float), n.astype(float)
+    return {"m_sq": [float(m @ m)], "mn": [float(m @ n)], "n_sq": [float(n @ n)]}
+
+
+def test_intervals_cover_their_own_number_over_clustered_samples() -> None:
+    """1,000 simulated groups of 30 samples whose rate varies by sample (clustered: a Beta per sample) and
+    falls with the sample's length, so the pooled rate (0.158 here) and the mean per-sample rate (0.182)
+    differ: each 95% interval covers its own number 93–97% of the time; the mean's interval would cover the
+    pooled rate far less often, which is why the two are labelled apart."""
+    rng = np.random.default_rng(7)
+    sims, k, lengths = 1000, 30, np.array([8, 16, 32, 64])
+    rate_of = {8: 0.30, 16: 0.22, 32: 0.13, 64: 0.08}
+    pooled = float(sum(n * rate_of[n] for n in lengths) / lengths.sum())
+    mean_rate = float(np.mean(list(rate_of.values())))
+    n = rng.choice(lengths, size=(sims, k))
+    mu = np.vectorize(rate_of.get)(n)
+    p = rng.beta(mu * 4, (1 - mu) * 4)  # concentration 4: strongly clustered
+    m = rng.binomial(n, p)
+    per = m / n
+    sums = pl.DataFrame(
+        {
+            "samples": np.full(sims, k),
+            "tokens": n.sum(1),
+            "mismatches": m.sum(1),
+            "consulted": n.sum(1),
+            "cof_mean": per.mean(1),
+            "cof_sd": per.std(1, ddof=1),
+            "m_sq": (m.astype(float) ** 2).sum(1),
+            "mn": (m * n).astype(float).sum(1),
+            "n_sq": (n.astype(float) ** 2).sum(1),
+        }
+    )
+    got = with_intervals(sums)
+    covers = ((got["cof_lo"] <= pooled) & (pooled <= got["cof_hi"])).mean()
+    covers_mean = ((got["cof_mean_lo"] <= mean_rate) & (mean_rate <= got["cof_mean_hi"])).mean()
+    wrong_number = ((got["cof_mean_lo"] <= pooled) & (pooled <= got["cof_mean_hi"])).mean()
+    assert 0.93 <= covers <= 0.97, covers
+    assert 0.93 <= covers_mean <= 0.97, covers_mean
+    assert wrong_number < 0.8, wrong_number
+    assert (got["design_effect"] > 2).all()  # clustered samples: worth far fewer than their tokens
 
 
 def test_groupable_run_columns_and_their_types_come_from_the_runs_model() -> None:

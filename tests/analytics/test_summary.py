@@ -35,12 +35,15 @@ def test_headline_on_a_small_sweep(con: duckdb.DuckDBPyConnection, empty_warehou
     assert h.early["enrichment"][0] > 1.5 and h.early["p_value"][0] < 1e-3
     row = h.cof.filter((pl.col("llm") == "L") & (pl.col("slm") == "S")).row(0, named=True)
     assert (row["param_ratio"], row["acc_collab"], row["acc_llm"], row["acc_slm"]) == (16.0, 0.5, 0.5, 0.25)
-    assert row["samples"] == 8 and row["ci_lo"] < row["cof"] < row["ci_hi"]
+    assert row["samples"] == 8 and row["cof_lo"] < row["cof"] < row["cof_hi"]
+    assert row["cof_mean_lo"] < row["cof_mean"] < row["cof_mean_hi"] and row["design_effect"] > 0
     assert h.fits["law"][0] in ("constant", "log_ratio", "log_sizes") and h.fits["law_loo_rmse"][0] > 0
     text = format_headline(h)
     for part in (
         "CoF by pair and method",
-        "ci_lo",
+        "cof_lo",
+        "cof_mean_lo",
+        "ratio-estimator interval",
         "Which law the pairs support",
         "law_loo_rmse",
         "runner_up",
@@ -134,8 +137,8 @@ def _power_case(samples: int) -> tuple[tuple[GroupFit, ...], pl.DataFrame]:
             "slm_params": ns,
             "cof_sd": 0.1,
             "samples": samples,
-            "ci_lo": cof - half,
-            "ci_hi": cof + half,
+            "cof_lo": cof - half,
+            "cof_hi": cof + half,
         }
     )
     return (group,), frame

@@ -219,7 +219,7 @@ def test_overview_draws_every_chart_with_the_fixtures_marks(
     with page.expect_download() as dl:
         page.click("#cof .downloads button[data-fmt='csv']")
     lines = Path(dl.value.path()).read_text().splitlines()
-    assert lines[0].startswith("pair,") and "ci_lo" in lines[0]
+    assert lines[0].startswith("pair,") and "cof_lo" in lines[0]
     assert len(lines) == 1 + expected_marks(zoo_warehouse)["cof"]["rect"]
     page.select_option("select[name=method]", "speculative")  # a filter redraws every chart
     page.wait_for_selector("body[data-ready='1']")

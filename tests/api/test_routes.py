@@ -119,7 +119,8 @@ async def test_cof_is_the_analytics_answer(rich: httpx.AsyncClient, rich_warehou
     for row in expected.iter_rows(named=True):
         assert got[row["method"]]["tokens"] == row["tokens"]
         assert got[row["method"]]["cof"] == pytest.approx(row["cof"])
-        assert got[row["method"]]["ci_lo"] == pytest.approx(row["ci_lo"], nan_ok=True)
+        for col in ("cof_lo", "cof_hi", "design_effect", "cof_mean_lo", "cof_mean_hi"):
+            assert got[row["method"]][col] == pytest.approx(row[col], nan_ok=True)
 
 
 async def test_positions_uncertainty_and_speculative(rich: httpx.AsyncClient, rich_warehouse: Path) -> None:

@@ -27,7 +27,7 @@ const n = (field, title, extra = {}) => ({ field, type: "nominal", title, ...ext
 const cof = {
   id: "cof",
   title: "CoF by pair and method",
-  note: "Mismatches / generated tokens of complete runs: bars pooled, whiskers the 95% t interval of the per-sample mean.",
+  note: "Mismatches / generated tokens of complete runs: bars the pooled CoF, whiskers its 95% interval (ratio estimator, delta method over samples). The per-sample mean with its t interval and the design effect are in the CSV / JSON.",
   routes: ["/v1/cof"],
   async load(ctx) {
     const body = await ctx.api("/v1/cof", { group_by: ["llm", "slm", "method"], ...runFilters(ctx.filters) });
@@ -42,7 +42,7 @@ const cof = {
       },
       layer: [
         { mark: { type: "bar", tooltip: true }, encoding: { y: q("cof", "CoF") } },
-        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: q("ci_lo"), y2: { field: "ci_hi" }, color: { value: "#1d2433" } } },
+        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: q("cof_lo"), y2: { field: "cof_hi" }, color: { value: "#1d2433" } } },
       ],
     };
     return { rows, spec };
