@@ -207,12 +207,20 @@ def headline(source: Source) -> Headline:
         entropy_auroc=auroc.select("method", "tokens", "mismatches", "auroc", "spearman", "point_biserial"),
         early=early.select(
             "method",
+            "samples",
             "mismatches",
             "early_mismatches",
             "mismatch_share",
             "baseline_share",
             "enrichment",
+            "enrichment_lo",
+            "enrichment_hi",
             "p_value",
+            pl.col("fixed_steps").list.eval(pl.element().cast(pl.Utf8)).list.join(", "),
+            "enrichment_without_fixed",
+            "enrichment_without_fixed_lo",
+            "enrichment_without_fixed_hi",
+            "p_value_without_fixed",
         ),
         runs=runs.height,
         tokens=int(runs["tokens"].sum() or 0),
@@ -225,7 +233,7 @@ def readable(frame: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in frame.schema.items():
         col = pl.col(name)
         if dtype.is_float():
-            spec = "{:.2e}" if name == "p_value" else "{:.4g}"
+            spec = "{:.2e}" if name.startswith("p_value") else "{:.4g}"
             col = col.map_elements(spec.format, return_dtype=pl.Utf8)
         cols.append(col.cast(pl.Utf8).fill_null("–").alias(name) if dtype != pl.Utf8 else col.fill_null("–"))
     return frame.select(cols)
@@ -312,7 +320,10 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
             table_or_note(h.entropy_auroc, "no events"),
         ),
         (
-            "Share of mismatches in the first 10% of tokens (uniform = baseline)",
+            "Share of mismatches in the first 10% of tokens (uniform = baseline; enrichment = share / baseline "
+            "with its 95% interval, a bootstrap by sample; p_value: two-sided, clustered by sample; "
+            "fixed_steps: steps no sample ever mismatches at, fixed by the prompt format, and the statistic "
+            "without them)",
             table_or_note(h.early, "no events"),
         ),
     ]

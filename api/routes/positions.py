@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import duckdb
 import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-from analytics.positions import early_share, position_profile
+from analytics.positions import Alternative, early_share, position_profile
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -17,7 +17,6 @@ from api.formats import aggregate_router
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
 router = aggregate_router(prefix="/v1", tags=["positions"])
-Alternative = Literal["greater", "less", "two-sided"]
 
 
 class DecileRow(BaseModel):
@@ -33,18 +32,33 @@ class DecileRow(BaseModel):
 
 
 class EarlyRow(BaseModel):
-    """Share of a group's mismatches in the early window against its share of tokens, with a binomial test."""
+    """Share of a group's mismatches in the early window against its share of tokens, tested clustered by
+    sample, and again without the steps the prompt format fixes."""
 
     group: Group
     window: str
+    test: str = Field(description="what p_value tests, and how")
+    samples: int
     tokens: int
     mismatches: int
     early_tokens: int
     early_mismatches: int
     mismatch_share: float | None
-    baseline_share: float | None
-    enrichment: float | None
-    p_value: float | None
+    baseline_share: float | None = Field(description="the window's share of tokens (uniform baseline)")
+    enrichment: float | None = Field(description="mismatch_share / baseline_share")
+    enrichment_lo: float | None = Field(description="95% interval of enrichment: bootstrap by sample")
+    enrichment_hi: float | None
+    p_value: float | None = Field(description="score test clustered by sample, t(samples − 1)")
+    alternative: str
+    fixed_steps: list[int] = Field(
+        description="steps no sample mismatches at though the group's CoF makes that unlikely (p ≤ 0.01): "
+        "fixed by the prompt format"
+    )
+    baseline_share_without_fixed: float | None = Field(description="as above, fixed steps left out")
+    enrichment_without_fixed: float | None
+    enrichment_without_fixed_lo: float | None
+    enrichment_without_fixed_hi: float | None
+    p_value_without_fixed: float | None
 
 
 class PositionsPublic(BaseModel):
@@ -78,7 +92,9 @@ def get_positions(
         float | None,
         Query(gt=0, lt=1, description="early window: the first fraction of each sample (default 0.1)"),
     ] = None,
-    alternative: Alternative = "greater",
+    alternative: Annotated[
+        Alternative, Query(description="of the early-share test; two-sided unless asked")
+    ] = "two-sided",
     timeout_ms: TimeoutMs = None,
 ) -> PositionsPublic:
     """Mismatch share by relative-position decile; the share in the first k tokens (or fraction), tested."""

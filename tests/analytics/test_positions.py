@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy import stats
 
-from analytics.positions import early_share, early_share_test, position_profile
+from analytics.positions import FIXED_STEPS, early_share, early_share_row, position_profile
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
 
 
@@ -51,12 +51,68 @@ def test_early_share_against_uniform(con: duckdb.DuckDBPyConnection) -> None:
     assert (got["run_id"], got["early_tokens"], got["early_mismatches"]) == (run, 4, 3)
     assert got["mismatch_share"] == 0.75 and got["baseline_share"] == 0.2
     assert got["enrichment"] == pytest.approx(3.75)
-    assert got["p_value"] == pytest.approx(stats.binomtest(3, 4, 0.2, alternative="greater").pvalue)
-    assert got["window"] == "first 2 tokens"
+    # clustered by sample: d = early mismatches − mismatches × 0.2 per sample = 1.6 and 0.6; t(1), two-sided
+    t = 2.2 / np.sqrt(1.6**2 + 0.6**2)
+    assert got["p_value"] == pytest.approx(2 * stats.t(1).sf(t)) and got["alternative"] == "two-sided"
+    greater = early_share(con, k=2, alternative="greater").row(0, named=True)
+    assert greater["p_value"] == pytest.approx(stats.t(1).sf(t))
+    assert got["window"] == "first 2 tokens" and "clustered by sample" in got["test"]
+    assert got["fixed_steps"] == [] and got["enrichment_without_fixed"] is None
     frac = early_share(con, fraction=0.1).row(0, named=True)
     assert (frac["early_tokens"], frac["early_mismatches"], frac["window"]) == (2, 2, "first 10% of tokens")
     with pytest.raises(ValueError, match="either k"):
         early_share(con, k=2, fraction=0.1)
+
+
+def _sample_rows(mismatch: np.ndarray, window: int) -> pl.DataFrame:
+    """`sample_windows` rows of samples given as a [k, L] mismatch matrix, early window = first `window`."""
+    k, length = mismatch.shape
+    cols: dict[str, object] = {
+        "tokens": np.full(k, length),
+        "mismatches": mismatch.sum(1),
+        "early_tokens": np.full(k, window),
+        "early_mismatches": mismatch[:, :window].sum(1),
+    }
+    for s in range(FIXED_STEPS):
+        cols |= {f"at_{s}": np.ones(k, int), f"miss_at_{s}": mismatch[:, s].astype(int),
+                 f"early_at_{s}": np.full(k, int(s < window))}  # fmt: skip
+    return pl.DataFrame(cols)
+
+
+def test_the_clustered_test_holds_its_level_where_mismatches_come_in_bursts() -> None:
+    """Uniform positions, but each sample's mismatches come as one burst of 6 (placed uniformly, wrapping):
+    tokens are not independent. Over 400 groups of 60 samples the clustered test rejects at the 5% level
+    close to 5% of the time (6.5% over 2,000 groups, measured); a binomial test over tokens, as the early
+    share used to be tested, rejects about a quarter of the time."""
+    rng = np.random.default_rng(11)
+    k, length, window, rejected, naive = 60, 50, 5, 0, 0
+    for _ in range(400):
+        pos = (rng.integers(0, length, k)[:, None] + np.arange(6)) % length
+        mismatch = np.zeros((k, length), bool)
+        mismatch[np.repeat(np.arange(k), 6), pos.ravel()] = np.repeat(rng.random(k) < 0.9, 6)
+        row = early_share_row(_sample_rows(mismatch, window), resamples=0)
+        rejected += row["p_value"] is not None and row["p_value"] < 0.05  # type: ignore[operator]
+        m, em = int(mismatch.sum()), int(mismatch[:, :window].sum())
+        naive += m > 0 and stats.binomtest(em, m, window / length).pvalue < 0.05
+    assert 0.02 <= rejected / 400 <= 0.085, rejected
+    assert naive / 400 > 0.18, naive
+
+
+def test_a_step_the_format_fixes_is_named_and_left_out(con: duckdb.DuckDBPyConnection) -> None:
+    """Step 0 never mismatches (the format fixes it), the rest mismatch uniformly at 0.2: the plain first-10%
+    share is depleted (a first-token artefact), two-sided significant; without step 0 it is not."""
+    rng = np.random.default_rng(5)
+    mismatch = rng.random((200, 20)) < 0.2
+    mismatch[:, 0] = False
+    row = early_share_row(_sample_rows(mismatch, 2))
+    assert row["fixed_steps"] == [0]
+    assert row["enrichment"] < 0.7 and row["p_value"] < 1e-3  # type: ignore[operator]
+    greater = early_share_row(_sample_rows(mismatch, 2), "greater")
+    assert greater["p_value"] > 0.99  # type: ignore[operator]  # what the one-sided test used to print
+    lo, hi = row["enrichment_without_fixed_lo"], row["enrichment_without_fixed_hi"]
+    assert lo < 1 < hi and row["p_value_without_fixed"] > 0.01  # type: ignore[operator]
+    assert row["enrichment_lo"] < row["enrichment"] < row["enrichment_hi"] < 1  # type: ignore[operator]
+    assert row["baseline_share_without_fixed"] == pytest.approx(1 / 19)
 
 
 def test_early_clustering_is_significant_and_uniform_is_not(con: duckdb.DuckDBPyConnection) -> None:
@@ -80,14 +136,13 @@ def test_early_clustering_is_significant_and_uniform_is_not(con: duckdb.DuckDBPy
     )
     got = early_share(con, ["method"], fraction=0.1).sort("method")
     contrastive, oracle = got.row(0, named=True), got.row(1, named=True)
-    assert oracle["enrichment"] > 2 and oracle["p_value"] < 1e-6
+    assert oracle["enrichment"] > 2 and oracle["p_value"] < 0.01  # 30 samples, clustered: not 1e-6
     assert contrastive["p_value"] > 1e-3
     shares = position_profile(con, ["method"]).filter(pl.col("method") == "oracle").sort("bin")
     assert shares["mismatch_share"][0] == shares["mismatch_share"].max()
 
 
-def test_early_share_test_handles_no_mismatches() -> None:
-    sums = pl.DataFrame({"tokens": [10], "mismatches": [0], "early_tokens": [1], "early_mismatches": [0]})
-    row = early_share_test(sums).row(0, named=True)
+def test_early_share_handles_no_mismatches() -> None:
+    row = early_share_row(_sample_rows(np.zeros((3, 10), bool), 1))
     assert row["p_value"] is None and row["mismatch_share"] is None and row["enrichment"] is None
-    assert row["baseline_share"] == 0.1
+    assert row["baseline_share"] == 0.1 and row["fixed_steps"] == []

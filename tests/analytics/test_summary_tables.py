@@ -38,9 +38,9 @@ def test_binned_predictors_equal_the_exact_scan_on_grid_values(con: duckdb.DuckD
 
 def test_early_share_from_summaries_equals_the_event_scan(con: duckdb.DuckDBPyConnection) -> None:
     _grid_runs(con)
-    # Fractions on the 0.001 grid read histogram_sums; a fraction 1e-12 above is off the grid, so it is
-    # counted from token_events, and selects the same tokens (samples of 37 tokens: no step / 37 lies in
-    # between).
+    # Fractions on the 0.001 grid count the summaries' rel_pos cells; a fraction 1e-12 above is off the
+    # grid, so it compares rel_pos itself, and selects the same tokens (samples of 37 tokens: no step / 37
+    # lies in between).
     for fraction in (0.1, 0.25, 0.7):
         on_grid = early_share(con, ["method"], fraction=fraction)
         off_grid = early_share(con, ["method"], fraction=fraction + 1e-12)  # a scan of token_events

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from analytics.frequency import collaboration_frequency
-from analytics.positions import position_profile
+from analytics.positions import early_share, position_profile
 from api.app import create_app
 from api.routes.events import sample_chunks
 from api.settings import ApiSettings
@@ -130,6 +130,11 @@ async def test_positions_uncertainty_and_speculative(rich: httpx.AsyncClient, ri
         expected = position_profile(con, filters={"run_id": spec_id})
     assert [d["tokens"] for d in positions["deciles"]] == expected["tokens"].to_list()
     assert positions["early"][0]["window"] == "first 2 tokens"
+    with same_file(rich_warehouse) as con:
+        early = early_share(con, filters={"run_id": spec_id}, k=2).row(0, named=True)
+    for key in ("p_value", "enrichment", "enrichment_lo", "enrichment_hi", "fixed_steps", "alternative"):
+        assert positions["early"][0][key] == pytest.approx(early[key]), key
+    assert early["alternative"] == "two-sided" and "clustered by sample" in positions["early"][0]["test"]
     unc = await get_json(rich, "/v1/uncertainty", group_by="method")
     assert {p["predictor"] for p in unc["predictors"]} == {
         "entropy",
