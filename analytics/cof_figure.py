@@ -103,7 +103,7 @@ def _ratio_panel(ax: Axes, grp: pl.DataFrame, laws: CofFit | None, colors: dict[
 
 
 def _points(ax: Axes, part: pl.DataFrame, x: np.ndarray, color: str, *, line: bool = True) -> None:
-    """The pairs' pooled CoF, with the pooled rate's 95% interval (ratio estimator over samples) where known."""
+    """The pairs' pooled CoF with its own 95% interval (ratio estimator over samples) where known."""
     y = part["cof"].to_numpy()
     if {"cof_lo", "cof_hi"} <= set(part.columns) and part["cof_lo"].null_count() == 0:
         err = np.stack([y - part["cof_lo"].to_numpy(), part["cof_hi"].to_numpy() - y]).clip(0)

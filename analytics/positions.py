@@ -233,7 +233,8 @@ def early_share_row(
     n, m, e, em = (int(v) for v in x.sum(0))
     base, enrich, lo, hi, p = _window_stats(x, alternative, seed, resamples)
     fixed = fixed_steps(part)
-    plain: dict[str, object] = {"samples": part.height, "tokens": n, "mismatches": m, "early_tokens": e, "early_mismatches": em,
+    plain: dict[str, object] = {
+             "samples": part.height, "tokens": n, "mismatches": m, "early_tokens": e, "early_mismatches": em,
              "mismatch_share": em / m if m else None, "baseline_share": base, "enrichment": enrich,
              "enrichment_lo": lo, "enrichment_hi": hi, "p_value": p, "alternative": alternative,
              "fixed_steps": fixed}  # fmt: skip

@@ -99,13 +99,15 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+INTERVAL_COLUMNS = ("samples", "cof_lo", "cof_hi", "design_effect", "cof_mean", "cof_sd", "cof_mean_lo",
+                    "cof_mean_hi")  # fmt: skip
+
+
 def with_sample_intervals(cof: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
     """Add each row's samples, the pooled CoF's interval (`cof_lo`, `cof_hi`) and design effect, and the
     per-sample mean with its t interval (`cof_mean`, `cof_mean_lo`, `cof_mean_hi`) and sd."""
     keys = list(ACCURACY_KEYS)
-    extra = intervals.select(
-        *keys, "samples", "cof_lo", "cof_hi", "design_effect", "cof_mean", "cof_sd", "cof_mean_lo", "cof_mean_hi"
-    )
+    extra = intervals.select(*keys, *INTERVAL_COLUMNS)
     return cof.join(extra, on=keys, how="left", nulls_equal=True)
 
 
@@ -320,8 +322,8 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
             table_or_note(h.entropy_auroc, "no events"),
         ),
         (
-            "Share of mismatches in the first 10% of tokens (uniform = baseline; enrichment = share / baseline "
-            "with its 95% interval, a bootstrap by sample; p_value: two-sided, clustered by sample; "
+            "Share of mismatches in the first 10% of tokens (uniform = baseline; enrichment = share / "
+            "baseline with its 95% interval, a bootstrap by sample; p_value: two-sided, clustered by sample; "
             "fixed_steps: steps no sample ever mismatches at, fixed by the prompt format, and the statistic "
             "without them)",
             table_or_note(h.early, "no events"),
