@@ -30,13 +30,14 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughput, run_costs
 from analytics.source import AnalyticsError, Source, connect, query, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse.settings import add_warehouse_argument
@@ -72,52 +73,6 @@ SAMPLING_SCHEMA = {
 
 
 @dataclass(frozen=True)
-class RunCosts:
-    """What one run measured: seconds of a cycle drafting d tokens (without and with a stop rule's checks),
-    prefill per prompt, the baseline; `rows`: the batch size they were timed at (a cycle advances each)."""
-
-    cycle_s: dict[int, float]
-    prefill_s: float
-    baseline_tokens_per_s: float
-    stop_cycle_s: dict[int, float] = field(default_factory=dict)
-    rows: int = 1
-
-    def cycle(self, d: int) -> float:
-        """Seconds of a cycle drafting d tokens (linear between measured lengths, nearest outside them)."""
-        return _interp(self.cycle_s, d)
-
-    def stop_cycle(self, d: int, k: int) -> float:
-        """Seconds of a cycle under a stop rule that drafted d of at most k: one that stopped early (d < k)
-        also ran System 1 and the rule on the token it stopped at, the work of drafting d + 1 (no stop
-        timings recorded: the plain cycle)."""
-        if not self.stop_cycle_s:
-            return self.cycle(d)
-        return _interp(self.stop_cycle_s, min(d + 1, k))
-
-
-def _interp(seconds: dict[int, float], d: int) -> float:
-    ds = sorted(seconds)
-    return float(np.interp(d, ds, [seconds[x] for x in ds]))
-
-
-def run_costs(source: Source, run_id: int) -> RunCosts | None:
-    """The batch-1 costs a run recorded (None where it recorded none: calibration off, older schema)."""
-    with connect(source) as con:
-        if not table_columns(con, "run_costs"):
-            return None
-        rows = query(
-            con, "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND batch_size = 1", [run_id]
-        )
-    cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "cycle"}
-    stop_cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "stop_cycle"}
-    generate = [(n, s) for k, n, s in rows.iter_rows() if k == "llm_generate"]
-    prefill = [s for k, _, s in rows.iter_rows() if k == "prefill"]
-    if not cycles or not generate or generate[0][1] <= 0:
-        return None
-    return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1], stop_cycles)
-
-
-@dataclass(frozen=True)
 class Prediction:
     """One setting replayed on one oracle run, and its predicted speed."""
 
@@ -140,16 +95,11 @@ def predict(
     cycles = replay_cycles(trace, k, stop, threshold)
     drafted = cycles["drafted"].to_numpy().astype(np.int64)
     accepted = cycles["accepted"].to_numpy().astype(np.int64)
-    # A cycle really drafted K without a stop rule (a cut last cycle only records fewer).
-    work = np.full_like(drafted, k) if stop is None else np.clip(drafted, 1, k)
-    cost = costs.cycle if stop is None else lambda d: costs.stop_cycle(d, k)
-    per_d = {d: cost(d) for d in np.unique(work).tolist()}
-    seconds = len(trace.n_tokens) * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
+    seconds = cycles_seconds(drafted, k, stop, costs, len(trace.n_tokens))
     tokens = int(trace.n_tokens.sum())
-    trials = int((accepted + (accepted < drafted)).sum())
     tps = costs.rows * tokens / seconds if seconds > 0 else float("nan")
     return Prediction(
-        k, stop, threshold, len(cycles), tokens, float(accepted.sum()) / trials if trials else 1.0,
+        k, stop, threshold, len(cycles), tokens, acceptance(drafted, accepted),
         tokens / max(len(cycles), 1), tps, costs.baseline_tokens_per_s, tps / costs.baseline_tokens_per_s,
     )  # fmt: skip
 
@@ -293,25 +243,18 @@ def collector_command(
 
 
 def measured(source: Source, run_id: int) -> tuple[float, int, float, float]:
-    """(acceptance, cycles, decode tokens/s, baseline tokens/s) of a speculative run. The measured speed-up
-    is their ratio: the run's decode (prefill, cycles, host checks) over the LLM's own greedy generate on
-    the same batches, each timed right after the batch it pairs with (`baseline` in run_costs)."""
+    """(acceptance, cycles, decode tokens/s, baseline tokens/s) of a speculative run; the measured speed-up
+    is their ratio (`analytics.costs.paired_throughput`)."""
     with connect(source) as con:
         c = query(con, "SELECT drafted, accepted FROM spec_cycles WHERE run_id = ?", [run_id])
-        costs = query(
-            con, "SELECT kind, tokens, batch_size, seconds FROM run_costs WHERE run_id = ?", [run_id]
-        )
-    drafted, accepted = c["drafted"].to_numpy(), c["accepted"].to_numpy()
-    trials = int((accepted + (accepted < drafted)).sum())
-    decode = costs.filter(pl.col("kind") == "decode")
-    baseline = costs.filter(pl.col("kind") == "baseline")
-    if decode.height == 0 or baseline.height == 0:
+        paired = paired_throughput(con, run_id)
+    if paired is None:
         raise AnalyticsError(
             f"run {run_id} recorded no decode time or no paired baseline (a run from before the baseline "
             "was recorded, or calibration off); collect it again with calibration on"
         )
-    d, b = decode.row(0), baseline.row(0)
-    return float(accepted.sum()) / max(trials, 1), c.height, d[1] / d[3], b[1] / b[3]
+    drafted, accepted = c["drafted"].to_numpy(), c["accepted"].to_numpy()
+    return acceptance(drafted, accepted), c.height, paired[0], paired[1]
 
 
 def verify(warehouse: Path, best: pl.DataFrame, threads: int = 1) -> list[Verification]:

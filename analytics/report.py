@@ -35,7 +35,7 @@ from analytics.summary import (
     Headline,
     headline,
     headline_sections,
-    markdown_table,
+    speedup_section,
     table_or_note,
 )
 from analytics.uncertainty import entropy_histogram
@@ -355,19 +355,10 @@ def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> 
     if acceptance.height == 0:
         return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
     files = _save(figure_acceptance(acceptance), opts, "speculative_acceptance")
-    runs = speculative_runs(con).select(
-        "run_id",
-        "llm",
-        "slm",
-        "draft_k",
-        "acceptance",
-        "mean_accepted",
-        "cost_ratio",
-        "expected_speedup",
-        "measured_speedup",
-        "measured_from",
-    )
-    return Section("Speculative decoding", markdown_table(runs), tuple(files))
+    runs = speculative_runs(con, filters={"status": "complete"})
+    title, table = speedup_section(runs)
+    body = f"Acceptance by draft position per pair and dataset (figure). {title}:\n\n{table}"
+    return Section("Speculative decoding", body, tuple(files))
 
 
 def render_markdown(warehouse: str, h: Headline, sections: Sequence[Section], out: Path) -> str:

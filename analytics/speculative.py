@@ -1,16 +1,17 @@
-"""Speculative decoding: acceptance by draft position, accepted length, expected vs measured speed-up.
+"""Speculative decoding: acceptance by draft position, accepted length, predicted and measured speed-up.
 
 Reads `spec_cycles(run_id, sample_id, cycle, drafted, accepted)` (one row per draft/verify round) and the
 nullable `token_events.draft_index` / `token_events.accepted`. A warehouse without them (schema before the
 speculative migration) gives empty frames, never an error.
 
-Expected speed-up of K drafted tokens with per-token acceptance a and cost ratio c = cost(SLM) / cost(LLM)
-per forward pass (Leviathan et al., 2023): (1 − a^(K+1)) / ((1 − a)(K·c + 1)).
+The speed-ups are `analytics.speedup`'s (one definition for every door). Beside them, labelled as the FLOP
+model, the speed-up of K drafted tokens with per-token acceptance a if a forward cost its parameter count,
+c = N_SLM / N_LLM (Leviathan et al., 2023): (1 − a^(K+1)) / ((1 − a)(K·c + 1)).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from analytics.source import (
     runs_where,
     table_columns,
 )
+from analytics.speedup import SPEEDUP_SCHEMA, run_speedups
 
 ACCEPTANCE_SCHEMA = {
     "position": pl.Int64,
@@ -52,9 +54,8 @@ RUN_SCHEMA = {
     "mean_accepted": pl.Float64,
     "tokens_per_cycle": pl.Float64,
     "cost_ratio": pl.Float64,
-    "expected_speedup": pl.Float64,
-    "measured_speedup": pl.Float64,
-    "measured_from": pl.Utf8,
+    "flop_model_speedup": pl.Float64,
+    **{k: v for k, v in SPEEDUP_SCHEMA.items() if k != "run_id"},
 }
 EMITTED_SCHEMA = {"draft_index": pl.Int64, "accepted": pl.Boolean, "tokens": pl.Int64}
 
@@ -62,7 +63,7 @@ EMITTED_SCHEMA = {"draft_index": pl.Int64, "accepted": pl.Boolean, "tokens": pl.
 def expected_speedup(
     acceptance: npt.ArrayLike, k: npt.ArrayLike, cost_ratio: npt.ArrayLike
 ) -> npt.NDArray[np.float64]:
-    """(1 − a^(K+1)) / ((1 − a)(K·c + 1)), with its limit (K + 1) / (K·c + 1) at a = 1."""
+    """The FLOP model: (1 − a^(K+1)) / ((1 − a)(K·c + 1)), with its limit (K + 1) / (K·c + 1) at a = 1."""
     a = np.asarray(acceptance, dtype=float)
     kk = np.asarray(k, dtype=float)
     c = np.asarray(cost_ratio, dtype=float)
@@ -133,11 +134,7 @@ def _run_sums(con: Source, filters: Filters | None) -> pl.DataFrame:
                    CAST(c.cycles AS BIGINT) AS cycles, CAST(c.drafted AS BIGINT) AS drafted,
                    CAST(c.accepted AS BIGINT) AS accepted, CAST(c.trials AS BIGINT) AS trials,
                    CAST(c.max_drafted AS BIGINT) AS max_drafted,
-                   CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio,
-                   (SELECT avg(b.tokens_per_s) FROM runs b
-                    WHERE b.llm = r.llm AND b.dataset = r.dataset AND b.device = r.device
-                      AND b.method = 'oracle' AND b.router = 'always' AND b.status = 'complete')
-                       AS oracle_tokens_per_s
+                   CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio
             FROM c JOIN runs r ON r.run_id = c.run_id
             LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
             {where} ORDER BY r.run_id""",
@@ -145,49 +142,34 @@ def _run_sums(con: Source, filters: Filters | None) -> pl.DataFrame:
     )
 
 
-def speedup_table(sums: pl.DataFrame, measured: Mapping[int, float] | None = None) -> pl.DataFrame:
-    """Acceptance a = accepted / verified positions, expected speed-up, and the measured one where known."""
+def speedup_table(sums: pl.DataFrame, speedups: pl.DataFrame) -> pl.DataFrame:
+    """Acceptance a = accepted / verified positions, the FLOP model's speed-up, and `run_speedups`' own."""
     setting = pl.col("settings").str.json_path_match("$.draft_k").cast(pl.Int64, strict=False)
-    base = pl.col("settings").str.json_path_match("$.baseline_tokens_per_s").cast(pl.Float64, strict=False)
-    given = pl.col("run_id").replace_strict(dict(measured or {}), default=None, return_dtype=pl.Float64)
     frame = sums.with_columns(
         pl.coalesce(setting, pl.col("max_drafted")).alias("draft_k"),
         (pl.col("accepted") / pl.col("trials")).alias("acceptance"),
         (pl.col("accepted") / pl.col("cycles")).alias("mean_accepted"),
-        (pl.col("tokens_per_s") / base).alias("from_baseline"),
-        (pl.col("tokens_per_s") / pl.col("oracle_tokens_per_s")).alias("from_oracle"),
-        given.alias("given"),
     )
-    expected = expected_speedup(
-        frame["acceptance"].to_numpy(), frame["draft_k"], frame["cost_ratio"].to_numpy()
+    flop = expected_speedup(frame["acceptance"].to_numpy(), frame["draft_k"], frame["cost_ratio"].to_numpy())
+    return (
+        frame.with_columns(
+            (pl.col("mean_accepted") + 1).alias("tokens_per_cycle"),
+            pl.Series("flop_model_speedup", flop, dtype=pl.Float64).fill_nan(None),
+        )
+        .join(speedups, on="run_id", how="left")
+        .select(list(RUN_SCHEMA))
     )
-    return frame.with_columns(
-        (pl.col("mean_accepted") + 1).alias("tokens_per_cycle"),
-        pl.Series("expected_speedup", expected, dtype=pl.Float64).fill_nan(None),
-        pl.coalesce("given", "from_baseline", "from_oracle").alias("measured_speedup"),
-        pl.when(pl.col("given").is_not_null())
-        .then(pl.lit("given"))
-        .when(pl.col("from_baseline").is_not_null())
-        .then(pl.lit("settings.baseline_tokens_per_s"))
-        .when(pl.col("from_oracle").is_not_null())
-        .then(pl.lit("oracle/always run"))
-        .alias("measured_from"),
-    ).select(list(RUN_SCHEMA))
 
 
-def speculative_runs(
-    source: Source, *, filters: Filters | None = None, measured: Mapping[int, float] | None = None
-) -> pl.DataFrame:
-    """Per speculative run: K, acceptance, mean accepted length, expected and measured speed-up.
-
-    The measured speed-up is, in order: `measured[run_id]`; tokens/s over `baseline_tokens_per_s` in the
-    run's settings; tokens/s over an oracle/always run of the same LLM, dataset and device.
-    """
+def speculative_runs(source: Source, *, filters: Filters | None = None) -> pl.DataFrame:
+    """Per speculative run: K, acceptance, mean accepted length, the predicted and measured speed-up
+    (`analytics.speedup`) and the FLOP model's."""
     with connect(source) as con:
         if not has_speculative_data(con):
             return pl.DataFrame(schema=RUN_SCHEMA)
         sums = _run_sums(con, filters)
-    return speedup_table(sums, measured)
+        speedups = run_speedups(con, sums["run_id"].to_list())
+    return speedup_table(sums, speedups)
 
 
 def emitted_by_draft_index(source: Source, *, filters: Filters | None = None) -> pl.DataFrame:

@@ -14,6 +14,8 @@ from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_fr
 from analytics.positions import early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import Source, connect, query
+from analytics.speculative import speculative_runs
+from analytics.speedup import FLOP_MODEL, MEASURED, NO_BASELINE, PREDICTED
 from analytics.uncertainty import mismatch_predictors
 
 # The paper's findings are about the plain collaboration: System 2 consulted at every token.
@@ -35,6 +37,7 @@ class Headline:
     power: pl.DataFrame
     entropy_auroc: pl.DataFrame
     early: pl.DataFrame
+    speculative: pl.DataFrame
     runs: int
     tokens: int
 
@@ -198,6 +201,7 @@ def headline(source: Source) -> Headline:
         intervals = collaboration_frequency(con, ACCURACY_KEYS, filters={"status": "complete"})
         auroc = mismatch_predictors(con, ["method"], predictors=["entropy"], filters=PAPER_FILTERS)
         early = early_share(con, ["method"], fraction=0.1, filters=PAPER_FILTERS)
+        spec = speculative_runs(con, filters={"status": "complete"})
     cof = with_sample_intervals(cof_with_accuracy(runs), intervals)
     sizes = points.select("llm", "slm", "llm_params", "slm_params").unique(["llm", "slm"])
     power = law_power(fits, cof.join(sizes, on=["llm", "slm"], how="left"))
@@ -224,9 +228,22 @@ def headline(source: Source) -> Headline:
             "enrichment_without_fixed_hi",
             "p_value_without_fixed",
         ),
+        speculative=spec.select(*SPEEDUP_COLUMNS, "measured_note"),
         runs=runs.height,
         tokens=int(runs["tokens"].sum() or 0),
     )
+
+
+SPEEDUP_COLUMNS = ("run_id", "llm", "slm", "dataset", "draft_k", "acceptance", "predicted_speedup",
+                   "measured_speedup", "flop_model_speedup")  # fmt: skip
+
+
+def speedup_section(spec: pl.DataFrame) -> tuple[str, str]:
+    """The speculative runs' speed-ups, each labelled, and which runs have no measured one."""
+    missing = spec.filter(pl.col("measured_note") == NO_BASELINE)["run_id"].to_list()
+    note = f"\n- runs {', '.join(map(str, missing))}: {NO_BASELINE}" if missing else ""
+    title = f"Speculative speed-up ({PREDICTED}; {MEASURED}; {FLOP_MODEL})"
+    return title, table_or_note(spec.select(SPEEDUP_COLUMNS), "no speculative runs") + note
 
 
 def readable(frame: pl.DataFrame) -> pl.DataFrame:
@@ -328,6 +345,7 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
             "without them)",
             table_or_note(h.early, "no events"),
         ),
+        *([speedup_section(h.speculative)] if h.speculative.height else []),
     ]
 
 

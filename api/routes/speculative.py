@@ -1,4 +1,4 @@
-"""GET /v1/speculative: acceptance by draft position, expected vs measured speed-up (analytics)."""
+"""GET /v1/speculative: acceptance by draft position, predicted and measured speed-up (analytics)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from analytics.speculative import acceptance_by_position, speculative_runs
+from analytics.speedup import FLOP_MODEL, MEASURED, PREDICTED
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -17,7 +18,7 @@ router = aggregate_router(prefix="/v1", tags=["speculative"])
 
 
 class SpeculativeRunRow(BaseModel):
-    """One speculative run: K, acceptance, mean accepted length, expected and measured speed-up."""
+    """One speculative run: K, acceptance, mean accepted length, predicted and measured speed-up."""
 
     run_id: int
     llm: str | None
@@ -30,10 +31,12 @@ class SpeculativeRunRow(BaseModel):
     acceptance: float | None = Field(description="per-token acceptance a = accepted / verified positions")
     mean_accepted: float | None
     tokens_per_cycle: float | None
-    cost_ratio: float | None = Field(description="c = params(SLM) / params(LLM)")
-    expected_speedup: float | None = Field(description="(1 − a^(K+1)) / ((1 − a)(K·c + 1))")
-    measured_speedup: float | None
-    measured_from: str | None
+    cost_ratio: float | None = Field(description="c = params(SLM) / params(LLM), the FLOP model's")
+    flop_model_speedup: float | None = Field(description=FLOP_MODEL)
+    predicted_speedup: float | None = Field(description=PREDICTED)
+    predicted_from: str | None = Field(description="whose costs, or why there is no prediction")
+    measured_speedup: float | None = Field(description=f"{MEASURED}; null without one")
+    measured_note: str | None = Field(description="what the measured speed-up is, or why there is none")
 
 
 class AcceptanceRow(BaseModel):
@@ -75,7 +78,7 @@ def get_speculative(
     group_by: GroupByQuery = None,
     timeout_ms: TimeoutMs = None,
 ) -> SpeculativePublic:
-    """Acceptance by draft position, mean accepted length, expected vs measured speed-up."""
+    """Acceptance by draft position, mean accepted length, predicted and measured speed-up."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
     if filters.get("method", "speculative") != "speculative":
         raise ApiError(400, "conflicting_parameters", "this route reads speculative runs only; drop method")

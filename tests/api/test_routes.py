@@ -16,8 +16,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from analytics.advise import advise, measured
 from analytics.frequency import collaboration_frequency
 from analytics.positions import early_share, position_profile
+from analytics.report import ReportOptions, section_speculative
+from analytics.speculative import speculative_runs
+from analytics.summary import format_headline, headline
 from api.app import create_app
 from api.routes.events import sample_chunks
 from api.settings import ApiSettings
@@ -145,6 +149,44 @@ async def test_positions_uncertainty_and_speculative(rich: httpx.AsyncClient, ri
     spec = await get_json(rich, "/v1/speculative")
     assert [r["run_id"] for r in spec["runs"]] == [spec_id] and spec["runs"][0]["draft_k"] == 3
     assert {a["position"] for a in spec["acceptance"]} == {0, 1, 2}
+
+
+async def test_the_same_speed_up_on_every_door(
+    rich: httpx.AsyncClient,
+    rich_warehouse: Path,
+    tmp_path: Path,
+) -> None:
+    """One speculative run quotes one predicted and one measured speed-up on every door (analytics.speedup):
+    the analytics function, /v1/speculative (which the dashboard draws), the headline, the report, the
+    advisor's prediction for its setting and the advisor's --verify measurement."""
+    body = await get_json(rich, "/v1/speculative")
+    (api,) = body["runs"]
+    with same_file(rich_warehouse) as con:
+        (row,) = speculative_runs(con).iter_rows(named=True)
+        h = headline(con)
+        section = section_speculative(con, ReportOptions(tmp_path, ("png",)))
+        advice = advise(con)
+        acceptance, _, decode_tps, baseline_tps = measured(con, row["run_id"])
+        oracles = con.sql("SELECT run_id FROM runs WHERE method = 'oracle' AND llm <> slm").pl()
+    oracle_id = int(oracles["run_id"].min())  # type: ignore[arg-type]
+    predicted, measured_ = row["predicted_speedup"], row["measured_speedup"]
+    assert predicted > 0 and measured_ > 0  # the tiny pair recorded costs and a paired baseline
+    # /v1/speculative
+    assert (api["predicted_speedup"], api["measured_speedup"]) == (predicted, measured_)
+    # the headline printed by the default job, and the report's table: the same two numbers, labelled
+    (head,) = h.speculative.iter_rows(named=True)
+    assert (head["predicted_speedup"], head["measured_speedup"]) == (predicted, measured_)
+    text = format_headline(h)
+    assert "predicted: the run's cycles" in text and "FLOP model" in text
+    assert f"{predicted:.4g}" in section.body and f"{measured_:.4g}" in section.body
+    # the advisor: its prediction for the run's setting (K = 3, no stop rule) on the pair's oracle run (same
+    # prompts, greedy: the replay is the run's cycles), and its --verify measurement of the run
+    pick = advice.candidates.filter(
+        (pl.col("oracle_run_id") == oracle_id) & (pl.col("draft_k") == 3) & pl.col("draft_stop").is_null()
+    )
+    assert pick["predicted_speedup"][0] == pytest.approx(predicted, rel=1e-12)
+    assert pick["acceptance"][0] == pytest.approx(acceptance, rel=1e-12) == row["acceptance"]
+    assert decode_tps / baseline_tps == pytest.approx(measured_, rel=1e-12)
 
 
 async def test_router_replay_and_best(rich: httpx.AsyncClient) -> None:

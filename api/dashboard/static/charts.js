@@ -278,7 +278,8 @@ const speculative = {
       const r = byRun.get(a.run_id) ?? {};
       return { label: `run ${a.run_id}: ${shortModel(r.llm)} / ${shortModel(r.slm)}, K=${r.draft_k}`, ...a };
     });
-    ctx.note?.(body.runs.map((r) => `run ${r.run_id}: acceptance ${r.acceptance?.toFixed(2)}, mean accepted ${r.mean_accepted?.toFixed(2)}, speed-up expected ${r.expected_speedup?.toFixed(2)} / measured ${r.measured_speedup?.toFixed(2) ?? "–"}`).join("; "));
+    const x = (v) => (v == null ? "none" : `${v.toFixed(2)}×`);
+    ctx.note?.(body.runs.map((r) => `run ${r.run_id} (${r.dataset}, K=${r.draft_k}): acceptance ${r.acceptance?.toFixed(2)}, speed-up predicted ${x(r.predicted_speedup)} / measured ${r.measured_speedup == null ? "none (no paired baseline recorded)" : x(r.measured_speedup)}`).join("; "));
     return { rows, spec: acceptanceSpec(rows, "label") };
   },
 };

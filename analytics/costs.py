@@ -1,0 +1,96 @@
+"""What a run measured about its own speed, read once for every door that quotes a speed-up.
+
+`run_costs` rows (collector/costs.py): at the start of a run, the costs of a draft/verify cycle of each
+draft length at batch 1 (`cycle`, `stop_cycle`), the prefill per prompt and the LLM's own greedy generate
+(`llm_generate`); during a speculative run, its `decode` time and its `baseline`: the LLM's own generate
+over each of the run's batches, timed right after that batch's decode (same prompts, batch size, moment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from analytics.source import Source, connect, query, table_columns
+
+
+@dataclass(frozen=True)
+class RunCosts:
+    """What one run measured: seconds of a cycle drafting d tokens (without and with a stop rule's checks),
+    prefill per prompt, the baseline; `rows`: the batch size they were timed at (a cycle advances each)."""
+
+    cycle_s: dict[int, float]
+    prefill_s: float
+    baseline_tokens_per_s: float
+    stop_cycle_s: dict[int, float] = field(default_factory=dict)
+    rows: int = 1
+
+    def cycle(self, d: int) -> float:
+        """Seconds of a cycle drafting d tokens (linear between measured lengths, nearest outside them)."""
+        return _interp(self.cycle_s, d)
+
+    def stop_cycle(self, d: int, k: int) -> float:
+        """Seconds of a cycle under a stop rule that drafted d of at most k: one that stopped early (d < k)
+        also ran System 1 and the rule on the token it stopped at, the work of drafting d + 1 (no stop
+        timings recorded: the plain cycle)."""
+        if not self.stop_cycle_s:
+            return self.cycle(d)
+        return _interp(self.stop_cycle_s, min(d + 1, k))
+
+
+def _interp(seconds: dict[int, float], d: int) -> float:
+    ds = sorted(seconds)
+    return float(np.interp(d, ds, [seconds[x] for x in ds]))
+
+
+def run_costs(source: Source, run_id: int) -> RunCosts | None:
+    """The batch-1 costs a run recorded (None where it recorded none: calibration off, older schema)."""
+    with connect(source) as con:
+        if not table_columns(con, "run_costs"):
+            return None
+        rows = query(
+            con, "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND batch_size = 1", [run_id]
+        )
+    cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "cycle"}
+    stop_cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "stop_cycle"}
+    generate = [(n, s) for k, n, s in rows.iter_rows() if k == "llm_generate"]
+    prefill = [s for k, _, s in rows.iter_rows() if k == "prefill"]
+    if not cycles or not generate or generate[0][1] <= 0:
+        return None
+    return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1], stop_cycles)
+
+
+def acceptance(drafted: npt.NDArray[np.int64], accepted: npt.NDArray[np.int64]) -> float:
+    """Accepted drafts / verified positions (a rejection ends a cycle; 1.0 with no trial)."""
+    trials = int((accepted + (accepted < drafted)).sum())
+    return float(accepted.sum()) / trials if trials else 1.0
+
+
+def cycles_seconds(
+    drafted: npt.NDArray[np.int64], k: int, stop: str | None, costs: RunCosts, prompts: int
+) -> float:
+    """Predicted seconds of these cycles with these costs: a prefill per prompt plus each cycle's cost (a
+    cycle without a stop rule really drafted K, a cut last cycle only records fewer)."""
+    work = np.full_like(drafted, k) if stop is None else np.clip(drafted, 1, k)
+    cost = costs.cycle if stop is None else lambda d: costs.stop_cycle(d, k)
+    per_d = {d: cost(d) for d in np.unique(work).tolist()}
+    return prompts * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
+
+
+def paired_throughput(source: Source, run_id: int) -> tuple[float, float] | None:
+    """(decode tokens/s, paired baseline tokens/s) of one run; None without a recorded paired baseline."""
+    with connect(source) as con:
+        if not table_columns(con, "run_costs"):
+            return None
+        rows = query(
+            con,
+            "SELECT kind, sum(tokens) AS tokens, sum(seconds) AS seconds FROM run_costs "
+            "WHERE run_id = ? AND kind IN ('decode', 'baseline') GROUP BY kind",
+            [run_id],
+        )
+    got = {k: (int(n), float(s)) for k, n, s in rows.iter_rows()}
+    if "decode" not in got or "baseline" not in got or min(got["decode"][1], got["baseline"][1]) <= 0:
+        return None
+    return got["decode"][0] / got["decode"][1], got["baseline"][0] / got["baseline"][1]
