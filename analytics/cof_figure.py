@@ -114,9 +114,9 @@ def _points(ax: Axes, part: pl.DataFrame, x: np.ndarray, color: str, *, line: bo
 def _title(g: GroupFit | None) -> str:
     if g is None or g.laws is None:
         return "no law fitted: too few pairs"
-    up = g.laws.runner_up
-    runner = f", runner-up {up.form} {up.loo_rmse:.2g}" if up else ""
-    return f"law {g.laws.form} (LOO RMSE {g.laws.chosen.loo_rmse:.2g}{runner})"
+    nested = g.laws.nested_loo_rmse
+    error = "–" if nested is None else f"{nested:.2g}"
+    return f"law {g.laws.form}, nested LOO RMSE {error}"
 
 
 def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figure:

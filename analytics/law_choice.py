@@ -32,11 +32,40 @@ BOOT_CHUNK = 250
 
 
 class CofPrediction(NamedTuple):
-    """A predicted CoF with its prediction interval (NaN bounds when the fit had no bootstrap)."""
+    """A predicted CoF with its prediction interval (NaN bounds when the fit had no bootstrap); `extrapolated`
+    when a size or the ratio lies outside those the law was fitted to."""
 
     value: float
     lo: float
     hi: float
+    extrapolated: bool = False
+
+
+class MeasuredRange(NamedTuple):
+    """The smallest and largest N_LLM, N_SLM and R among the pairs a law was fitted to."""
+
+    llm_params: tuple[float, float]
+    slm_params: tuple[float, float]
+    ratio: tuple[float, float]
+
+    def outside(self, llm_params: float, slm_params: float) -> bool:
+        """Whether a pair lies outside the measured sizes or ratios (a relative tolerance of 1e-9)."""
+        values = (llm_params, slm_params, llm_params / slm_params)
+        return any(
+            not (lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9))
+            for v, (lo, hi) in zip(values, (self.llm_params, self.slm_params, self.ratio), strict=True)
+        )
+
+    def describe(self) -> str:
+        """`N_LLM 39k–1.5M, N_SLM 39k–0.4M, R 1.3–38` style text."""
+        parts = zip(("N_LLM", "N_SLM", "R"), self, strict=True)
+        return ", ".join(f"{name} {lo:.3g}–{hi:.3g}" for name, (lo, hi) in parts)
+
+
+def measured_range(x: FloatArray) -> MeasuredRange:
+    """The range of design rows x = (ln N_LLM, ln N_SLM)."""
+    nl, ns, r = np.exp(x[:, 0]), np.exp(x[:, 1]), np.exp(x[:, 0] - x[:, 1])
+    return MeasuredRange(*((float(v.min()), float(v.max())) for v in (nl, ns, r)))
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,11 @@ class CofFit:
     # Prediction noise of the chosen law: s (RMS of its leave-one-out residuals) times Student's t(df).
     noise_scale: float
     noise_df: int
+    # The nested leave-one-pair-out error: each pair predicted by the law chosen (choice included) on the
+    # others, RMS over the pairs that could be left out (`nested_pairs`); None when none could.
+    nested_loo_rmse: float | None = None
+    nested_pairs: int = 0
+    measured: MeasuredRange | None = None
     # Residual-bootstrap parameter draws [B, k] per law form, for prediction intervals.
     draws: Mapping[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -136,9 +170,11 @@ class CofFit:
         return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
     def predict(self, llm_params: float, slm_params: float, confidence: float = 0.9) -> CofPrediction:
-        """The chosen law's CoF for one (unseen) pair with a prediction interval."""
+        """The chosen law's CoF for one (unseen) pair with a prediction interval, flagged `extrapolated`
+        outside the measured sizes or ratios."""
         value, lo, hi = self.band([llm_params], [slm_params], confidence)
-        return CofPrediction(float(value[0]), float(lo[0]), float(hi[0]))
+        out = self.measured is not None and self.measured.outside(llm_params, slm_params)
+        return CofPrediction(float(value[0]), float(lo[0]), float(hi[0]), out)
 
 
 class TooFewPairs(ValueError):
@@ -286,8 +322,11 @@ def fit_cof(
     bootstrap: int = 0,
     seed: int = 0,
     alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
+    nested: bool = False,
 ) -> CofFit:
-    """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits."""
+    """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits;
+    with `nested`, also the chosen law's nested leave-one-pair-out error (the choice re-run without each
+    pair: the error of the whole procedure on an unseen pair, not of a law picked after seeing them all)."""
     x = _design(llm_params, slm_params)
     y = np.asarray(cof, dtype=float).ravel()
     if y.size != x.shape[0]:
@@ -313,7 +352,27 @@ def fit_cof(
     ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
     df = max(y.size - len(ranked[0].names), 1)
     kept = {form: d for form, d in draws.items() if d is not None}
-    return CofFit(tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df, kept)
+    nested_rmse, nested_n = _nested_error(x, y, alpha_bounds) if nested else (None, 0)
+    return CofFit(
+        tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df,
+        nested_rmse, nested_n, measured_range(x), kept,
+    )  # fmt: skip
+
+
+def _nested_error(x: FloatArray, y: FloatArray, bounds: tuple[float, float]) -> tuple[float | None, int]:
+    """RMS error on each pair of the law chosen without it (the whole choice re-run on n − 1 pairs)."""
+    errors = []
+    for i in range(y.size):
+        keep = np.arange(y.size) != i
+        try:
+            inner = fit_cof(np.exp(x[keep, 0]), np.exp(x[keep, 1]), y[keep], alpha_bounds=bounds)
+        except TooFewPairs:
+            continue
+        c = inner.chosen
+        errors.append(float(_values(c.form, np.asarray([c.params]), x[i : i + 1])[0, 0]) - y[i])
+    if not errors:
+        return None, 0
+    return float(np.sqrt(np.mean(np.square(errors)))), len(errors)
 
 
 @dataclass(frozen=True)
@@ -350,7 +409,7 @@ def loo_coverage(
             fit = fit_cof(nl[keep], ns[keep], y[keep], bootstrap=bootstrap, seed=seed)
         except TooFewPairs:
             continue
-        _, lo, hi = fit.predict(float(nl[i]), float(ns[i]), confidence)
+        _, lo, hi, _ = fit.predict(float(nl[i]), float(ns[i]), confidence)
         if np.isfinite(lo):
             total += 1
             covered += int(lo <= y[i] <= hi)

@@ -42,12 +42,14 @@ class TooFewPoints(ValueError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """The fitted CoF at one ratio, with a bootstrap interval (NaN when the fit had no bootstrap)."""
+    """The fitted CoF at one ratio, with a bootstrap interval (NaN when the fit had no bootstrap);
+    `extrapolated` outside the ratios the law was fitted to."""
 
     ratio: float
     value: float
     lo: float
     hi: float
+    extrapolated: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class ScalingFit:
     sse: float
     n_points: int
     ci: ParamIntervals | None = None
+    ratio_range: tuple[float, float] | None = None  # the smallest and largest R fitted
     # Bootstrap parameter draws [B, 3] (γ, α, β), kept for prediction intervals.
     draws: FloatArray | None = field(default=None, repr=False, compare=False)
     # The law comparison on the same pairs (set by `fit_pairs`; None where the sizes were not at hand).
@@ -85,13 +88,15 @@ class ScalingFit:
     def predict(self, ratio: float, confidence: float | None = None) -> Prediction:
         """The fitted CoF at an (unseen) ratio with a bootstrap percentile interval."""
         value = float(self.value(ratio))
+        rng = self.ratio_range
+        out = rng is not None and not (rng[0] * (1 - 1e-9) <= ratio <= rng[1] * (1 + 1e-9))
         if self.draws is None or len(self.draws) == 0:
-            return Prediction(float(ratio), value, float("nan"), float("nan"))
+            return Prediction(float(ratio), value, float("nan"), float("nan"), out)
         conf = confidence if confidence is not None else (self.ci.confidence if self.ci else 0.95)
         g, a, b = self.draws.T
         curve = g * float(ratio) ** (-a) + b
         lo, hi = np.quantile(curve, [0.5 - conf / 2, 0.5 + conf / 2])
-        return Prediction(float(ratio), value, float(lo), float(hi))
+        return Prediction(float(ratio), value, float(lo), float(hi), out)
 
 
 @dataclass(frozen=True)
@@ -162,7 +167,10 @@ def fit_scaling_law(
     if bootstrap > 0:
         draws = _bootstrap_draws(log_r, y, bootstrap, seed, alpha_bounds)
         ci = _intervals(draws, confidence, bootstrap) if len(draws) else None
-    return ScalingFit(float(gamma), float(alpha), float(beta), float(r2), float(sse), int(y.size), ci, draws)
+    return ScalingFit(
+        float(gamma), float(alpha), float(beta), float(r2), float(sse), int(y.size), ci,
+        (float(r.min()), float(r.max())), draws,
+    )  # fmt: skip
 
 
 def leave_one_out_error(
@@ -217,7 +225,9 @@ def fit_pairs(
     """The paper's law fitted to one method and dataset (raises TooFewPoints), with `.laws` compared."""
     points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
     fit = fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
-    laws = fit_cof(points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed)
+    laws = fit_cof(
+        points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed, nested=True
+    )
     return replace(fit, laws=laws)
 
 
@@ -259,7 +269,9 @@ def _fit_group(method: str, dataset: str, grp: pl.DataFrame, bootstrap: int, see
     """Both fits of one group; too few pairs for either becomes a note."""
     laws, laws_note = None, ""
     try:
-        laws = fit_cof(grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed)
+        laws = fit_cof(
+            grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed, nested=True
+        )
         laws_note = "; ".join(f"{form} skipped: {why}" for form, why in laws.skipped)
     except TooFewPairs as exc:
         laws_note = str(exc)
@@ -300,6 +312,8 @@ def _law_columns(fits: Sequence[GroupFit]) -> dict[str, list[object]]:
         cols[which] = [None if c is None else c.form for c in chosen]
         cols[f"{which}_fit"] = [None if c is None else c.describe() for c in chosen]
         cols[f"{which}_loo_rmse"] = [None if c is None else c.loo_rmse for c in chosen]
+        if which == "law":  # the chosen law's own error: the choice re-run without each pair
+            cols["law_nested_loo_rmse"] = [None if g.laws is None else g.laws.nested_loo_rmse for g in fits]
         cols[f"{which}_aicc"] = [None if c is None else c.aicc for c in chosen]
     power = [None if g.laws is None else g.laws.candidate("power_ratio") for g in fits]
     cols["power_identified"] = [None if p is None else p.identified for p in power]
@@ -338,12 +352,79 @@ def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
+@dataclass(frozen=True)
+class LawPrediction:
+    """CoF of an (unseen) pair from one law, saying which law, whether it is identified and whether the pair
+    lies outside the measured sizes or ratios."""
+
+    law: str  # the form used: the chosen law's, or power_ratio for law="paper"
+    formula: str
+    identified: bool
+    note: str  # why the law may not be read as a finding ("ok" when it may)
+    value: float
+    lo: float
+    hi: float
+    confidence: float
+    extrapolated: bool
+    measured: str  # the measured range of N_LLM, N_SLM and R
+    nested_loo_rmse: float | None  # the chosen law's error on an unseen pair (choice re-run)
+
+
+def predict_cof(
+    source: Source,
+    *,
+    method: str,
+    dataset: str,
+    router: str | None = "always",
+    ratio: float,
+    sizes: tuple[float, float] | None = None,
+    law: str = "chosen",
+    bootstrap: int = 200,
+    seed: int = 0,
+    confidence: float = 0.9,
+) -> LawPrediction:
+    """CoF at a ratio (or at two sizes) from the law the pairs support, or from the paper's law when asked;
+    an unidentified law is named as such, never quoted silently. Raises TooFewPoints without enough pairs."""
+    points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
+    try:
+        laws = fit_cof(
+            points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed,
+            nested=True,
+        )  # fmt: skip
+    except TooFewPairs as exc:
+        raise TooFewPoints(str(exc)) from exc
+    assert laws.measured is not None
+    where = laws.measured.describe()
+    if law == "paper":
+        fit = fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
+        p = fit.predict(ratio, confidence)
+        out = p.extrapolated or (sizes is not None and laws.measured.outside(*sizes))
+        note = power_note(fit, laws)
+        formula = f"{fit.gamma:.4g}*R^(-{fit.alpha:.3g}) + {fit.beta:.4g}"
+        return LawPrediction("power_ratio", formula, note == "ok", note, p.value, p.lo, p.hi, confidence,
+                             out, where, laws.nested_loo_rmse)  # fmt: skip
+    chosen = laws.chosen
+    if sizes is None and chosen.form == "log_sizes":
+        raise TooFewPoints(
+            f"the law the pairs support for {method} / {dataset} is log_sizes, which needs both sizes: "
+            "give llm_params and slm_params instead of ratio (or ask for law=paper)"
+        )
+    nl, ns = sizes if sizes is not None else (ratio, 1.0)
+    value, lo, hi, _ = laws.predict(nl, ns, confidence)
+    lo_r, hi_r = laws.measured.ratio
+    out = laws.measured.outside(nl, ns) if sizes else not lo_r * (1 - 1e-9) <= ratio <= hi_r * (1 + 1e-9)
+    note = "ok" if chosen.identified else f"no candidate law is identified; the least bad: {chosen.reason}"
+    return LawPrediction(chosen.form, chosen.describe(), chosen.identified, note, value, lo, hi, confidence,
+                         out, where, laws.nested_loo_rmse)  # fmt: skip
+
+
 __all__ = [
     "CofFit",
     "CofPrediction",
     "Coverage",
     "GroupFit",
     "LawFit",
+    "LawPrediction",
     "ScalingFit",
     "TooFewPairs",
     "TooFewPoints",
@@ -354,4 +435,5 @@ __all__ = [
     "fits_frame",
     "loo_coverage",
     "pair_points",
+    "predict_cof",
 ]

@@ -317,6 +317,7 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
         "law",
         "law_fit",
         "law_loo_rmse",
+        "law_nested_loo_rmse",
         "runner_up",
         "runner_up_loo_rmse",
         paper_law_column(h.fits),
@@ -331,7 +332,9 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
             table_or_note(cof, "no runs"),
         ),
         (
-            "Which law the pairs support (router 'always'; chosen by leave-one-pair-out RMSE, ties by AICc)",
+            "Which law the pairs support (router 'always'; chosen by leave-one-pair-out RMSE, law_loo_rmse, "
+            "ties by AICc; the law's error on an unseen pair is law_nested_loo_rmse: the choice re-run "
+            "without each pair)",
             law_body,
         ),
         (

@@ -6,7 +6,7 @@ The fit models are built from the analytics dataclasses' own fields, so a field 
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import duckdb
 import polars as pl
@@ -15,14 +15,15 @@ from pydantic import BaseModel, Field, create_model
 
 from analytics.scaling import (
     GroupFit,
+    LawPrediction,
     ScalingFit,
     TooFewPoints,
     fit_groups,
-    fit_pairs,
     leave_one_out_error,
     pair_points,
+    predict_cof,
 )
-from api.convert import clean, dump, public_model, records
+from api.convert import dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -89,32 +90,26 @@ ScalingPublic: Any = create_model(
 )
 
 
-class LawPredictionPublic(BaseModel):
-    """The chosen law's prediction for the two sizes (analytics.scaling.fit_cof), with its interval."""
-
-    form: str = Field(description="the law the pairs support, chosen by leave-one-pair-out error")
-    value: float | None
-    lo: float | None
-    hi: float | None
-
-
+LawPredictionFields = public_model(LawPrediction, name="LawPredictionFields")
 PredictionPublic: Any = create_model(
     "PredictionPublic",
-    __doc__="The fitted CoF at an (unseen) ratio with its bootstrap interval, and the fit it came from.",
+    __doc__="CoF of an unseen pair from the law the pairs support (or the paper's law with law=paper), with "
+    "its prediction interval, whether the law is identified and whether the pair lies outside the measured "
+    "sizes or ratios (`extrapolated`).",
+    __base__=LawPredictionFields,
     method=(str, ...),
     dataset=(str, ...),
     router=(str | None, ...),
     ratio=(float, ...),
-    value=(float | None, ...),
-    lo=(float | None, ...),
-    hi=(float | None, ...),
-    confidence=(float, ...),
-    fit=(ScalingFitPublic, ...),
-    law=(
-        LawPredictionPublic | None,
-        Field(description="the chosen law's prediction; null unless llm_params and slm_params are given"),
-    ),
+    llm_params=(int | None, ...),
+    slm_params=(int | None, ...),
 )
+LawName = Annotated[
+    Literal["chosen", "paper"],
+    Query(
+        description="chosen: the law the pairs support (default); paper: γ·R^(−α) + β, said when unidentified"
+    ),
+]
 Bootstrap = Annotated[int, Query(ge=0, le=1000, description="bootstrap resamples for intervals (0: none)")]
 Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="seed of the bootstrap")]
 Router = Annotated[RouterName | None, Query(description="pairs of runs with this router (default always)")]
@@ -191,25 +186,22 @@ def predict_scaling(
     bootstrap: Annotated[int, Query(ge=1, le=1000, description="bootstrap resamples")] = 200,
     seed: Seed = 0,
     confidence: Confidence = 0.95,
+    law: LawName = "chosen",
     timeout_ms: TimeoutMs = None,
 ) -> Any:
-    """The fitted CoF of an unseen pair (by its ratio or its two sizes) with a bootstrap interval."""
+    """CoF of an unseen pair (by its ratio or its two sizes) from the chosen law, with its interval."""
     r = _ratio(ratio, llm_params, slm_params)
-    fit = analyst(
-        db.limit_ms(timeout_ms), fit_pairs, method=method, dataset=dataset, router=router,
-        bootstrap=bootstrap, seed=seed,
+    sizes = (llm_params, slm_params) if llm_params is not None and slm_params is not None else None
+    pred = analyst(
+        db.limit_ms(timeout_ms), predict_cof, method=method, dataset=dataset, router=router, ratio=r,
+        sizes=sizes, law=law, bootstrap=bootstrap, seed=seed, confidence=confidence,
     )  # fmt: skip
-    pred = fit.predict(r, confidence)
-    law = None
-    if fit.laws is not None and llm_params is not None and slm_params is not None:
-        value, lo, hi = fit.laws.predict(llm_params, slm_params, confidence)
-        law = {"form": fit.laws.form, "value": clean(value), "lo": clean(lo), "hi": clean(hi)}
     return {
-        "law": law,
+        **dump(pred),
         "method": method,
         "dataset": dataset,
         "router": router,
-        "confidence": confidence,
-        **dump(pred),
-        "fit": dump(fit, EXCLUDE),
+        "ratio": r,
+        "llm_params": llm_params,
+        "slm_params": slm_params,
     }

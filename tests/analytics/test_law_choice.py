@@ -37,13 +37,14 @@ def test_the_paper_pairs_lie_on_the_size_law() -> None:
 
 @pytest.mark.parametrize("form", list(LAWS))
 def test_each_law_is_recovered_from_noiseless_data(form: str) -> None:
-    fit = fit_cof(NL, NS, truth(form, NL, NS))
+    fit = fit_cof(NL, NS, truth(form, NL, NS), nested=True)
     assert fit.form == form and fit.chosen.identified
     assert fit.chosen.params == pytest.approx(LAWS[form][0], rel=1e-6, abs=1e-9)
     assert fit.chosen.loo_rmse < 1e-9
-    value, lo, hi = fit.predict(100e9, 3e9)  # no bootstrap: no interval
+    value, lo, hi, extrapolated = fit.predict(100e9, 3e9)  # no bootstrap: no interval
     assert value == pytest.approx(float(truth(form, np.array(100e9), np.array(3e9))), abs=1e-9)
-    assert np.isnan(lo) and np.isnan(hi)
+    assert np.isnan(lo) and np.isnan(hi) and extrapolated  # 100B lies past the largest LLM measured
+    assert fit.nested_loo_rmse is not None and fit.nested_loo_rmse < 1e-6  # noiseless: chosen again
     assert {c.form for c in fit.candidates} == set(LAWS) and not fit.skipped
 
 
@@ -124,6 +125,23 @@ def test_too_few_pairs_skip_laws_with_a_note() -> None:
         fit_cof([4e9], [0.5e9], [0.1])
     with pytest.raises(ValueError, match="positive"):
         fit_cof([4e9, 0.0], [0.5e9, 1e9], [0.1, 0.2])
+
+
+def test_nested_error_reruns_the_choice_without_each_pair_and_flags_extrapolation() -> None:
+    rng = np.random.default_rng(3)
+    y = truth("log_ratio", NL, NS) + rng.normal(0, 0.02, NL.size)
+    fit = fit_cof(NL, NS, y, nested=True)
+    errors = []
+    for i in range(y.size):
+        keep = np.arange(y.size) != i
+        inner = fit_cof(NL[keep], NS[keep], y[keep])  # its own choice, without pair i
+        errors.append(inner.chosen.value(NL[i : i + 1], NS[i : i + 1])[0] - y[i])
+    assert fit.nested_loo_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-12)
+    assert fit.nested_pairs == y.size and fit.nested_loo_rmse >= fit.chosen.loo_rmse
+    assert fit.measured is not None
+    assert not fit.predict(float(NL[3]), float(NS[3])).extrapolated  # a measured pair
+    assert fit.predict(float(NL.max()) * 3, float(NS.min())).extrapolated
+    assert "N_LLM" in fit.measured.describe()
 
 
 def test_intervals_stay_in_the_unit_range_and_are_seeded() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -20,11 +21,14 @@ from analytics.advise import advise, measured
 from analytics.frequency import collaboration_frequency
 from analytics.positions import early_share, position_profile
 from analytics.report import ReportOptions, section_speculative
+from analytics.scaling import fit_pairs, predict_cof
 from analytics.speculative import speculative_runs
 from analytics.summary import format_headline, headline
 from api.app import create_app
 from api.routes.events import sample_chunks
 from api.settings import ApiSettings
+from tests.analytics.conftest import add_events, add_model, add_run, random_events
+from warehouse.migrate import upgrade
 
 pytestmark = pytest.mark.anyio
 
@@ -211,10 +215,52 @@ async def test_scaling_serialises_the_fits(rich: httpx.AsyncClient) -> None:
     fit = body["fits"][0]
     assert set(fit) >= {"method", "dataset", "pairs", "fit", "note", "leave_one_out"}
     assert fit["fit"] is None and "too few pairs" in fit["note"]  # two pairs: nothing to fit, said so
-    r = await rich.get(
-        "/v1/scaling/predict", params={"method": "oracle", "dataset": fit["dataset"], "ratio": 2}
-    )
+    params = {"method": "oracle", "dataset": fit["dataset"], "ratio": 2}
+    r = await rich.get("/v1/scaling/predict", params={**params, "law": "paper"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_enough_data"
+    chosen = await rich.get("/v1/scaling/predict", params=params)  # a constant needs two pairs only
+    assert chosen.status_code == 404 or chosen.json()["law"] == "constant"
+
+
+@pytest.fixture(scope="module")
+def pairs_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six oracle pairs of one dataset (synthetic events through the ingest's summary path): enough pairs
+    for every candidate law."""
+    path = tmp_path_factory.mktemp("pairs") / "fsgen.duckdb"
+    upgrade(path)
+    rng = np.random.default_rng(0)
+    sizes = {"a": 40_000, "b": 120_000, "c": 400_000, "d": 1_500_000}
+    with duckdb.connect(str(path)) as con:
+        for name, n in sizes.items():
+            add_model(con, name, n)
+        for llm, slm in (("b", "a"), ("c", "a"), ("d", "a"), ("c", "b"), ("d", "b"), ("d", "c")):
+            run = add_run(con, llm=llm, slm=slm, dataset="d")
+            cof = 0.05 + 0.03 * np.log(sizes[llm] / sizes[slm])
+            add_events(con, run, random_events(rng, samples=6, length=20, cof=cof))
+    return path
+
+
+async def test_scaling_predict_uses_the_chosen_law_and_flags_extrapolation(pairs_warehouse: Path) -> None:
+    app = create_app(ApiSettings(warehouse=pairs_warehouse, ingest=False))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        base = {"method": "oracle", "dataset": "d", "bootstrap": 50}
+        inside = await get_json(c, "/v1/scaling/predict", **base, llm_params=400_000, slm_params=120_000)
+        far = await get_json(c, "/v1/scaling/predict", **base, llm_params=7 * 10**9, slm_params=5 * 10**8)
+        paper = await get_json(c, "/v1/scaling/predict", **base, ratio=5, law="paper")
+        fits = await get_json(c, "/v1/scaling")
+    app.state.db.close()
+    with same_file(pairs_warehouse) as con:
+        expected = predict_cof(con, method="oracle", dataset="d", ratio=400_000 / 120_000,
+                               sizes=(400_000, 120_000), bootstrap=50, confidence=0.95)  # fmt: skip
+        chosen = fit_pairs(con, method="oracle", dataset="d").laws
+    assert chosen is not None and inside["law"] == chosen.form == expected.law
+    assert inside["value"] == pytest.approx(expected.value) and inside["identified"] is expected.identified
+    assert inside["extrapolated"] is False and far["extrapolated"] is True
+    assert far["measured"] == "N_LLM 1.2e+05–1.5e+06, N_SLM 4e+04–4e+05, R 3–37.5"  # said beside the flag
+    assert inside["nested_loo_rmse"] == pytest.approx(chosen.nested_loo_rmse)
+    assert paper["law"] == "power_ratio" and (paper["identified"] is (paper["note"] == "ok"))
+    (group,) = fits["fits"]
+    assert group["laws"]["nested_loo_rmse"] == pytest.approx(chosen.nested_loo_rmse)
 
 
 @pytest.mark.parametrize(
