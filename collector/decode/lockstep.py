@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -118,12 +118,38 @@ class Decoder:
         self.mask, self.next_pos = self.mask[rows], self.next_pos[rows]
 
     def retract(self, keep: torch.Tensor) -> None:
-        """Make holes of the last n slots where keep [B, n] is False; per row, keep must be a prefix."""
+        """Forget the last n slots where keep [B, n] is False (per row, keep must be a prefix), then move
+        every hole to the left end of its row (`compact_no_sync`)."""
         n = keep.shape[1]
         tail = self.mask[:, -n:]  # [B, n]
         kept = tail * keep.long()
         self.next_pos = self.next_pos - (tail - kept).sum(1)
         self.mask = torch.cat([self.mask[:, :-n], kept], dim=1)
+        self.compact_no_sync()
+
+    def compact_no_sync(self) -> None:
+        """Reorder each row's slots so its holes come first and its live slots stay in order at the right
+        end, as under left padding. Attention masks count windows (sliding, chunked) and ALiBi distances in
+        slots, not positions: a hole between two live slots would shrink a sliding window by one token."""
+        order = torch.argsort(self.mask, dim=1, stable=True)  # [B, L]: holes first, live slots in order
+        for layer, name, kv in self._kv():  # kv: [B, H, L, D]
+            setattr(layer, name, kv.gather(2, order[:, None, :, None].expand_as(kv)))
+        self.mask = self.mask.gather(1, order)
+
+    def drop_last(self) -> None:
+        """Remove the last slot of every row (a pass made only for its log-probs)."""
+        for layer, name, kv in self._kv():
+            setattr(layer, name, kv[:, :, :-1])
+        self.next_pos = self.next_pos - self.mask[:, -1]
+        self.mask = self.mask[:, :-1]
+
+    def _kv(self) -> Iterator[tuple[Any, str, torch.Tensor]]:
+        """(layer, "keys" | "values", tensor) of every cache layer that holds one."""
+        for layer in self.cache.layers:
+            for name in ("keys", "values"):
+                kv = getattr(layer, name, None)
+                if isinstance(kv, torch.Tensor):
+                    yield layer, name, kv
 
 
 def s1_trace_no_sync(

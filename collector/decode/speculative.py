@@ -3,17 +3,21 @@
 
 Batches: every row advances by its own accepted count. Each cycle appends K+1 slots to each model's KV
 cache for every row; a row's rejected drafts become holes masked by the attention mask, and each row
-carries its own position ids (see `collector.decode.lockstep.Decoder`). No cache is cropped or rebuilt,
-and the device is synchronised only every few cycles (to stop when every row is done), never per cycle.
-The caches grow (DynamicCache): holes make a cache preallocated for the worst case ((K+1)·max_new_tokens)
-long.
+carries its own position ids (see `collector.decode.lockstep.Decoder`). After each cycle the holes move to
+the left end of their row (`Decoder.compact_no_sync`, one gather of the cache, no host synchronisation), so
+live slots are contiguous as under left padding: attention masks measure sliding windows (Mistral, Gemma 2
+and 3), chunks and ALiBi distances in slots, and a hole between live slots would shrink a window. The
+cache keeps every slot (a DynamicCache of full layers: a window's evicted tail is still there when a
+rollback needs it). The device is synchronised only every few cycles (to stop when every row is done).
+No cycle feeds a hole before a live slot: the SLM's first pass re-feeds the token before x.
 
-One cycle, per row, with x the last emitted token (not yet fed to either model):
-    SLM:  feed [d_K of the last cycle if it was all accepted, else a hole; x], then d_1 .. d_{K-1}
-          (K forward passes in all, drafting d_1 .. d_K)
+One cycle, per row, with x the last emitted token (not yet fed to either model) and t the token before it
+(d_K of an all-accepted cycle, else the last kept token, dropped from the SLM's cache by the last cycle):
+    SLM:  feed [t, x], then d_1 .. d_{K-1} (K forward passes in all, drafting d_1 .. d_K)
     LLM:  feed [x, d_1 .. d_K] once: log-probs l_0 .. l_K (K+1 positions)
     emit: d_1 .. d_n, then the LLM's token at position n (n = accepted drafts, 0..K)
 The SLM's figures for a bonus token come from the next cycle's first slot (or a last flush pass).
+Recurrent and hybrid models cannot roll a state back: `collector.architectures` refuses them here.
 """
 
 from __future__ import annotations
@@ -78,13 +82,17 @@ class SpeculativeBatch:
         self.ctx, self.K, self.T = ctx, cfg.draft_k, cfg.max_new_tokens
         B, device = input_ids.shape[0], input_ids.device
         self.slm, self.llm = Decoder(ctx.system1.model, ctx.vocab), Decoder(ctx.llm.model, ctx.vocab)
-        for dec in (self.slm, self.llm):  # the prompt's last token is fed by the first cycle
-            dec.prefill(input_ids[:, :-1], mask[:, :-1])
         self.pad, self.eos = tok.pad_token_id, tok.eos_token_id
+        if input_ids.shape[1] < 2:  # one pad column, so the SLM has a token before x to feed
+            input_ids = torch.cat([torch.full_like(input_ids, self.pad), input_ids], dim=1)
+            mask = torch.cat([torch.zeros_like(mask), mask], dim=1)
+        self.llm.prefill(input_ids[:, :-1], mask[:, :-1])  # the prompt's last token: the first cycle's
+        self.slm.prefill(input_ids[:, :-2], mask[:, :-2])  # and the one before it, for the SLM
         self.rows = torch.arange(B, device=device)  # [B'] the batch row of each row still in the batch
         self.last = input_ids[:, -1]  # [B'] emitted (or prompt) token not yet fed to either model
-        self.prev = torch.full_like(self.last, self.pad)  # [B'] d_K of an all-accepted cycle
-        self.prev_live = torch.zeros(B, dtype=torch.bool, device=device)  # [B'] its bonus needs figures
+        self.prev = input_ids[:, -2]  # [B'] t: the token before it, not in the SLM's cache
+        self.prev_real = mask[:, -2].bool()  # [B'] t is a token (not padding): False only before cycle 1
+        self.prev_live = torch.zeros(B, dtype=torch.bool, device=device)  # [B'] t is a bonus d_K: figures
         self.prev_l: torch.Tensor | None = None  # [B', V] the LLM's log-probs at each row's bonus position
         self.count = torch.zeros(B, dtype=torch.long, device=device)  # [B] tokens kept per batch row
         self.finished = torch.zeros(B, dtype=torch.bool, device=device)  # [B']
@@ -101,7 +109,7 @@ class SpeculativeBatch:
         """System 1 drafts up to K tokens per row; under a stop rule each row stops on its own (≥ 1 token),
         and drafting ends when every row has stopped (one host check per draft token, stop rule only)."""
         cfg = self.ctx.config
-        live = torch.stack([self.prev_live, torch.ones_like(self.prev_live)], dim=1)
+        live = torch.stack([self.prev_real, torch.ones_like(self.prev_real)], dim=1)
         first = self.slm.feed(torch.stack([self.prev, self.last], dim=1), live)  # [B', 2, V]
         self.fix_bonus(first[:, 0], self.prev_live)
         s_logps, picks = [first[:, 1]], []
@@ -157,7 +165,7 @@ class SpeculativeBatch:
         verdict = speculative_step(d.tokens, d.s_logp[:, :D], l_lp, cfg, self.ctx.generator, d.drafted)
         n = verdict.accepted[:, None]  # [B', 1]
         self.llm.retract(j <= n)  # slots x, d_1..d_D: keep x, d_1..d_n
-        self.slm.retract(j[: d.s_logp.shape[1]] <= n)  # slots x, d_1..d_{S-1}
+        self.slm.retract(torch.arange(d.s_logp.shape[1] + 1, device=j.device) <= n)  # t, x, d_1..d_{S-1}
         self.record(d, l_lp, verdict)
 
     def _kept_no_sync(self, v: SpecVerdict, active: torch.Tensor) -> torch.Tensor:
@@ -199,7 +207,9 @@ class SpeculativeBatch:
         if self.eos is not None:
             ended = ended | (v.tokens.gather(1, (kept - 1).clamp(min=0)[:, None]).squeeze(1) == self.eos)
         self.finished = self.finished | (active & (ended | (self.count[self.rows] >= self.T)))
-        self.prev, self.prev_live = d.tokens[:, -1], active & (kept == K + 1)
+        self.prev = torch.cat([self.last[:, None], d.tokens], dim=1).gather(1, n[:, None]).squeeze(1)
+        self.prev_real = torch.ones_like(self.prev_real)
+        self.prev_live = active & (kept == K + 1)
         self.prev_l = l_lp[:, -1]
         self.last = v.tokens.gather(1, n[:, None]).squeeze(1).masked_fill(self.finished, self.pad)
 
@@ -230,9 +240,11 @@ class SpeculativeBatch:
         leaving = self.prev_live & self.finished
         if bool(leaving.any()):
             self.fix_bonus(self.slm.feed(self.prev[:, None], leaving[:, None])[:, 0], leaving)
+            self.slm.drop_last()
         for dec in (self.slm, self.llm):
             dec.select(keep)
         self.rows, self.last, self.prev = self.rows[keep], self.last[keep], self.prev[keep]
+        self.prev_real = self.prev_real[keep]
         self.prev_live, self.finished = self.prev_live[keep], self.finished[keep]
         self.prev_l = None if self.prev_l is None else self.prev_l[keep]
 
