@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from collector.architectures import can_speculate
 from collector.config import RunConfig
 from collector.costs import (
     BATCH_SIZES,
@@ -26,6 +27,7 @@ from collector.costs import (
     CALIBRATION_PROMPTS,
     Cost,
     batch_costs,
+    cycle_free_costs,
     cycle_lengths,
     draft_lengths,
     forward_costs,
@@ -79,10 +81,11 @@ def model_dtype(ctx: CollectContext) -> str:
     return str(next(ctx.llm.model.parameters()).dtype).removeprefix("torch.")
 
 
-def needed(config: RunConfig) -> set[tuple[str, int, int]]:
-    """(kind, tokens, batch size) a run needs from a calibration: every timed draft length at batch 1,
-    with and without a stop rule's checks, the prefill and the LLM's generate."""
-    lengths = cycle_lengths(draft_lengths(config))
+def needed(config: RunConfig, cycles: bool = True) -> set[tuple[str, int, int]]:
+    """(kind, tokens, batch size) a run needs from a calibration: every timed draft length at batch 1
+    (`cycles`: the pair can run speculative cycles), with and without a stop rule's checks, the prefill and
+    the LLM's generate."""
+    lengths = cycle_lengths(draft_lengths(config)) if cycles else ()
     need = {("cycle", d, 1) for d in lengths} | {("stop_cycle", d, 1) for d in lengths if d > 1}
     return need | {("prefill", 0, 1), ("llm_generate", 0, 1)}
 
@@ -121,10 +124,13 @@ def _from_warehouse(warehouse: Path, key: PairKey, need: set[tuple[str, int, int
     return None
 
 
-def measure(ctx: CollectContext, items: Sequence[TaskItem]) -> tuple[Cost, ...]:
+def measure(ctx: CollectContext, items: Sequence[TaskItem], cycles: bool = True) -> tuple[Cost, ...]:
     """Time the pair's costs on the first few prompts: the batch-1 figures of a latency prediction, then
-    the cycle and generate step at each batch size of BATCH_SIZES that memory allows."""
+    the cycle and generate step at each batch size of BATCH_SIZES that memory allows. Without `cycles` (a
+    recurrent model: no speculative decoding), the forwards, the prefill and the LLM's generate only."""
     sample = list(items[:CALIBRATION_PROMPTS])
+    if not cycles:
+        return tuple(cycle_free_costs(ctx, sample))
     lengths = draft_lengths(ctx.config)
     costs = forward_costs(ctx, sample, lengths) + speedup_costs(ctx, sample, lengths, stop_rule=True)
     for batch in BATCH_SIZES[1:]:
@@ -145,7 +151,8 @@ def calibrate(
     if not calibrates(ctx.config):
         return OFF
     start = time.perf_counter()
-    key, need = (warehouse, pair_key(ctx)), needed(ctx.config)
+    cycles = can_speculate((m.name, m.model) for m in (ctx.llm, ctx.system1))
+    key, need = (warehouse, pair_key(ctx)), needed(ctx.config, cycles)
     found: Calibration | None = None
     if not ctx.config.recalibrate:
         found = _from_warehouse(warehouse, key[1], need) if warehouse is not None else None
@@ -153,7 +160,7 @@ def calibrate(
         if found is None and mine is not None and covers(mine[0], need):
             found = Calibration(mine[0], "reused", mine[1])
     if found is None:
-        costs = measure(ctx, items)
+        costs = measure(ctx, items, cycles)
         _MEASURED[key] = (costs, run_key)
         found = Calibration(costs, "measured")
     return replace(found, seconds=time.perf_counter() - start)

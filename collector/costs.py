@@ -205,6 +205,13 @@ def forward_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple
     return costs + [Cost("s2_forward", n, 1, forward_seconds(ctx, ctx.llm, ids, mask, n)) for n in widths]
 
 
+def cycle_free_costs(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
+    """A pair that runs no speculative cycles (a recurrent model): single-token forwards, the prefill and
+    the LLM's generate at batch 1."""
+    prefill = statistics.mean(prefill_seconds(ctx, *_encode(ctx, [it])) for it in items)
+    return [*forward_costs(ctx, items, ()), Cost("prefill", 0, 1, prefill), generate_cost(ctx, items, 1)]
+
+
 GENERATE_STEPS = 16  # decoding steps of the LLM's generate timed per batch size
 BATCH_REPEATS = 2  # timings per figure above batch 1 (a batch of 64 few-shot prompts is slow to prefill)
 

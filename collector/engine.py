@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import torch
 from tqdm import tqdm
 
+from collector.architectures import check_models
 from collector.batch import batch_tables
 from collector.calibration import OFF, Calibration, calibrate, model_dtype
 from collector.config import RunConfig, run_identity
@@ -93,6 +94,7 @@ def build_context(config: RunConfig, task: Task) -> CollectContext:
     llm = load_model_cached(config.llm, device, dtype, place)
     slm = load_model_cached(config.slm, device, dtype, place)
     tuned = load_model_cached(config.slm_tuned, device, dtype, place) if config.slm_tuned else None
+    check_models(config, ((m.name, m.model) for m in (llm, slm, tuned) if m is not None))
     check_sizes(config, llm, slm)
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=device).manual_seed(config.seed)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from collector.architectures import oracle_fast_path
 from collector.config import RunConfig
 from collector.methods.base import BatchOutput, CollectContext
 
@@ -17,7 +18,7 @@ BatchCollector = Callable[[CollectContext, torch.Tensor, torch.Tensor], BatchOut
 def batch_collector(config: RunConfig) -> BatchCollector:
     """The batch loop of a run: the fast oracle path where it applies, else the lock-step engine."""
     config.validate()
-    if config.method == "oracle" and config.router == "always" and config.greedy:
+    if oracle_fast_path(config):
         from collector.decode.oracle import collect_oracle_batch
 
         return collect_oracle_batch

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from transformers import DynamicCache, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedTokenizerBase, StaticCache
 
 from collector.methods.base import BatchOutput, CollectContext, StepChoice
 from collector.modeling import LoadedModel, cache_kwarg, forward
@@ -35,14 +35,19 @@ from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figur
 CHECK_EVERY = 8  # steps (or draft/verify cycles) between host checks of "every row done"
 
 
-def new_cache(model: Any, max_len: int | None) -> Any:
+def new_cache(model: Any, max_len: int | None, rollback: bool = False) -> Any:
     """A KV cache preallocated for `max_len` slots where transformers allocates it lazily (no per-step
-    concatenation of the whole cache: a third of a small model's decode step on CPU), else a DynamicCache."""
+    concatenation of the whole cache: a third of a small model's decode step on CPU), else a DynamicCache
+    shaped by the model's config (sliding windows, recurrent states). With `rollback` (speculative
+    decoding), a DynamicCache of full layers that keeps every slot: a sliding-window layer would evict
+    the slots a rollback needs (attention-only models: `collector.architectures`)."""
+    if rollback:
+        return DynamicCache()
     if max_len is not None and _lazy_static_cache():
         from transformers import StaticCache
 
         return StaticCache(config=model.config, max_cache_len=max_len)
-    return DynamicCache()
+    return DynamicCache(config=model.config)
 
 
 _LOGITS_TO_KEEP: dict[type, str | None] = {}
@@ -73,10 +78,11 @@ def _lazy_static_cache() -> bool:
 class Decoder:
     """One model's KV-cached state over a left-padded batch: per-row positions, dropped slots as holes."""
 
-    def __init__(self, model: Any, vocab: int, max_len: int | None = None) -> None:
+    def __init__(self, model: Any, vocab: int, max_len: int | None = None, rollback: bool = False) -> None:
         self.model = model
         self.vocab = vocab
-        self.cache = new_cache(model, max_len)
+        self.cache = new_cache(model, max_len, rollback)
+        self.max_len = max_len
         self.mask = torch.zeros(0)
         self.next_pos = torch.zeros(0)
 
@@ -88,7 +94,7 @@ class Decoder:
             return None
         pos = (self.mask.cumsum(-1) - 1).clamp(min=0)  # as generate computes them under left padding
         out = self.model(
-            input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
+            input_ids=ids, attention_mask=self.model_mask(), position_ids=pos, use_cache=True,
             **{cache_kwarg(self.model): self.cache}, **_last_logits_only(self.model),
         )  # fmt: skip
         return log_probs(out.logits[:, -1], self.vocab)
@@ -99,15 +105,28 @@ class Decoder:
         pos = self.next_pos[:, None] + keep.cumsum(1) - keep  # [B, n]: holes take the next real position
         self.mask = torch.cat([self.mask, keep], dim=1)
         self.next_pos = self.next_pos + keep.sum(1)
-        out = forward(self.model, ids, self.mask, pos, self.cache)
+        out = forward(self.model, ids, self.model_mask(), pos, self.cache)
         return log_probs(out.logits, self.vocab)
 
+    def model_mask(self) -> torch.Tensor:
+        """The attention mask [B, L] as the model gets it: a preallocated attention cache's free slots
+        appended as masked, so models that size their ALiBi bias by the mask (BLOOM) match the cache's
+        length (recurrent layers read the mask per input token: theirs stays as it is)."""
+        free = (self.max_len or 0) - self.mask.shape[1]
+        if free <= 0 or not isinstance(self.cache, StaticCache) or any(self.cache.is_linear):
+            return self.mask
+        return torch.cat([self.mask, self.mask.new_zeros(self.mask.shape[0], free)], dim=1)
+
     def can_select(self) -> bool:
-        """Whether rows can be cut out of this cache (every layer holds plain key/value tensors)."""
+        """Whether rows can be cut out of this cache (every layer holds plain key/value tensors and no
+        recurrent or conv state, which `select` would leave at the old batch size)."""
         layers = getattr(self.cache, "layers", None)
         if not layers:
             return False
-        return all(isinstance(getattr(x, "keys", None), torch.Tensor) for x in layers)
+        return all(
+            isinstance(getattr(x, "keys", None), torch.Tensor) and not hasattr(x, "recurrent_states")
+            for x in layers
+        )
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only batch rows `rows` [B'] (finished rows leave the batch)."""

@@ -81,7 +81,7 @@ class SpeculativeBatch:
         cfg, tok = ctx.config, ctx.llm.tokenizer
         self.ctx, self.K, self.T = ctx, cfg.draft_k, cfg.max_new_tokens
         B, device = input_ids.shape[0], input_ids.device
-        self.slm, self.llm = Decoder(ctx.system1.model, ctx.vocab), Decoder(ctx.llm.model, ctx.vocab)
+        self.slm, self.llm = (Decoder(m.model, ctx.vocab, rollback=True) for m in (ctx.system1, ctx.llm))
         self.pad, self.eos = tok.pad_token_id, tok.eos_token_id
         if input_ids.shape[1] < 2:  # one pad column, so the SLM has a token before x to feed
             input_ids = torch.cat([torch.full_like(input_ids, self.pad), input_ids], dim=1)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from collector.architectures import check_models
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.decode import BatchCollector
@@ -48,6 +49,7 @@ def context(config: RunConfig, stop_strings: tuple[str, ...] = ()) -> CollectCon
     """A CollectContext like `engine.build_context` builds, on CPU fp32, with cached models."""
     llm, slm = loaded(config.llm), loaded(config.slm)
     tuned = loaded(config.slm_tuned) if config.slm_tuned else None
+    check_models(config, ((m.name, m.model) for m in (llm, slm, tuned) if m is not None))
     vocab = shared_vocab_size(*(m for m in (llm, slm, tuned) if m is not None))
     generator = torch.Generator(device=CPU).manual_seed(config.seed)
     return CollectContext(llm, slm, vocab, config, stop_strings, tuned, build_router(config), generator)
