@@ -55,7 +55,12 @@ async def test_answers_are_kept_until_the_runs_they_read_change(warehouse_path: 
             "/v1/cof?run_id=1",
             "/v1/cof?status=complete",
         )
-        about_live = ("/v1/runs/2/samples", "/v1/cof", "/v1/cof?status=running", "/v1/positions?run_id=1&run_id=2")
+        about_live = (
+            "/v1/runs/2/samples",
+            "/v1/cof",
+            "/v1/cof?status=running",
+            "/v1/positions?run_id=1&run_id=2",
+        )
         before = {p: (await _get(c, cache, p))[0] for p in (*about_done, *about_live)}
 
         _shard(live, 5)  # a shard of the running run lands

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from collector.architectures import ArchitectureError, classify
-from collector.config import RunConfig
 from collector.calibration import calibrate
+from collector.config import RunConfig
 from collector.decode import batch_collector
 from collector.modeling import LoadedModel, ModelLoadError
 from tests.arch_models import ATTENTION, NOT_CAUSAL, RECURRENT, WINDOWED, make_arch_model, zoo_tokenizer
