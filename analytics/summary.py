@@ -381,21 +381,32 @@ def compact_cof(cof: pl.DataFrame) -> pl.DataFrame:
 def compact_sections(h: Headline) -> list[tuple[str, str]]:
     """The findings in a screenful: CoF per pair (a column per method), the chosen law per group, and per
     method how well entropy predicts a mismatch and how early mismatches fall."""
-    laws = h.fits.select("method", "dataset", "pairs", "law", "law_loo_rmse", paper_law_column(h.fits))
+    laws = h.fits.select("method", "dataset", "pairs", "law", "law_nested_loo_rmse", paper_law_column(h.fits))
+    early = h.early.select(
+        "method", "enrichment", "enrichment_lo", "enrichment_hi", "p_value", "fixed_steps",
+        "enrichment_without_fixed", "p_value_without_fixed",
+    )  # fmt: skip
     per_method = h.entropy_auroc.select("method", pl.col("auroc").alias("entropy_auroc")).join(
-        h.early.select("method", "mismatch_share", "baseline_share", "enrichment", "p_value"),
+        early,
         on="method",
         how="full",
         coalesce=True,
     )
     return [
         (
-            "CoF by pair and method (router 'always'; mismatches / tokens)",
+            "CoF by pair and method (router 'always'; pooled: mismatches / tokens; intervals: "
+            "python -m analytics)",
             table_or_note(compact_cof(h.cof), "no runs"),
         ),
-        ("Which law the pairs support (leave-one-pair-out RMSE)", table_or_note(laws, "no pairs to fit")),
         (
-            "Per method: entropy AUROC for a mismatch; share of mismatches in the first 10% of tokens",
+            "Which law the pairs support (chosen by leave-one-pair-out RMSE; law_nested_loo_rmse: its error "
+            "on an unseen pair, the choice re-run without each pair)",
+            table_or_note(laws, "no pairs to fit"),
+        ),
+        (
+            "Per method: entropy AUROC for a mismatch; enrichment of mismatches in the first 10% of tokens "
+            "(share / uniform share, 95% interval by sample; p two-sided, clustered by sample; fixed_steps: "
+            "steps the prompt format fixes, and the enrichment without them)",
             table_or_note(per_method.sort("method"), "no events"),
         ),
     ]
