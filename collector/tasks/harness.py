@@ -141,7 +141,11 @@ def call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 
 
 def _emit_to(fd: int) -> Callable[[dict[str, Any]], None]:
+    owner = os.getpid()
+
     def emit(entry: dict[str, Any]) -> None:
+        if os.getpid() != owner:  # a process the program forked runs on with the harness: it records nothing
+            return
         line = json.dumps(entry)
         if len(line) > MAX_RECORD_CHARS:
             line = json.dumps({**entry, "value": {"opaque": "too large"}})
