@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import BaseModel, Field
 
+from analytics.served import served_by_position, served_summary
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.speedup import FLOP_MODEL, MEASURED, PREDICTED
 from api.convert import Group, records
@@ -51,12 +52,44 @@ class AcceptanceRow(BaseModel):
     survival: float | None
 
 
+class ServedRow(BaseModel):
+    """Requests a serving engine answered, imported (`python -m warehouse import`), per engine, pair and K."""
+
+    engine: str
+    model: str
+    draft: str
+    k: int | None
+    requests: int
+    steps: int | None
+    drafted: int
+    accepted: int
+    acceptance: float | None = Field(description="accepted / drafted")
+    mean_accepted_length: float | None = Field(description="1 + accepted / verify steps")
+    imported: bool = Field(description="always true: served, not collected")
+
+
+class ServedAcceptanceRow(BaseModel):
+    """Draft position i of imported requests: steps reaching it, accepted there, P(accept | reached)."""
+
+    engine: str
+    model: str
+    draft: str
+    k: int | None
+    position: int
+    reached: int
+    accepted: int
+    acceptance_rate: float | None
+    imported: bool
+
+
 class SpeculativePublic(BaseModel):
-    """Speculative runs and their acceptance by draft position."""
+    """Speculative runs and their acceptance by draft position; beside them, imported serving requests."""
 
     group_by: list[str]
     runs: list[SpeculativeRunRow]
     acceptance: list[AcceptanceRow]
+    served: list[ServedRow]
+    served_acceptance: list[ServedAcceptanceRow]
 
 
 DEFAULT_GROUP_BY = ("run_id",)
@@ -66,6 +99,19 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
           filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     spec = {**filters, "method": "speculative"}
     return speculative_runs(cur, filters=spec), acceptance_by_position(cur, group_by, filters=spec)
+
+
+def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Imported requests of the pair the filters name (llm = model, slm = draft); none for a run filter or
+    a dataset (served requests have neither)."""
+    summary, positions = served_summary(cur), served_by_position(cur)
+    if "run_id" in filters or "dataset" in filters:
+        return summary.clear(), positions.clear()
+    for column, key in (("model", "llm"), ("draft", "slm")):
+        if key in filters:
+            summary = summary.filter(pl.col(column) == filters[key])
+            positions = positions.filter(pl.col(column) == filters[key])
+    return summary, positions
 
 
 @router.get(
@@ -83,8 +129,11 @@ def get_speculative(
     if filters.get("method", "speculative") != "speculative":
         raise ApiError(400, "conflicting_parameters", "this route reads speculative runs only; drop method")
     runs, acceptance = analyst(db.limit_ms(timeout_ms), _both, cols, filters)
+    served, served_positions = analyst(db.limit_ms(timeout_ms), _served, filters)
     return SpeculativePublic(
         group_by=list(cols),
         runs=[SpeculativeRunRow(**r) for r in records(runs)],
         acceptance=[AcceptanceRow(**r) for r in records(acceptance, cols)],
+        served=[ServedRow(**r) for r in records(served)],
+        served_acceptance=[ServedAcceptanceRow(**r) for r in records(served_positions)],
     )

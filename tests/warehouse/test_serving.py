@@ -10,12 +10,19 @@ import pytest
 
 from analytics.advise import main as advise_main
 from analytics.served import against, served_by_position, served_summary
+from api.settings import ApiSettings
 from tests.analytics.test_emit import _warehouse
+from tests.api.conftest import asgi_client
 from tests.conftest import TinyModels
 from warehouse.__main__ import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "serving"
 PAIR = ["--model", "L", "--draft", "S"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def _import(path: Path, engine: str, *extra: str) -> int:
@@ -73,3 +80,20 @@ def test_against_sets_served_beside_the_replay(
     assert advise_main(["--warehouse", str(path), "--against", "1"]) == 0
     assert "mean accepted length" in capsys.readouterr().out
     assert advise_main(["--warehouse", str(path), "--against", "9"]) == 2
+
+
+@pytest.mark.anyio
+async def test_speculative_route_serves_imported_requests_marked(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+
+    path = tmp_path / "w.duckdb"
+    _warehouse(path, tiny_models, (1,))
+    assert _import(path, "sglang") == 0
+    async with asgi_client(ApiSettings(warehouse=path, ingest=False)) as (client, _):
+        body = (await client.get("/v1/speculative")).json()
+        assert [(r["engine"], r["requests"], r["imported"]) for r in body["served"]] == [("sglang", 2, True)]
+        assert [a["position"] for a in body["served_acceptance"]] == [0, 1, 2]
+        assert (await client.get("/v1/speculative", params={"slm": "other"})).json()["served"] == []
+        csv = (await client.get("/v1/speculative", params={"format": "csv"})).text
+        assert "served_acceptance" in csv and "sglang" in csv

@@ -279,7 +279,14 @@ const speculative = {
       return { label: `run ${a.run_id}: ${shortModel(r.llm)} / ${shortModel(r.slm)}, K=${r.draft_k}`, ...a };
     });
     const x = (v) => (v == null ? "none" : `${v.toFixed(2)}×`);
-    ctx.note?.(body.runs.map((r) => `run ${r.run_id} (${r.dataset}, K=${r.draft_k}): acceptance ${r.acceptance?.toFixed(2)}, speed-up predicted ${x(r.predicted_speedup)} / measured ${r.measured_speedup == null ? "none (no paired baseline recorded)" : x(r.measured_speedup)}`).join("; "));
+    // Requests imported from a serving engine (python -m warehouse import), marked as such.
+    const served = (body.served_acceptance ?? []).map((a) => ({
+      label: `imported ${a.engine}: ${shortModel(a.model)} / ${shortModel(a.draft)}, K=${a.k}`, ...a,
+    }));
+    rows.push(...served);
+    const notes = body.runs.map((r) => `run ${r.run_id} (${r.dataset}, K=${r.draft_k}): acceptance ${r.acceptance?.toFixed(2)}, speed-up predicted ${x(r.predicted_speedup)} / measured ${r.measured_speedup == null ? "none (no paired baseline recorded)" : x(r.measured_speedup)}`);
+    notes.push(...(body.served ?? []).map((r) => `imported ${r.engine} ${shortModel(r.model)} / ${shortModel(r.draft)} (${r.requests} requests): acceptance ${r.acceptance?.toFixed(2)}, mean accepted length ${r.mean_accepted_length?.toFixed(2) ?? "–"}`));
+    ctx.note?.(notes.join("; "));
     return { rows, spec: acceptanceSpec(rows, "label") };
   },
 };
