@@ -11,8 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# name -> module: one place that says where each public function lives.
-EXPORTS: dict[str, str] = {
+# name -> module (or (module, its name there)): one place that says where each public function lives.
+# `advise` and `emit` are also submodule names, which an import of the submodule would rebind here, so
+# their functions are exported as `speculative_advice` and `engine_settings`.
+EXPORTS: dict[str, str | tuple[str, str]] = {
     # CoF by any grouping, pooled and per sample with intervals
     "collaboration_frequency": "analytics.frequency",
     # the scaling law: pairs, the paper's fit per method and dataset, the law comparison
@@ -34,9 +36,9 @@ EXPORTS: dict[str, str] = {
     "acceptance_by_position": "analytics.speculative",
     "speculative_runs": "analytics.speculative",
     "replay_from_oracle": "analytics.speculative",
-    "advise": "analytics.advise",
+    "speculative_advice": ("analytics.advise", "advise"),
     "advise_by_batch_size": "analytics.batch_advice",
-    "emit": "analytics.emit",
+    "engine_settings": ("analytics.emit", "emit"),
     "served_summary": "analytics.served",
     "served_by_position": "analytics.served",
     "against": "analytics.served",
@@ -50,7 +52,9 @@ __all__ = sorted(EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in EXPORTS:
         raise AttributeError(f"module 'analytics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(EXPORTS[name]), name)
+    where = EXPORTS[name]
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
 
