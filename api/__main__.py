@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.db import Database
 from api.settings import ApiSettings
-from warehouse.db import WarehouseError
+from api.slow_clients import header_timeout_protocol
+from warehouse.db import WarehouseError, WarehouseLocked
 from warehouse.settings import add_warehouse_argument
 
 EXAMPLES = """examples:
@@ -20,6 +21,15 @@ EXAMPLES = """examples:
   FSGEN_API_TOKEN=secret python -m api              # every /v1 request needs 'Authorization: Bearer secret'
   curl 'http://127.0.0.1:8000/v1/cof?group_by=method'
 """
+
+
+def _connect(db: Database, wait_s: float) -> None:
+    """Open the file; while another process holds it (a collector's short ingest), say so and wait."""
+    try:
+        db.connect()
+    except WarehouseLocked:
+        print(f"{db.path} is held by another process; waiting up to {wait_s:g} s", file=sys.stderr)
+        db.connect(wait_s=wait_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,19 +59,29 @@ def main(argv: list[str] | None = None) -> int:
             name = "FSGEN_" + "_".join(str(p) for p in err["loc"]).upper()
             print(f"error: {name}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
         return 2
-    try:
-        probe = Database(settings.warehouse, settings.query_timeout_ms, ingest=settings.ingest)
-        probe.connect()
-        probe.close()
+    db = Database(
+        settings.warehouse,
+        settings.query_timeout_ms,
+        ingest=settings.ingest,
+        memory_limit=settings.memory_limit,
+    )
+    try:  # opened here and kept: a collector cannot take the file between a probe and the server's start
+        _connect(db, settings.startup_wait_s)
+    except WarehouseLocked as exc:
+        wait = f"{settings.startup_wait_s:g} s"
+        print(f"error: {exc}; it stayed held for {wait} (a collector ingesting, or another server): try "
+              "again once it is done, or wait longer with FSGEN_STARTUP_WAIT_S", file=sys.stderr)  # fmt: skip
+        return 2
     except WarehouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, db),
         host=settings.host,
         port=settings.port,
         log_level="info",
         timeout_keep_alive=settings.keep_alive_s,
+        http=header_timeout_protocol(settings.header_timeout_s),
     )
     return 0
 

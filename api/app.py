@@ -70,9 +70,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(settings: ApiSettings) -> FastAPI:
-    """Build the app; nothing is opened until the first request (or startup under uvicorn)."""
-    db = Database(
+def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
+    """Build the app; nothing is opened until the first request (or startup under uvicorn), unless the
+    entry point passes the Database it opened (so no collector can take the file in between)."""
+    db = db or Database(
         settings.warehouse,
         settings.query_timeout_ms,
         ingest=settings.ingest,
@@ -84,8 +85,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # Handlers run in the thread pool; on a few cores, more threads than that only queue for the GIL
         # and delay the event loop (and every cached answer) behind them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
-        db.connect()
-        ingester = BackgroundIngester(db.cursor, settings.warehouse, settings.ingest_interval_s, versions)
+        db.connect(wait_s=settings.startup_wait_s)
+        ingester = BackgroundIngester(
+            db.cursor, settings.warehouse, settings.ingest_interval_s, versions, on_error=db.note
+        )
         if settings.ingest:
             ingester.start()
         app.state.ingester = ingester

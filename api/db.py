@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -19,7 +20,15 @@ from analytics.scaling import TooFewPoints
 from analytics.source import AnalyticsError
 from api.cache import ResultCache
 from api.errors import ApiError
-from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file
+from warehouse.db import (
+    WarehouseError,
+    WarehouseInvalidated,
+    WarehouseLocked,
+    check_warehouse_file,
+    is_lock_error,
+    named_damage,
+    warehouse_error_of,
+)
 from warehouse.migrate import require_head
 
 T = TypeVar("T")
@@ -63,9 +72,23 @@ class Database:
         self.ingest = ingest
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
+        self.problem: WarehouseError | None = None  # damage or invalidation met; /health reports it
+        self._last_reopen = 0.0
 
-    def connect(self) -> None:
-        """Open on first use; refuses a missing file or one whose schema is behind head."""
+    def connect(self, wait_s: float = 0.0) -> None:
+        """Open on first use; refuses a missing file or one whose schema is behind head.
+
+        A file held by a collector for its short ingest is tried again for up to `wait_s` seconds."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self._connect()
+            except WarehouseLocked:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _connect(self) -> None:
         with self._lock:
             if self._con is not None:
                 return
@@ -76,12 +99,11 @@ class Database:
                 )
             check_warehouse_file(self.path)
             try:
-                con = duckdb.connect(
-                    str(self.path),
-                    read_only=not self.ingest,
-                    config=self._config(),
-                )
+                with named_damage(self.path):
+                    con = duckdb.connect(str(self.path), read_only=not self.ingest, config=self._config())
             except duckdb.IOException as exc:
+                if not is_lock_error(exc):
+                    raise
                 raise WarehouseLocked(f"{self.path} is held by a writer ({exc})") from exc
             check = con.cursor()
             try:
@@ -101,6 +123,10 @@ class Database:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A fresh cursor of its own (the shared connection itself never runs a statement)."""
+        if isinstance(self.problem, WarehouseInvalidated):
+            self.reopen()
+            if self.problem is not None:  # not until a write succeeds: 503, never half-working answers
+                raise self.problem
         self.connect()
         with self._lock:
             if self._con is None:
@@ -113,6 +139,46 @@ class Database:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+    def note(self, exc: BaseException) -> WarehouseError | None:
+        """Remember damage or invalidation that a query met, in `exc` or the errors it was raised during
+        (None: they name neither)."""
+        err: WarehouseError | None = None
+        seen: BaseException | None = exc
+        while err is None and seen is not None:
+            err = warehouse_error_of(seen, self.path)
+            seen = seen.__cause__ or seen.__context__
+        if isinstance(err, WarehouseInvalidated):
+            err = WarehouseInvalidated(f"{err}; this server reopens the file by itself once a write succeeds")
+        if err is not None:
+            self.problem = err
+        return err
+
+    REOPEN_EVERY_S = 1.0
+
+    def reopen(self) -> None:
+        """After DuckDB invalidated the database: open the file again, at most once a second, and keep it
+        only once a write succeeds (a CHECKPOINT, which replays what the write-ahead log holds)."""
+        with self._lock:
+            if time.monotonic() - self._last_reopen < self.REOPEN_EVERY_S:
+                return
+            self._last_reopen = time.monotonic()
+            if self._con is not None:
+                with contextlib.suppress(duckdb.Error):
+                    self._con.close()
+                self._con = None
+        try:
+            self._connect()
+            if self.ingest:
+                with self._lock:
+                    assert self._con is not None
+                    self._con.execute("CHECKPOINT")
+        except (duckdb.Error, WarehouseError) as exc:
+            log.warning("reopening %s failed; trying again: %s", self.path, str(exc).splitlines()[0])
+            self.close()
+            return
+        log.warning("reopened %s after: %s", self.path, self.problem)
+        self.problem = None
 
     def limit_ms(self, timeout_ms: int | None) -> int:
         """The time limit of one request: the server's, or lower when the client asks."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import typing
 from collections.abc import AsyncIterator
@@ -60,7 +61,8 @@ async def require_token(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """When FSGEN_API_TOKEN is set, every /v1 request carries it as a bearer token."""
-    if settings.api_token and authorization != f"Bearer {settings.api_token}":
+    expected = f"Bearer {settings.api_token}".encode()
+    if settings.api_token and not hmac.compare_digest((authorization or "").encode(), expected):
         raise ApiError(401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)")
 
 
@@ -109,6 +111,9 @@ async def strict_query(request: Request) -> None:
         request._query_params = QueryParams(split)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def encode_cursor(state: dict[str, int]) -> str:
     """An opaque page cursor."""
     return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
@@ -125,8 +130,8 @@ def decode_cursor(cursor: str | None, keys: tuple[str, ...]) -> dict[str, int] |
         raise bad from exc
     if not isinstance(data, dict) or set(data) != set(keys):
         raise bad
-    if not all(type(data[k]) is int for k in keys):
-        raise bad
+    if not all(type(data[k]) is int and INT64_MIN <= data[k] <= INT64_MAX for k in keys):
+        raise bad  # a key is a DuckDB BIGINT parameter: beyond it DuckDB refuses the query
     return {k: data[k] for k in keys}
 
 

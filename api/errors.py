@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import duckdb
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -12,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warehouse.db import WarehouseError
+from warehouse.db import WarehouseDamaged, WarehouseError
 
 log = logging.getLogger("fsgen.api")
 
@@ -59,6 +60,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorPublic, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
 
 
+def warehouse_error_response(exc: WarehouseError) -> JSONResponse:
+    """503 in the one shape: `warehouse_damaged` for a damaged file, else `warehouse_unavailable`."""
+    code = "warehouse_damaged" if isinstance(exc, WarehouseDamaged) else "warehouse_unavailable"
+    return error_response(503, code, str(exc))
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
@@ -83,7 +90,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WarehouseError)
     async def on_warehouse_error(request: Request, exc: WarehouseError) -> JSONResponse:
-        return error_response(503, "warehouse_unavailable", str(exc))
+        return warehouse_error_response(exc)
+
+    @app.exception_handler(duckdb.Error)
+    async def on_duckdb_error(request: Request, exc: duckdb.Error) -> JSONResponse:
+        err = request.app.state.db.note(exc)
+        if err is not None:
+            return warehouse_error_response(err)
+        if isinstance(exc, duckdb.ConnectionException):  # its connection closed under it by a reopen
+            return error_response(503, "warehouse_unavailable", "the warehouse is being reopened; try again")
+        log.error("unhandled DuckDB error on %s", request.url.path, exc_info=exc)
+        return error_response(500, "internal_error", "internal error; the server log has details")
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -29,9 +29,11 @@ class BackgroundIngester:
         warehouse: Path,
         interval_s: float,
         versions: DataVersions | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
     ) -> None:
         self._cursor = cursor
         self.versions = versions if versions is not None else DataVersions()
+        self._on_error = on_error  # the server's Database.note: damage or invalidation shows in /health
         self._warehouse = warehouse
         self._interval = interval_s
         self._stop = threading.Event()
@@ -82,6 +84,8 @@ class BackgroundIngester:
             except Exception as exc:  # e.g. a full disk: must not stop the server; shards stay staged
                 self._failed_passes += 1
                 self.versions.failed()
+                if self._on_error is not None:
+                    self._on_error(exc)
                 if repr(exc) != last_error:  # once per distinct failure, not every poll
                     log.exception("ingest pass failed; shards stay staged and are retried")
                 last_error = repr(exc)

@@ -24,6 +24,9 @@ class ApiSettings(BaseSettings):
     max_rows: int = 1000  # hard cap on any page
     ingest: bool = True  # hold the file and ingest staged shards in the background (else read-only)
     ingest_interval_s: float = 0.5
+    # a collector holds the file for its short ingests: startup waits this long for it before giving up
+    startup_wait_s: float = Field(default=10.0, ge=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive within this
     keep_alive_s: int = 75  # idle keep-alive; uvicorn's 5 s races clients that reuse a connection late
     memory_limit: str | None = (
         None  # DuckDB's memory_limit for the server (e.g. '1GB'); None: DuckDB's default

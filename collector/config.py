@@ -130,12 +130,12 @@ class RunConfig:
         for name in FLOAT_SETTINGS:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                return f"--{_flag(name)} {value} is not a finite number; give a real value"
+                return f"--{flag_name(name)} {value} is not a finite number; give a real value"
         for name in ("batch_size", "max_new_tokens", "samples", "draft_k"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 hint = " (leave it out for every prompt)" if name == "samples" else ""
-                return f"--{_flag(name)} {value} must be at least 1{hint}"
+                return f"--{flag_name(name)} {value} must be at least 1{hint}"
         if self.shots is not None and self.shots < 0:
             return f"--shots {self.shots} must be 0 or more (leave it out for the dataset's default)"
         if self.temperature < 0:
@@ -166,6 +166,6 @@ def run_identity(values: dict[str, Any]) -> tuple[str, str]:
 FLOAT_SETTINGS = ("threshold", "temperature", "top_p", "alpha", "lam", "weight", "draft_threshold")
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
     """The command-line flag of a setting."""
     return "lambda" if name == "lam" else name.replace("_", "-")

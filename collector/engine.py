@@ -22,14 +22,19 @@ from collector.costs import Cost, baseline_cost, pairs_baseline
 from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
-from collector.prompts import check_prompt_length, load_prompts_file
+from collector.prompts import (
+    check_prompt_length,
+    load_prompts_file,
+    max_token_chars,
+    refuse_unfit_by_length,
+)
 from collector.tasks.base import Task, TaskItem
-from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
+from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file, open_duckdb
 from warehouse.errors import UserError
 from warehouse.ingest import IngestReport, ingest_pending
 from warehouse.migrate import require_head
 from warehouse.settings import staging_dir
-from warehouse.staging import RunFinal, RunManifest, StagingWriter
+from warehouse.staging import RunFinal, RunManifest, StagingWriter, run_lock
 
 
 def live_cof(mismatches: int, tokens: int) -> float:
@@ -122,19 +127,28 @@ def context_length(model: LoadedModel) -> int:
     return int(value)
 
 
+def prompt_ids(ctx: CollectContext, item: TaskItem) -> list[int]:
+    """A prompt's token ids, cut from the left with --truncate-prompt; refuses one that cannot fit, by its
+    length in characters before tokenizing where that already tells."""
+    tok, cfg = ctx.llm.tokenizer, ctx.config
+    limit = min(context_length(m) for m in (ctx.llm, ctx.slm))
+    room = limit - cfg.max_new_tokens
+    text = item.prompt
+    if not cfg.truncate_prompt:
+        refuse_unfit_by_length(text, tok, room, cfg.max_new_tokens, item.item_id)
+    else:  # only the tail can be kept: tokenize no more of it than `room` tokens can cover
+        text = text[-(max(room, 0) + 1) * max_token_chars(tok) :]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    keep = check_prompt_length(len(ids), cfg.max_new_tokens, limit, cfg.truncate_prompt, item.item_id)
+    return list(ids[len(ids) - keep :]) if keep else [tok.eos_token_id]
+
+
 def encode_batch(
     ctx: CollectContext, items: Sequence[TaskItem]
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Left-padded input ids and mask [B, P], and each prompt's token count (after any truncation)."""
     tok = ctx.llm.tokenizer
-    limit = min(context_length(m) for m in (ctx.llm, ctx.slm))
-    rows: list[list[int]] = []
-    for item in items:
-        ids = tok(item.prompt, add_special_tokens=False)["input_ids"]
-        keep = check_prompt_length(
-            len(ids), ctx.config.max_new_tokens, limit, ctx.config.truncate_prompt, item.item_id
-        )
-        rows.append(ids[len(ids) - keep :] if keep else [tok.eos_token_id])
+    rows = [prompt_ids(ctx, item) for item in items]
     width = max(len(r) for r in rows)
     pad = tok.pad_token_id
     ids_t = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
@@ -148,13 +162,19 @@ def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(ids[start : start + size])
 
 
-def check_warehouse(warehouse: Path) -> bool:
-    """Refuse a missing or outdated file; True if we can write it now, False if another process holds it."""
+def refuse_missing(warehouse: Path) -> None:
+    """Refuse a path that holds no warehouse (missing, or not a DuckDB file), before anything is staged."""
     if not warehouse.exists():
         raise WarehouseError(
             f"no warehouse at {warehouse}; "
             f"create it with: python -m warehouse upgrade --warehouse {warehouse}"
         )
+    check_warehouse_file(warehouse)
+
+
+def check_warehouse(warehouse: Path) -> bool:
+    """Refuse a missing or outdated file; True if we can write it now, False if another process holds it."""
+    refuse_missing(warehouse)
     try:
         con = open_duckdb(warehouse)
     except WarehouseLocked:
@@ -313,15 +333,26 @@ def run_collection(
     progress: bool = True,
 ) -> RunSummary:
     """Collect a run (or the rest of one): every finished batch is staged, then ingested when possible."""
+    run_key = run_key or uuid.uuid4().hex
+    refuse_missing(warehouse)  # before the lock file makes a staging folder beside a wrong path
+    with run_lock(staging_dir(warehouse), run_key):
+        return collect_locked(config, warehouse, run_key, done, progress)
+
+
+def collect_locked(
+    config: RunConfig, warehouse: Path, run_key: str, done: frozenset[int], progress: bool
+) -> RunSummary:
+    """`run_collection` for a caller that holds the run's lock."""
     config.validate()
     collect = batch_collector(config)  # refuses bad decoding settings before anything is staged
     writable = check_warehouse(warehouse)
     task = load_task_for(config)
     ctx = build_context(config, task)
-    run_key = run_key or uuid.uuid4().hex
+    todo = [i for i in range(len(task.items)) if i not in done]
+    for i in todo:  # a prompt that cannot fit is refused before the run is registered (no `failed` row)
+        prompt_ids(ctx, task.items[i])
     writer = StagingWriter(staging_dir(warehouse), run_key)
     writer.write_manifest(manifest_for(config, ctx, task, run_key))
-    todo = [i for i in range(len(task.items)) if i not in done]
     calibration = OFF
     tally, start = _Tally(), time.perf_counter()
     bar = tqdm(total=len(todo), unit="sample", desc=f"{config.method} {task.name}", disable=not progress)

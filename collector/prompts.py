@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import PreTrainedTokenizerBase
+
 from collector.tasks.base import Task, TaskItem
 from warehouse.errors import UserError
 
@@ -16,7 +18,7 @@ def load_prompts_file(path: str, samples: int | None = None) -> Task:
         raise UserError(f"prompts file {path} does not exist; pass a JSONL file with a 'prompt' field")
     items: list[TaskItem] = []
     stops: set[str] = set()
-    for n, line in enumerate(file.read_text().splitlines(), start=1):
+    for n, line in enumerate(_lines(file), start=1):
         if not line.strip():
             continue
         try:
@@ -39,6 +41,21 @@ def load_prompts_file(path: str, samples: int | None = None) -> Task:
     return Task(name=f"prompts:{file.name}", items=tuple(items), stop_strings=tuple(sorted(stops)))
 
 
+def _lines(file: Path) -> list[str]:
+    """The file's lines as text; invalid UTF-8 is named by line and byte."""
+    raw = file.read_bytes().splitlines()
+    lines = []
+    for n, line in enumerate(raw, start=1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                f"{file} line {n} is not valid UTF-8: byte {exc.start + 1} of the line is "
+                f"0x{line[exc.start]:02x} ({exc.reason}); save the file as UTF-8"
+            ) from exc
+    return lines
+
+
 def _stop_strings(value: object, path: str, line: int) -> list[str]:
     """A line's `stop` field: a list of non-empty strings (a bare string would stop at each character)."""
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
@@ -47,6 +64,32 @@ def _stop_strings(value: object, path: str, line: int) -> list[str]:
         f"{path} line {line}: 'stop' must be a list of non-empty strings, got {value!r}; "
         'write e.g. "stop": ["\\n\\n", "Question:"]'
     )
+
+
+def max_token_chars(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The most characters one token can stand for: the longest vocabulary entry (byte-level BPE and
+    SentencePiece spell each byte or character of a token with at least one character)."""
+    key = id(tokenizer)
+    if key not in _MAX_TOKEN_CHARS:
+        _MAX_TOKEN_CHARS[key] = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    return _MAX_TOKEN_CHARS[key]
+
+
+_MAX_TOKEN_CHARS: dict[int, int] = {}
+
+
+def refuse_unfit_by_length(
+    text: str, tokenizer: PreTrainedTokenizerBase, room: int, max_new_tokens: int, item_id: str
+) -> None:
+    """Refuse a prompt that cannot fit in `room` tokens whatever its tokens, before tokenizing it (a 5 MB
+    prompt would take gigabytes to tokenize only to be refused)."""
+    most = max_token_chars(tokenizer)
+    if len(text) > max(room, 0) * most:
+        raise UserError(
+            f"prompt {item_id} has {len(text)} characters: at most {most} per token, that is over the "
+            f"{max(room, 0)} prompt tokens the model leaves beside --max-new-tokens {max_new_tokens}; "
+            "shorten it, use a smaller --max-new-tokens, or --truncate-prompt to cut it from the left"
+        )
 
 
 def check_prompt_length(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from collector.config import DRAFT_STOPS, METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
+from warehouse.db import named_damage
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
 from warehouse.settings import add_warehouse_argument, resolve_warehouse
@@ -142,6 +144,20 @@ def is_default_job(args: argparse.Namespace) -> bool:
     return all(getattr(args, k) == v for k, v in defaults.items() if k not in JOB_FLAGS)
 
 
+def given_flags(argv: list[str]) -> dict[str, object]:
+    """The options written on the command line (a default is never mistaken for a choice)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # an option not written is left out of the namespace
+    return vars(parser.parse_args(argv))
+
+
+def resume_flags(argv: list[str]) -> dict[str, object]:
+    """The run settings given beside --resume (checked against the recorded ones)."""
+    names = {f.name for f in fields(RunConfig)}
+    return {k: v for k, v in given_flags(argv).items() if k in names}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
@@ -151,25 +167,34 @@ def main(argv: list[str] | None = None) -> int:
     default_job = is_default_job(args)
     set_threads(args.threads or (DEFAULT_JOB_THREADS if default_job else None))
     try:
-        if not warehouse.exists():  # a new file starts at head; one behind head is still refused
-            upgrade(warehouse)
-            console.print(f"created {warehouse} at schema revision {head_revision()}", highlight=False)
-        if default_job:
-            from collector.sweep import run_default_job
-
-            return run_default_job(warehouse, console)
-        if args.resume:
-            from collector.resume import resume_run
-
-            config, summary = resume_run(args.resume, warehouse, progress=not args.quiet)
-        else:
-            config = config_from_args(args)
-            summary = run_collection(config, warehouse, progress=not args.quiet)
+        with named_damage(warehouse):
+            outcome = _collect(args, argv, warehouse, console, default_job)
     except UserError as exc:  # anything else is a bug: it keeps its traceback
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
-    print_summary(console, config, summary)
+    if isinstance(outcome, int):
+        return outcome
+    print_summary(console, *outcome)
     return 0
+
+
+def _collect(
+    args: argparse.Namespace, argv: list[str], warehouse: Path, console: Console, default_job: bool
+) -> int | tuple[RunConfig, RunSummary]:
+    """The default job (its exit status), or one run or resume (its config and summary)."""
+    if not warehouse.exists():  # a new file starts at head; one behind head is still refused
+        upgrade(warehouse)
+        console.print(f"created {warehouse} at schema revision {head_revision()}", highlight=False)
+    if default_job:
+        from collector.sweep import run_default_job
+
+        return run_default_job(warehouse, console)
+    if args.resume:
+        from collector.resume import resume_run
+
+        return resume_run(args.resume, warehouse, progress=not args.quiet, flags=resume_flags(argv))
+    config = config_from_args(args)
+    return config, run_collection(config, warehouse, progress=not args.quiet)
 
 
 if __name__ == "__main__":

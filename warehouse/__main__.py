@@ -14,18 +14,18 @@ from warehouse.db import (
     convert_storage,
     duckdb_connection,
     is_lock_error,
+    named_damage,
 )
 from warehouse.errors import UserError
 from warehouse.export import export_parquet
 from warehouse.ingest import ingest_pending
-from warehouse.liveness import run_liveness
 from warehouse.migrate import current_revision, downgrade, head_revision, require_head, upgrade
-from warehouse.quarantine import quarantined_shards
+from warehouse.recover import default_out, print_recovery, recover
 from warehouse.runs import add_runs_parser, runs_command
 from warehouse.serving import ENGINES, import_served, print_report
-from warehouse.settings import add_warehouse_argument, resolve_warehouse, staging_dir
+from warehouse.settings import add_warehouse_argument, resolve_warehouse
 from warehouse.sql import FORMATS, sql_door
-from warehouse.staging import staged_run_dirs, staged_shard_count
+from warehouse.status import print_status
 from warehouse.summaries import rebuild
 
 EXAMPLES = """examples:
@@ -37,6 +37,7 @@ EXAMPLES = """examples:
   python -m warehouse sql "SELECT * FROM run_cof"   # run SQL on the file, read-only (no query: stdin)
   python -m warehouse sql "FROM run_cof" --format csv > cof.csv         # every row and column
   python -m warehouse sql "FROM token_events" --format parquet --out events.parquet
+  python -m warehouse recover --out saved.duckdb     # a damaged file: copy what can be read, re-ingest
   python -m warehouse downgrade base                # remove the schema (and all data)
   python -m warehouse import vllm responses.jsonl --draft zoo:zoo-s   # serving acceptance in
   python -m warehouse import sglang out.jsonl --model zoo:zoo-l --draft zoo:zoo-s
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export tables as hive-partitioned Parquet")
     exp.add_argument("--parquet", required=True, type=Path, help="output folder")
     sub.add_parser("rebuild-summaries", help="recompute the summary tables from token_events")
+    rec = sub.add_parser(
+        "recover",
+        help="copy what can still be read of a damaged file into a new one, with the staged shards",
+    )
+    rec.add_argument("--out", type=Path, help="the new file (default: NAME.recovered.duckdb beside it)")
     sql = sub.add_parser("sql", help="run SQL on the file opened read-only (no query: read stdin)")
     sql.add_argument("query", nargs="?", help="SQL text; one or more statements")
     sql.add_argument(
@@ -94,69 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_status(path: Path) -> None:
-    """Print where the file stands: schema, staged and quarantined shards, row counts, runs in progress."""
-    head = head_revision()
-    print(f"warehouse : {path}{'' if path.exists() else ' (does not exist)'}")
-    try:
-        current = current_revision(path)
-        print(f"revision  : {current or 'none'} (head {head}){'' if current == head else '  -> run upgrade'}")
-    except WarehouseLocked:
-        current = None  # the staging folder can still be read
-        print("revision  : unknown: another process holds the file (the API server, or a collector)")
-    root = staging_dir(path)
-    staged = staged_shard_count(root)
-    print(f"staged    : {staged} shard(s) waiting in {root}")
-    runs: dict[str, tuple[int, str, str | None]] = {}  # run_key -> (run_id, status, error)
-    if current == head:
-        with duckdb_connection(path, read_only=True) as con:
-            for table in ("models", "runs", "samples", "token_events"):
-                row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
-                print(f"{table:<10}: {row[0] if row else 0} rows")
-            rows = con.execute("SELECT run_key, run_id, status, error FROM runs ORDER BY run_id").fetchall()
-            runs = {str(k): (int(i), str(st), e) for k, i, st, e in rows}
-    print_quarantine(path, runs)
-    print_unfinished(path, runs)
-
-
-def print_quarantine(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
-    """Each quarantined shard, why, and what to do."""
-    bad = quarantined_shards(staging_dir(path))
-    if not bad:
-        return
-    print(f"quarantine: {len(bad)} shard(s) failed to read or verify and were moved aside:")
-    for q in bad:
-        staged = (staging_dir(path) / q.run_key).exists()
-        ref = q.run_key if staged or q.run_key not in runs else str(runs[q.run_key][0])
-        ids = f"samples {min(q.sample_ids)}-{max(q.sample_ids)}" if q.sample_ids else "the whole run"
-        print(f"  {q.path}  ({ids})\n    why : {q.reason}")
-        if runs.get(q.run_key, (0, "", None))[1] == "complete":
-            print("    do  : nothing is missing any more (its run is complete): delete the folder above")
-            continue
-        print(
-            f"    do  : collect them again with: python -m collector.run --resume {ref} --warehouse {path}\n"
-            f"          (the rest of the run is ingested); then delete the folder above"
-        )
-
-
-def print_unfinished(path: Path, runs: dict[str, tuple[int, str, str | None]]) -> None:
-    """Runs that are not complete: running (live or stale) and failed, each with its --resume command."""
-    keys = {d.name for d in staged_run_dirs(staging_dir(path))}
-    keys |= {k for k, (_, status, _) in runs.items() if status == "running"}
-    lines = []
-    for key in sorted(keys, key=lambda k: runs.get(k, (10**12, "", None))[0]):
-        run_id = runs[key][0] if key in runs else None
-        live = run_liveness(path, key, run_id)
-        label = f"run {run_id} ({key})" if run_id is not None else f"run {key} (not ingested yet)"
-        hint = f"\n    resume: {live.resume}" if live.state == "stale" else ""
-        lines.append(f"  {label}: {live.state}, {live.detail}{hint}")
-    for key, (run_id, status, error) in runs.items():
-        if status == "failed":
-            lines.append(f"  run {run_id} ({key}): failed, {error or 'no reason recorded'}")
-    if lines:
-        print("unfinished:\n" + "\n".join(lines))
-
-
 def run_upgrade(path: Path) -> None:
     """Rewrite a file in the storage version DuckDB 1.x reads if needed, then migrate it to head."""
     if convert_storage(path):
@@ -173,7 +116,7 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
         downgrade(path, args.revision)
         print(f"{path} is at revision {current_revision(path) or 'base'}")
     elif args.command == "status":
-        print_status(path)
+        return print_status(path)
     elif args.command == "ingest":
         with duckdb_connection(path) as con:
             report = ingest_pending(con, path)
@@ -194,6 +137,8 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
             events = rebuild(con)
             con.execute("CHECKPOINT")
         print(f"summary tables rebuilt from {events} token events")
+    elif args.command == "recover":
+        return print_recovery(path, recover(path, args.out or default_out(path)))
     elif args.command == "sql":
         return sql_door(path, args.query, fmt=args.format, out_path=args.out)
     elif args.command == "runs":
@@ -212,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_warehouse(args.warehouse)
     try:
         try:
-            return run_command(args, path)
+            with named_damage(path):
+                return run_command(args, path)
         except sa.exc.OperationalError as exc:  # Alembic's engine met DuckDB's lock
             if not is_lock_error(exc):
                 raise

@@ -24,10 +24,70 @@ class WarehouseLocked(WarehouseError):
     """Another process holds the DuckDB file; DuckDB allows one writer or many readers, never both."""
 
 
+class WarehouseDamaged(WarehouseError):
+    """The file or its write-ahead log is damaged; the message says what, and how to recover."""
+
+
+class WarehouseInvalidated(WarehouseError):
+    """DuckDB closed the database after a fatal error (a full disk during a checkpoint, for one)."""
+
+
 def is_lock_error(exc: BaseException) -> bool:
     """True when DuckDB refused to open a file because another process holds it."""
     text = str(exc).lower()
     return "could not set lock" in text or "conflicting lock" in text
+
+
+def damage_of(text: str, path: Path) -> str | None:
+    """What DuckDB's error text (lower case) says is damaged, in words, or None when it names no damage."""
+    if "corrupt wal file" in text or "failure while replaying wal" in text:
+        at = re.search(r"entry at byte position (\d+)", text)
+        where = f" (the entry at byte {at.group(1)} fails its checksum)" if at else ""
+        return f"its write-ahead log {path.name}.wal cannot be replayed{where}"
+    if "corrupt database file" in text:
+        at = re.search(r"block at location (\d+)", text)
+        return f"the block at byte {at.group(1) if at else '?'} fails its checksum"
+    read = re.search(r"could not read enough bytes.*?(\d+) bytes from location (\d+)", text)
+    if read:
+        end = int(read.group(1)) + int(read.group(2))
+        return f"the file ends before byte {end}, which its own index points to (truncated?)"
+    return None
+
+
+def recover_hint(path: Path) -> str:
+    """The one sentence every door says about a damaged file."""
+    return (
+        "it was left as it is: restore it from a backup, or copy what can still be read into a new file "
+        f"with: python -m warehouse recover --warehouse {path}"
+    )
+
+
+def warehouse_error_of(exc: BaseException, path: Path) -> WarehouseError | None:
+    """A DuckDB error (or SQLAlchemy's wrapper of one) that names damage or invalidation, as a user error."""
+    orig = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps DuckDB's own exception in .orig
+    text = str(orig).lower()
+    what = damage_of(text, path)
+    if what is not None:
+        return WarehouseDamaged(f"{path} is damaged: {what}; {recover_hint(path)}")
+    if "has been invalidated" in text or isinstance(orig, duckdb.FatalException):
+        first = str(orig).split("Original error:")[-1].strip().strip('"').splitlines()[0]
+        return WarehouseInvalidated(
+            f"DuckDB closed {path} after a fatal error ({first}); what was committed is in the file or its "
+            f"write-ahead log {path.name}.wal (keep both): fix the cause (free the disk), then open it again"
+        )
+    return None
+
+
+@contextmanager
+def named_damage(path: Path) -> Iterator[None]:
+    """Turn DuckDB's words for a damaged or invalidated file into a WarehouseError; other errors pass."""
+    try:
+        yield
+    except (duckdb.Error, sa.exc.DBAPIError) as exc:
+        err = warehouse_error_of(exc, path)
+        if err is None:
+            raise
+        raise err from exc
 
 
 # New files are written in this storage version, which DuckDB 1.1 and every later release read (1.0.0 cannot
@@ -53,7 +113,8 @@ def storage_version(path: Path) -> str | None:
     check_warehouse_file(path)
     with duckdb.connect() as con:
         try:
-            con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
+            with named_damage(path):
+                con.execute(f"ATTACH {_quoted(path)} AS fsgen_probe (READ_ONLY)")
         except duckdb.IOException as exc:
             if is_lock_error(exc):
                 raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc
@@ -140,7 +201,8 @@ def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     try:
         if not read_only and not path.exists():
             create_file(path)
-        return duckdb.connect(str(path), read_only=read_only)
+        with named_damage(path):
+            return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if is_lock_error(exc):
             raise WarehouseLocked(f"{path} is open in another process ({exc})") from exc

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,21 +14,31 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb
+from warehouse.db import WarehouseError, WarehouseLocked, open_duckdb, warehouse_error_of
 from warehouse.migrate import require_head
-from warehouse.quarantine import QuarantinedShard, quarantine_run, quarantine_shard
+from warehouse.quarantine import QuarantinedShard, quarantine_root, quarantine_run, quarantine_shard
 from warehouse.settings import staging_dir
+from warehouse.shard_schema import ShardSchemaError
 from warehouse.staging import (
     CYCLES_FILE,
+    ENDED,
     EVENTS_FILE,
+    FINAL,
+    REGISTERED,
     SAMPLES_FILE,
     RunFinal,
     RunManifest,
+    StagingFull,
+    atomic_write_bytes,
     batch_dirs,
-    read_arrow,
     read_final,
     read_manifest,
+    read_shard_file,
+    registered_run_id,
+    shard_sample_ids,
+    staged_run_dirs,
     verify_shard,
+    written_sample_ids,
 )
 from warehouse.summaries import accumulate_arrow
 
@@ -144,20 +154,22 @@ def _shard_key(shard_dir: Path) -> str:
     return f"{shard_dir.parent.name}/{shard_dir.name}"
 
 
-def _read_each(files: list[Path]) -> list[pa.Table]:
-    return [read_arrow(f) for f in files]
+def _read_each(shards: list[Path], name: str) -> list[pa.Table]:
+    return [read_shard_file(s, name) for s in shards]
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default")
 
 
-def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]) -> IngestReport:
+def ingest_group(
+    con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path], *, remove: bool = True
+) -> IngestReport:
     """Ingest shards in one transaction, with their ledger rows; folders are removed only after commit."""
-    sample_parts = _read_each([s / SAMPLES_FILE for s in shards])
-    event_parts = _read_each([s / EVENTS_FILE for s in shards])
+    sample_parts = _read_each(shards, SAMPLES_FILE)
+    event_parts = _read_each(shards, EVENTS_FILE)
     samples, events = _concat(sample_parts), _concat(event_parts)
-    cycles = [s / CYCLES_FILE for s in shards if (s / CYCLES_FILE).exists()]
+    cycles = [s for s in shards if (s / CYCLES_FILE).exists()]
     ledger = pa.table(
         {
             "shard": [_shard_key(s) for s in shards],
@@ -171,24 +183,26 @@ def ingest_group(con: duckdb.DuckDBPyConnection, run_id: int, shards: list[Path]
         insert_batch(con, run_id, samples, events)
         accumulate_arrow(con, run_id, events)  # summary tables, in the shard's own transaction
         if cycles:
-            insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles)))
+            insert_arrow(con, "spec_cycles", run_id, _concat(_read_each(cycles, CYCLES_FILE)))
         insert_arrow(con, "ingested_shards", run_id, ledger)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        with contextlib.suppress(duckdb.Error):  # a failed COMMIT leaves no transaction: keep the real error
+            con.execute("ROLLBACK")
         raise
-    for shard in shards:
-        remove_dir(shard)
+    if remove:
+        for shard in shards:
+            remove_dir(shard)
     return IngestReport(shards=len(shards), events=events.num_rows, samples=samples.num_rows)
 
 
-def _unledgered(con: duckdb.DuckDBPyConnection, shards: list[Path]) -> list[Path]:
+def _unledgered(con: duckdb.DuckDBPyConnection, shards: list[Path], *, remove: bool = True) -> list[Path]:
     """Shards not in the ledger; ledgered ones (committed before a crash left their folder) are removed."""
     keys = [_shard_key(s) for s in shards]
     query = "SELECT shard FROM ingested_shards WHERE shard IN (SELECT unnest(?))"
     done = {r[0] for r in con.execute(query, [keys]).fetchall()}
     for shard, key in zip(shards, keys, strict=True):
-        if key in done:
+        if key in done and remove:
             remove_dir(shard)
     return [s for s, k in zip(shards, keys, strict=True) if k not in done]
 
@@ -219,8 +233,58 @@ def _pending_groups(shards: list[Path]) -> list[list[Path]]:
     return [g for g in groups if g]
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> None:
-    """Record how a run ended and its measured costs; a run missing samples is `failed`, not `complete`."""
+# What a shard's own content can raise on its way in (its columns verified, yet DuckDB refuses a value):
+# that shard is quarantined, never the pass stopped.
+SHARD_FAULTS = (
+    pa.ArrowException,
+    ShardSchemaError,
+    duckdb.ConversionException,
+    duckdb.TypeMismatchException,
+    duckdb.BinderException,
+    duckdb.InvalidInputException,
+)
+
+
+@dataclass
+class IngestPass:
+    """What a pass has committed so far (kept when it fails half-way, to say what really happened)."""
+
+    report: IngestReport = IngestReport()
+
+    def add(self, report: IngestReport) -> None:
+        self.report = self.report + report
+
+
+def _ingest_groups(
+    con: duckdb.DuckDBPyConnection, run_id: int, groups: list[list[Path]], done: IngestPass, remove: bool
+) -> None:
+    """Each group in its transaction; a group that fails on a shard's content is retried shard by shard,
+    and the shard that fails alone is quarantined with the reason."""
+    for group in groups:
+        try:
+            done.add(ingest_group(con, run_id, group, remove=remove))
+        except SHARD_FAULTS as exc:
+            if len(group) > 1:
+                _ingest_groups(con, run_id, [[s] for s in group], done, remove)
+                continue
+            reason = f"cannot be ingested ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            done.add(IngestReport(quarantined=(quarantine_shard(group[0], reason),)))
+
+
+def missing_reason(run_dir: Path) -> str:
+    """Why a finished run lacks samples: quarantined shards, else ingested ones the warehouse lost."""
+    if (quarantine_root(run_dir.parent) / run_dir.name).exists():
+        return "a shard was quarantined; see python -m warehouse status"
+    return (
+        "shards staged and ingested are not in the warehouse: its write-ahead log was lost or damaged "
+        "after they were committed"
+    )
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal, why_missing: str = "") -> str:
+    """Record how a run ended and its measured costs; a run missing samples is `failed`, not `complete`.
+
+    Returns the status recorded."""
     status, error = final.status, final.error
     row = con.execute(
         "SELECT r.n_samples, (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) FROM runs r "
@@ -231,9 +295,10 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> 
     expected, present = int(row[0]), int(row[1])
     if status == "complete" and present < expected:
         status = "failed"
+        why = why_missing or "see python -m warehouse status"
         error = (
-            f"{expected - present} of {expected} samples are missing (a shard was quarantined; see "
-            f"python -m warehouse status); collect them with: python -m collector.run --resume {run_id}"
+            f"{expected - present} of {expected} samples are missing ({why}); "
+            f"collect them with: python -m collector.run --resume {run_id}"
         )
     con.execute("BEGIN TRANSACTION")
     con.execute(
@@ -245,6 +310,16 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: int, final: RunFinal) -> 
     if final.costs:
         insert_arrow(con, "run_costs", run_id, pa.Table.from_pylist(final.costs))
     con.execute("COMMIT")
+    return status
+
+
+def lost_sample_ids(con: duckdb.DuckDBPyConnection, run_dir: Path) -> set[int]:
+    """Samples the run's `written.txt` lists that are neither in the warehouse nor in a shard on disk:
+    committed once, then lost with the write-ahead log. Needs the file open (no other writer)."""
+    rows = con.execute(
+        "SELECT s.sample_id FROM samples s JOIN runs r USING (run_id) WHERE r.run_key = ?", [run_dir.name]
+    ).fetchall()
+    return written_sample_ids(run_dir) - {int(r[0]) for r in rows} - shard_sample_ids(run_dir)
 
 
 def _manifest_or_quarantine(run_dir: Path) -> tuple[RunManifest | None, tuple[QuarantinedShard, ...]]:
@@ -254,47 +329,76 @@ def _manifest_or_quarantine(run_dir: Path) -> tuple[RunManifest | None, tuple[Qu
         return None, (quarantine_run(run_dir, f"run.json cannot be read ({type(exc).__name__}: {exc})"),)
 
 
-def ingest_run_dir(con: duckdb.DuckDBPyConnection, run_dir: Path) -> IngestReport:
-    """Ingest every sound batch of one staged run (bad ones go to quarantine), then its final record."""
+def ingest_run_dir(
+    con: duckdb.DuckDBPyConnection, run_dir: Path, done: IngestPass | None = None, *, remove: bool = True
+) -> IngestReport:
+    """Ingest every sound batch of one staged run (bad ones go to quarantine), then its final record.
+
+    With `remove=False` (recovery into a new file) the staged folders are left as they are.
+    """
+    done = IngestPass() if done is None else done
+    before = done.report
     manifest, bad_run = _manifest_or_quarantine(run_dir)
     if manifest is None:
-        return IngestReport(quarantined=bad_run)
+        done.add(IngestReport(quarantined=bad_run))
+        return done.report
+    if (run_dir / ENDED).exists():
+        return _since(before, done.report)  # a failed run kept for --resume: nothing new to ingest
     run_id, started = _ensure_run(con, manifest)
-    shards, bad = _sound(_unledgered(con, batch_dirs(run_dir)))
-    report = IngestReport(runs_started=int(started), quarantined=bad)
-    for group in _pending_groups(shards):
-        report = report + ingest_group(con, run_id, group)
+    if registered_run_id(run_dir) != run_id and remove:
+        with contextlib.suppress(StagingFull):  # only a convenience for --resume by id; the disk may be full
+            atomic_write_bytes(run_dir / REGISTERED, json.dumps({"run_id": run_id}).encode())
+    shards, bad = _sound(_unledgered(con, batch_dirs(run_dir), remove=remove))
+    done.add(IngestReport(runs_started=int(started), quarantined=bad))
+    _ingest_groups(con, run_id, _pending_groups(shards), done, remove)
     final = read_final(run_dir)
-    if final is not None and not batch_dirs(run_dir):
-        finish_run(con, run_id, final)
-        remove_dir(run_dir)
-        report = report + IngestReport(runs_finished=1)
-    return replace(report, runs=(run_id,)) if report.writes else report
+    if final is not None and not _unledgered(con, batch_dirs(run_dir), remove=remove):
+        status = finish_run(con, run_id, final, missing_reason(run_dir))
+        if remove and status == "complete":
+            remove_dir(run_dir)
+        elif remove:  # kept, so that a failed run resumes by id or key even while another process ingests
+            os.replace(run_dir / FINAL, run_dir / ENDED)
+        done.add(IngestReport(runs_finished=1))
+    if _since(before, done.report).writes:
+        done.add(IngestReport(runs=(run_id,)))
+    return _since(before, done.report)
 
 
-def ingest_pending(con: duckdb.DuckDBPyConnection, warehouse: Path) -> IngestReport:
-    """Ingest everything staged next to `warehouse` through an open read-write connection."""
-    root = staging_dir(warehouse)
+def _since(before: IngestReport, after: IngestReport) -> IngestReport:
+    """What `after` holds beyond `before` (reports only grow)."""
+    return IngestReport(
+        after.shards - before.shards,
+        after.events - before.events,
+        after.samples - before.samples,
+        after.runs_started - before.runs_started,
+        after.runs_finished - before.runs_finished,
+        after.quarantined[len(before.quarantined) :],
+        after.runs[len(before.runs) :],
+    )
+
+
+def ingest_pending(
+    con: duckdb.DuckDBPyConnection, warehouse: Path, *, root: Path | None = None, remove: bool = True
+) -> IngestReport:
+    """Ingest everything staged next to `warehouse` (or under `root`) through a read-write connection."""
+    root = staging_dir(warehouse) if root is None else root
     if not root.exists():
         return IngestReport()
     require_head(con, warehouse)
     for leftover in [*root.glob(".del-*"), *root.glob("*/.del-*")]:  # removals cut short by a crash
         shutil.rmtree(leftover, ignore_errors=True)
-    report = IngestReport()
+    done = IngestPass()
     try:
-        for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            report = report + ingest_run_dir(con, run_dir)
-        if report.shards:
+        for run_dir in staged_run_dirs(root):
+            ingest_run_dir(con, run_dir, done, remove=remove)
+        if done.report.shards:
             con.execute("CHECKPOINT")
     except duckdb.Error as exc:
-        full = disk_full_message(exc)
-        if full is None:
+        failure = ingest_failure(exc, warehouse, done.report)
+        if failure is None:
             raise
-        raise WarehouseError(
-            f"the disk holding {warehouse} is full ({full}); nothing is lost: the shards stay staged. "
-            f"Free some space, then run: python -m warehouse ingest --warehouse {warehouse}"
-        ) from exc
-    return report
+        raise failure from exc
+    return done.report
 
 
 DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
@@ -308,6 +412,26 @@ def disk_full_message(exc: BaseException | None) -> str | None:
             return text.splitlines()[0]
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def ingest_failure(exc: duckdb.Error, warehouse: Path, committed: IngestReport) -> WarehouseError | None:
+    """What really happened when a pass failed on a full disk or a damaged file; None for anything else."""
+    full = disk_full_message(exc)
+    if full is None:
+        return warehouse_error_of(exc, warehouse)
+    again = f"Free some space, then run: python -m warehouse ingest --warehouse {warehouse}"
+    if "checkpoint" in full.lower():
+        wal = f"{warehouse.name}.wal"
+        return WarehouseError(
+            f"the disk holding {warehouse} is full ({full}): every shard committed ({committed.shards} in "
+            f"this pass) is in the write-ahead log {wal} and left staging, but folding the log into the "
+            f"file (CHECKPOINT) failed and DuckDB closed the file; nothing is lost while {wal} is kept, and "
+            f"the other shards stay staged. {again} (it replays the log first)"
+        )
+    return WarehouseError(
+        f"the disk holding {warehouse} is full ({full}): the transaction in progress was not committed, so "
+        f"its shards stay staged ({committed.shards} shard(s) committed before it are in the file). {again}"
+    )
 
 
 def try_ingest(warehouse: Path) -> IngestReport | None:

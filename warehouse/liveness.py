@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from warehouse.settings import staging_dir
-from warehouse.staging import FINAL, HEARTBEAT, MANIFEST, pid_start
+from warehouse.staging import ENDED, FINAL, HEARTBEAT, MANIFEST, pid_start
 
 STALE_AFTER_S = 900.0  # another host's collector: this long without a heartbeat counts as dead
 
@@ -24,7 +24,7 @@ STALE_AFTER_S = 900.0  # another host's collector: this long without a heartbeat
 class RunLiveness:
     """What the staging folder says about a run's collector."""
 
-    state: str  # live | stale | finishing (its final record waits for ingest)
+    state: str  # live | stale | finishing (its final record waits for ingest) | failed (kept for --resume)
     detail: str  # who and when, for people
     resume: str  # the command that continues the run
     pid: int | None = None  # the collector's process id, where the heartbeat names one
@@ -57,6 +57,8 @@ def run_liveness(
     resume = _resume_command(warehouse, run_key)  # by key: works even while another process holds the file
     if (run_dir / FINAL).exists():
         return RunLiveness("finishing", "its collector has finished; the last shards await ingest", resume)
+    if (run_dir / ENDED).exists():
+        return RunLiveness("failed", "it ended failed; its staging folder is kept for --resume", resume)
     try:
         beat = json.loads((run_dir / HEARTBEAT).read_text())
         pid, host, at, start = int(beat["pid"]), str(beat["host"]), float(beat["at"]), beat.get("pid_start")

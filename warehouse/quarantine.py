@@ -24,6 +24,7 @@ from warehouse.staging import (
     SAMPLES_FILE,
     WRITTEN,
     read_arrow,
+    strike_written,
 )
 
 REASON_FILE = "reason.json"
@@ -85,8 +86,7 @@ def quarantine_shard(shard: Path, reason: str) -> QuarantinedShard:
         path=str(target),
     )
     (target / REASON_FILE).write_text(json.dumps(asdict(record), indent=1))
-    with open(run_dir / WRITTEN, "a") as fh:
-        fh.write(QUARANTINED_PREFIX + ",".join(str(i) for i in ids) + "\n")
+    strike_written(run_dir, ids)
     return record
 
 

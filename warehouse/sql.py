@@ -17,7 +17,7 @@ from typing import IO, Literal, TextIO, get_args
 import duckdb
 import pyarrow.parquet as pq
 
-from warehouse.db import WarehouseError, open_duckdb
+from warehouse.db import WarehouseError, named_damage, open_duckdb, warehouse_error_of
 
 PROMPT = "fsgen> "
 MAX_ROWS = 200
@@ -54,8 +54,12 @@ def run_statements(
     out: IO[str] | IO[bytes],
     fmt: Format = "table",
     terminal: bool = False,
+    path: Path | None = None,
 ) -> int:
-    """Run every statement in `text`, writing each result; returns how many failed."""
+    """Run every statement in `text`, writing each result; returns how many failed.
+
+    A statement that meets damage in the file stops the rest: WarehouseDamaged, one line at the door.
+    """
     failed = 0
     try:
         statements = con.extract_statements(text)
@@ -73,12 +77,14 @@ def run_statements(
             write_result(rel, fmt, out, terminal)
             written += 1
         except duckdb.Error as exc:
+            if path is not None and warehouse_error_of(exc, path) is not None:
+                raise
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
     return failed
 
 
-def repl(con: duckdb.DuckDBPyConnection, stdin: TextIO, out: TextIO) -> int:
+def repl(con: duckdb.DuckDBPyConnection, stdin: TextIO, out: TextIO, path: Path | None = None) -> int:
     """Read statements ending in ';' from a terminal until EOF or `.quit`; returns how many failed."""
     failed, buffer = 0, ""
     while True:
@@ -89,7 +95,7 @@ def repl(con: duckdb.DuckDBPyConnection, stdin: TextIO, out: TextIO) -> int:
             return failed
         buffer += line
         if buffer.rstrip().endswith(";"):
-            failed += run_statements(con, buffer, out, terminal=True)
+            failed += run_statements(con, buffer, out, terminal=True, path=path)
             buffer = ""
 
 
@@ -130,16 +136,29 @@ def sql_door(
         raise WarehouseError(f"--format {fmt}: give one of {', '.join(FORMATS)}")
     con = open_duckdb(path, read_only=True)
     try:
-        if query is None and stdin.isatty():
-            if fmt != "table" or out_path is not None:
-                raise WarehouseError("--format and --out need a query (an argument, or a script on stdin)")
-            out.write(f"{path} (read-only); end statements with ';', quit with .quit or Ctrl-D\n")
-            failed = repl(con, stdin, out)
-        else:
-            text = query if query is not None else stdin.read()
-            terminal = out_path is None and out.isatty()
-            with _sink(fmt, out_path, out) as sink:
-                failed = run_statements(con, text, sink, fmt, terminal)
+        with named_damage(path):
+            failed = _run(con, path, query, stdin, out, fmt, out_path)
     finally:
         con.close()
     return 1 if failed else 0
+
+
+def _run(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    query: str | None,
+    stdin: TextIO,
+    out: TextIO,
+    fmt: Format,
+    out_path: Path | None,
+) -> int:
+    """The REPL on a terminal, else the query or the script; returns how many statements failed."""
+    if query is None and stdin.isatty():
+        if fmt != "table" or out_path is not None:
+            raise WarehouseError("--format and --out need a query (an argument, or a script on stdin)")
+        out.write(f"{path} (read-only); end statements with ';', quit with .quit or Ctrl-D\n")
+        return repl(con, stdin, out, path)
+    text = query if query is not None else stdin.read()
+    terminal = out_path is None and out.isatty()
+    with _sink(fmt, out_path, out) as sink:
+        return run_statements(con, text, sink, fmt, terminal, path)

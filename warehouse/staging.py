@@ -9,6 +9,9 @@ Layout, next to the warehouse file (`fsgen.duckdb.staging/`):
         checksums.json                         SHA-256 and size of each file, verified before ingest
     <run_key>/written.txt                      sample ids of every staged shard, one line per shard
     <run_key>/final.json                       the run's outcome, written last
+    <run_key>/registered.json                  the run's id, once the warehouse knows the run
+    <run_key>/ended.json                       a failed run's outcome once ingested (its folder is kept)
+    <run_key>.lock                             flock-held by the one process collecting the run
     .quarantine/<run_key>/batch-.../           a shard that failed to read or verify, with reason.json
 
 Every file is written under a temporary name and renamed, so a reader never sees half a shard. Shards are
@@ -19,6 +22,7 @@ shards cost more to read back than DuckDB takes to insert them). `python -m ware
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +30,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from warehouse.db import WarehouseError
+from warehouse.shard_schema import ShardSchemaError, conform
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -83,6 +88,9 @@ EVENTS_FILE = "events.arrow"
 CYCLES_FILE = "cycles.arrow"
 CHECKSUMS_FILE = "checksums.json"
 HEARTBEAT = "heartbeat.json"
+REGISTERED = "registered.json"  # {"run_id": N}: written by the ingester once the warehouse knows the run
+ENDED = "ended.json"  # a failed run's final record once ingested: its folder stays, so it can be resumed
+LOCK_SUFFIX = ".lock"  # <staging>/<run_key>.lock: held (flock) by the one process collecting the run
 QUARANTINE = ".quarantine"  # under the staging root; dot-named, so the ingester never walks it
 QUARANTINED_PREFIX = "q:"  # a `written.txt` line whose ids were quarantined, hence not committed
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -177,7 +185,7 @@ class RunFinal:
     costs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write under a temporary name, fsync, rename; on failure the temporary file is removed."""
     with disk_full_is_user_error(path.parent):
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
@@ -227,17 +235,29 @@ def verify_shard(shard: Path) -> str | None:
     return _schema_problem(shard)
 
 
+# The table each staged file lands in.
+TABLE_OF_FILE = {SAMPLES_FILE: "samples", EVENTS_FILE: "token_events", CYCLES_FILE: "spec_cycles"}
+REQUIRED = {SAMPLES_FILE: SAMPLE_SCHEMA, EVENTS_FILE: EVENT_SCHEMA}  # columns a shard must have
+
+
+def read_shard_file(shard: Path, name: str) -> pa.Table:
+    """A shard's Arrow file with every column cast to its table's type (ShardSchemaError if one cannot)."""
+    return conform(read_arrow(shard / name), TABLE_OF_FILE[name], name)
+
+
 def _schema_problem(shard: Path) -> str | None:
-    """Why the shard's Arrow files cannot be read as samples and events, None if they can."""
+    """Why the shard's Arrow files cannot be read as its tables' rows, None if they can."""
+    names = [n for n in TABLE_OF_FILE if n in REQUIRED or (shard / n).exists()]
     try:
-        samples = read_arrow(shard / SAMPLES_FILE)
-        events = read_arrow(shard / EVENTS_FILE)
-        if (shard / CYCLES_FILE).exists():
-            read_arrow(shard / CYCLES_FILE)
+        tables = {n: read_shard_file(shard, n) for n in names}
     except (OSError, pa.ArrowException) as exc:
         return f"cannot read the shard as Arrow IPC ({type(exc).__name__}: {exc})"
-    for table, schema, name in ((samples, SAMPLE_SCHEMA, SAMPLES_FILE), (events, EVENT_SCHEMA, EVENTS_FILE)):
-        missing = [c for c in schema.names if c not in table.column_names and c not in OPTIONAL_EVENT_COLUMNS]
+    except ShardSchemaError as exc:
+        return f"its columns do not fit the warehouse: {exc}"
+    for name, schema in REQUIRED.items():
+        missing = [
+            c for c in schema.names if c not in tables[name].column_names and c not in OPTIONAL_EVENT_COLUMNS
+        ]
         if missing:
             return f"{name} lacks columns {missing}"
     return None
@@ -253,10 +273,11 @@ class StagingWriter:
 
     def write_manifest(self, manifest: RunManifest) -> None:
         """Write run.json (idempotent: a resumed run rewrites the same content) and the first heartbeat."""
-        (self.run_dir / FINAL).unlink(missing_ok=True)  # a resumed run is not finished until it says so
+        for name in (FINAL, ENDED):  # a resumed run is not finished until it says so
+            (self.run_dir / name).unlink(missing_ok=True)
         payload = asdict(manifest)
         try:
-            _atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
+            atomic_write_bytes(self.run_dir / MANIFEST, json.dumps(payload, indent=1).encode())
         except StagingFull:
             if not any(self.run_dir.iterdir()):
                 self.run_dir.rmdir()  # nothing of the run was staged: leave no empty run behind
@@ -265,7 +286,7 @@ class StagingWriter:
 
     def beat(self) -> None:
         """Rewrite heartbeat.json: this process is alive and collecting this run."""
-        _atomic_write_bytes(self.run_dir / HEARTBEAT, json.dumps(own_heartbeat()).encode())
+        atomic_write_bytes(self.run_dir / HEARTBEAT, json.dumps(own_heartbeat()).encode())
 
     def write_batch(
         self, first_sample_id: int, samples: pa.Table, events: pa.Table, cycles: pa.Table | None = None
@@ -299,7 +320,21 @@ class StagingWriter:
 
     def write_final(self, final: RunFinal) -> None:
         """Write final.json: the ingester marks the run finished once every batch is in."""
-        _atomic_write_bytes(self.run_dir / FINAL, json.dumps(asdict(final)).encode())
+        atomic_write_bytes(self.run_dir / FINAL, json.dumps(asdict(final)).encode())
+
+
+def strike_written(run_dir: Path, ids: Iterable[int]) -> None:
+    """Strike sample ids from `written.txt` (quarantined, or lost by the warehouse): resume collects them."""
+    with open(run_dir / WRITTEN, "a") as fh:
+        fh.write(QUARANTINED_PREFIX + ",".join(str(i) for i in sorted(ids)) + "\n")
+
+
+def registered_run_id(run_dir: Path) -> int | None:
+    """The run id the ingester recorded in the folder, None before the warehouse knows the run."""
+    try:
+        return int(json.loads((run_dir / REGISTERED).read_text())["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_manifest(run_dir: Path) -> RunManifest | None:
@@ -344,9 +379,9 @@ def written_sample_ids(run_dir: Path) -> set[int]:
     return ids
 
 
-def staged_sample_ids(run_dir: Path) -> set[int]:
-    """Sample ids of every shard this run has staged, whether or not it has been ingested since."""
-    ids = written_sample_ids(run_dir)
+def shard_sample_ids(run_dir: Path) -> set[int]:
+    """Sample ids of the shards still on disk (staged, not yet ingested)."""
+    ids: set[int] = set()
     for shard in batch_dirs(run_dir):
         # A shard without its samples file lost it to a removal cut short after ingest: `written` has its ids.
         if (shard / SAMPLES_FILE).exists():
@@ -356,6 +391,11 @@ def staged_sample_ids(run_dir: Path) -> set[int]:
                 continue  # unreadable: the ingester will quarantine it, and its samples are collected again
             ids.update(int(v) for v in column.to_pylist())
     return ids
+
+
+def staged_sample_ids(run_dir: Path) -> set[int]:
+    """Sample ids of every shard this run has staged, whether or not it has been ingested since."""
+    return written_sample_ids(run_dir) | shard_sample_ids(run_dir)
 
 
 def own_heartbeat() -> dict[str, Any]:
@@ -375,3 +415,65 @@ def pid_start(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the command name
+
+
+class RunBusy(WarehouseError):
+    """Another process is collecting (or resuming) this run right now."""
+
+
+def lock_path(staging_root: Path, run_key: str) -> Path:
+    """The lock file beside a run's staging folder."""
+    return staging_root / f"{run_key}{LOCK_SUFFIX}"
+
+
+def lock_holder(staging_root: Path, run_key: str) -> str | None:
+    """Who holds a run's lock ("PID n on host since ..."), None when nobody does."""
+    path = lock_path(staging_root, run_key)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder_text(path)
+    finally:
+        os.close(fd)  # closing releases a shared lock taken just to test
+    return None
+
+
+def _holder_text(path: Path) -> str:
+    try:
+        beat = json.loads(path.read_text())
+        since = time.strftime("%H:%M:%S", time.localtime(float(beat["at"])))
+        return f"PID {beat['pid']} on {beat['host']} since {since}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextmanager
+def run_lock(staging_root: Path, run_key: str) -> Iterator[None]:
+    """Hold the run's lock while collecting it: one process per run; the kernel releases it at death."""
+    path = lock_path(staging_root, run_key)
+    with disk_full_is_user_error(staging_root):
+        staging_root.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunBusy(
+                f"run {run_key} is being collected by {_holder_text(path)} (it holds {path}); wait for it to "
+                "finish, or stop that process, then resume"
+            ) from None
+        if path.exists() and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            break  # else a holder unlinked it as we waited: lock the file that is there now
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(own_heartbeat()).encode())
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held: a waiter then locks a new file, never a stale one
+        os.close(fd)

@@ -63,7 +63,7 @@ def dashboard_config(settings: SettingsDep) -> JSONResponse:
 @router.get("/dashboard/static/{name:path}")
 def static_file(name: str) -> FileResponse:
     """A file under the dashboard's static folder; nothing outside it."""
-    path = (STATIC / name).resolve()
+    path = STATIC if "\0" in name else (STATIC / name).resolve()  # the OS refuses a NUL in a path
     if not path.is_relative_to(STATIC) or not path.is_file():
         raise ApiError(404, "not_found", f"no dashboard asset {name!r}")
     return FileResponse(path, headers={"Cache-Control": "public, max-age=3600"})

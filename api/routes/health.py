@@ -1,4 +1,4 @@
-"""GET /health: is the server up and can it read the warehouse."""
+"""GET /health: is the server up, can it read the warehouse, and is the file sound."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 
 class HealthPublic(BaseModel):
-    """Liveness and the schema revision of the file being served."""
+    """Liveness and the schema revision of the file being served (its name only, never its path)."""
 
     status: str
     warehouse: str
@@ -21,8 +21,10 @@ class HealthPublic(BaseModel):
 
 @router.get("/health", response_model=HealthPublic, responses=error_responses(400, 405, 500, 503))
 def get_health(analyst: AnalystDep, db: DbDep) -> HealthPublic:
-    """Liveness plus the schema revision of the file being served (read once per write of the ingester)."""
+    """Liveness plus the schema revision of the file; 503 while the file is damaged or DuckDB closed it."""
+    if db.problem is not None:  # met by a request or the ingester; cached answers would hide it
+        raise db.problem
     rows = analyst.rows("SELECT version_num FROM alembic_version", [], db.timeout_ms, dict)
     return HealthPublic(
-        status="ok", warehouse=str(db.path), revision=str(rows[0]["version_num"]) if rows else None
+        status="ok", warehouse=db.path.name, revision=str(rows[0]["version_num"]) if rows else None
     )

@@ -8,6 +8,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -155,13 +156,16 @@ def test_missing_warehouse_is_created_at_head(
     assert current_revision(missing) == head_revision() and _complete_runs(missing) == 1
 
 
-def test_failed_run_is_marked_failed(tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path) -> None:
-    """A prompt too long for the model fails mid-run: the run is recorded as failed, never complete."""
+def test_an_over_long_prompt_is_refused_before_the_run_is_registered(
+    tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path
+) -> None:
+    """A prompt too long for the model is refused before anything is staged: no `failed` run is left; a
+    prompt of megabytes is refused by its length in characters, without tokenizing it."""
     from collector.config import RunConfig
     from collector.engine import run_collection
 
     prompts = tmp_path / "long.jsonl"
-    prompts.write_text('{"prompt": "short"}\n' + '{"prompt": "' + "the quick brown fox " * 200 + '"}\n')
+    prompts.write_text('{"prompt": "short"}\n' + '{"prompt": "' + "1 2 " * 400 + '"}\n')
     cfg = RunConfig(
         llm=str(tiny_models.llm),
         slm=str(tiny_models.slm),
@@ -169,10 +173,28 @@ def test_failed_run_is_marked_failed(tiny_models: TinyModels, warehouse_path: Pa
         batch_size=1,
         max_new_tokens=4,
     )
-    with pytest.raises(ValueError, match="--truncate-prompt"):
+    with pytest.raises(ValueError, match=r"prompt 1 has \d+ tokens.*--truncate-prompt"):
         run_collection(cfg, warehouse_path, progress=False)
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"prompt": "short"}\n' + '{"prompt": "' + "x" * 5_000_000 + '"}\n')
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="prompt 1 has 5000000 characters"):
+        run_collection(replace(cfg, prompts=str(huge)), warehouse_path, progress=False)
+    assert time.perf_counter() - start < 20  # model loading included; tokenizing 5 MB alone takes longer
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        assert con.execute("SELECT status FROM runs").fetchall() == [("failed",)]
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    assert [p for p in staging_dir(warehouse_path).iterdir() if not p.name.startswith(".")] == []
+
+
+def test_invalid_utf8_in_a_prompts_file_names_the_line_and_byte(
+    tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "latin1.jsonl"
+    prompts.write_bytes(b'{"prompt": "fine"}\n{"prompt": "caf\xe9"}\n')
+    code = main([*_models(tiny_models, warehouse_path), "--prompts", str(prompts), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 2 and "Traceback" not in out
+    assert f"{prompts} line 2 is not valid UTF-8: byte 16 of the line is 0xe9" in " ".join(out.split())
 
 
 # --- issue: faults and bad input -----------------------------------------------------------------------

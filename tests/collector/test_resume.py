@@ -19,15 +19,25 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bench.bench_ingest import manifest
 from collector import engine
 from collector.config import RunConfig
 from collector.engine import run_collection
 from collector.run import main as run_main
 from tests.collector.helpers import one_thread  # noqa: F401  (fixture)
 from tests.conftest import TinyModels
+from warehouse.__main__ import main as warehouse_main
+from warehouse.ingest import try_ingest
 from warehouse.liveness import run_liveness
 from warehouse.settings import staging_dir
-from warehouse.staging import EVENTS_FILE, FINAL, staged_sample_ids
+from warehouse.staging import (
+    EVENTS_FILE,
+    FINAL,
+    RunFinal,
+    StagingWriter,
+    lock_holder,
+    staged_sample_ids,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
@@ -189,3 +199,133 @@ def test_sampled_run_resumes_to_the_same_draws_past_a_half_removed_shard(
     reference = run_collection(cfg, warehouse_path, progress=False)
     assert _events(warehouse_path, run_id) == _events(warehouse_path, reference.run_id or -1)
     assert not half_removed.exists()
+
+
+def _fail_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """The collector dies while computing batch `n` (as a SIGKILL or an error would stop it)."""
+    write_batch, calls = engine._write_batch, [0]
+
+    def dies(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        if calls[0] == n:
+            raise _Killed
+        return write_batch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "_write_batch", dies)
+
+
+def _prompts(tmp_path: Path, n: int) -> Path:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in TEXTS[:n]))
+    return prompts
+
+
+def _hold(path: Path) -> subprocess.Popen[bytes]:
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('x', flush=True); time.sleep(600)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"x"
+    return proc
+
+
+COMMIT_TO_WAL_ONLY = (
+    "import os, sys, duckdb; from pathlib import Path; from warehouse.ingest import ingest_run_dir; "
+    "con = duckdb.connect(sys.argv[1]); con.execute(\"SET checkpoint_threshold = '1TB'\"); "
+    "ingest_run_dir(con, Path(sys.argv[2])); os._exit(0)"
+)
+
+
+def test_a_deleted_wal_is_detected_and_resume_collects_the_lost_samples(
+    tiny_models: TinyModels,
+    warehouse_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Shard 1 is checkpointed into the file, shard 2 committed to the write-ahead log only (a real process
+    that dies before its checkpoint); the log is deleted. The ledger and the run's written list disagree:
+    `warehouse status` names the lost samples with the command, and `--resume` collects them again."""
+    cfg = RunConfig(
+        llm=str(tiny_models.llm), slm=str(tiny_models.slm), prompts=str(_prompts(tmp_path, 6)),
+        batch_size=2, max_new_tokens=8, calibrate=False,
+    )  # fmt: skip
+    holder = _hold(warehouse_path)  # the collector only stages
+    _fail_at_batch(monkeypatch, 3)
+    try:
+        with pytest.raises(_Killed):
+            run_collection(cfg, warehouse_path, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    monkeypatch.undo()
+    (run_dir,) = [d for d in staging_dir(warehouse_path).iterdir() if d.is_dir()]
+    (run_dir / FINAL).unlink()  # what a SIGKILL leaves: no final record
+    second, aside = run_dir / "batch-00000002", tmp_path / "aside"
+    os.replace(second, aside)
+    try_ingest(warehouse_path)  # shard 1, checkpointed
+    os.replace(aside, second)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", COMMIT_TO_WAL_ONLY, str(warehouse_path), str(run_dir)], env=env)
+    Path(f"{warehouse_path}.wal").unlink()
+    assert not second.exists()  # it was committed, so removed from staging
+
+    capsys.readouterr()
+    assert warehouse_main(["status", "--warehouse", str(warehouse_path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"run 1 ({run_dir.name}): 2 sample(s) were staged and ingested but are not in the file (ids 2-3)"
+        in (" ".join(out.split()))
+    )
+    assert f"python -m collector.run --resume 1 --warehouse {warehouse_path}" in out
+    assert run_main(["--resume", "1", "--warehouse", str(warehouse_path), "--quiet"]) == 0
+    assert "2 sample(s) were ingested once but are not in" in " ".join(capsys.readouterr().out.split())
+    reference = run_collection(cfg, warehouse_path, progress=False)
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        status = con.execute("SELECT status, error FROM runs WHERE run_id = 1").fetchone()
+    assert status == ("complete", None)
+    assert _events(warehouse_path, 1) == _events(warehouse_path, reference.run_id or -1)
+
+
+def _synthetic_failed_run(warehouse: Path, config: RunConfig, key: str) -> None:
+    """A run recorded with `config`'s settings that ended failed with nothing collected (no model runs)."""
+    writer = StagingWriter(staging_dir(warehouse), key)
+    writer.write_manifest(replace(manifest(key), n_samples=4, settings=config.settings()))
+    writer.write_final(RunFinal("failed", "2026-01-01T00:00:00", 1.0, 1.0, error="killed"))
+    try_ingest(warehouse)
+
+
+def test_resume_refuses_flags_that_change_the_run_and_one_resume_runs_at_a_time(
+    warehouse_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = RunConfig(llm="zoo:zoo-s", slm="zoo:zoo-xs", prompts=str(_prompts(tmp_path, 4)))
+    _synthetic_failed_run(warehouse_path, cfg, "run-r")
+    where = ["--warehouse", str(warehouse_path)]
+    flags = ["--llm", "zoo:zoo-l", "--method", "speculative", "--samples", "4", "--slm", "zoo:zoo-xs"]
+    assert run_main(["--resume", "1", *flags, *where, "--threads", "1", "--quiet"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--llm zoo:zoo-l (recorded: zoo:zoo-s); --method speculative (recorded: oracle); --samples 4 " in out
+    )
+    assert "--slm" not in out.split("A resumed run")[0]  # the recorded value, given again, is no conflict
+    assert "only --threads, --quiet, --device, --device-map may change" in out
+
+    code = (
+        "import sys, time; from pathlib import Path; from warehouse.staging import run_lock; "
+        "lock = run_lock(Path(sys.argv[1]), 'run-r'); lock.__enter__(); print('x', flush=True); "
+        "time.sleep(99)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(staging_dir(warehouse_path))], stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"x"
+        assert run_main(["--resume", "run-r", *where, "--quiet"]) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"run run-r is being collected by PID {holder.pid} on " in out
+        assert lock_holder(staging_dir(warehouse_path), "run-r") is not None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lock_holder(staging_dir(warehouse_path), "run-r") is None  # the kernel let go at its death

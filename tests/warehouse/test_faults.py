@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 
 from api.ingester import BackgroundIngester
@@ -203,12 +205,45 @@ def test_ingest_on_a_full_disk_says_so_and_keeps_the_shards(
     capsys.readouterr()
     assert warehouse_main(["ingest", "--warehouse", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "is full" in err and "No space left on device" in err and "the shards stay staged" in err
+    assert "is full" in err and "No space left on device" in err and "was not committed" in err
+    assert "its shards stay staged (0 shard(s) committed before it" in err
     assert len(list(staging_dir(path).glob("*/batch-*"))) == 2
     (small_disk / "filler").unlink()
     report = try_ingest(path)
     assert report is not None and report.shards == 2
     assert _runs(path)["run-full"] == ("complete", 20, None)
+
+
+def _stage_big(path: Path, run_key: str, events_per_shard: int) -> None:
+    writer = StagingWriter(staging_dir(path), run_key)
+    writer.write_manifest(replace(manifest(run_key), n_samples=20))
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        ids = range(i * 10, i * 10 + 10)
+        writer.write_batch(i * 10, synthetic_samples(ids), synthetic_events(events_per_shard, i * 10, rng))
+    writer.write_final(RunFinal("complete", "2026-01-01T00:00:00", 1.0, 1.0))
+
+
+def test_a_checkpoint_that_fills_the_disk_says_the_commit_reached_the_log(
+    small_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Room for the commit's write-ahead log, not for the checkpoint after it: the shards are committed
+    (and gone from staging), and the message says so; once space returns the log is replayed, nothing lost
+    and nothing twice."""
+    path = small_disk / "fsgen.duckdb"
+    upgrade(path)
+    _stage_big(path, "run-wal", 20_000)
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 3_500_000))  # the log fits (~2.6 MB), blocks don't
+    capsys.readouterr()
+    assert warehouse_main(["ingest", "--warehouse", str(path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is full" in err and "every shard committed (2 in this pass) is in the write-ahead log" in err
+    assert "(CHECKPOINT) failed" in err and "nothing is lost while fsgen.duckdb.wal is kept" in err
+    assert not list(staging_dir(path).glob("*/batch-*"))  # committed, so removed: as the message says
+    (small_disk / "filler").unlink()
+    assert try_ingest(path) is not None
+    assert _runs(path)["run-wal"] == ("complete", 20, None)
 
 
 HOLD = "import duckdb, time; c = duckdb.connect({path!r}); print('x', flush=True); time.sleep(60)"
@@ -233,3 +268,59 @@ def test_status_and_upgrade_while_another_process_holds_the_file(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_shard_of_other_arrow_types_is_cast_or_quarantined_and_blocks_no_other_run(
+    warehouse_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checksums fine, types not the staging schema (as another fsgen version might stage): int64 and
+    float64 columns are cast where every value fits; text where a number belongs is quarantined with the
+    reason; the runs sorted after it are ingested all the same."""
+    rng = np.random.default_rng(2)
+    wide = _writer(warehouse_path, "a-wide")
+    events = synthetic_events(1000, 0, rng)
+    wide_events = events.cast(pa.schema([f.with_type(_wider(f.type)) for f in events.schema]))
+    wide.write_batch(0, synthetic_samples(range(10)), wide_events)
+    wide.write_final(RunFinal("complete", "2026-01-01T00:00:00", 1.0, 1.0))
+    text = _writer(warehouse_path, "b-text")
+    bad = events.set_column(3, "token_id", pa.array([f"t{i}" for i in range(events.num_rows)]))
+    text.write_batch(0, synthetic_samples(range(10)), bad)
+    text.write_final(RunFinal("complete", "2026-01-01T00:00:00", 1.0, 1.0))
+    _stage(warehouse_path, "c-good", shards=1)
+    report = try_ingest(warehouse_path)
+    assert report is not None and report.shards == 2 and len(report.quarantined) == 1
+    runs = _runs(warehouse_path)
+    assert runs["a-wide"] == ("complete", 10, None) and runs["c-good"] == ("complete", 10, None)
+    assert runs["b-text"][:2] == ("failed", 0)
+    (q,) = quarantined_shards(staging_dir(warehouse_path))
+    assert q.run_key == "b-text" and "column 'token_id' is string; table token_events needs int32" in q.reason
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        got = con.execute("SELECT sum(s1_prob), count(*) FROM token_events WHERE run_id = 1").fetchone()
+    assert got is not None and got[1] == 1000
+    assert got[0] == pytest.approx(float(pa.compute.sum(events.column("s1_prob")).as_py()), rel=1e-5)
+    capsys.readouterr()
+    warehouse_main(["status", "--warehouse", str(warehouse_path)])
+    assert "its columns do not fit the warehouse" in capsys.readouterr().out
+
+
+def _writer(path: Path, run_key: str) -> StagingWriter:
+    """A staged run of 10 samples, its shards written by the test."""
+    writer = StagingWriter(staging_dir(path), run_key)
+    writer.write_manifest(replace(manifest(run_key), n_samples=10))
+    return writer
+
+
+def _wider(t: pa.DataType) -> pa.DataType:
+    """int32 -> int64, float32 -> float64: what a version staging wider types would write."""
+    return pa.int64() if t == pa.int32() else pa.float64() if t == pa.float32() else t
+
+
+def test_a_value_that_does_not_fit_is_quarantined_with_the_reason(warehouse_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    writer = _writer(warehouse_path, "run-big")
+    events = synthetic_events(1000, 0, rng)
+    big = events.set_column(0, "sample_id", pa.array([2**40] * events.num_rows, pa.int64()))
+    writer.write_batch(0, synthetic_samples(range(10)), big)
+    report = try_ingest(warehouse_path)
+    assert report is not None and report.shards == 0
+    assert "values that do not fit int32" in report.quarantined[0].reason
