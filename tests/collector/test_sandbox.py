@@ -36,6 +36,7 @@ from warehouse.errors import UserError
 ROOT = Path(__file__).resolve().parents[2]
 HOST_PID = os.getpid()
 SECRET = secrets.token_hex(16)  # an expected value no program can know
+MARK = f"{secrets.randbelow(10**6):06d}"  # in the sleeps the programs leave behind: this session's own
 # Each escape is the body of `escaped()`, which answers 'yes' only if every line of it succeeded.
 ESCAPE = TaskItem("escape", "p", None, (("tests", "assert escaped() == 'yes'"), ("timeout_s", "3")))
 # Forgeries against both ways of deciding: literals compared here, and a check replayed without the program.
@@ -86,15 +87,15 @@ def escapes(outside: Path, port: int) -> dict[str, str]:
             s = socket.socket()
             s.bind(('0.0.0.0', 0))
             assert [name for _, name in socket.if_nameindex() if name != 'lo']""",
-        "fork 1,000 processes": """
+        "fork 1,000 processes": f"""
             for _ in range(1000):
                 if os.fork() == 0:
-                    os.execv('/usr/bin/sleep', ['sleep', '57.25'])""",
-        "leave a daemonised grandchild": """
+                    os.execv('/usr/bin/sleep', ['sleep', '57.{MARK}'])""",
+        "leave a daemonised grandchild": f"""
             if os.fork() == 0:
                 os.setsid()
                 if os.fork() == 0:
-                    os.execv('/usr/bin/sleep', ['sleep', '58.25'])
+                    os.execv('/usr/bin/sleep', ['sleep', '58.{MARK}'])
                 os._exit(0)
             os.wait()
             time.sleep(0.2)
@@ -143,7 +144,7 @@ FORGERIES = {
                     o.__code__ = (lambda *a, **k: None).__code__
                 except (AttributeError, TypeError, ValueError):
                     pass
-        sleep = lambda: os.execv('/usr/bin/sleep', ['sleep', '59.25'])
+        sleep = lambda: os.execv('/usr/bin/sleep', ['sleep', '59.{MARK}'])
         for attempt in (lambda: socket.socket().bind(('0.0.0.0', 0)),
                         lambda: os.kill({HOST_PID}, signal.SIGKILL),
                         lambda: [os.fork() or sleep() for _ in range(1000)]):
@@ -234,7 +235,7 @@ def test_the_host_is_untouched_after_the_escapes(
     outside, server = host
     assert (outside / "victim.txt").read_text() == "precious"
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt", "warehouse.duckdb"]
-    assert [running(f"sleep\x00{marker}") for marker in ("57.25", "58.25", "59.25")] == [[], [], []]
+    assert [running(f"sleep\x00{second}.{MARK}") for second in (57, 58, 59)] == [[], [], []]
     server.settimeout(0.1)
     with pytest.raises(TimeoutError):
         server.accept()  # nothing connected from inside
@@ -271,11 +272,11 @@ def test_a_benign_program_passes_with_its_scratch_folder_and_threads() -> None:
 def test_inside_it_is_nobody_alone_in_an_empty_world() -> None:
     """Namespaces, file system, network, environment, limits: one value, compared outside; the kernel's
     uid of the sandbox's processes is read from the host while one of them runs."""
-    program = """
+    program = f"""
         import os, resource, socket, subprocess
         def facts():
             limits = [resource.getrlimit(getattr(resource, 'RLIMIT_' + n)) for n in ('AS', 'FSIZE', 'NPROC')]
-            subprocess.run(['sleep', '1.75'])  # for the host to look at
+            subprocess.run(['sleep', '1.{MARK}'])  # for the host to look at
             return (os.getuid(), os.getgid(), os.getpid() < 10, sorted(os.listdir('/')),
                     [n for _, n in socket.if_nameindex()], socket.gethostname(), os.listdir('/usr/local'),
                     sorted(os.environ), limits)
@@ -292,7 +293,7 @@ def test_inside_it_is_nobody_alone_in_an_empty_world() -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(code_verdict, item, textwrap.dedent(program))
         deadline = time.monotonic() + 3
-        while not (found := running("sleep\x001.75")) and time.monotonic() < deadline:
+        while not (found := running(f"sleep\x001.{MARK}")) and time.monotonic() < deadline:
             time.sleep(0.02)
         uids = {
             line.split()[1]
