@@ -125,13 +125,14 @@ def _sink(fmt: Format, out_path: Path | None, out: TextIO) -> Iterator[IO[str] |
 def sql_door(
     path: Path,
     query: str | None,
-    stdin: TextIO = sys.stdin,
-    out: TextIO = sys.stdout,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
     fmt: Format = "table",
     out_path: Path | None = None,
 ) -> int:
     """Run `query` (or stdin: a REPL on a terminal, else a script) against the file, read-only, writing
-    results in `fmt` to `out_path` or `out`."""
+    results in `fmt` to `out_path` or `out` (default: the process's stdin and stdout at call time)."""
+    stdin, out = stdin or sys.stdin, out or sys.stdout
     if fmt not in FORMATS:
         raise WarehouseError(f"--format {fmt}: give one of {', '.join(FORMATS)}")
     con = open_duckdb(path, read_only=True)
