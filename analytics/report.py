@@ -28,6 +28,8 @@ from analytics.scaling import (
     loo_coverage,
     pair_points,
 )
+from analytics.served import KEYS as SERVED_KEYS
+from analytics.served import served_by_position, served_summary
 from analytics.source import open_warehouse, query
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import (
@@ -146,8 +148,11 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
     return fig
 
 
-def figure_acceptance(acceptance: pl.DataFrame, max_lines: int = 12) -> Figure:
-    """Speculative decoding: acceptance rate by position in the draft, one line per pair (largest first)."""
+def figure_acceptance(
+    acceptance: pl.DataFrame, served: pl.DataFrame | None = None, max_lines: int = 12
+) -> Figure:
+    """Speculative decoding: acceptance rate by position in the draft, one line per pair (largest first);
+    requests imported from serving engines dashed."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     ranked = acceptance.with_columns(pl.col("cycles").max().over("llm", "slm").alias("size"))
@@ -155,7 +160,13 @@ def figure_acceptance(acceptance: pl.DataFrame, max_lines: int = 12) -> Figure:
     for llm, slm, _ in pairs.iter_rows():
         part = ranked.filter((pl.col("llm") == llm) & (pl.col("slm") == slm)).sort("position")
         ax.plot(part["position"], part["acceptance_rate"], marker="o", label=f"{llm}/{slm}")
-    ax.set_xticks(sorted(acceptance["position"].unique().to_list()))
+    served = served if served is not None else pl.DataFrame()
+    groups = served.partition_by(list(SERVED_KEYS), as_dict=True) if served.height else {}
+    for (engine, model, draft, k), part in groups.items():
+        label = f"imported {engine}: {model}/{draft}, K={k}"
+        ax.plot(part["position"], part["acceptance_rate"], marker="s", linestyle="--", label=label)
+    positions = [*acceptance["position"].to_list(), *(served["position"].to_list() if served.height else [])]
+    ax.set_xticks(sorted(set(positions)))
     ax.set(
         xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title="draft acceptance"
     )
@@ -355,12 +366,23 @@ def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Acceptance by draft position and expected vs measured speed-up, when speculative data exist."""
     acceptance = acceptance_by_position(con, ["llm", "slm"])
-    if acceptance.height == 0:
+    served = served_by_position(con)
+    if acceptance.height == 0 and served.height == 0:
         return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
-    files = _save(figure_acceptance(acceptance), opts, "speculative_acceptance")
+    files = _save(figure_acceptance(acceptance, served), opts, "speculative_acceptance")
     runs = speculative_runs(con, filters={"status": "complete"})
     title, table = speedup_section(runs)
     body = f"Acceptance by draft position per pair and dataset (figure). {title}:\n\n{table}"
+    imported = served_summary(con)
+    if imported.height:
+        body += (
+            "\n\nImported serving requests (dashed in the figure; `python -m warehouse import`): "
+            + "; ".join(
+                f"{r['engine']} {r['model']}/{r['draft']} K={r['k']}: {r['requests']} requests, acceptance "
+                f"{r['acceptance']:.3f}"
+                for r in imported.iter_rows(named=True)
+            )
+        )
     return Section("Speculative decoding", body, tuple(files))
 
 
