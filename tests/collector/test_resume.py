@@ -17,8 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import httpx
 import pytest
 
+from api.process import api_process
 from bench.bench_ingest import manifest
 from collector import engine
 from collector.config import RunConfig
@@ -329,3 +331,27 @@ def test_resume_refuses_flags_that_change_the_run_and_one_resume_runs_at_a_time(
         holder.kill()
         holder.wait()
     assert lock_holder(staging_dir(warehouse_path), "run-r") is None  # the kernel let go at its death
+
+
+def test_a_failed_run_resumes_by_id_while_the_api_holds_the_file(
+    tiny_models: TinyModels, warehouse_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server holds the file: the resume finds the run's key and settings in its kept staging
+    folder (its id recorded there by the ingester), stages the missing samples, and the API ingests them."""
+    cfg = RunConfig(
+        llm=str(tiny_models.llm), slm=str(tiny_models.slm), prompts=str(_prompts(tmp_path, 4)),
+        batch_size=2, max_new_tokens=6, calibrate=False,
+    )  # fmt: skip
+    _fail_at_batch(monkeypatch, 2)
+    with pytest.raises(_Killed):
+        run_collection(cfg, warehouse_path, progress=False)
+    monkeypatch.undo()
+    with api_process(warehouse_path, env={"FSGEN_INGEST_INTERVAL_S": "0.2"}) as (base, _):
+        assert run_main(["--resume", "1", "--warehouse", str(warehouse_path), "--quiet"]) == 0
+        deadline = time.monotonic() + 60
+        while (run := httpx.get(f"{base}/v1/runs/1", timeout=10).json())["status"] != "complete":
+            assert time.monotonic() < deadline, run
+            time.sleep(0.2)
+        samples = httpx.get(f"{base}/v1/runs/1/samples", timeout=10).json()["data"]
+    assert sorted(s["sample_id"] for s in samples) == [0, 1, 2, 3]
+    assert not (staging_dir(warehouse_path) / run["run_key"]).exists()
