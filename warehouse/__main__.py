@@ -30,7 +30,7 @@ from warehouse.summaries import rebuild
 
 EXAMPLES = """examples:
   python -m warehouse upgrade                       # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) to head
-  python -m warehouse status --warehouse runs.duckdb
+  python -m warehouse status --warehouse runs.duckdb  # exit 1 when damaged or samples were lost
   python -m warehouse ingest                        # move staged shards into the file
   python -m warehouse export --parquet out/         # hive-partitioned Parquet
   python -m warehouse rebuild-summaries             # recompute the summary tables from token_events
@@ -64,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down = sub.add_parser("downgrade", help="revert migrations down to a revision")
     down.add_argument("revision", help="target revision, or 'base'")
-    sub.add_parser("status", help="schema revision, head, staged shards, row counts")
+    status = sub.add_parser(
+        "status",
+        help="schema, staged and quarantined shards, row counts, damage, runs to resume (exit 1: damage)",
+    )
+    status.add_argument(
+        "--quick", action="store_true", help="skip reading every block (~0.25 s per million events)"
+    )
     sub.add_parser("ingest", help="ingest staged shards (needs the file free of other processes)")
     exp = sub.add_parser("export", help="export tables as hive-partitioned Parquet")
     exp.add_argument("--parquet", required=True, type=Path, help="output folder")
@@ -116,7 +122,7 @@ def run_command(args: argparse.Namespace, path: Path) -> int:
         downgrade(path, args.revision)
         print(f"{path} is at revision {current_revision(path) or 'base'}")
     elif args.command == "status":
-        return print_status(path)
+        return print_status(path, verify=not args.quick)
     elif args.command == "ingest":
         with duckdb_connection(path) as con:
             report = ingest_pending(con, path)
