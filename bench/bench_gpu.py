@@ -7,7 +7,8 @@
 Models are built from configs (random weights, the zoo's tokenizer, nothing downloaded). Per dtype and
 pair it records: speculative (greedy, K 4) against the LLM's greedy `generate` at batch 1, token by token
 (the count of identical samples, and where bf16 ties made them part); tokens/s of each method and of
-`generate` at each batch size; peak GPU memory. Writes `results.json` and `results.md` under --out.
+`generate` at each batch size; peak GPU memory; the advisor's predicted speed-up of speculative K 4 (from
+a calibrated oracle run) beside a real run's. Writes `results.json` and `results.md` under --out.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -32,6 +34,7 @@ from collector.modeling import LoadedModel, load_model, shared_vocab_size
 from collector.routers import build_router
 from collector.tasks import load_task
 from collector.zoo import resolve_model_path
+from warehouse.migrate import upgrade
 
 # name -> Llama config sizes (hidden, layers, heads, intermediate); ~1.0B and ~0.1B with a 1,024-id vocab
 SIZES = {"llama-1b": (2048, 20, 16, 5632), "llama-100m": (768, 12, 12, 2048)}
@@ -141,6 +144,33 @@ def identity(ctx: CollectContext, prompts: list[str]) -> dict[str, Any]:
     return {"samples": len(prompts), "identical": same, "differ": differ, "differ_at_ties": ties}
 
 
+def advisor_check(
+    llm: str, slm: str, dtype: str, args: argparse.Namespace, warehouse: Path
+) -> dict[str, Any]:
+    """The advisor's predicted speed-up of speculative K 4 (replayed from a calibrated oracle run) beside
+    a real speculative K 4 run at batch 1 (its decode against the LLM's generate on the same prompts)."""
+    from analytics.advise import advise, measured
+    from collector.engine import run_collection
+
+    base = RunConfig(
+        llm=llm, slm=slm, dataset="builtin:arith", samples=args.samples, max_new_tokens=args.tokens,
+        batch_size=1, device=args.device, dtype=dtype,
+    )  # fmt: skip
+    oracle = run_collection(base, warehouse, progress=False)
+    k = METHODS["speculative"]["draft_k"]
+    rows = advise(warehouse).candidates.filter(
+        (pl.col("oracle_run_id") == oracle.run_id) & (pl.col("draft_k") == k) & pl.col("draft_stop").is_null()
+    )
+    spec = run_collection(replace(base, **METHODS["speculative"]), warehouse, progress=False)
+    assert spec.run_id is not None
+    acceptance, _, tps, baseline = measured(warehouse, spec.run_id)
+    predicted = rows.row(0, named=True)
+    return {
+        "draft_k": k, "predicted_speedup": predicted["predicted_speedup"], "measured_speedup": tps / baseline,
+        "predicted_acceptance": predicted["acceptance"], "measured_acceptance": acceptance,
+    }  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every pair × dtype × method × batch size; the JSON the Markdown table is made from."""
     device = torch.device(args.device)
@@ -148,7 +178,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prompts = [it.prompt for it in load_task("builtin:arith", samples=args.samples, seed=0).items]
     rows: list[Row] = []
     ids: dict[str, Any] = {}
+    advisor: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        warehouse = Path(tmp) / "bench.duckdb"
+        upgrade(warehouse)
         llm_path, slm_path = (build(Path(tmp), n, s) for n, s in sizes.items())
         pairs = {
             "llama-1b/llama-100m": (str(llm_path), str(slm_path)),
@@ -162,6 +195,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 ctx = context(llm, slm, base)
                 ids[f"{pair} {dtype}"] = identity(ctx, prompts[: args.samples])
+                if not args.tiny or not advisor:  # the dry run: one pair and dtype (a calibration each)
+                    advisor[f"{pair} {dtype}"] = advisor_check(llm_spec, slm_spec, dtype, args, warehouse)
                 for batch in args.batches:
                     for method in ("generate", *METHODS):
                         mctx = (
@@ -183,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": card,
         "tiny": args.tiny,
         "identity": ids,
+        "advisor": advisor,
         "rows": [{**asdict(r), "tokens_per_s": r.tokens_per_s} for r in rows],
     }
 
@@ -195,6 +231,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {key} | {v['identical']}/{v['samples']} | {len(v['differ'])} ({v['differ_at_ties']}) |"
         )
+    lines += [
+        "",
+        "| pair, dtype | advisor's predicted speed-up (K 4) | measured | acceptance predicted / measured |",
+    ]
+    lines += ["| --- | --- | --- | --- |"]
+    for key, v in result["advisor"].items():
+        accept = f"{v['predicted_acceptance']:.2f} / {v['measured_acceptance']:.2f}"
+        lines.append(f"| {key} | {v['predicted_speedup']:.2f}× | {v['measured_speedup']:.2f}× | {accept} |")
     lines += ["", "| pair | dtype | batch | method | tokens/s | vs generate | peak MiB |", "| --- " * 7 + "|"]
     gen = {
         (r["pair"], r["dtype"], r["batch"]): r["tokens_per_s"]

@@ -27,4 +27,8 @@ def test_bench_gpu_dry_run_times_every_method_and_checks_identity(tmp_path: Path
     for key, ident in result["identity"].items():
         if key.endswith("float32"):  # fp32: speculative is the LLM's greedy text, sample for sample
             assert ident["identical"] == ident["samples"], (key, ident)
+    assert len(result["advisor"]) == 1 and set(result["advisor"]) < set(result["identity"])  # one in --tiny
+    for check in result["advisor"].values():
+        assert check["predicted_speedup"] > 0 and check["measured_speedup"] > 0
+        assert 0 <= check["measured_acceptance"] <= 1
     assert "| speculative |" in (tmp_path / "results.md").read_text()

@@ -236,7 +236,12 @@ def test_sampling_end_to_end_first_token_follows_the_llm(tiny_models: TinyModels
 def test_warehouse_holds_draft_columns_and_cycles(
     tiny_models: TinyModels, near_llm: Path, warehouse_path: Path, prompts_file: Path
 ) -> None:
-    cfg = replace(_spec_config(tiny_models.llm, near_llm, 3), prompts=str(prompts_file), batch_size=4)
+    cfg = replace(  # near_llm is a same-size perturbed copy of the LLM
+        _spec_config(tiny_models.llm, near_llm, 3),
+        prompts=str(prompts_file),
+        batch_size=4,
+        allow_inverted=True,
+    )
     summary = run_collection(cfg, warehouse_path, progress=False)
     assert summary.status == "complete" and summary.consulted == summary.tokens
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
