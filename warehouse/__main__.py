@@ -92,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--out", type=Path, help="write the results to this file instead of stdout")
     add_runs_parser(sub)
     imp = sub.add_parser(
-        "import", help="import a serving engine's saved responses (per-request speculative acceptance)"
+        "import",
+        help="import a serving engine's saved responses (per-request speculative acceptance)",
+        description="Per-request speculative acceptance from saved responses (see warehouse/serving.py).",
+        epilog="examples:\n  "
+        + "\n  ".join(line.strip() for line in EXAMPLES.splitlines() if " import " in line),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     imp.add_argument("engine", choices=ENGINES, help="the engine whose HTTP responses FILE holds")
     imp.add_argument("file", type=Path, help="JSONL: one response per line, as the engine returned it")
