@@ -2,8 +2,10 @@
 
 Each (method, dataset) gets two panels side by side: on the left, as in the paper's figure, CoF against
 N_LLM with one line per System 1 model; on the right, CoF against R = N_LLM / N_SLM. The chosen law (see
-`analytics.law_choice`) is drawn with its 90% prediction band only over the range the pairs cover, clipped
-to [0, 1]; log axes carry labelled ticks at the sizes and ratios present, thinned so no labels collide.
+`analytics.law_choice`) is drawn only over the range the pairs cover; on the right with the 90% interval
+of the fitted curve (bootstrap over pairs; a new pair's prediction interval is wider, see the report's
+coverage column), clipped to [0, 1]. Log axes carry labelled ticks at the sizes and ratios present,
+thinned so no labels collide.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from analytics.scaling import CofFit, GroupFit
 CURVE_POINTS = 60
 BAND_CONFIDENCE = 0.9
 # Labelled log ticks closer than this many decades (for a panel about 3 inches wide) would collide.
-TICK_GAP_DECADES = 0.16
+TICK_GAP_DECADES = 0.3
 
 
 def human_count(n: float) -> str:
@@ -61,10 +63,12 @@ def _log_ticks(ax: Axes, values: Sequence[float], label: object) -> None:
     ax.set_xlim(lo / pad, hi * pad)
 
 
-def _draw_law(ax: Axes, laws: CofFit, nl: np.ndarray, ns: np.ndarray, x: np.ndarray, color: str) -> None:
-    """The chosen law and its band along one path of (N_LLM, N_SLM), plotted against x."""
-    value, lo, hi = laws.band(nl, ns, BAND_CONFIDENCE)
-    if np.all(np.isfinite(lo)):
+def _draw_law(
+    ax: Axes, laws: CofFit, nl: np.ndarray, ns: np.ndarray, x: np.ndarray, color: str, *, band: bool = True
+) -> None:
+    """The chosen law along one path of (N_LLM, N_SLM), plotted against x, with its curve's interval."""
+    value, lo, hi = laws.band(nl, ns, BAND_CONFIDENCE, noise=False)
+    if band and np.all(np.isfinite(lo)):
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, linewidth=0)
     ax.plot(x, value, color=color, linestyle="--", linewidth=1.2)
 
@@ -78,7 +82,7 @@ def _size_panel(ax: Axes, grp: pl.DataFrame, laws: CofFit | None, colors: dict[s
         _points(ax, part, nl, color)
         if laws is not None and nl.min() < nl.max():
             path = np.geomspace(nl.min(), nl.max(), CURVE_POINTS)
-            _draw_law(ax, laws, path, np.full(path.shape, ns), path, color)
+            _draw_law(ax, laws, path, np.full(path.shape, ns), path, color, band=False)
     _log_ticks(ax, grp["llm_params"].cast(pl.Float64).to_list(), human_count)
     ax.set(xlabel="LLM parameters N_LLM", ylabel="CoF")
 
@@ -152,7 +156,7 @@ def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figur
     ]
     handles += [
         Line2D([], [], color="0.25", linestyle="--", label="chosen law (over the pairs' range)"),
-        Patch(color="0.25", alpha=0.15, label=f"{BAND_CONFIDENCE:.0%} prediction interval"),
+        Patch(color="0.25", alpha=0.15, label=f"{BAND_CONFIDENCE:.0%} interval of the law (right panels)"),
     ]
-    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4), fontsize=8)
+    fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), cols), fontsize=8)
     return fig

@@ -150,9 +150,15 @@ class CofFit:
         return next((c for c in self.candidates if c.form == form), None)
 
     def band(
-        self, llm_params: npt.ArrayLike, slm_params: npt.ArrayLike, confidence: float = 0.9
+        self,
+        llm_params: npt.ArrayLike,
+        slm_params: npt.ArrayLike,
+        confidence: float = 0.9,
+        *,
+        noise: bool = True,
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """The chosen law and its prediction interval at each (N_LLM, N_SLM), all clipped to [0, 1]."""
+        """The chosen law and its prediction interval at each (N_LLM, N_SLM), all clipped to [0, 1]; without
+        `noise`, the interval of the fitted curve alone (where the law lies, not where a new pair falls)."""
         if not 0 < confidence < 1:
             raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
         x = _design(llm_params, slm_params)
@@ -165,7 +171,8 @@ class CofFit:
         rng = np.random.default_rng(self.seed + 1)
         curves = _values(c.form, draws, x)  # [B, m]
         # One noise draw per curve, shared along it: the same distribution at each point, a smooth band.
-        noisy = curves + self.noise_scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
+        scale = self.noise_scale if noise else 0.0
+        noisy = curves + scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
         lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
         return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from analytics.cof_figure import figure_cof_vs_ratio
@@ -86,26 +87,41 @@ def _grid(n: int, width: float = 4.2, height: float = 3.4) -> tuple[Figure, list
     return fig, axes
 
 
+def _short(name: str) -> str:
+    """A model's name without its `zoo:` style prefix or folders, for axis labels."""
+    return name.rsplit("/", 1)[-1].split(":", 1)[-1]
+
+
 def figure_position_heatmap(profile: pl.DataFrame) -> Figure:
-    """Share of each pair's mismatches per relative-position decile, one panel per method."""
+    """Share of each pair's mismatches per relative-position decile, one panel per method, one colour
+    scale for all panels (so a colour means the same share everywhere)."""
     methods = sorted(profile["method"].unique().to_list())
     rows = profile.select(pl.struct("llm", "slm").n_unique().over("method").max()).item() or 1
-    fig = Figure(figsize=(5.5 * len(methods), 1.4 + 0.22 * rows), layout="constrained")
-    axes = [fig.add_subplot(1, len(methods), i + 1) for i in range(len(methods))]
+    cols = min(2, len(methods))
+    grid_rows = -(-len(methods) // cols)
+    fig = Figure(figsize=(5.2 * cols + 0.8, grid_rows * (1.0 + 0.32 * rows)), layout="constrained")
+    axes = [fig.add_subplot(grid_rows, cols, i + 1) for i in range(len(methods))]
+    top = float(profile["mismatch_share"].max() or 1.0)  # type: ignore[arg-type]
+    image = None
     for ax, method in zip(axes, methods, strict=False):
         part = profile.filter(pl.col("method") == method).with_columns(
-            pl.format("{}/{}", "llm", "slm").alias("pair"),
+            pl.format("{} / {}", pl.col("llm").map_elements(_short, return_dtype=pl.Utf8),
+                      pl.col("slm").map_elements(_short, return_dtype=pl.Utf8)).alias("pair"),
             (pl.col("llm_params") / pl.col("slm_params")).alias("r"),
-        )
+        )  # fmt: skip
         pivot = part.pivot(on="bin", index=["pair", "r"], values="mismatch_share", sort_columns=True).sort(
             "r"
         )
         bins = [c for c in pivot.columns if c not in ("pair", "r")]
-        image = ax.imshow(pivot.select(bins).fill_null(0).to_numpy(), aspect="auto", cmap="viridis", vmin=0)
-        ax.set_yticks(range(pivot.height), pivot["pair"].to_list(), fontsize=6)
-        ax.set_xticks(range(len(bins)), [f"{10 * int(c)}%" for c in bins], fontsize=7)
-        ax.set(xlabel="relative position (decile start)", title=f"{method}: share of mismatches")
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        values = pivot.select(bins).fill_null(0).to_numpy()
+        image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=top)
+        ax.set_yticks(range(pivot.height), pivot["pair"].to_list(), fontsize=9)
+        ax.set_xticks(range(len(bins)), [f"{10 * int(c)}%" for c in bins], fontsize=8)
+        ax.set_xlabel("relative position (decile start)", fontsize=9)
+        ax.set_title(method, fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.9, label="share of the pair's mismatches")
+    fig.suptitle("Where mismatches fall: share per relative-position decile (uniform = 10%)", fontsize=11)
     return fig
 
 
@@ -131,9 +147,10 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
     """Offline router replay: mismatches caught against consult rate, with the Pareto front."""
     fig, axes = _grid(len(curves))
     for ax, (title, frame) in zip(axes, curves.items(), strict=False):
-        for router, style in ROUTER_STYLES.items():
+        for i, (router, style) in enumerate(ROUTER_STYLES.items()):
             part = frame.filter(pl.col("router") == router).sort("consult_rate")
-            ax.plot(part["consult_rate"], part["caught"], style, label=router)
+            (line,) = ax.plot(part["consult_rate"], part["caught"], style, label=router)
+            _label_thresholds(ax, part, to_hex(line.get_color()), i)
         front = pareto_front(frame)
         ax.plot(front["consult_rate"], front["caught"], "k.", markersize=4, label="Pareto front")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, label="random")
@@ -148,29 +165,57 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
     return fig
 
 
+LABELLED_RATES = (0.05, 0.15, 0.3)  # consult rates at which each router curve names its threshold
+
+
+def _label_thresholds(ax: Axes, part: pl.DataFrame, color: str, offset: int) -> None:
+    """Mark and name the threshold τ where a router curve passes a few consult rates (staggered per router
+    so the labels of curves lying on top of each other stay apart)."""
+    if part.height == 0:
+        return
+    rates = part["consult_rate"].to_numpy()
+    for target in LABELLED_RATES:
+        row = part.row(int(np.argmin(np.abs(rates - target))), named=True)
+        x, y = row["consult_rate"], row["caught"]
+        ax.plot([x], [y], "o", color=color, markersize=3)
+        ax.annotate(f"τ={row['threshold']:.3g}", (x, y), xytext=(8, -12 - 10 * offset),
+                    textcoords="offset points", fontsize=7, color=color)  # fmt: skip
+
+
 def figure_acceptance(
-    acceptance: pl.DataFrame, served: pl.DataFrame | None = None, max_lines: int = 12
+    acceptance: pl.DataFrame, runs: pl.DataFrame, served: pl.DataFrame | None = None
 ) -> Figure:
-    """Speculative decoding: acceptance rate by position in the draft, one line per pair (largest first);
-    requests imported from serving engines dashed."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    ranked = acceptance.with_columns(pl.col("cycles").max().over("llm", "slm").alias("size"))
-    pairs = ranked.select("llm", "slm", "size").unique().sort("size", descending=True).head(max_lines)
-    for llm, slm, _ in pairs.iter_rows():
-        part = ranked.filter((pl.col("llm") == llm) & (pl.col("slm") == slm)).sort("position")
-        ax.plot(part["position"], part["acceptance_rate"], marker="o", label=f"{llm}/{slm}")
+    """Speculative decoding: acceptance rate by position in the draft, one panel per dataset; colour = pair,
+    line style = K (so a dozen runs need no more than ten colours); requests imported from serving engines
+    dashed, in a panel of their own."""
+    labelled = acceptance.join(runs.select("run_id", "llm", "slm", "dataset", "draft_k"), on="run_id")
+    datasets = sorted(labelled["dataset"].unique().to_list())
+    pairs = labelled.select("llm", "slm").unique().sort("llm", "slm").rows()
+    colors = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
+    ks = sorted(labelled["draft_k"].unique().to_list())
+    styles = {k: ("-", "--", ":", "-.")[i % 4] for i, k in enumerate(ks)}
     served = served if served is not None else pl.DataFrame()
-    groups = served.partition_by(list(SERVED_KEYS), as_dict=True) if served.height else {}
-    for (engine, model, draft, k), part in groups.items():
-        label = f"imported {engine}: {model}/{draft}, K={k}"
-        ax.plot(part["position"], part["acceptance_rate"], marker="s", linestyle="--", label=label)
-    positions = [*acceptance["position"].to_list(), *(served["position"].to_list() if served.height else [])]
-    ax.set_xticks(sorted(set(positions)))
-    ax.set(
-        xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title="draft acceptance"
-    )
-    ax.legend(fontsize=6, ncols=2)
+    fig, axes = _grid(len(datasets) + (served.height > 0), width=4.6, height=3.6)
+    for ax, dataset in zip(axes, datasets, strict=False):
+        part = labelled.filter(pl.col("dataset") == dataset)
+        for _, line in part.sort("llm", "slm", "draft_k", "run_id").group_by(["run_id"], maintain_order=True):
+            r = line.row(0, named=True)
+            line = line.sort("position")
+            ax.plot(line["position"], line["acceptance_rate"], marker="o", markersize=3,
+                    color=colors[(r["llm"], r["slm"])], linestyle=styles.get(r["draft_k"], "-"),
+                    label=f"{_short(r['llm'])} / {_short(r['slm'])}, K={r['draft_k']}")  # fmt: skip
+        ax.set_xticks(sorted(part["position"].unique().to_list()))
+        ax.set(xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title=dataset)
+        ax.legend(fontsize=7, ncols=2)
+    if served.height:
+        ax = axes[len(datasets)]
+        for (engine, model, draft, k), part in served.partition_by(list(SERVED_KEYS), as_dict=True).items():
+            label = f"{engine}: {_short(str(model))} / {_short(str(draft))}, K={k}"
+            ax.plot(part["position"], part["acceptance_rate"], marker="s", linestyle="--", label=label)
+        ax.set_xticks(sorted(set(served["position"].to_list())))
+        ax.set(xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02),
+               title="imported from serving engines")  # fmt: skip
+        ax.legend(fontsize=7)
     return fig
 
 
@@ -365,12 +410,12 @@ def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Acceptance by draft position and expected vs measured speed-up, when speculative data exist."""
-    acceptance = acceptance_by_position(con, ["llm", "slm"])
+    acceptance = acceptance_by_position(con, ["run_id"], filters={"status": "complete"})
     served = served_by_position(con)
     if acceptance.height == 0 and served.height == 0:
         return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
-    files = _save(figure_acceptance(acceptance, served), opts, "speculative_acceptance")
     runs = speculative_runs(con, filters={"status": "complete"})
+    files = _save(figure_acceptance(acceptance, runs, served), opts, "speculative_acceptance")
     title, table = speedup_section(runs)
     body = f"Acceptance by draft position per pair and dataset (figure). {title}:\n\n{table}"
     imported = served_summary(con)
