@@ -210,7 +210,7 @@ def figure_acceptance(
     if served.height:
         ax = axes[len(datasets)]
         for (engine, model, draft, k), part in served.partition_by(list(SERVED_KEYS), as_dict=True).items():
-            label = f"{engine}: {_short(str(model))} / {_short(str(draft))}, K={k}"
+            label = f"imported {engine}: {model}/{draft}, K={k}"
             ax.plot(part["position"], part["acceptance_rate"], marker="s", linestyle="--", label=label)
         ax.set_xticks(sorted(set(served["position"].to_list())))
         ax.set(xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02),

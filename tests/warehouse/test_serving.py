@@ -11,7 +11,7 @@ import pytest
 from analytics.advise import main as advise_main
 from analytics.report import figure_acceptance
 from analytics.served import against, served_by_position, served_summary
-from analytics.speculative import acceptance_by_position
+from analytics.speculative import acceptance_by_position, speculative_runs
 from api.settings import ApiSettings
 from tests.analytics.test_emit import _warehouse
 from tests.api.conftest import asgi_client
@@ -79,8 +79,9 @@ def test_against_sets_served_beside_the_replay(
         not (r["served_lo"] <= r["replay_hi"] and r["replay_lo"] <= r["served_hi"])
         for r in frame.iter_rows(named=True)
     ]
-    figure = figure_acceptance(acceptance_by_position(path, ["llm", "slm"]), served_by_position(path))
-    assert [line.get_label() for line in figure.axes[0].lines] == ["imported vllm: L/S, K=3"]  # the report's
+    acceptance = acceptance_by_position(path, ["run_id"])
+    figure = figure_acceptance(acceptance, speculative_runs(path), served_by_position(path))
+    assert [line.get_label() for line in figure.axes[-1].lines] == ["imported vllm: L/S, K=3"]  # the report's
     assert advise_main(["--warehouse", str(path), "--against", "1"]) == 0
     assert "mean accepted length" in capsys.readouterr().out
     assert advise_main(["--warehouse", str(path), "--against", "9"]) == 2
