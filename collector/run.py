@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-s --dataset builtin:arith --experiment tau-sweep \
       --router entropy --threshold 1.5                    # filed under experiment tau-sweep
   python -m collector.run --resume 7                        # continue run 7 after its last committed sample
+  python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --recalibrate
+                                                            # time the pair's costs again (else reused)
 """
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
