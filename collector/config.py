@@ -12,6 +12,7 @@ from warehouse.errors import UserError
 
 METHODS = ("oracle", "contrastive", "proxy", "speculative")
 ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
+CHAT_TEMPLATE_MODES = ("auto", "on", "off")  # auto: where the LLM's tokenizer has a chat template
 DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
 DEFAULT_EXPERIMENT = "default"
 
@@ -61,6 +62,7 @@ class RunConfig:
     experiment: str = field(default=DEFAULT_EXPERIMENT, metadata=NOT_DEFINING)  # the named set of runs
     # run a pair whose System 2 is not larger than System 1 (counted parameters)
     allow_inverted: bool = field(default=False, metadata=NOT_DEFINING)
+    chat_template: str = "auto"  # prompts in the LLM's chat format: auto (where it has one), on, off
 
     def settings(self) -> dict[str, Any]:
         """The JSON-able settings recorded with the run."""
@@ -119,6 +121,9 @@ class RunConfig:
             return "--draft-stop and --draft-threshold go together; give both or neither"
         if self.draft_stop is not None and self.method != "speculative":
             return f"--draft-stop applies to --method speculative only, not {self.method}"
+        if self.chat_template not in CHAT_TEMPLATE_MODES:
+            modes = ", ".join(CHAT_TEMPLATE_MODES)
+            return f"unknown --chat-template {self.chat_template!r}; choose one of {modes}"
         if (self.prompts is None) == (self.dataset is None):
             return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
         if not self.experiment.strip():

@@ -23,6 +23,7 @@ from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
 from collector.prompts import (
+    chat_task,
     check_prompt_length,
     load_prompts_file,
     max_token_chars,
@@ -118,6 +119,13 @@ def check_sizes(config: RunConfig, llm: LoadedModel, slm: LoadedModel) -> None:
         f"System 2 (--llm {config.llm}) has {llm.params:,} parameters, not more than System 1 "
         f"(--slm {config.slm}) with {slm.params:,}; swap --llm and --slm, or pass --allow-inverted"
     )
+
+
+def task_and_context(config: RunConfig) -> tuple[Task, CollectContext]:
+    """The run's items and loaded models; prompts in the LLM's chat format where `chat_template` says."""
+    task = load_task_for(config)
+    ctx = build_context(config, task)
+    return chat_task(task, ctx.llm.tokenizer, config.chat_template, ctx.llm.name), ctx
 
 
 def context_length(model: LoadedModel) -> int:
@@ -346,8 +354,7 @@ def collect_locked(
     config.validate()
     collect = batch_collector(config)  # refuses bad decoding settings before anything is staged
     writable = check_warehouse(warehouse)
-    task = load_task_for(config)
-    ctx = build_context(config, task)
+    task, ctx = task_and_context(config)
     todo = [i for i in range(len(task.items)) if i not in done]
     for i in todo:  # a prompt that cannot fit is refused before the run is registered (no `failed` row)
         prompt_ids(ctx, task.items[i])

@@ -32,13 +32,18 @@ class LoadedModel:
     vocab_size: int  # rows of the output layer
 
     def info(self) -> ModelInfo:
-        """The warehouse's `models` row."""
+        """The warehouse's `models` row (with the GGUF file or recipe a cached folder came from)."""
+        from collector.gguf_files import ModelSource
+
+        source = ModelSource.read(self.path)
         return ModelInfo(
             name=self.name,
             path=self.path,
             params=self.params,
             architecture=type(self.model).__name__,
             vocab_size=self.vocab_size,
+            source=source.source if source else None,
+            quantization=source.quantization if source else None,
         )
 
 
@@ -80,19 +85,28 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
 
 
 def resolve_spec(spec: str) -> tuple[str, str]:
-    """(warehouse name, loadable path or hub id) of a model argument; `zoo:<name>` maps to the zoo."""
+    """(warehouse name, loadable path or hub id) of a model argument; `zoo:<name>` maps to the zoo,
+    `hf:<name>[/<draft>]` to a shipped real model or a draft of it, a .gguf file to its dequantized copy."""
     if spec.startswith("zoo:"):
         from collector.zoo import resolve_model_path
 
         return spec, resolve_model_path(spec)
+    if spec.startswith("hf:"):  # a real model shipped in a package, or a draft built from it
+        from collector.drafts import resolve_named
+
+        return spec, str(resolve_named(spec))
     local = Path(spec).expanduser()
+    if spec.endswith(".gguf"):  # loaded through transformers' GGUF support, dequantized once (cached)
+        from collector.gguf_files import dequantized_folder
+
+        return str(local.resolve()), str(dequantized_folder(local.resolve()))
     if local.exists():
         return str(local.resolve()), str(local.resolve())
     looks_local = spec.startswith((".", "/", "~")) or spec.count("/") > 1
     if looks_local or os.environ.get("HF_HUB_OFFLINE") == "1" and "/" not in spec:
         raise ModelLoadError(
-            f"model path {spec!r} does not exist; pass a folder with config.json and weights, "
-            "a Hugging Face hub id, or zoo:<name> (see: python -m collector.zoo list)"
+            f"model path {spec!r} does not exist; pass a folder with config.json and weights, a .gguf "
+            "file, a Hugging Face hub id, hf:<name> or zoo:<name> (see: python -m collector.zoo list)"
         )
     return spec, spec
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
@@ -106,3 +107,31 @@ def check_prompt_length(
         f"{n_prompt + max_new_tokens} positions but the model accepts {context}; "
         "use fewer shots, a smaller --max-new-tokens, or --truncate-prompt to cut it from the left"
     )
+
+
+def uses_chat_template(tokenizer: PreTrainedTokenizerBase, mode: str, model: str) -> bool:
+    """Whether prompts go through the model's chat template (`--chat-template auto|on|off`)."""
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has:
+        raise UserError(f"--chat-template on: {model} has no chat template; use --chat-template auto or off")
+    return has and mode != "off"
+
+
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, item: TaskItem) -> str:
+    """The item as the model's chat template writes it, up to the assistant's turn, then the item's cue."""
+    turns = item.chat or (("user", item.prompt),)
+    messages = [{"role": role, "content": text} for role, text in turns]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return str(text) + item.cue
+
+
+def chat_task(task: Task, tokenizer: PreTrainedTokenizerBase, mode: str, model: str) -> Task:
+    """The task with every prompt in the model's chat format when it applies (else the task as it is).
+
+    The template's tokens are part of the prompt (stored as the sample's prompt, counted in its prompt
+    tokens), so they never appear in the output.
+    """
+    if not uses_chat_template(tokenizer, mode, model):
+        return task
+    items = tuple(replace(item, prompt=chat_prompt(tokenizer, item)) for item in task.items)
+    return replace(task, items=items)

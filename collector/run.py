@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from collector.config import DRAFT_STOPS, METHODS, ROUTERS, RunConfig
+from collector.config import CHAT_TEMPLATE_MODES, DRAFT_STOPS, METHODS, ROUTERS, RunConfig
 from collector.engine import RunSummary, run_collection
 from warehouse.db import named_damage
 from warehouse.errors import UserError
@@ -25,6 +25,9 @@ EXAMPLES = """examples:
       --prompts prompts.jsonl --samples 100 --batch-size 16 --max-new-tokens 128 --warehouse runs.duckdb
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-s --dataset builtin:arith --experiment tau-sweep \
       --router entropy --threshold 1.5                    # filed under experiment tau-sweep
+  python -m collector.run --llm hf:smollm2-135m-instruct --slm hf:smollm2-135m-instruct/rtn4 \\
+      --dataset builtin:arith --samples 8               # a real model (shipped GGUF) and a built draft
+  python -m collector.run --llm ./model.Q4_K_M.gguf --slm ./draft.Q8_0.gguf --prompts prompts.jsonl
   python -m collector.run --resume 7                        # continue run 7 after its last committed sample
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --recalibrate
                                                             # time the pair's costs again (else reused)
@@ -42,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = p.add_argument
-    add("--llm", help="large model (System 2): local path, hub id or zoo:<name>")
-    add("--slm", help="small model (System 1): local path, hub id or zoo:<name>")
+    add("--llm", help="large model (System 2): local path, .gguf file, hub id, hf:<name> or zoo:<name>")
+    add("--slm", help="small model (System 1): local path, .gguf file, hub id, hf:<name>[/draft], zoo:<name>")
     add("--slm-tuned", help="tuned small model, for --method proxy")
     add("--method", choices=METHODS, default=DEFAULTS["method"])
     add("--router", choices=ROUTERS, default=DEFAULTS["router"], help="when System 2 is consulted")
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--allow-inverted", action="store_true", default=None,
         help="run a pair whose System 2 (--llm) is not larger than System 1 (--slm) by counted "
              "parameters")  # fmt: skip
+    add("--chat-template", choices=CHAT_TEMPLATE_MODES, default=DEFAULTS["chat_template"],
+        help="ask in the LLM's chat format (auto: where its tokenizer has a template)")  # fmt: skip
     add_warehouse_argument(p)
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
     add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")

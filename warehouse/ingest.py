@@ -100,9 +100,9 @@ def _ensure_run(con: duckdb.DuckDBPyConnection, manifest: RunManifest) -> tuple[
     con.execute("BEGIN TRANSACTION")
     for m in manifest.models:
         con.execute(
-            "INSERT INTO models (name, path, params, architecture, vocab_size, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            [m.name, m.path, m.params, m.architecture, m.vocab_size, now],
+            "INSERT INTO models (name, path, params, architecture, vocab_size, source, quantization, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [m.name, m.path, m.params, m.architecture, m.vocab_size, m.source, m.quantization, now],
         )
     new = new_run_row(manifest)
     inserted = con.execute(  # column names come from RunManifest's fields, never from input

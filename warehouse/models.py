@@ -47,6 +47,8 @@ class Model(Base):
     architecture: Mapped[str | None] = mapped_column(Text)
     vocab_size: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    source: Mapped[str | None] = mapped_column(Text)  # the GGUF file or draft recipe of the weights
+    quantization: Mapped[str | None] = mapped_column(Text)  # "Q4_1", "rtn4 g32"; NULL: as trained
 
 
 # Column info of a `runs` column that says how a run went, not what it is: analytics does not group or

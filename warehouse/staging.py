@@ -137,6 +137,8 @@ class ModelInfo:
     params: int
     architecture: str | None = None
     vocab_size: int | None = None
+    source: str | None = None  # the GGUF file (or the recipe) a model's weights came from
+    quantization: str | None = None  # e.g. "Q4_1" (GGUF), "rtn4 g32" (a built draft)
 
 
 @dataclass(frozen=True)

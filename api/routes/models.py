@@ -22,6 +22,8 @@ class ModelPublic(BaseModel):
     architecture: str | None
     vocab_size: int | None
     created_at: UtcDatetime
+    source: str | None = Field(description="the GGUF file or draft recipe the weights came from")
+    quantization: str | None = Field(description="e.g. Q4_1 (GGUF) or rtn4 g32 (a built draft)")
 
 
 class ModelsPublic(BaseModel):

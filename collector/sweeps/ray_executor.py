@@ -32,10 +32,9 @@ from collector.engine import (
     RunSummary,
     _cost_rows,
     _Tally,
-    build_context,
-    load_task_for,
     manifest_for,
     stage_batches,
+    task_and_context,
 )
 from collector.sweeps.local import CellOutcome, existing_runs, label, outcome_line, print_totals
 from collector.sweeps.sizes import weight_bytes
@@ -95,8 +94,7 @@ def cell_stream(settings: dict[str, Any], run_key: str, done: list[int], threads
     config = RunConfig.from_settings(settings)
     config.validate()
     collect = batch_collector(config)
-    task = load_task_for(config)
-    ctx = build_context(config, task)
+    task, ctx = task_and_context(config)
     pid = os.getpid()
     manifest = asdict(manifest_for(config, ctx, task, run_key))
     yield "started", {"pid": pid, "host": socket.gethostname(), "manifest": manifest}

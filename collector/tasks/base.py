@@ -15,6 +15,11 @@ class TaskItem:
     reference: str | None = None
     # Extra data a checker needs (e.g. MBPP test asserts), as a tuple of (key, value) pairs.
     extra: tuple[tuple[str, str], ...] = ()
+    # The prompt as a conversation, for models with a chat template: (role, text) turns ending with the
+    # user's question, and the cue the answer starts with (e.g. "Answer:"), which the template's assistant
+    # turn is followed by. Empty: the whole prompt is one user turn.
+    chat: tuple[tuple[str, str], ...] = ()
+    cue: str = ""
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """Value of one extra field."""

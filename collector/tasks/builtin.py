@@ -497,6 +497,18 @@ def few_shot_prompt(shots: Sequence[Example], target: Example) -> str:
     return EXAMPLE_SEPARATOR.join([*(s.text for s in shots), target.prompt])
 
 
+def chat_turns(shots: Sequence[Example], target: Example) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The few-shot prompt as a conversation: each solved example a user question and an assistant answer
+    (cue included), then the target's question; and the target's cue (the prompt's last line)."""
+    turns: list[tuple[str, str]] = []
+    for ex in (*shots, target):
+        question, _, cue = ex.prompt.rpartition("\n")
+        turns.append(("user", question))
+        if ex is not target:
+            turns.append(("assistant", cue + ex.answer))
+    return tuple(turns), target.prompt.rpartition("\n")[2]
+
+
 def _shots_for(family: str, key: str, seed: int, count: int) -> list[Example]:
     """Seeded few-shot examples from the train split, never the target itself."""
     train = pool(family, "train")
@@ -519,8 +531,10 @@ def load_builtin(
     items = []
     for i in indices:
         ex = items_pool[i]
-        prompt = few_shot_prompt(_shots_for(family, ex.key, seed, n_shots), ex)
-        items.append(TaskItem(f"{family}-{split}-{i}", prompt, ex.reference, ex.extra))
+        solved = _shots_for(family, ex.key, seed, n_shots)
+        chat, cue = chat_turns(solved, ex)
+        prompt = few_shot_prompt(solved, ex)
+        items.append(TaskItem(f"{family}-{split}-{i}", prompt, ex.reference, ex.extra, chat, cue))
     return Task(f"builtin:{family}", tuple(items), STOP_STRINGS, _CHECKERS[family])
 
 
