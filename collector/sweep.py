@@ -1,6 +1,7 @@
 """`python -m collector.sweep CONFIG`: a grid of pairs × methods × routers × datasets × settings, resumable.
 
-CONFIG is a TOML file, or the name of a sweep shipped with fsgen (`paper`: the paper's own grid). A cell
+CONFIG is a TOML file, or the name of a sweep shipped with fsgen (`paper`: the paper's own grid; `real`: a
+real pretrained model, shipped as GGUF, with drafts built from it). A cell
 whose run is complete in the warehouse is skipped; one that stopped part-way is resumed. Cells run here
 one after another (`--executor local`) or as tasks on a Ray cluster (`--executor ray`).
 The default job (`python -m collector.run` with no arguments) is the sweep of `default_cells()`.
@@ -54,6 +55,7 @@ examples:
   python -m collector.sweep sweep.toml --dry-run
   python -m collector.sweep sweep.toml --warehouse runs.duckdb
   python -m collector.sweep paper --dry-run                       # the paper's grid (no weights needed)
+  python -m collector.sweep real --warehouse real.duckdb          # SmolLM2-135M-Instruct and its drafts
   python -m collector.sweep sweep.toml --executor ray --address HEAD_IP:6379
 """
 
@@ -88,8 +90,9 @@ def run_sweep(cells: list[RunConfig], warehouse: Path, console: Console) -> list
     return run_local(cells, warehouse, console)
 
 
-def print_headline(warehouse: Path, console: Console) -> None:
-    """The headline's findings in a screenful (analytics), printed at the end of a sweep."""
+def print_headline(warehouse: Path, console: Console, beside: bool = False) -> None:
+    """The headline's findings in a screenful (analytics), printed at the end of a sweep; with `beside`,
+    also the four findings beside the paper's and the zoo's, and the speculative advisor's pick."""
     from analytics.summary import format_compact_headline, headline  # the entry point may use analytics
 
     more = (
@@ -97,8 +100,14 @@ def print_headline(warehouse: Path, console: Console) -> None:
         f"\nFigures and report.md: python -m analytics.report --warehouse {warehouse} --out report/"
     )
     try:
-        text = format_compact_headline(headline(warehouse), more)
-        console.print(text, highlight=False, markup=False, soft_wrap=True)
+        summary = headline(warehouse)
+        console.print(format_compact_headline(summary, more), highlight=False, markup=False, soft_wrap=True)
+        if beside:
+            from analytics.beside import format_beside
+
+            console.print(
+                "\n" + format_beside(summary, warehouse), highlight=False, markup=False, soft_wrap=True
+            )
     except WarehouseLocked:
         console.print("(the warehouse is busy; see the headline later with: python -m analytics.report)")
 
@@ -242,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     console.print(f"{args.executor} executor: {time.perf_counter() - start:.1f} s wall", highlight=False)
-    print_headline(resolve_warehouse(args.warehouse), console)
+    print_headline(resolve_warehouse(args.warehouse), console, beside=True)
     return 1 if any(o.action == "failed" for o in outcomes) else 0
 
 
