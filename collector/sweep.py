@@ -218,8 +218,13 @@ def load_plan(ref: str, device_map: str | None) -> SweepPlan:
 
 
 def execute(args: argparse.Namespace, cells: Sequence[RunConfig], console: Console) -> list[CellOutcome]:
-    """Run the cells with the chosen executor."""
+    """Run the cells with the chosen executor (a missing warehouse file is created at head first)."""
     warehouse = resolve_warehouse(args.warehouse)
+    if not warehouse.exists():  # as `collector.run` does; a file behind head is still refused
+        from warehouse.migrate import upgrade
+
+        upgrade(warehouse)
+        console.print(f"created {warehouse} at the newest schema", highlight=False)
     if args.executor == "ray":
         from collector.sweeps.ray_executor import run_ray
 
