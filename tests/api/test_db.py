@@ -14,7 +14,7 @@ from api.errors import ApiError
 @pytest.mark.parametrize(
     "sql",
     [
-        "INSERT INTO models VALUES ('x', 'x', 1, NULL, NULL, now())",
+        "INSERT INTO models (name, path, params, created_at) VALUES ('x', 'x', 1, now())",
         "DROP TABLE token_events",
         "ATTACH '/tmp/other.duckdb' AS other",
         "COPY token_events TO '/tmp/leak.csv'",

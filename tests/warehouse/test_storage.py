@@ -62,7 +62,10 @@ def test_sql_door_prints_tables_and_refuses_writes(warehouse_path: Path) -> None
     )
     text = out.getvalue()
     assert "answer" in text and "42" in text and "runs" in text
-    for write in ("DROP TABLE runs", "INSERT INTO models VALUES ('m', 'p', 1, NULL, NULL, now())"):
+    for write in (
+        "DROP TABLE runs",
+        "INSERT INTO models (name, path, params, created_at) VALUES ('m', 'p', 1, now())",
+    ):
         assert sql_door(warehouse_path, write, out=io.StringIO()) == 1
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM models").fetchall() == [(0,)]
