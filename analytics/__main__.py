@@ -20,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="figures and report.md: python -m analytics.report --help",
     )
     add_warehouse_argument(parser)
+    parser.add_argument("--experiment", help="the experiment to summarise (default: the most recent)")
     args = parser.parse_args(argv)
     try:
         con = open_warehouse(args.warehouse)
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        print(format_headline(headline(con)))
+        print(format_headline(headline(con, args.experiment)))
     finally:
         con.close()
     return 0

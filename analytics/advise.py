@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughput, run_costs
-from analytics.source import AnalyticsError, Source, connect, query, table_columns
+from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse.settings import add_warehouse_argument
 
@@ -112,8 +112,9 @@ def settings_grid() -> list[tuple[int, str | None, float | None]]:
     return grid
 
 
-def oracle_runs(source: Source, method: str = "oracle") -> pl.DataFrame:
-    """Complete greedy oracle runs (router always) that recorded costs: the advisor's inputs."""
+def oracle_runs(source: Source, method: str = "oracle", experiment: str | None = None) -> pl.DataFrame:
+    """Complete greedy oracle runs (router always) of one experiment (default: the most recent) that
+    recorded costs: the advisor's inputs."""
     if method != "oracle":
         raise AnalyticsError(
             f"--method {method}: the advisor replays greedy oracle runs only (--method oracle)"
@@ -123,14 +124,15 @@ def oracle_runs(source: Source, method: str = "oracle") -> pl.DataFrame:
             return pl.DataFrame(
                 schema={"run_id": pl.Int64, "llm": pl.Utf8, "slm": pl.Utf8, "dataset": pl.Utf8}
             )
+        paper = {"method": "oracle", "router": "always", "temperature": 0.0, "status": "complete"}
+        where, params = runs_where(scoped(paper, experiment))
         return query(
             con,
-            """SELECT r.run_id, r.llm, r.slm, r.dataset FROM runs r
-               WHERE r.method = 'oracle' AND r.router = 'always' AND r.temperature = 0
-                 AND r.status = 'complete' AND r.llm <> r.slm
+            f"""SELECT r.run_id, r.llm, r.slm, r.dataset FROM runs r {where}
                  AND EXISTS (SELECT 1 FROM run_costs c
                              WHERE c.run_id = r.run_id AND c.kind = 'cycle' AND c.batch_size = 1)
                ORDER BY r.llm, r.dataset, r.slm, r.run_id""",
+            params,
         )
 
 
@@ -156,11 +158,12 @@ def _sampling_row(trace: OracleTrace, costs: RunCosts) -> dict[str, Any] | None:
     return best
 
 
-def advise(source: Source, method: str = "oracle") -> Advice:
-    """Replay every setting of `settings_grid` on every oracle run with costs, and rank them."""
+def advise(source: Source, method: str = "oracle", experiment: str | None = None) -> Advice:
+    """Replay every setting of `settings_grid` on every oracle run with costs of one experiment (default:
+    the most recent), and rank them."""
     rows, sampling = [], []
     with connect(source) as con:
-        for run_id, llm, slm, dataset in oracle_runs(con, method).iter_rows():
+        for run_id, llm, slm, dataset in oracle_runs(con, method, experiment).iter_rows():
             costs = run_costs(con, run_id)
             if costs is None:
                 continue
@@ -386,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--against", type=int, metavar="IMPORT", help="set an import's served acceptance beside the replay"
     )
+    p.add_argument(
+        "--experiment", help="the experiment whose oracle runs to replay (default: the most recent)"
+    )
     args = p.parse_args(argv)
     warehouse = resolve_warehouse(args.warehouse)
     try:
@@ -394,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print_against(against(warehouse, args.against), args.against)
             return 0
-        advice = advise(warehouse, args.method)
+        advice = advise(warehouse, args.method, args.experiment)
         if advice.best.height == 0:
             raise AnalyticsError(
                 "no greedy oracle run with recorded costs in this warehouse; collect one with "

@@ -126,17 +126,20 @@ def _title(g: GroupFit | None) -> str:
 def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figure:
     """Two panels per (method, dataset): CoF by LLM size per System 1 model, and CoF by ratio."""
     groups = points.drop_nulls("cof").sort("method", "dataset")
-    keys = groups.select("method", "dataset").unique(maintain_order=True).rows()
-    by_key = {(g.method, g.dataset): g for g in fits}
+    if "setup" not in groups.columns:
+        groups = groups.with_columns(pl.lit(None, dtype=pl.Utf8).alias("setup"))
+    keys = groups.select("method", "dataset", "setup").unique(maintain_order=True).rows()
+    by_key = {(g.method, g.dataset, g.setup): g for g in fits}
     slms = groups.sort("slm_params").select("slm", "slm_params").unique(maintain_order=True)
     colors = {str(s): f"C{i % 10}" for i, s in enumerate(slms["slm"].to_list())}
     cols = 2 if len(keys) < 3 else 4
     rows = max(1, -(-2 * len(keys) // cols))
     fig = Figure(figsize=(3.4 * cols, 3.1 * rows + 0.6), layout="constrained")
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(2 * max(len(keys), 1))]
-    for i, (method, dataset) in enumerate(keys):
+    for i, (method, dataset, setup) in enumerate(keys):
+        g = by_key.get((method, dataset, setup))
         grp = groups.filter((pl.col("method") == method) & (pl.col("dataset") == dataset))
-        g = by_key.get((method, dataset))
+        grp = grp.filter(pl.col("setup").eq_missing(setup))
         laws = None if g is None else g.laws
         size_ax, ratio_ax = axes[2 * i], axes[2 * i + 1]
         _size_panel(size_ax, grp, laws, colors)

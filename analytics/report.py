@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -31,7 +32,7 @@ from analytics.scaling import (
 )
 from analytics.served import KEYS as SERVED_KEYS
 from analytics.served import served_by_position, served_summary
-from analytics.source import open_warehouse, query
+from analytics.source import Filters, open_warehouse, query, runs_where, scoped
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import (
     PAPER_FILTERS,
@@ -49,6 +50,7 @@ EXAMPLES = """examples:
   python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
   python -m analytics.report --warehouse runs.duckdb --out out/report
   python -m analytics.report --bootstrap 0 --formats png   # quicker: no intervals, PNG only
+  python -m analytics.report --experiment tau-grid         # one experiment (default: the most recent)
 """
 BUDGETS = (0.05, 0.1, 0.2)
 ROUTER_STYLES = {"max_prob": "-", "margin": "--", "entropy": ":"}
@@ -65,6 +67,17 @@ class ReportOptions:
     bootstrap: int = 1000
     seed: int = 0
     quiet: bool = False
+    experiment: str | None = None  # None: the most recent
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """The runs every section reads: one experiment, no excluded runs, no baselines."""
+        return scoped(None, self.experiment)
+
+    @property
+    def paper(self) -> dict[str, Any]:
+        """The scope's complete runs with router `always` (the paper's findings)."""
+        return {**self.scope, **PAPER_FILTERS}
 
 
 DEFAULTS = ReportOptions(Path("report"))
@@ -219,15 +232,18 @@ def figure_acceptance(
     return fig
 
 
-def router_curves(con: duckdb.DuckDBPyConnection, limit: int = 6) -> dict[str, pl.DataFrame]:
-    """Replay every router kind on the largest complete `always` run of each method."""
+def router_curves(
+    con: duckdb.DuckDBPyConnection, limit: int = 6, filters: Filters | None = None
+) -> dict[str, pl.DataFrame]:
+    """Replay every router kind on the largest complete `always` run of each method (of the runs in scope)."""
+    where, params = runs_where({**(filters or {}), "router": "always", "status": "complete"})
     runs = query(
         con,
-        """SELECT r.run_id, r.method, r.llm, r.slm, c.tokens FROM runs r JOIN run_cof c ON c.run_id = r.run_id
-           WHERE r.router = 'always' AND r.status = 'complete' AND c.tokens > 0
+        f"""SELECT r.run_id, r.method, r.llm, r.slm, c.tokens
+           FROM runs r JOIN run_cof c ON c.run_id = r.run_id {where} AND c.tokens > 0
            QUALIFY row_number() OVER (PARTITION BY r.method ORDER BY c.tokens DESC, r.run_id) = 1
            ORDER BY r.method LIMIT ?""",
-        [limit],
+        [*params, limit],
     )
     return {
         f"{row['method']} {row['llm']}/{row['slm']} (run {row['run_id']})": replay_all(con, row["run_id"])
@@ -241,9 +257,7 @@ def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
     for g in fits:
         if g.fit is None:
             continue
-        grp = points.filter((pl.col("method") == g.method) & (pl.col("dataset") == g.dataset)).drop_nulls(
-            "cof"
-        )
+        grp = g.of(points).drop_nulls("cof")
         try:
             loo: float | None = leave_one_out_error(grp["param_ratio"], grp["cof"]).rmse
         except TooFewPoints:
@@ -271,9 +285,7 @@ def law_table(points: pl.DataFrame, fits: Sequence[GroupFit], bootstrap: int, se
     for g in fits:
         if g.laws is None:
             continue
-        grp = points.filter((pl.col("method") == g.method) & (pl.col("dataset") == g.dataset)).drop_nulls(
-            "cof"
-        )
+        grp = g.of(points).drop_nulls("cof")
         cov = loo_coverage(grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed)
         for i, c in enumerate(g.laws.candidates):
             rows.append(
@@ -321,10 +333,10 @@ class Section:
 
 def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """CoF by LLM size and by ratio with the chosen law, every candidate law, and the paper's law."""
-    points = pair_points(con, router="always")
+    points = pair_points(con, router="always", filters=opts.scope)
     if points.height == 0:
         return Section("Scaling law", "(no complete `always` runs with pairs yet)")
-    spread = collaboration_frequency(con, PAIR_KEYS, filters=PAPER_FILTERS).select(
+    spread = collaboration_frequency(con, PAIR_KEYS, filters=opts.paper).select(
         *PAIR_KEYS, "cof_lo", "cof_hi"
     )
     points = points.join(spread, on=PAIR_KEYS, how="left")
@@ -356,7 +368,7 @@ def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_positions(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Position heatmap per pair."""
-    profile = position_profile(con, ["llm", "slm", "method"], filters=PAPER_FILTERS)
+    profile = position_profile(con, ["llm", "slm", "method"], filters=opts.paper)
     if profile.height == 0:
         return Section("Where mismatches fall", "(no events)")
     params = query(con, "SELECT name, CAST(params AS DOUBLE) AS params FROM models")
@@ -373,7 +385,7 @@ def section_positions(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Se
 
 def section_entropy(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Entropy distributions of matched vs mismatched tokens."""
-    hist = entropy_histogram(con, ["method"], filters=PAPER_FILTERS)
+    hist = entropy_histogram(con, ["method"], filters=opts.paper)
     if hist.height == 0:
         return Section("System 1 entropy", "(no events)")
     files = _save(figure_entropy(hist), opts, "entropy_distributions")
@@ -382,7 +394,7 @@ def section_entropy(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Router Pareto curves and the best threshold for a few consult budgets."""
-    curves = router_curves(con)
+    curves = router_curves(con, filters=opts.scope)
     if not curves:
         return Section("Router replay", "(no complete `always` run to replay)")
     files = _save(figure_routers(curves), opts, "router_pareto")
@@ -410,11 +422,11 @@ def section_routers(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
 
 def section_speculative(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Section:
     """Acceptance by draft position and expected vs measured speed-up, when speculative data exist."""
-    acceptance = acceptance_by_position(con, ["run_id"], filters={"status": "complete"})
+    acceptance = acceptance_by_position(con, ["run_id"], filters={**opts.scope, "status": "complete"})
     served = served_by_position(con)
     if acceptance.height == 0 and served.height == 0:
         return Section("Speculative decoding", "(no speculative cycles in this warehouse)")
-    runs = speculative_runs(con, filters={"status": "complete"})
+    runs = speculative_runs(con, filters={**opts.scope, "status": "complete"})
     files = _save(figure_acceptance(acceptance, runs, served), opts, "speculative_acceptance")
     title, table = speedup_section(runs)
     body = f"Acceptance by draft position per pair and dataset (figure). {title}:\n\n{table}"
@@ -436,7 +448,8 @@ def render_markdown(warehouse: str, h: Headline, sections: Sequence[Section], ou
     lines = [
         "# fsgen report",
         "",
-        f"Warehouse `{warehouse}`: {h.runs} complete run(s), {h.tokens:,} token events.",
+        f"Warehouse `{warehouse}`, experiment `{h.experiment}`: {h.runs} complete run(s), "
+        f"{h.tokens:,} token events.",
         "",
     ]
     for title, body in headline_sections(h):
@@ -462,7 +475,7 @@ def write_report(con: duckdb.DuckDBPyConnection, warehouse: str, opts: ReportOpt
     opts.out.mkdir(parents=True, exist_ok=True)
     total = len(SECTIONS) + 2
     _say(opts, 1, total, "headline tables")
-    h = headline(con)
+    h = headline(con, opts.experiment)
     sections = []
     for i, (label, build) in enumerate(SECTIONS, start=2):
         started = time.perf_counter()
@@ -494,13 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="bootstrap seed")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--experiment", help="the experiment to report (default: the most recent)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (2 for a warehouse problem the user can fix)."""
     args = build_parser().parse_args(argv)
-    opts = ReportOptions(args.out, tuple(args.formats), args.bootstrap, args.seed, args.quiet)
+    opts = ReportOptions(
+        args.out, tuple(args.formats), args.bootstrap, args.seed, args.quiet, args.experiment
+    )
     try:
         con = open_warehouse(args.warehouse)
     except WarehouseError as exc:

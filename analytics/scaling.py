@@ -30,7 +30,7 @@ from analytics.law_choice import (
     loo_coverage,
 )
 from analytics.laws import ALPHA_BOUNDS, FloatArray, power_fit_rows
-from analytics.source import Source, query
+from analytics.source import Filters, Source, query, runs_where
 
 MIN_RATIOS = 3
 BOOT_CHUNK = 250
@@ -197,20 +197,34 @@ def pair_points(
     method: str | None = None,
     dataset: str | None = None,
     router: str | None = "always",
+    filters: Filters | None = None,
 ) -> pl.DataFrame:
-    """Per-pair CoF with parameter ratio from the `pair_cof` view (complete runs only)."""
-    clauses, params = [], []
-    for col, value in (("method", method), ("dataset", dataset), ("router", router)):
-        if value is not None:
-            clauses.append(f"{col} = ?")
-            params.append(value)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    """Per-pair CoF with parameter ratio from the `pair_cof` view (complete runs only), one row per pair and
+    identity of the runs in scope (one experiment, no baselines: `analytics.source`)."""
+    given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
+    where, params = runs_where({**(filters or {}), **given})
     return query(
         source,
-        "SELECT llm, slm, llm_params, slm_params, param_ratio, method, router, dataset, runs, tokens, "
-        f"mismatches, cof FROM pair_cof {where} ORDER BY method, dataset, router, param_ratio, llm, slm",
+        "SELECT experiment, setup, identity, llm, slm, llm_params, slm_params, param_ratio, method, router, "
+        "dataset, runs, tokens, mismatches, cof FROM pair_cof p WHERE EXISTS (SELECT 1 FROM runs r "
+        f"{where} AND r.experiment = p.experiment AND r.identity IS NOT DISTINCT FROM p.identity "
+        "AND r.llm = p.llm AND r.slm = p.slm AND r.method = p.method AND r.router = p.router "
+        "AND r.dataset = p.dataset) "
+        "ORDER BY method, dataset, setup, router, param_ratio, llm, slm",
         params,
     )
+
+
+def one_setup(points: pl.DataFrame) -> pl.DataFrame:
+    """The pairs with a CoF, refusing pairs of several setups (runs that differ beyond the pair never share
+    a fit)."""
+    points = points.drop_nulls("cof")
+    if points["setup"].n_unique() > 1:
+        raise TooFewPoints(
+            f"the pairs come from {points['setup'].n_unique()} setups (settings beyond the pair differ); "
+            "name one experiment, or filter by the setting that differs"
+        )
+    return points
 
 
 def fit_pairs(
@@ -221,9 +235,10 @@ def fit_pairs(
     router: str | None = "always",
     bootstrap: int = 0,
     seed: int = 0,
+    filters: Filters | None = None,
 ) -> ScalingFit:
     """The paper's law fitted to one method and dataset (raises TooFewPoints), with `.laws` compared."""
-    points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
+    points = one_setup(pair_points(source, method=method, dataset=dataset, router=router, filters=filters))
     fit = fit_scaling_law(points["param_ratio"], points["cof"], bootstrap=bootstrap, seed=seed)
     laws = fit_cof(
         points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed, nested=True
@@ -245,6 +260,14 @@ class GroupFit:
     note: str
     laws: CofFit | None = None
     laws_note: str = ""
+    setup: str | None = None  # the settings beyond the pair the runs share (run identity without the pair)
+
+    def of(self, points: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a `pair_points` frame (or one with its columns) that this fit is of."""
+        keep = (pl.col("method") == self.method) & (pl.col("dataset") == self.dataset)
+        if "setup" in points.columns:
+            keep = keep & pl.col("setup").eq_missing(self.setup)
+        return points.filter(keep)
 
 
 def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
@@ -265,7 +288,9 @@ def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
     return "ok"
 
 
-def _fit_group(method: str, dataset: str, grp: pl.DataFrame, bootstrap: int, seed: int) -> GroupFit:
+def _fit_group(
+    method: str, dataset: str, setup: str | None, grp: pl.DataFrame, bootstrap: int, seed: int
+) -> GroupFit:
     """Both fits of one group; too few pairs for either becomes a note."""
     laws, laws_note = None, ""
     try:
@@ -284,18 +309,21 @@ def _fit_group(method: str, dataset: str, grp: pl.DataFrame, bootstrap: int, see
         fit = None
         distinct = grp["param_ratio"].n_unique()
         note = f"too few pairs to fit ({distinct} distinct ratio(s), need {MIN_RATIOS})"
-    return GroupFit(method, dataset, grp.height, fit, note, laws, laws_note)
+    return GroupFit(method, dataset, grp.height, fit, note, laws, laws_note, setup)
 
 
 def fit_groups(points: pl.DataFrame, *, bootstrap: int = 0, seed: int = 0) -> tuple[GroupFit, ...]:
-    """Fit every (method, dataset) in a `pair_points` frame; too few pairs becomes a note, not an error."""
+    """Fit every (method, dataset, setup) in a `pair_points` frame: runs that differ in a setting beyond the
+    pair never share a fit; too few pairs becomes a note, not an error."""
+    if "setup" not in points.columns:
+        points = points.with_columns(pl.lit(None, dtype=pl.Utf8).alias("setup"))
     out = [
-        _fit_group(str(method), str(dataset), grp, bootstrap, seed)
-        for (method, dataset), grp in points.drop_nulls("cof").group_by(
-            ["method", "dataset"], maintain_order=True
+        _fit_group(str(method), str(dataset), setup, grp, bootstrap, seed)
+        for (method, dataset, setup), grp in points.drop_nulls("cof").group_by(
+            ["method", "dataset", "setup"], maintain_order=True
         )
     ]
-    return tuple(sorted(out, key=lambda g: (g.method, g.dataset)))
+    return tuple(sorted(out, key=lambda g: (g.method, g.dataset, g.setup or "")))
 
 
 def _law_columns(fits: Sequence[GroupFit]) -> dict[str, list[object]]:
@@ -334,6 +362,7 @@ def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
     rows = {
         "method": [g.method for g in fits],
         "dataset": [g.dataset for g in fits],
+        "setup": [g.setup for g in fits],
         "pairs": [g.pairs for g in fits],
         **{k: [num(g, k) for g in fits] for k in ("gamma", "alpha", "beta", "r2")},
         **{
@@ -344,7 +373,7 @@ def fits_frame(fits: Sequence[GroupFit]) -> pl.DataFrame:
         "note": [g.note for g in fits],
         **_law_columns(fits),
     }
-    text = ("method", "dataset", "note", "law", "law_fit", "runner_up", "runner_up_fit", "laws_note")
+    text = ("method", "dataset", "setup", "note", "law", "law_fit", "runner_up", "runner_up_fit", "laws_note")
     schema = {k: (pl.Utf8 if k in text else pl.Float64) for k in rows} | {
         "pairs": pl.Int64,
         "power_identified": pl.Boolean,
@@ -382,10 +411,11 @@ def predict_cof(
     bootstrap: int = 200,
     seed: int = 0,
     confidence: float = 0.9,
+    filters: Filters | None = None,
 ) -> LawPrediction:
     """CoF at a ratio (or at two sizes) from the law the pairs support, or from the paper's law when asked;
     an unidentified law is named as such, never quoted silently. Raises TooFewPoints without enough pairs."""
-    points = pair_points(source, method=method, dataset=dataset, router=router).drop_nulls("cof")
+    points = one_setup(pair_points(source, method=method, dataset=dataset, router=router, filters=filters))
     try:
         laws = fit_cof(
             points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed,

@@ -3,10 +3,17 @@
 Heavy aggregation runs in DuckDB (the schema's views or parameterised SQL); the reduced result crosses into
 polars as Arrow. Identifiers that callers choose (group-by columns, filters) are checked against a fixed list
 of `runs` columns here, so no caller-supplied text ever reaches SQL unquoted.
+
+Every analysis reads one **scope** of runs, set here for all of them by `runs_where`: one experiment (the
+most recent unless `filters["experiment"]` names one, or a list; None: every experiment), runs not
+excluded (`filters["excluded"]`: True for only excluded ones, None for both) and pairs, not baselines
+(`filters["baseline"]`: True for only the models alone, None for both). Runs named by `run_id` are
+answered whatever their experiment, exclusion or kind.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +37,16 @@ Filters = Mapping[str, Any]
 RUN_COLUMNS: tuple[str, ...] = tuple(c.name for c in Run.__table__.columns if c.info.get("group_by", True))
 
 _POLARS_TYPES: dict[type, pl.DataType] = {BigInteger: pl.Int64(), Integer: pl.Int32(), Double: pl.Float64()}
+
+
+# Filter keys with a default: absent means the default scope, None means no restriction.
+SCOPE_KEYS = ("experiment", "excluded", "baseline")
+# A model alone, not a pair: System 2 is System 1, or never consulted (DESIGN.md's baseline run).
+BASELINE = "({a}.router = 'never' OR {a}.llm = {a}.slm)"
+# The most recent experiment: that of the newest run still in the analyses.
+LATEST_EXPERIMENT = (
+    "(SELECT experiment FROM runs WHERE NOT excluded ORDER BY created_at DESC, run_id DESC LIMIT 1)"
+)
 
 
 class AnalyticsError(UserError):
@@ -116,13 +133,41 @@ def group_select(group_by: Sequence[str], alias: str = "r") -> str:
     return ", ".join(f'{alias}."{c}"' for c in check_group_by(group_by))
 
 
-def runs_where(filters: Filters | None, alias: str = "r") -> tuple[str, list[Any]]:
-    """A parameterised `WHERE` over runs columns: scalar = equality, sequence = IN, None = IS NULL."""
-    if not filters:
-        return "", []
+def scope_clauses(filters: Filters, alias: str = "r") -> list[str]:
+    """The scope's clauses (experiment, exclusion, baselines) for the keys `filters` leaves at default;
+    none of the defaults where `filters` names runs by `run_id` (asked for, they are answered)."""
+    a = alias
     clauses: list[str] = []
+    if "run_id" in filters:
+        filters = {"experiment": None, "excluded": None, "baseline": None, **filters}
+    if "experiment" not in filters:
+        clauses.append(f"{a}.experiment = {LATEST_EXPERIMENT}")
+    excluded = filters.get("excluded", False)
+    if excluded is not None:
+        clauses.append(f"{'' if excluded else 'NOT '}{a}.excluded")
+    baseline = filters.get("baseline", False)
+    if baseline is not None:
+        clauses.append(f"{'' if baseline else 'NOT '}{BASELINE.format(a=a)}")
+    return clauses
+
+
+def scoped(filters: Filters | None, experiment: str | None = None) -> dict[str, Any]:
+    """`filters` with the experiment set when one is named (the doors' `experiment=` argument)."""
+    out = dict(filters or {})
+    if experiment is not None:
+        out["experiment"] = experiment
+    return out
+
+
+def runs_where(filters: Filters | None, alias: str = "r") -> tuple[str, list[Any]]:
+    """A parameterised `WHERE` over runs columns (scalar = equality, sequence = IN, None = IS NULL) within
+    the scope (module docstring): one experiment, no excluded runs, no baselines unless asked for."""
+    filters = filters or {}
+    clauses: list[str] = scope_clauses(filters, alias)
     params: list[Any] = []
     for col, value in filters.items():
+        if col in ("excluded", "baseline") or (col == "experiment" and value is None):
+            continue
         if col not in RUN_COLUMNS:
             raise AnalyticsError(f"unknown filter column {col!r}; choose from: {', '.join(RUN_COLUMNS)}")
         ref = f'{alias}."{col}"'
@@ -136,15 +181,24 @@ def runs_where(filters: Filters | None, alias: str = "r") -> tuple[str, list[Any
         else:
             clauses.append(f"{ref} = ?")
             params.append(value)
-    return "WHERE " + " AND ".join(clauses), params
+    return "WHERE " + (" AND ".join(clauses) or "TRUE"), params
 
 
 def events_where(filters: Filters | None, alias: str = "e") -> tuple[str, list[Any]]:
-    """Restrict token events to the runs matching `filters` (a semi-join on runs), or nothing."""
+    """Restrict token events (or any per-run rows) to the runs in scope matching `filters` (a semi-join)."""
     where, params = runs_where(filters, alias="rf")
-    if not where:
-        return "", []
     return f"WHERE {alias}.run_id IN (SELECT rf.run_id FROM runs rf {where})", params
+
+
+def experiments(source: Source) -> pl.DataFrame:
+    """Every experiment with its runs (excluded ones counted apart) and newest run, the most recent first."""
+    return query(
+        source,
+        f"""SELECT experiment, CAST(count(*) FILTER (WHERE NOT excluded) AS BIGINT) AS runs,
+                   CAST(count(*) FILTER (WHERE excluded) AS BIGINT) AS excluded,
+                   max(created_at) AS latest, experiment = {LATEST_EXPERIMENT} AS is_default
+            FROM runs GROUP BY experiment ORDER BY latest DESC, experiment""",
+    )
 
 
 def profile_sums(
@@ -163,3 +217,26 @@ def profile_sums(
             GROUP BY ALL ORDER BY {out}, p.bin""",
         params,
     )
+
+
+# Settings a label never repeats: the columns every table shows already.
+SHOWN_SETTINGS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", "experiment")
+
+
+def setting_labels(source: Source, key: str = "identity", filters: Filters | None = None) -> pl.DataFrame:
+    """Per `identity` (or `setup`) of the runs in scope: the settings that tell it from the others, as
+    `name=value` text (`settings`); the same within each, different between them (empty when one)."""
+    if key not in ("identity", "setup"):
+        raise AnalyticsError(f"labels are by identity or setup, not {key!r}")
+    where, params = runs_where(filters)
+    runs = query(source, f"SELECT r.{key} AS k, r.settings FROM runs r {where} ORDER BY r.run_id", params)
+    by_key: dict[Any, list[dict[str, Any]]] = {}
+    for k, text in runs.iter_rows():
+        by_key.setdefault(k, []).append(json.loads(text or "{}"))
+    values: dict[Any, dict[str, Any]] = {}
+    for k, rows in by_key.items():
+        names = set().union(*rows) - set(SHOWN_SETTINGS)
+        values[k] = {n: rows[0].get(n) for n in names if all(r.get(n) == rows[0].get(n) for r in rows)}
+    telling = {n for v in values.values() for n in v if len({repr(w.get(n)) for w in values.values()}) > 1}
+    labels = [" ".join(f"{n}={v[n]}" for n in sorted(telling) if n in v) for v in values.values()]
+    return pl.DataFrame({key: list(values), "settings": labels}, schema={key: pl.Utf8, "settings": pl.Utf8})

@@ -13,14 +13,25 @@ from scipy import stats
 from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_frequency, pooled_cof
 from analytics.positions import early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
-from analytics.source import Source, connect, query
+from analytics.source import (
+    BASELINE,
+    LATEST_EXPERIMENT,
+    Filters,
+    Source,
+    connect,
+    query,
+    runs_where,
+    scoped,
+    setting_labels,
+)
 from analytics.speculative import speculative_runs
 from analytics.speedup import FLOP_MODEL, MEASURED, NO_BASELINE, PREDICTED
 from analytics.uncertainty import mismatch_predictors
 
 # The paper's findings are about the plain collaboration: System 2 consulted at every token.
 PAPER_FILTERS = {"router": "always", "status": "complete"}
-ACCURACY_KEYS = ("llm", "slm", "slm_tuned", "method", "router", "dataset")
+# Runs pool only when equal in every setting that defines a run (identity; its setup names its fit).
+ACCURACY_KEYS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", "setup", "identity")
 # Residual-bootstrap resamples behind the headline's identifiability check (the report uses --bootstrap).
 HEADLINE_BOOTSTRAP = 200
 # Two-sided 5% test with 80% power: a difference must be (z_0.975 + z_0.8) standard errors to be seen.
@@ -32,6 +43,7 @@ class Headline:
     """CoF by pair and method, accuracies, scaling fits, entropy AUROC and early share, per method."""
 
     cof: pl.DataFrame
+    alone: pl.DataFrame  # each model alone (baseline runs): its accuracy
     fits: pl.DataFrame
     group_fits: tuple[GroupFit, ...]
     power: pl.DataFrame
@@ -40,13 +52,17 @@ class Headline:
     speculative: pl.DataFrame
     runs: int
     tokens: int
+    experiment: str | None = None
 
 
-def run_table(source: Source) -> pl.DataFrame:
-    """One row per complete run: its CoF sums, parameter ratio and accuracy counts."""
+def run_table(source: Source, filters: Filters | None = None) -> pl.DataFrame:
+    """One row per complete run in scope, baselines included (`baseline`): its CoF sums, parameter ratio and
+    accuracy counts."""
+    where, params = runs_where({"baseline": None, **(filters or {}), "status": "complete"})
     return query(
         source,
-        """SELECT r.run_id, r.llm, r.slm, r.slm_tuned, r.method, r.router, r.dataset,
+        f"""SELECT r.run_id, r.llm, r.slm, r.slm_tuned, r.method, r.router, r.dataset, r.setup, r.identity,
+                  {BASELINE.format(a="r")} AS baseline,
                   ml.params AS llm_params, ms.params AS slm_params,
                   CAST(ml.params AS DOUBLE) / ms.params AS param_ratio,
                   c.tokens, c.mismatches,
@@ -55,7 +71,8 @@ def run_table(source: Source) -> pl.DataFrame:
            FROM runs r JOIN run_cof c ON c.run_id = r.run_id
            LEFT JOIN run_accuracy a ON a.run_id = r.run_id
            LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
-           WHERE r.status = 'complete' ORDER BY r.run_id""",
+           {where} ORDER BY r.run_id""",
+        params,
     )
 
 
@@ -75,7 +92,7 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
     """
     keys = list(ACCURACY_KEYS)
     pairs = (
-        runs.filter(pl.col("router") != "never")
+        runs.filter(~pl.col("baseline"))
         .group_by(keys)
         .agg(
             pl.col("param_ratio").first().alias("param_ratio"),
@@ -98,12 +115,22 @@ def cof_with_accuracy(runs: pl.DataFrame) -> pl.DataFrame:
         pairs.join(slm_alone, on=["slm", "slm_tuned", "dataset"], how="left", nulls_equal=True)
         .join(llm_alone, on=["llm", "dataset"], how="left")
         .join(collab, on=keys, how="left", nulls_equal=True)
-        .sort(["method", "dataset", "router", "param_ratio", "llm", "slm"], nulls_last=True)
+        .sort(["method", "dataset", "router", "param_ratio", "llm", "slm", "setup"], nulls_last=True)
     )
 
 
 INTERVAL_COLUMNS = ("samples", "cof_lo", "cof_hi", "design_effect", "cof_mean", "cof_sd", "cof_mean_lo",
                     "cof_mean_hi")  # fmt: skip
+
+
+def models_alone(runs: pl.DataFrame) -> pl.DataFrame:
+    """Accuracy of each model alone (the baseline runs: LLM = SLM, or router `never`), per dataset."""
+    alone = runs.filter(pl.col("baseline")).with_columns(pl.col("slm").alias("model"))
+    acc = _pooled_accuracy(alone, ["model", "dataset"], "accuracy")
+    counts = alone.group_by(["model", "dataset"]).agg(
+        pl.len().alias("runs"), pl.col("checked").sum().alias("checked")
+    )
+    return counts.join(acc, on=["model", "dataset"]).sort("dataset", "model")
 
 
 def with_sample_intervals(cof: pl.DataFrame, intervals: pl.DataFrame) -> pl.DataFrame:
@@ -125,9 +152,7 @@ def law_power(groups: Sequence[GroupFit], cof: pl.DataFrame) -> pl.DataFrame:
     for g in groups:
         if g.laws is None or g.laws.runner_up is None:
             continue
-        grp = cof.filter(
-            (pl.col("method") == g.method) & (pl.col("dataset") == g.dataset) & (pl.col("router") == "always")
-        ).drop_nulls("cof_sd")
+        grp = g.of(cof.filter(pl.col("router") == "always")).drop_nulls("cof_sd")
         if grp.height == 0:
             continue
         nl, ns = grp["llm_params"].to_numpy(), grp["slm_params"].to_numpy()
@@ -192,27 +217,38 @@ def skipped_lines(fits: Sequence[GroupFit]) -> list[str]:
     return unfit + [f"- skipped in {', '.join(names)}: {why}" for why, names in groups.items()]
 
 
-def headline(source: Source) -> Headline:
-    """Everything the headline table shows, from a warehouse path or an open connection."""
+def headline(source: Source, experiment: str | None = None) -> Headline:
+    """Everything the headline table shows for one experiment (default: the most recent), from a warehouse
+    path or an open connection."""
+    scope = scoped(None, experiment)
+    paper = {**scope, **PAPER_FILTERS}
     with connect(source) as con:
-        runs = run_table(con)
-        points = pair_points(con, router="always")
+        name = experiment or _latest(con)
+        runs = run_table(con, scope)
+        points = pair_points(con, router="always", filters=scope)
         fits = fit_groups(points, bootstrap=HEADLINE_BOOTSTRAP)
-        intervals = collaboration_frequency(con, ACCURACY_KEYS, filters={"status": "complete"})
-        auroc = mismatch_predictors(con, ["method"], predictors=["entropy"], filters=PAPER_FILTERS)
-        early = early_share(con, ["method"], fraction=0.1, filters=PAPER_FILTERS)
-        spec = speculative_runs(con, filters={"status": "complete"})
+        intervals = collaboration_frequency(con, ACCURACY_KEYS, filters={**scope, "status": "complete"})
+        auroc = mismatch_predictors(con, ["method", "setup"], predictors=["entropy"], filters=paper)
+        early = early_share(con, ["method", "setup"], fraction=0.1, filters=paper)
+        labels = setting_labels(con, "identity", scope)
+        setups = setting_labels(con, "setup", paper)
+        spec = speculative_runs(con, filters={**scope, "status": "complete"})
     cof = with_sample_intervals(cof_with_accuracy(runs), intervals)
+    cof = cof.join(labels, on="identity", how="left")
     sizes = points.select("llm", "slm", "llm_params", "slm_params").unique(["llm", "slm"])
     power = law_power(fits, cof.join(sizes, on=["llm", "slm"], how="left"))
     return Headline(
         cof=cof,
-        fits=fits_frame(fits),
+        alone=models_alone(runs),
+        fits=fits_frame(fits).join(setups, on="setup", how="left"),
         group_fits=fits,
         power=power,
-        entropy_auroc=auroc.select("method", "tokens", "mismatches", "auroc", "spearman", "point_biserial"),
-        early=early.select(
+        entropy_auroc=auroc.join(setups, on="setup", how="left").select(
+            "method", "settings", "tokens", "mismatches", "auroc", "spearman", "point_biserial"
+        ),
+        early=early.join(setups, on="setup", how="left").select(
             "method",
+            "settings",
             "samples",
             "mismatches",
             "early_mismatches",
@@ -231,6 +267,7 @@ def headline(source: Source) -> Headline:
         speculative=spec.select(*SPEEDUP_COLUMNS, "measured_note"),
         runs=runs.height,
         tokens=int(runs["tokens"].sum() or 0),
+        experiment=name,
     )
 
 
@@ -244,6 +281,12 @@ def speedup_section(spec: pl.DataFrame) -> tuple[str, str]:
     note = f"\n- runs {', '.join(map(str, missing))}: {NO_BASELINE}" if missing else ""
     title = f"Speculative speed-up ({PREDICTED}; {MEASURED}; {FLOP_MODEL})"
     return title, table_or_note(spec.select(SPEEDUP_COLUMNS), "no speculative runs") + note
+
+
+def _latest(source: Source) -> str | None:
+    """The most recent experiment (the default scope's), None in an empty warehouse."""
+    found = query(source, f"SELECT {LATEST_EXPERIMENT} AS e")
+    return None if found.height == 0 else found["e"][0]
 
 
 def readable(frame: pl.DataFrame) -> pl.DataFrame:
@@ -296,6 +339,7 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
         "method",
         "router",
         "dataset",
+        "settings",
         "param_ratio",
         "samples",
         "tokens",
@@ -313,6 +357,7 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
     laws = h.fits.select(
         "method",
         "dataset",
+        "settings",
         "pairs",
         "law",
         "law_fit",
@@ -330,6 +375,10 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
             f"variance over that of independent tokens; cof_mean, cof_mean_lo..cof_mean_hi: {MEAN_INTERVAL}, "
             "95%; accuracy: SLM alone / LLM alone / collaboration)",
             table_or_note(cof, "no runs"),
+        ),
+        (
+            "Each model alone (baseline runs: LLM = SLM, or router 'never'; not pairs)",
+            table_or_note(h.alone, "no baseline runs"),
         ),
         (
             "Which law the pairs support (router 'always'; chosen by leave-one-pair-out RMSE, law_loo_rmse, "
@@ -359,7 +408,8 @@ def table_or_note(frame: pl.DataFrame, note: str) -> str:
 
 def format_headline(h: Headline) -> str:
     """The headline as plain text: one titled table per finding."""
-    parts = [f"fsgen headline: {h.runs} complete run(s), {h.tokens:,} token events"]
+    runs = f"{h.runs} complete run(s), {h.tokens:,} token events"
+    parts = [f"fsgen headline, experiment {h.experiment}: {runs}"]
     for title, body in headline_sections(h):
         parts.append(f"\n{title}\n{body}")
     return "\n".join(parts)

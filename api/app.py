@@ -24,6 +24,7 @@ from api.metrics import router as metrics_router
 from api.routes import (
     advice,
     cof,
+    compare,
     dashboard,
     docs,
     events,
@@ -42,6 +43,7 @@ from api.settings import ApiSettings
 V1_ROUTERS: tuple[APIRouter, ...] = (
     models.router,
     runs.router,
+    compare.router,
     samples.router,
     events.router,
     cof.router,

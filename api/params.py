@@ -12,8 +12,11 @@ Status = Literal["running", "complete", "failed", "stale"]  # stale: running, bu
 # Runs columns a client may group by: each has few distinct values (a guard against unbounded groups).
 GroupColumn = Literal[
     "run_id", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "status", "temperature",
-    "top_p", "device", "dtype",
+    "top_p", "device", "dtype", "experiment", "identity", "setup",
 ]  # fmt: skip
+ExperimentQuery = Annotated[
+    str | None, Query(min_length=1, description="the experiment to read (default: the most recent)")
+]
 GROUP_COLUMNS: tuple[str, ...] = get_args(GroupColumn)
 
 
@@ -25,8 +28,13 @@ async def run_filters(
     router: Annotated[RouterName | None, Query(description="only runs with this router")] = None,
     dataset: Annotated[str | None, Query(description="only runs on this dataset")] = None,
     status: Annotated[Status | None, Query(description="only runs with this status")] = None,
+    experiment: ExperimentQuery = None,
+    baselines: Annotated[
+        bool, Query(description="also the models alone (LLM = SLM, or router never), left out by default")
+    ] = False,
 ) -> dict[str, Any]:
-    """The filters given, as the `filters` mapping analytics takes (a list means IN)."""
+    """The filters given, as the `filters` mapping analytics takes (a list means IN); the experiment and
+    the baselines set the scope (analytics.source)."""
     given: dict[str, Any] = {
         "run_id": run_id,
         "llm": llm,
@@ -36,7 +44,10 @@ async def run_filters(
         "dataset": dataset,
         "status": status,
     }
-    return {k: v for k, v in given.items() if v is not None}
+    scope: dict[str, Any] = {"experiment": experiment} if experiment is not None else {}
+    if baselines:
+        scope["baseline"] = None
+    return {**{k: v for k, v in given.items() if v is not None}, **scope}
 
 
 GroupByQuery = Annotated[

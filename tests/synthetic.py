@@ -17,6 +17,7 @@ import pyarrow as pa
 from collector.config import RunConfig, run_identity
 from warehouse.db import duckdb_connection
 from warehouse.ingest import ingest_pending
+from warehouse.migrate import upgrade
 from warehouse.settings import staging_dir
 from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA, ModelInfo, RunFinal, RunManifest, StagingWriter
 
@@ -127,6 +128,12 @@ def stage_run(
     return key
 
 
+def ingest(warehouse: Path) -> None:
+    """Ingest every staged run (one transaction per shard, as the collector or the API would)."""
+    with duckdb_connection(warehouse) as con:
+        ingest_pending(con, warehouse)
+
+
 def add_run(warehouse: Path, config: RunConfig, **kw: object) -> int:
     """Stage and ingest one run; returns its run_id."""
     key = stage_run(warehouse, config, **kw)  # type: ignore[arg-type]
@@ -141,3 +148,12 @@ def config(llm: str = "L", slm: str = "S", **kw: object) -> RunConfig:
     """A run configuration on the built-in arithmetic task unless told otherwise."""
     base = RunConfig(llm=llm, slm=slm, dataset="builtin:arith")
     return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def compared_runs(path: Path) -> tuple[int, int]:
+    """A new warehouse with an oracle and a contrastive run of one pair on the same five prompts (different
+    tokens; the second in another experiment); returns their run ids."""
+    upgrade(path)
+    a = add_run(path, config(), lengths=[6, 9, 4, 7, 5], cof=0.1, seed=1)
+    other = config(method="contrastive", lam=1.5, experiment="other")
+    return a, add_run(path, other, lengths=[6, 9, 8, 7, 3], cof=0.4)

@@ -8,6 +8,7 @@ from analytics.advise import Advice, advise
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
+from api.params import ExperimentQuery
 
 router = aggregate_router(prefix="/v1", tags=["speculative"])
 
@@ -53,10 +54,12 @@ class AdvicePublic(BaseModel):
 @router.get(
     "/speculative/advice", response_model=AdvicePublic, responses=error_responses(400, 401, 405, 500, 503)
 )
-def get_speculative_advice(analyst: AnalystDep, db: DbDep, timeout_ms: TimeoutMs = None) -> AdvicePublic:
+def get_speculative_advice(
+    analyst: AnalystDep, db: DbDep, experiment: ExperimentQuery = None, timeout_ms: TimeoutMs = None
+) -> AdvicePublic:
     """Best draft model, K and stop rule per LLM and dataset (greedy, batch 1), with the runner-up, predicted
     from oracle traces and the costs each run recorded; and the best K under speculative sampling."""
-    advice: Advice = analyst(db.limit_ms(timeout_ms), advise)
+    advice: Advice = analyst(db.limit_ms(timeout_ms), advise, "oracle", experiment)
     return AdvicePublic(
         best=[AdviceRow(**r) for r in advice.best.drop("rank").to_dicts()],
         sampling=[SamplingRow(**r) for r in advice.sampling.to_dicts()],

@@ -54,6 +54,12 @@ def sample_page(run_id: int, sample_id: int) -> FileResponse:
     return _page("sample")
 
 
+@router.get("/compare")
+def compare_page() -> FileResponse:
+    """Two runs side by side (`?a=&b=`), with the samples whose tokens first differ."""
+    return _page("compare")
+
+
 @router.get("/dashboard/config.json")
 def dashboard_config(settings: SettingsDep) -> JSONResponse:
     """Whether the pages must ask for the bearer token (never the token itself)."""

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
+from analytics.source import experiments
 from api.convert import UtcDatetime
 from api.db import select
 from api.deps import (
@@ -174,3 +175,28 @@ def get_run(
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
     return shown_run(rows[0], settings)
+
+
+class ExperimentPublic(BaseModel):
+    """A named set of runs."""
+
+    experiment: str
+    runs: int = Field(description="runs in the analyses")
+    excluded: int = Field(description="runs kept but excluded from every analysis")
+    latest: UtcDatetime = Field(description="when its newest run started")
+    is_default: bool = Field(description="the experiment the analyses read when none is named")
+
+
+class ExperimentsPublic(BaseModel):
+    """Every experiment, the most recent first."""
+
+    data: list[ExperimentPublic]
+
+
+@router.get(
+    "/experiments", response_model=ExperimentsPublic, responses=error_responses(400, 401, 405, 500, 503)
+)
+def list_experiments(analyst: AnalystDep, db: DbDep, timeout_ms: TimeoutMs = None) -> ExperimentsPublic:
+    """The experiments of the warehouse (`--experiment`, a sweep's name) with their runs."""
+    frame = analyst(db.limit_ms(timeout_ms), experiments)
+    return ExperimentsPublic(data=[ExperimentPublic(**r) for r in frame.to_dicts()])

@@ -23,11 +23,12 @@ from analytics.scaling import (
     pair_points,
     predict_cof,
 )
+from analytics.source import scoped
 from api.convert import dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
-from api.params import Confidence, Method, RouterName
+from api.params import Confidence, ExperimentQuery, Method, RouterName
 
 router = aggregate_router(prefix="/v1", tags=["scaling"])
 EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
@@ -36,6 +37,9 @@ EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the se
 class PairPointPublic(BaseModel):
     """One (LLM, SLM) pair of a method and dataset: its pooled CoF and parameter ratio."""
 
+    experiment: str
+    setup: str | None = Field(description="the settings beyond the pair (one fit per setup)")
+    identity: str | None = Field(description="the settings that define the runs pooled here")
     llm: str
     slm: str
     llm_params: int
@@ -116,9 +120,7 @@ Router = Annotated[RouterName | None, Query(description="pairs of runs with this
 
 
 def _leave_one_out(points: pl.DataFrame, fit: GroupFit) -> dict[str, Any] | None:
-    grp = points.filter((pl.col("method") == fit.method) & (pl.col("dataset") == fit.dataset)).drop_nulls(
-        "cof"
-    )
+    grp = fit.of(points).drop_nulls("cof")
     try:
         loo = leave_one_out_error(grp["param_ratio"], grp["cof"])
     except TooFewPoints:
@@ -127,8 +129,10 @@ def _leave_one_out(points: pl.DataFrame, fit: GroupFit) -> dict[str, Any] | None
 
 
 def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | None, router: str | None,
-          bootstrap: int, seed: int) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
-    points = pair_points(cur, method=method, dataset=dataset, router=router)
+          bootstrap: int, seed: int, experiment: str | None,
+          ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
+    scope = scoped(None, experiment)
+    points = pair_points(cur, method=method, dataset=dataset, router=router, filters=scope)
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
     return points, [{**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(points, g)} for g in fits]
 
@@ -142,10 +146,13 @@ def get_scaling(
     router: Router = "always",
     bootstrap: Bootstrap = 0,
     seed: Seed = 0,
+    experiment: ExperimentQuery = None,
     timeout_ms: TimeoutMs = None,
 ) -> Any:
-    """The fit per (method, dataset) with bootstrap intervals and leave-one-pair-out error."""
-    points, fits = analyst(db.limit_ms(timeout_ms), _fits, method, dataset, router, bootstrap, seed)
+    """The fit per (method, dataset, setup) with bootstrap intervals and leave-one-pair-out error."""
+    points, fits = analyst(
+        db.limit_ms(timeout_ms), _fits, method, dataset, router, bootstrap, seed, experiment
+    )
     return {
         "method": method,
         "dataset": dataset,
@@ -187,6 +194,7 @@ def predict_scaling(
     seed: Seed = 0,
     confidence: Confidence = 0.95,
     law: LawName = "chosen",
+    experiment: ExperimentQuery = None,
     timeout_ms: TimeoutMs = None,
 ) -> Any:
     """CoF of an unseen pair (by its ratio or its two sizes) from the chosen law, with its interval."""
@@ -195,6 +203,7 @@ def predict_scaling(
     pred = analyst(
         db.limit_ms(timeout_ms), predict_cof, method=method, dataset=dataset, router=router, ratio=r,
         sizes=sizes, law=law, bootstrap=bootstrap, seed=seed, confidence=confidence,
+        filters=scoped(None, experiment),
     )  # fmt: skip
     return {
         **dump(pred),

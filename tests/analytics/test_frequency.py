@@ -97,7 +97,8 @@ def test_identical_models_have_zero_cof(con: duckdb.DuckDBPyConnection) -> None:
     add_model(con, "S", 1)
     run = add_run(con, llm="S", slm="S")
     add_events(con, run, _events([[False] * 5, [False] * 3]))
-    got = collaboration_frequency(con)
+    assert collaboration_frequency(con).height == 0  # a model alone is a baseline, not a pair: asked for
+    got = collaboration_frequency(con, filters={"baseline": True})
     assert (
         got["cof"].to_list() == [0.0]
         and got["cof_hi"].to_list() == [0.0]

@@ -74,7 +74,7 @@ def test_missing_and_behind_warehouses_are_refused(
 
 def test_headline_cli_prints_the_table(sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert headline_main(["--warehouse", str(sweep)]) == 0
-    assert "fsgen headline: 6 complete run(s)" in capsys.readouterr().out
+    assert "fsgen headline, experiment default: 6 complete run(s)" in capsys.readouterr().out
 
 
 def test_help_has_examples() -> None:

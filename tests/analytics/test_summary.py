@@ -74,7 +74,8 @@ def test_headline_on_an_empty_warehouse(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_accuracy_lookup_by_hand() -> None:
-    base = {"slm_tuned": None, "dataset": "d", "param_ratio": 10.0, "tokens": 10, "mismatches": 1}
+    base = {"slm_tuned": None, "dataset": "d", "param_ratio": 10.0, "tokens": 10, "mismatches": 1,
+            "setup": None, "identity": None, "baseline": False}  # fmt: skip
     runs = pl.DataFrame(
         [
             {
@@ -106,9 +107,10 @@ def test_accuracy_lookup_by_hand() -> None:
                 "router": "never",
                 "checked": 4,
                 "correct": 1,
+                "baseline": True,
             },
         ],
-        schema_overrides={"slm_tuned": pl.Utf8},
+        schema_overrides={"slm_tuned": pl.Utf8, "setup": pl.Utf8, "identity": pl.Utf8},
     )
     got = cof_with_accuracy(runs).filter(pl.col("method") == "contrastive").row(0, named=True)
     assert (got["acc_collab"], got["acc_llm"], got["acc_slm"]) == (0.7, 0.9, 0.25)

@@ -18,7 +18,7 @@ function withPair(rows) {
 
 /** The filters every aggregate route takes, restricted to complete runs. */
 function runFilters(f) {
-  return { method: f.method, dataset: f.dataset, router: f.router, status: "complete" };
+  return { method: f.method, dataset: f.dataset, router: f.router, experiment: f.experiment, status: "complete" };
 }
 
 const q = (field, title, extra = {}) => ({ field, type: "quantitative", title, ...extra });
@@ -30,8 +30,9 @@ const cof = {
   note: "Mismatches / generated tokens of complete runs: bars the pooled CoF, whiskers its 95% interval (ratio estimator, delta method over samples). The per-sample mean with its t interval and the design effect are in the CSV / JSON.",
   routes: ["/v1/cof"],
   async load(ctx) {
-    const body = await ctx.api("/v1/cof", { group_by: ["llm", "slm", "method"], ...runFilters(ctx.filters) });
-    const rows = withPair(flat(body.data));
+    // By identity: runs that differ in a setting that defines a run (τ, K, λ, ...) are separate bars.
+    const body = await ctx.api("/v1/cof", { group_by: ["llm", "slm", "method", "identity"], ...runFilters(ctx.filters) });
+    const rows = withPair(flat(body.data)).map((r) => ({ ...r, pair: r.settings ? `${r.pair} ${r.settings}` : r.pair }));
     const spec = {
       height: 240,
       data: { values: rows },
@@ -55,8 +56,8 @@ function scalingData(ctx) {
 }
 
 async function fetchScaling(ctx) {
-  const { method, dataset, router } = ctx.filters;
-  const body = await ctx.api("/v1/scaling", { method, dataset, router: router ?? "always" });
+  const { method, dataset, router, experiment } = ctx.filters;
+  const body = await ctx.api("/v1/scaling", { method, dataset, router: router ?? "always", experiment });
   const points = withPair(body.points).filter((p) => p.cof !== null);
   const fitted = body.fits.filter((g) => g.fit).slice(0, MAX_BANDS);
   const curves = [];
@@ -68,7 +69,7 @@ async function fetchScaling(ctx) {
     const grid = Array.from({ length: BAND_POINTS }, (_, i) => lo * (hi / lo) ** (i / (BAND_POINTS - 1)));
     const preds = await Promise.all(
       grid.map((ratio) =>
-        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100 })
+        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment })
       )
     );
     for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, param_ratio: p.ratio, law: p.value, lo: p.lo, hi: p.hi });
@@ -270,9 +271,9 @@ const speculative = {
   note: "",
   routes: ["/v1/speculative"],
   async load(ctx) {
-    const { dataset, router } = ctx.filters;
+    const { dataset, router, experiment } = ctx.filters;
     if (ctx.filters.method && ctx.filters.method !== "speculative") return { rows: [], spec: {} };
-    const body = await ctx.api("/v1/speculative", { dataset, router, status: "complete" });
+    const body = await ctx.api("/v1/speculative", { dataset, router, experiment, status: "complete" });
     const byRun = new Map(body.runs.map((r) => [r.run_id, r]));
     const rows = flat(body.acceptance).map((a) => {
       const r = byRun.get(a.run_id) ?? {};

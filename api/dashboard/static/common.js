@@ -152,7 +152,7 @@ export function frame(active, title) {
   document.title = `${title} · fsgen`;
   const header = document.createElement("header");
   header.className = "top";
-  const links = [["/", "Overview"], ["/runs", "Runs"]]
+  const links = [["/", "Overview"], ["/runs", "Runs"], ["/compare", "Compare"]]
     .map(([href, label]) => `<a href="${href}"${label === active ? ' aria-current="page"' : ""}>${label}</a>`)
     .join("");
   header.innerHTML = `<span class="brand">fsgen</span><nav aria-label="main">${links}</nav>

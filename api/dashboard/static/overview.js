@@ -5,6 +5,7 @@ import { CHARTS } from "./charts.js";
 const main = frame("Overview", "Overview");
 main.innerHTML = `<h1>Collaboration overview</h1>
   <form class="filters" id="filters" aria-label="filters">
+    <label>experiment <select name="experiment"></select></label>
     <label>method <select name="method"><option value="">all</option></select></label>
     <label>dataset <select name="dataset"><option value="">all</option></select></label>
     <label>router <select name="router"><option value="">all</option></select></label>
@@ -15,9 +16,22 @@ main.innerHTML = `<h1>Collaboration overview</h1>
 const grid = document.getElementById("charts");
 const cards = new Map(CHARTS.map((c) => [c.id, card(grid, c)]));
 
-/** Fill each filter's options with the values the runs have. */
-function fillFilters(runs) {
+/** The experiment selector: every experiment, the most recent (the analyses' default) chosen first. */
+async function fillExperiments() {
+  const select = document.getElementById("filters").elements.experiment;
+  const keep = select.value;
+  const { data } = await apiKnown("/v1/experiments", {});
+  select.innerHTML = data
+    .map((e) => `<option value="${escapeHtml(e.experiment)}">${escapeHtml(e.experiment)} (${e.runs} runs${e.excluded ? `, ${e.excluded} excluded` : ""})</option>`)
+    .join("");
+  const names = data.map((e) => e.experiment);
+  select.value = names.includes(keep) ? keep : (data.find((e) => e.is_default)?.experiment ?? names[0] ?? "");
+}
+
+/** Fill each filter's options with the values the runs of the chosen experiment have. */
+function fillFilters(all) {
   const form = document.getElementById("filters");
+  const runs = inExperiment(all);
   for (const name of ["method", "dataset", "router"]) {
     const select = form.elements[name];
     const keep = select.value;
@@ -29,7 +43,13 @@ function fillFilters(runs) {
 
 function filters() {
   const form = document.getElementById("filters");
-  return Object.fromEntries(["method", "dataset", "router"].map((n) => [n, form.elements[n].value || null]));
+  return Object.fromEntries(["experiment", "method", "dataset", "router"].map((n) => [n, form.elements[n].value || null]));
+}
+
+/** The runs the analyses read: the chosen experiment's, not excluded. */
+function inExperiment(runs) {
+  const experiment = document.getElementById("filters").elements.experiment.value;
+  return runs.filter((r) => r.experiment === experiment && !r.excluded);
 }
 
 let generation = 0;
@@ -40,7 +60,7 @@ async function drawAll(runs) {
   document.body.dataset.ready = "";
   const f = filters();
   const paths = await servedRoutes();
-  const selected = runs.filter(
+  const selected = inExperiment(runs).filter(
     (r) => r.status === "complete" && ["method", "dataset", "router"].every((k) => !f[k] || r[k] === f[k])
   );
   document.getElementById("filter-note").textContent = `${selected.length} complete run(s) selected`;
@@ -76,8 +96,12 @@ async function drawAll(runs) {
 const POLL_MS = 5000; // the figures follow the runs as collectors finish them
 let runs = await apiAll("/v1/runs", { limit: 1000 });
 const signature = (rs) => JSON.stringify(rs.filter((r) => r.status === "complete").map((r) => [r.run_id, r.tokens]));
+await fillExperiments();
 fillFilters(runs);
-document.getElementById("filters").addEventListener("change", () => drawAll(runs));
+document.getElementById("filters").addEventListener("change", (event) => {
+  if (event.target.name === "experiment") fillFilters(runs);
+  drawAll(runs);
+});
 await drawAll(runs);
 
 async function poll() {
@@ -85,6 +109,7 @@ async function poll() {
     const fresh = await apiAll("/v1/runs", { limit: 1000 });
     if (signature(fresh) !== signature(runs)) {
       runs = fresh;
+      await fillExperiments();
       fillFilters(runs);
       await drawAll(runs);
     }

@@ -1,0 +1,188 @@
+"""A run in another experiment, or an excluded one, changes no answer of this experiment, on every door.
+
+Warehouses are built through the real ingest path from synthetic runs (tests.synthetic); the doors are the
+analytics functions, the headline, the report's text and the API's aggregate routes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from analytics.advise import advise
+from analytics.frequency import collaboration_frequency
+from analytics.positions import early_share, position_profile
+from analytics.report import ReportOptions, write_report
+from analytics.scaling import fit_groups, fits_frame, pair_points
+from analytics.speculative import acceptance_by_position, speculative_runs
+from analytics.summary import format_headline, headline
+from analytics.uncertainty import entropy_histogram, mismatch_by_entropy_bin, mismatch_predictors
+from api.app import create_app
+from api.settings import ApiSettings
+from collector.config import RunConfig
+from tests.synthetic import add_run, config, ingest, stage_run
+from warehouse.db import duckdb_connection
+from warehouse.migrate import upgrade
+from warehouse.runs import set_excluded
+
+A = "a"
+PAIRS = [("L", "S"), ("M", "S"), ("L", "M"), ("L", "XS"), ("M", "XS"), ("S", "XS")]
+ROUTES = ("/v1/cof", "/v1/positions", "/v1/uncertainty", "/v1/speculative", "/v1/scaling",
+          "/v1/speculative/advice")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Experiment `a`: oracle runs of six pairs, a speculative run and a model alone."""
+    path = tmp_path_factory.mktemp("experiments") / "fsgen.duckdb"
+    upgrade(path)
+    for i, (llm, slm) in enumerate(PAIRS):
+        stage_run(path, config(llm, slm, experiment=A), lengths=[6, 9, 4 + i], cof=0.1 + 0.05 * i, seed=i)
+    stage_run(path, config(method="speculative", draft_k=3, experiment=A), lengths=[7, 5, 8], seed=10)
+    stage_run(path, config("S", "S", router="never", experiment=A), lengths=[5, 5], cof=0.0, seed=11)
+    ingest(path)
+    return path
+
+
+def frames(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
+    """Every analytics door's answer about experiment `a` (default groupings)."""
+    scope: dict[str, Any] = {"experiment": A}
+    h = headline(con, A)
+    points = pair_points(con, filters=scope)
+    return {
+        "cof": collaboration_frequency(con, filters=scope),
+        "cof_by_pair": collaboration_frequency(con, ["llm", "slm", "method", "identity"], filters=scope),
+        "positions": position_profile(con, filters=scope),
+        "early": early_share(con, ["method"], fraction=0.1, filters=scope),
+        "predictors": mismatch_predictors(con, ["method"], filters=scope),
+        "entropy_bins": mismatch_by_entropy_bin(con, ["method"], filters=scope),
+        "entropy_hist": entropy_histogram(con, ["method"], filters=scope),
+        "acceptance": acceptance_by_position(con, ["llm", "slm"], filters=scope),
+        "speculative": speculative_runs(con, filters=scope),
+        "points": points,
+        "fits": fits_frame(fit_groups(points)),
+        "advice": advise(con, "oracle", A).candidates,
+        **{f"headline_{k}": v for k, v in asdict(h).items() if isinstance(v, pl.DataFrame)},
+    }
+
+
+def answers(path: Path) -> dict[str, pl.DataFrame]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return frames(con)
+
+
+def api_answers(path: Path) -> dict[str, Any]:
+    """The API's aggregate routes' answers about experiment `a`, and its headline text."""
+    app = create_app(ApiSettings(warehouse=path, cache_size=0, ingest=False))
+    try:
+        with TestClient(app) as client:
+            got = {r: client.get(r, params={"experiment": A}).json() for r in ROUTES}
+    finally:
+        app.state.db.close()
+    with duckdb.connect(str(path), read_only=True) as con:
+        got["headline"] = format_headline(headline(con, A))
+    return got
+
+
+@pytest.fixture(scope="module")
+def base_answers(base: Path) -> dict[str, pl.DataFrame]:
+    return answers(base)
+
+
+@contextmanager
+def copy_of(base: Path, tmp: Path) -> Iterator[Path]:
+    path = tmp / "copy.duckdb"
+    shutil.copy(base, path)
+    try:
+        yield path
+    finally:
+        path.unlink()
+        shutil.rmtree(tmp / "copy.duckdb.staging", ignore_errors=True)
+
+
+RUNS = st.builds(
+    lambda pair, method, router, k, seed, lengths: config(
+        *pair,
+        method=method,
+        router="always" if method == "speculative" else router,
+        threshold=1.0 if router == "entropy" and method != "speculative" else None,
+        draft_k=k,
+        seed=seed,
+    ),  # fmt: skip
+    st.sampled_from([*PAIRS, ("S", "S")]),
+    st.sampled_from(["oracle", "speculative", "contrastive"]),
+    st.sampled_from(["always", "never", "entropy"]),
+    st.sampled_from([3, 5]),
+    st.integers(0, 2),
+    st.just(None),
+)
+
+
+def add_elsewhere(path: Path, run: RunConfig, lengths: list[int], excluded: bool) -> None:
+    """Add `run` to another experiment, or to `a` and then exclude it."""
+    run_id = add_run(path, replace(run, experiment=A if excluded else "b"), lengths=lengths, cof=0.4, seed=99)
+    if excluded:
+        with duckdb_connection(path) as con:
+            set_excluded(con, [run_id], True)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(elsewhere=RUNS, excluded=RUNS, lengths=st.lists(st.integers(2, 12), min_size=1, max_size=4))
+def test_another_experiment_or_an_excluded_run_changes_no_answer(
+    base: Path,
+    base_answers: dict[str, pl.DataFrame],
+    tmp_path: Path,
+    elsewhere: RunConfig,
+    excluded: RunConfig,
+    lengths: list[int],
+) -> None:
+    with copy_of(base, tmp_path) as path:
+        add_elsewhere(path, elsewhere, lengths, excluded=False)
+        add_elsewhere(path, excluded, lengths[::-1], excluded=True)
+        got = answers(path)
+    for name, want in base_answers.items():
+        assert_frame_equal(got[name], want, check_exact=False, rel_tol=1e-9), name
+
+
+def test_api_report_and_headline_read_one_experiment(base: Path, tmp_path: Path) -> None:
+    with copy_of(base, tmp_path) as path:
+        before = api_answers(path)
+        opts = ReportOptions(tmp_path / "before", (), bootstrap=0, quiet=True, experiment=A)
+        with duckdb.connect(str(path), read_only=True) as con:
+            write_report(con, "w", opts)
+        add_elsewhere(path, config("L", "XS", method="contrastive"), [3, 30], excluded=True)
+        add_elsewhere(path, config("M", "S", router="never"), [4, 9], excluded=False)
+        after = replace(opts, out=tmp_path / "after")
+        with duckdb.connect(str(path), read_only=True) as con:
+            write_report(con, "w", after)
+            latest = headline(con)  # the default scope: the most recent experiment
+        assert api_answers(path) == before
+    md = [(p / "report.md").read_text() for p in (opts.out, after.out)]
+    assert md[0] == md[1] and "experiment `a`" in md[0]
+    assert latest.experiment == "b" and latest.runs == 1
+
+
+def test_baselines_stay_out_of_pairs_and_show_as_models_alone(base: Path) -> None:
+    with duckdb.connect(str(base), read_only=True) as con:
+        h = headline(con, A)
+        cof = collaboration_frequency(con, ["llm", "slm"], filters={"experiment": A})
+        both = collaboration_frequency(con, ["llm", "slm"], filters={"experiment": A, "baseline": None})
+        points = pair_points(con, filters={"experiment": A})
+    assert ("S", "S") not in cof.select("llm", "slm").rows() and ("S", "S") in both.select(
+        "llm", "slm"
+    ).rows()
+    assert not (points["llm"] == points["slm"]).any()
+    assert h.alone.select("model", "dataset").rows() == [("S", "builtin:arith")]
+    assert h.cof.filter(pl.col("llm") == pl.col("slm")).height == 0
