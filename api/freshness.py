@@ -8,7 +8,9 @@ changes the answers whose filters then select another set of runs.
 
 Which runs an answer reads is decided from the request alone: the run of a `/v1/runs/{id}/...` path, else
 the runs selected by the query's run filters (`api.params.run_filters`, matched against the `runs` rows as
-stored), else every run. A filter on a column the `runs` rows lack reads every run (never too few).
+stored), else every run. A filter on a column the `runs` rows lack reads every run (never too few). An
+answer that names no experiment reads the most recent one (analytics' default scope), so it is versioned
+by that experiment's runs: a run registered in a newer experiment makes it new.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from api.params import run_filters
 
 # The query parameters that select runs (one definition: the shared filter dependency's own parameters).
 FILTER_PARAMS: tuple[str, ...] = tuple(inspect.signature(run_filters).parameters)
+# Parameters that only narrow the runs the others select (leaving them out reads no fewer runs).
+NARROWING = ("baselines",)
 _RUN_PATH = re.compile(r"^/v1/runs/([0-9]+)/")
 
 MEMO_SIZE = 4096  # distinct filter sets whose version is kept for the current generation
@@ -100,6 +104,8 @@ class DataVersions:
     def version(self, reads: Reads) -> Hashable:
         """The version of the data `reads` selects: the selected runs and their write counts."""
         state = self._state
+        if state.runs is not None and not {n for n, _ in reads} & {"experiment", "run_id"}:
+            reads = (*reads, ("experiment", (latest_experiment(state.runs),)))
         if not reads or state.runs is None:
             return ("all", state.generation)
         memo = self._memo.get(reads)
@@ -122,6 +128,8 @@ def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | N
     not a runs column."""
     selected: set[int] | None = None
     for name, values in reads:
+        if name in NARROWING:
+            continue
         if name == "run_id":
             ids = {int(v) for v in values if v.isdigit()}
         elif runs and name not in next(iter(runs.values())):
@@ -129,7 +137,18 @@ def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | N
         else:
             ids = {i for i, row in runs.items() if row.get(name) in values}
         selected = ids if selected is None else selected & ids
-    return selected or set()
+    return selected  # None: only narrowing filters, so every run
+
+
+def latest_experiment(runs: Mapping[int, Mapping[str, str]]) -> str:
+    """The experiment analyses read when none is named (`analytics.source.LATEST_EXPERIMENT`): that of the
+    newest run not excluded."""
+    kept = [
+        (r.get("created_at", ""), i, r.get("experiment", ""))
+        for i, r in runs.items()
+        if r.get("excluded") != "True"
+    ]
+    return max(kept)[2] if kept else ""
 
 
 def _load_runs(cursor: Callable[[], duckdb.DuckDBPyConnection]) -> dict[int, dict[str, str]]:

@@ -73,12 +73,12 @@ def events(rng: np.random.Generator, lengths: list[int], cof: float, spec: bool)
         "s1_token_id": s1, "s1_prob": prob, "s1_entropy": entropy, "s1_margin": prob * f32(),
         "s2_token_id": np.where(mismatch, s1 + 1, s1), "llm_token_id": np.where(mismatch, s1 + 1, s1),
         "llm_prob": f32(), "llm_entropy": f32(), "llm_prob_s1_token": f32(),
-        "consulted": np.ones(n, bool), "mismatch": mismatch,
+        "consulted": np.ones(n, bool), "mismatch": mismatch, "accept_prob": f32(),
     }  # fmt: skip
     table = pa.table(cols).cast(EVENT_SCHEMA)
     if not spec:
         return table
-    extra = {"draft_index": (step % 3).astype(np.int16), "accepted": ~mismatch, "accept_prob": f32()}
+    extra = {"draft_index": (step % 3).astype(np.int16), "accepted": ~mismatch}
     for name, values in extra.items():
         table = table.append_column(name, pa.array(values))
     return table

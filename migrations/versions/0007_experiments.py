@@ -2,10 +2,11 @@
 
 Existing runs join the experiment `default`. Their `identity` (a hash of the settings that define a run)
 and `setup` (the same without the pair's models) are computed here from each run's recorded settings, with
-a copy of `collector.config.settings_hash` and of the settings that do not define a run as they stood at
-this revision (a migration never imports the package); a test checks that a run's backfilled identity
-equals the one the collector writes. `pair_cof` now keeps runs of different experiments and settings apart
-and leaves excluded runs out.
+a copy of `collector.config.settings_hash` and of the settings that define a run, with their defaults, as
+they stood at this revision (a migration never imports the package; a setting missing from an old run's
+record takes its default, as `RunConfig.from_settings` gives it); a test checks that a run's backfilled
+identity equals the one the collector writes. `pair_cof` now keeps runs of different experiments and
+settings apart and leaves excluded runs out.
 
 Revision ID: 0007
 Revises: 0006
@@ -24,7 +25,14 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-NOT_DEFINING = ("samples", "batch_size", "calibrate", "device_map", "experiment", "allow_inverted")
+# The settings that define a run at this revision (collector.config.DEFINING) and their defaults.
+DEFINING = {
+    "llm": None, "slm": None, "method": "oracle", "slm_tuned": None, "router": "always", "threshold": None,
+    "router_model": None, "dataset": None, "dataset_path": None, "prompts": None, "seed": 0, "shots": None,
+    "max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "draft_k": 5, "draft_stop": None,
+    "draft_threshold": None, "alpha": 0.1, "lam": 0.5, "weight": 1.0, "device": None, "dtype": None,
+    "truncate_prompt": False,
+}  # fmt: skip
 PAIR = ("llm", "slm", "slm_tuned")
 RESOLVED = ("llm", "slm", "slm_tuned", "device", "dtype")  # as the runs row holds them
 
@@ -69,7 +77,8 @@ def settings_hash(values: dict[str, object]) -> str:
 
 
 def identity_of(settings: str, resolved: dict[str, object]) -> tuple[str, str]:
-    values = {k: v for k, v in json.loads(settings or "{}").items() if k not in NOT_DEFINING}
+    recorded = json.loads(settings or "{}")
+    values = {k: recorded.get(k, default) for k, default in DEFINING.items()}
     values.update(resolved)
     setup = {k: v for k, v in values.items() if k not in PAIR}
     return settings_hash(values), settings_hash(setup)

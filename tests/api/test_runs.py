@@ -35,7 +35,10 @@ async def test_get_run_and_its_cof(client: httpx.AsyncClient) -> None:
 
 
 async def test_cof_by_pair(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/v1/cof", params=[("group_by", "llm"), ("group_by", "slm")])).json()
+    pairs = (await client.get("/v1/cof", params=[("group_by", "llm"), ("group_by", "slm")])).json()
+    assert len(pairs["data"]) == 1  # the model alone is a baseline, not a pair: asked for below
+    params = [("group_by", "llm"), ("group_by", "slm"), ("baselines", "true")]
+    body = (await client.get("/v1/cof", params=params)).json()
     assert body["group_by"] == ["llm", "slm"] and len(body["data"]) == 2
     same = [row for row in body["data"] if row["group"]["llm"] == row["group"]["slm"]]
     assert len(same) == 1 and same[0]["cof"] == 0.0  # a model paired with itself never mismatches
