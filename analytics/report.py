@@ -448,7 +448,7 @@ def render_markdown(warehouse: str, h: Headline, sections: Sequence[Section], ou
     lines = [
         "# fsgen report",
         "",
-        f"Warehouse `{warehouse}`, experiment `{h.experiment}`: {h.runs} complete run(s), "
+        f"Warehouse `{warehouse}`, experiment `{h.experiment or '-'}`: {h.runs} complete run(s), "
         f"{h.tokens:,} token events.",
         "",
     ]

@@ -409,7 +409,8 @@ def table_or_note(frame: pl.DataFrame, note: str) -> str:
 def format_headline(h: Headline) -> str:
     """The headline as plain text: one titled table per finding."""
     runs = f"{h.runs} complete run(s), {h.tokens:,} token events"
-    parts = [f"fsgen headline, experiment {h.experiment}: {runs}"]
+    name = "no runs yet" if h.experiment is None else f"experiment {h.experiment}"
+    parts = [f"fsgen headline, {name}: {runs}"]
     for title, body in headline_sections(h):
         parts.append(f"\n{title}\n{body}")
     return "\n".join(parts)
