@@ -172,7 +172,8 @@ COMPLETE = "FROM runs r WHERE r.status = 'complete'"
 
 def expected_marks(wh: Path) -> dict[str, dict[str, int]]:
     """Marks each overview chart must draw for the fixture, counted from the warehouse itself."""
-    groups = count(wh, f"SELECT count(*) FROM (SELECT DISTINCT llm, slm, method {COMPLETE})")
+    # CoF bars: one per identity (the entropy-routed oracle run is a bar of its own, not pooled).
+    groups = count(wh, f"SELECT count(*) FROM (SELECT DISTINCT llm, slm, method, identity {COMPLETE})")
     pairs = count(wh, f"SELECT count(*) FROM (SELECT DISTINCT llm, slm {COMPLETE})")
     # AUROC needs both classes: pairs with at least one mismatch.
     disagree = ("SELECT count(*) FROM (SELECT DISTINCT r.llm, r.slm FROM token_events e JOIN runs r "
