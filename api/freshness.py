@@ -9,8 +9,8 @@ changes the answers whose filters then select another set of runs.
 Which runs an answer reads is decided from the request alone: the run of a `/v1/runs/{id}/...` path, else
 the runs selected by the query's run filters (`api.params.run_filters`, matched against the `runs` rows as
 stored), else every run. A filter on a column the `runs` rows lack reads every run (never too few). An
-answer that names no experiment reads the most recent one (analytics' default scope), so it is versioned
-by that experiment's runs: a run registered in a newer experiment makes it new.
+aggregate answer that names no experiment reads the most recent one (analytics' default scope), so it is
+versioned by that experiment's runs: a run registered in a newer experiment makes it new.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from api.params import run_filters
 FILTER_PARAMS: tuple[str, ...] = tuple(inspect.signature(run_filters).parameters)
 # Parameters that only narrow the runs the others select (leaving them out reads no fewer runs).
 NARROWING = ("baselines",)
+# Routes that read one experiment (analytics' scope): without `experiment` they read the most recent one.
+SCOPED = ("/v1/cof", "/v1/scaling", "/v1/uncertainty", "/v1/positions", "/v1/speculative")
+LATEST = "\0latest"  # stands for the most recent experiment until the version is taken
 _RUN_PATH = re.compile(r"^/v1/runs/([0-9]+)/")
 
 MEMO_SIZE = 4096  # distinct filter sets whose version is kept for the current generation
@@ -48,15 +51,21 @@ def reads_of(path: str, query: str | bytes) -> Reads:
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name in FILTER_PARAMS:
             given.setdefault(name, []).extend(v for v in value.split(",") if v)
+    if path.startswith(SCOPED) and not given.keys() & {"experiment", "run_id"}:
+        given["experiment"] = [LATEST]
     return tuple(sorted((k, tuple(sorted(set(v)))) for k, v in given.items()))
 
 
 def reads_of_filters(filters: Mapping[str, Any] | None) -> Reads:
-    """`reads_of` for an analytics call's `filters` mapping (a list means IN)."""
+    """`reads_of` for an analytics call's `filters` mapping (a list means IN; no experiment: the latest)."""
     if not filters:
         return ()
-    out = []
+    out: list[tuple[str, tuple[str, ...]]] = []
+    if not filters.keys() & {"experiment", "run_id"}:
+        out.append(("experiment", (LATEST,)))
     for name, value in filters.items():
+        if value is None:  # no restriction (the scope's keys), or IS NULL: every run, never too few
+            return ()
         values = value if isinstance(value, Sequence) and not isinstance(value, str) else [value]
         out.append((name, tuple(sorted({str(v) for v in values}))))
     return tuple(sorted(out))
@@ -104,8 +113,9 @@ class DataVersions:
     def version(self, reads: Reads) -> Hashable:
         """The version of the data `reads` selects: the selected runs and their write counts."""
         state = self._state
-        if state.runs is not None and not {n for n, _ in reads} & {"experiment", "run_id"}:
-            reads = (*reads, ("experiment", (latest_experiment(state.runs),)))
+        if state.runs is not None and ("experiment", (LATEST,)) in reads:
+            latest = ("experiment", (latest_experiment(state.runs),))
+            reads = tuple(latest if r == ("experiment", (LATEST,)) else r for r in reads)
         if not reads or state.runs is None:
             return ("all", state.generation)
         memo = self._memo.get(reads)

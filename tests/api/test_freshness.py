@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from api.cache import ResultCache
-from api.freshness import reads_of
+from api.freshness import LATEST, reads_of
 from api.ingester import BackgroundIngester
 from api.settings import ApiSettings
 from bench.bench_ingest import manifest, synthetic_events, synthetic_samples
@@ -84,6 +84,9 @@ async def test_answers_are_kept_until_the_runs_they_read_change(warehouse_path: 
 
 def test_what_a_request_reads() -> None:
     assert reads_of("/v1/runs/7/samples", b"limit=5") == (("run_id", ("7",)),)
-    assert reads_of("/v1/cof", b"group_by=slm&confidence=0.9") == ()  # no filter: every run
+    assert reads_of("/v1/runs", b"limit=5") == ()  # no filter: every run
+    # An aggregate names no experiment: it reads the most recent one's runs (resolved per version).
+    assert reads_of("/v1/cof", b"group_by=slm&confidence=0.9") == (("experiment", (LATEST,)),)
+    assert reads_of("/v1/cof", b"experiment=a") == (("experiment", ("a",)),)
     assert reads_of("/v1/cof", b"run_id=3&run_id=1,2&method=oracle") == (
         ("method", ("oracle",)), ("run_id", ("1", "2", "3")))  # fmt: skip
