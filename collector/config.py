@@ -76,9 +76,14 @@ class RunConfig:
 
     def identity_values(self, **resolved: Any) -> dict[str, Any]:
         """The settings that define the run (its tokens or their meaning), with `resolved` values (the
-        models' names, the device and dtype the run used) in place of what was asked for."""
+        models' names, the device and dtype the run used) in place of what was asked for; a setting at its
+        default is left out, so a setting added later leaves the runs recorded before it as they were."""
         values = {**asdict(self), **resolved}
-        return {f.name: values[f.name] for f in fields(RunConfig) if f.name in DEFINING}
+        return {
+            f.name: values[f.name]
+            for f in fields(RunConfig)
+            if f.name in DEFINING and (f.name in resolved or values[f.name] != f.default)
+        }
 
     def changed_settings(self) -> dict[str, Any]:
         """The defining settings not at their default, beyond the pair (what tells two cells apart)."""

@@ -31,9 +31,10 @@ _CLOCK = [datetime(2026, 12, 1, 12, 0, 0)]
 def manifest_of(config: RunConfig, run_key: str, samples: int) -> RunManifest:
     """The manifest the collector would write for `config` on CPU in float32."""
     resolved = {"device": "cpu", "dtype": "float32"}
-    identity, setup = run_identity(config.identity_values(**resolved))
+    names = {"llm": config.llm, "slm": config.slm, "slm_tuned": config.slm_tuned}  # as the engine resolves
+    identity, setup = run_identity(config.identity_values(**names, **resolved))
     _CLOCK[0] += timedelta(seconds=1)  # runs are ordered by creation, as in life
-    names = [m for m in (config.llm, config.slm, config.slm_tuned) if m]
+    models = [m for m in (config.llm, config.slm, config.slm_tuned) if m]
     return RunManifest(
         run_key=run_key,
         created_at=_CLOCK[0].isoformat(),
@@ -49,7 +50,7 @@ def manifest_of(config: RunConfig, run_key: str, samples: int) -> RunManifest:
         temperature=config.temperature,
         top_p=config.top_p,
         settings=config.settings(),
-        models=tuple(ModelInfo(n, f"/models/{n}", PARAMS.get(n, 1000)) for n in dict.fromkeys(names)),
+        models=tuple(ModelInfo(n, f"/models/{n}", PARAMS.get(n, 1000)) for n in dict.fromkeys(models)),
         experiment=config.experiment,
         identity=identity,
         setup=setup,

@@ -4,7 +4,8 @@ Existing runs join the experiment `default`. Their `identity` (a hash of the set
 and `setup` (the same without the pair's models) are computed here from each run's recorded settings, with
 a copy of `collector.config.settings_hash` and of the settings that define a run, with their defaults, as
 they stood at this revision (a migration never imports the package; a setting missing from an old run's
-record takes its default, as `RunConfig.from_settings` gives it); a test checks that a run's backfilled
+record takes its default, and a setting at its default is left out, as `RunConfig.identity_values`
+does, so settings added later leave identities as they were); a test checks that a run's backfilled
 identity equals the one the collector writes. `pair_cof` now keeps runs of different experiments and
 settings apart and leaves excluded runs out.
 
@@ -78,7 +79,7 @@ def settings_hash(values: dict[str, object]) -> str:
 
 def identity_of(settings: str, resolved: dict[str, object]) -> tuple[str, str]:
     recorded = json.loads(settings or "{}")
-    values = {k: recorded.get(k, default) for k, default in DEFINING.items()}
+    values = {k: recorded[k] for k, default in DEFINING.items() if k in recorded and recorded[k] != default}
     values.update(resolved)
     setup = {k: v for k, v in values.items() if k not in PAIR}
     return settings_hash(values), settings_hash(setup)
