@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from analytics.costs import RunCosts, cycles_seconds, paired_throughput, run_costs
+from analytics.costs import RunCosts, cycles_seconds, run_costs
 from analytics.source import Source, connect, query, table_columns
 
 PREDICTED = "predicted: the run's cycles × its pair's measured costs (the advisor's model, batch 1)"
@@ -38,57 +38,102 @@ SPEEDUP_SCHEMA = {
 }
 
 
-def _pair_costs(con: Source, run_id: int) -> tuple[RunCosts, int] | None:
-    """Batch-1 costs of the pair: its latest greedy oracle run's, else the run's own, else another run's."""
-    candidates = query(
+def _runs(con: Source, run_ids: Sequence[int]) -> pl.DataFrame:
+    """Each run's K, stop rule, prompts, tokens, pair and setting, in one query."""
+    marks = ", ".join("?" for _ in run_ids)
+    return query(
         con,
-        """SELECT c.run_id FROM runs r JOIN runs c ON c.llm = r.llm AND c.slm = r.slm
-               AND c.device = r.device AND c.dtype = r.dtype
-           WHERE r.run_id = ? AND EXISTS (SELECT 1 FROM run_costs k WHERE k.run_id = c.run_id
-                                          AND k.kind = 'cycle' AND k.batch_size = 1)
-           ORDER BY (c.method = 'oracle' AND c.router = 'always' AND c.temperature = 0
-                     AND c.status = 'complete') DESC, c.run_id = r.run_id DESC, c.run_id DESC""",
-        [run_id],
+        f"""SELECT r.run_id, r.llm, r.slm, r.device, r.dtype,
+                   CAST(coalesce(json_extract(r.settings, '$.draft_k'), 0) AS BIGINT) AS k,
+                   json_extract_string(r.settings, '$.draft_stop') AS stop,
+                   (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) AS prompts,
+                   CAST((SELECT sum(n_tokens) FROM samples s WHERE s.run_id = r.run_id) AS DOUBLE) AS tokens
+            FROM runs r WHERE r.run_id IN ({marks})""",
+        list(run_ids),
     )
-    for (cid,) in candidates.iter_rows():
+
+
+def _cost_sources(con: Source) -> pl.DataFrame:
+    """Runs with batch-1 cycle costs, best first per pair: greedy complete oracle runs, then the latest."""
+    return query(
+        con,
+        """SELECT r.run_id, r.llm, r.slm, r.device, r.dtype,
+                  (r.method = 'oracle' AND r.router = 'always' AND r.temperature = 0
+                   AND r.status = 'complete') AS oracle
+           FROM runs r WHERE EXISTS (SELECT 1 FROM run_costs k WHERE k.run_id = r.run_id
+                                     AND k.kind = 'cycle' AND k.batch_size = 1)
+           ORDER BY oracle DESC, r.run_id DESC""",
+    )
+
+
+def _pick_costs(con: Source, run: dict[str, object], sources: pl.DataFrame) -> tuple[RunCosts, int] | None:
+    """Batch-1 costs of the pair: its latest greedy oracle run's, else the run's own, else another run's."""
+    same = sources.filter(
+        (pl.col("llm") == run["llm"]) & (pl.col("slm") == run["slm"])
+        & (pl.col("device") == run["device"]) & (pl.col("dtype") == run["dtype"])
+    ).with_columns(pl.col("run_id").eq(run["run_id"]).alias("own"))  # fmt: skip
+    for cid in same.sort(["oracle", "own", "run_id"], descending=True)["run_id"].to_list():
         costs = run_costs(con, int(cid))
         if costs is not None:
             return costs, int(cid)
     return None
 
 
-def _predicted(con: Source, run_id: int) -> tuple[float | None, str]:
-    found = _pair_costs(con, run_id)
-    if found is None:
+def _predicted(
+    con: Source, run: dict[str, object], drafted: np.ndarray, sources: pl.DataFrame
+) -> tuple[float | None, str]:
+    found = _pick_costs(con, run, sources)
+    if found is None or not run["tokens"] or drafted.size == 0:
         return None, NO_COSTS
     costs, from_run = found
-    run = query(
-        con,
-        """SELECT CAST(coalesce(json_extract(settings, '$.draft_k'), 0) AS BIGINT) AS k,
-                  json_extract_string(settings, '$.draft_stop') AS stop,
-                  (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) AS prompts,
-                  (SELECT sum(n_tokens) FROM samples s WHERE s.run_id = r.run_id) AS tokens
-           FROM runs r WHERE run_id = ?""",
-        [run_id],
-    ).row(0)
-    cycles = query(con, "SELECT drafted FROM spec_cycles WHERE run_id = ?", [run_id])
-    drafted = cycles["drafted"].to_numpy().astype(np.int64)
-    k = int(run[0]) or int(drafted.max(initial=1))
-    seconds = cycles_seconds(drafted, k, run[1], costs, int(run[2]))
-    if seconds <= 0 or not run[3]:
+    k = int(run["k"] or 0) or int(drafted.max())  # type: ignore[call-overload]
+    seconds = cycles_seconds(drafted, k, run["stop"], costs, int(run["prompts"]))  # type: ignore[arg-type, call-overload]
+    if seconds <= 0:
         return None, NO_COSTS
-    where = "its own costs" if from_run == run_id else f"the costs run {from_run} of the pair measured"
-    return costs.rows * float(run[3]) / seconds / costs.baseline_tokens_per_s, f"{PREDICTED}; {where}"
+    where = "its own costs" if from_run == run["run_id"] else f"the costs run {from_run} of the pair measured"
+    tokens = float(run["tokens"])  # type: ignore[arg-type]
+    return costs.rows * tokens / seconds / costs.baseline_tokens_per_s, f"{PREDICTED}; {where}"
 
 
 def run_speedups(source: Source, run_ids: Sequence[int]) -> pl.DataFrame:
     """Predicted and measured speed-up of each speculative run (see the module docstring)."""
+    if not run_ids:
+        return pl.DataFrame(schema=SPEEDUP_SCHEMA)
     rows = []
+    marks = ", ".join("?" for _ in run_ids)
     with connect(source) as con:
         has_costs = bool(table_columns(con, "run_costs"))
-        for run_id in run_ids:
-            predicted, source_note = _predicted(con, run_id) if has_costs else (None, NO_COSTS)
-            paired = paired_throughput(con, run_id)
-            measured = None if paired is None else paired[0] / paired[1]
-            rows.append((run_id, predicted, source_note, measured, MEASURED if paired else NO_BASELINE))
+        runs = _runs(con, run_ids)
+        cycles = query(
+            con,
+            f"SELECT run_id, drafted FROM spec_cycles WHERE run_id IN ({marks}) ORDER BY run_id",
+            list(run_ids),
+        )
+        sources = _cost_sources(con) if has_costs else pl.DataFrame()
+        paired = _paired(con, run_ids) if has_costs else {}
+        drafted_by = {int(k[0]): g["drafted"].to_numpy().astype(np.int64)
+                      for k, g in cycles.group_by(["run_id"])}  # fmt: skip
+        for run in runs.iter_rows(named=True):
+            rid = int(run["run_id"])
+            drafted = drafted_by.get(rid, np.zeros(0, np.int64))
+            predicted, note = _predicted(con, run, drafted, sources) if has_costs else (None, NO_COSTS)
+            pair = paired.get(rid)
+            measured = None if pair is None else pair[0] / pair[1]
+            rows.append((rid, predicted, note, measured, MEASURED if pair else NO_BASELINE))
     return pl.DataFrame(rows, schema=SPEEDUP_SCHEMA, orient="row")
+
+
+def _paired(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """(decode tokens/s, paired baseline tokens/s) per run that recorded both, in one query."""
+    marks = ", ".join("?" for _ in run_ids)
+    rows = query(
+        con,
+        f"""SELECT run_id, CAST(sum(tokens) FILTER (WHERE kind = 'decode') AS DOUBLE) AS dn,
+                   CAST(sum(seconds) FILTER (WHERE kind = 'decode') AS DOUBLE) AS ds,
+                   CAST(sum(tokens) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bn,
+                   CAST(sum(seconds) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bs
+            FROM run_costs WHERE run_id IN ({marks}) GROUP BY run_id""",
+        list(run_ids),
+    )
+    return {int(r): (dn / ds, bn / bs) for r, dn, ds, bn, bs in rows.iter_rows()
+            if dn is not None and bn is not None and ds and bs and ds > 0 and bs > 0}  # fmt: skip

@@ -69,7 +69,7 @@ async function fetchScaling(ctx) {
     const grid = Array.from({ length: BAND_POINTS }, (_, i) => lo * (hi / lo) ** (i / (BAND_POINTS - 1)));
     const preds = await Promise.all(
       grid.map((ratio) =>
-        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment })
+        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment, law: "paper" })
       )
     );
     for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, param_ratio: p.ratio, law: p.value, lo: p.lo, hi: p.hi });
@@ -260,7 +260,7 @@ function acceptanceSpec(rows, colorField) {
     encoding: {
       x: q("position", "position in the draft (0 = first drafted token)", { axis: { tickMinStep: 1, format: "d" } }),
       y: q("acceptance_rate", "P(accepted | reached)", { scale: { domain: [0, 1] } }),
-      color: n(colorField, "run"),
+      color: n(colorField, "run", { scale: { scheme: "category20" } }), // more than ten runs: twenty colours
     },
   };
 }
@@ -277,7 +277,7 @@ const speculative = {
     const byRun = new Map(body.runs.map((r) => [r.run_id, r]));
     const rows = flat(body.acceptance).map((a) => {
       const r = byRun.get(a.run_id) ?? {};
-      return { label: `run ${a.run_id}: ${shortModel(r.llm)} / ${shortModel(r.slm)}, K=${r.draft_k}`, ...a };
+      return { label: `${shortModel(r.llm)} / ${shortModel(r.slm)} · ${r.dataset} · K=${r.draft_k} (run ${a.run_id})`, dataset: r.dataset, ...a };
     });
     const x = (v) => (v == null ? "none" : `${v.toFixed(2)}×`);
     // Requests imported from a serving engine (python -m warehouse import), marked as such.

@@ -8,6 +8,8 @@ main.innerHTML = `<p><a href="/runs/${runId}">← run ${runId}</a></p>
   <h1>Run ${runId} · sample ${sampleId}</h1>
   <div class="stats" id="stats"></div>
   <h2>Prompt</h2><pre class="prompt" id="prompt" aria-label="prompt"></pre>
+  <section id="reference-box" hidden><h2>Reference answer</h2>
+    <pre class="prompt" id="reference" aria-label="reference answer"></pre></section>
   <h2 id="output-title">Output, token by token</h2>
   <div class="legend" id="legend"></div>
   <div class="tokens" id="tokens" tabindex="0" aria-labelledby="output-title"
@@ -52,6 +54,10 @@ async function load() {
     .map(([k, v]) => `<div class="stat"><span class="muted">${k}</span><b>${escapeHtml(v)}</b></div>`)
     .join("");
   document.getElementById("prompt").textContent = sample.prompt ?? "";
+  if (sample.reference !== null && sample.reference !== undefined && sample.reference !== "") {
+    document.getElementById("reference").textContent = sample.reference;
+    document.getElementById("reference-box").hidden = false;
+  }
   document.getElementById("legend").innerHTML = legend(speculative, tokens);
   const ms = renderTokens(document.getElementById("tokens"), document.getElementById("tip"), tokens, speculative);
   document.body.dataset.ready = "1";
