@@ -9,7 +9,7 @@ main.innerHTML = `<p><a href="/runs/${runId}">← run ${runId}</a></p>
   <div class="stats" id="stats"></div>
   <h2>Prompt</h2><pre class="prompt" id="prompt" aria-label="prompt"></pre>
   <section id="reference-box" hidden><h2>Reference answer</h2>
-    <pre class="prompt" id="reference" aria-label="reference answer"></pre></section>
+    <pre class="answer" id="reference" aria-label="reference answer"></pre></section>
   <h2 id="output-title">Output, token by token</h2>
   <div class="legend" id="legend"></div>
   <div class="tokens" id="tokens" tabindex="0" aria-labelledby="output-title"
