@@ -119,7 +119,10 @@ def _events(warehouse: Path, run_id: int) -> dict[str, np.ndarray]:
 def test_learned_router_trains_on_a_run_and_applies_on_the_device(
     tiny_models: TinyModels, near_slm: Path, warehouse_path: Path, prompts_file: Path, tmp_path: Path
 ) -> None:
-    cfg = _config(tiny_models, slm=str(near_slm), prompts=str(prompts_file), max_new_tokens=24)
+    # The near SLM is a perturbed copy of the LLM: the same size, so the pair is inverted on purpose.
+    cfg = _config(
+        tiny_models, slm=str(near_slm), prompts=str(prompts_file), max_new_tokens=24, allow_inverted=True
+    )
     trained_on = run_collection(cfg, warehouse_path, progress=False)
     assert trained_on.run_id is not None and 0 < trained_on.mismatches < trained_on.tokens
     model_path = tmp_path / "router.json"

@@ -105,7 +105,7 @@ def test_a_new_run_row_holds_every_manifest_field(warehouse_path: Path) -> None:
     row = new_run_row(m)
     assert set(row) == {
         "run_key", "created_at", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset",
-        "status", "n_samples", "seed", "temperature", "top_p", "device", "dtype", "settings",
+        "status", "n_samples", "seed", "temperature", "top_p", "device", "dtype", "settings", "experiment",
     }  # fmt: skip
     with duckdb.connect(str(warehouse_path)) as con:
         run_id = ensure_run(con, m)
