@@ -73,7 +73,7 @@ def measured(h: Headline) -> dict[str, str]:
     law_text = ", ".join(f"{r['law'] or 'none'} ×{r['len']}" for r in chosen.iter_rows(named=True))
     paper_ok = laws.filter(pl.col("note") == "ok").height
     early = "; ".join(
-        f"{r['method']} {r['enrichment']:.2f}× (p {r['p_value']:.1e})"
+        f"{r['method']} {r['enrichment']:.2f}× ({_p_text(r['p_value'])})"
         for r in h.early.sort("method").iter_rows(named=True)
         if r["enrichment"] is not None
     )
@@ -135,3 +135,8 @@ def format_beside(h: Headline, source: Source) -> str:
             *advice_lines(source),
         ]
     )
+
+
+def _p_text(p: float | None) -> str:
+    """A two-sided p-value, or why there is none (too few samples to test)."""
+    return "p n/a" if p is None else f"p {p:.1e}"

@@ -42,7 +42,8 @@ class LoadedModel:
             params=self.params,
             architecture=type(self.model).__name__,
             vocab_size=self.vocab_size,
-            source=source.source if source else None,
+            # a .gguf spec names the file loaded now; the content-keyed cache may have been built from a copy
+            source=self.name if self.name.endswith(".gguf") else (source.source if source else None),
             quantization=source.quantization if source else None,
         )
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,7 @@ class CodeVerdict:
 def plan_check(prefix: str, body: str, tests: str, entry_point: str | None = None) -> CheckPlan:
     """Split one code check into the recording run, the checking run and (if possible) expected literals."""
     try:
-        test_tree = ast.parse(tests)
+        test_tree = _parse(tests)
     except SyntaxError as exc:
         raise UserError(f"the item's tests are not valid Python ({exc.msg} at line {exc.lineno})") from exc
     context_tree, completed = _context(prefix, entry_point)
@@ -155,13 +156,24 @@ def _short(value: object) -> str:
 # ------------------------------------------------------------------------------------ AST planning
 
 
+# CPython 3.11's AST validation keeps its recursion depth in interpreter-wide state, so two threads
+# parsing at once can fail with "AST constructor recursion depth mismatch": checks run from a thread pool.
+_AST_LOCK = threading.Lock()
+
+
+def _parse(source: str) -> ast.Module:
+    """ast.parse, one thread at a time."""
+    with _AST_LOCK:
+        return ast.parse(source)
+
+
 def _copy(tree: ast.Module) -> ast.Module:
-    return ast.parse(ast.unparse(tree))
+    return _parse(ast.unparse(tree))
 
 
 def _parse_or_empty(source: str) -> ast.Module:
     try:
-        return ast.parse(source)
+        return _parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ast.Module(body=[], type_ignores=[])  # the recording run reports the error
 
@@ -171,9 +183,9 @@ def _context(prefix: str, entry_point: str | None) -> tuple[ast.Module, str | No
     if not prefix.strip():
         return ast.Module(body=[], type_ignores=[]), entry_point
     try:
-        tree = ast.parse(prefix)
+        tree = _parse(prefix)
     except SyntaxError:
-        tree = ast.parse(prefix + "\n    ...\n")
+        tree = _parse(prefix + "\n    ...\n")
     functions = [s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     completed = entry_point or (functions[-1] if functions else None)
     tree.body = [s for s in tree.body if getattr(s, "name", None) != completed]

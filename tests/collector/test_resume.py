@@ -146,7 +146,10 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
     _kill_after_first_batch(_cli(*args), warehouse_path)
     assert 0 < _committed(warehouse_path) < len(TEXTS)  # killed mid-run
     ref = _run_ref(warehouse_path)
-    (key,) = [d.name for d in staging_dir(warehouse_path).iterdir() if not d.name.startswith(".")]
+    # the run's folder; its `<key>.lock` file sits beside it
+    (key,) = [
+        d.name for d in staging_dir(warehouse_path).iterdir() if d.is_dir() and not d.name.startswith(".")
+    ]
     assert run_liveness(warehouse_path, key).state == "stale"  # the killed collector's PID is gone
     assert run_main(["--resume", ref, "--warehouse", str(warehouse_path), "--quiet"]) == 0
 

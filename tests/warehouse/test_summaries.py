@@ -165,7 +165,14 @@ def _fill_behind_head(path: Path) -> None:
     with duckdb_connection(path) as con:  # the 0003 ingest path: events only, no summaries
         m = read_manifest(writer.run_dir)
         assert m is not None
-        run_id = ensure_run(con, replace(m, experiment=None, identity=None, setup=None))  # not columns yet
+        for info in m.models:  # the models table as it was before 0010 (no source, no quantization)
+            con.execute(
+                "INSERT INTO models (name, path, params, architecture, vocab_size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, now()) ON CONFLICT DO NOTHING",
+                [info.name, info.path, info.params, info.architecture, info.vocab_size],
+            )
+        old = replace(m, models=(), experiment=None, identity=None, setup=None)  # not columns yet
+        run_id = ensure_run(con, old)
         for shard in batch_dirs(writer.run_dir):
             events = read_arrow(shard / EVENTS_FILE).drop_columns(["accept_prob"])  # 0005 added it
             insert_batch(con, run_id, read_arrow(shard / SAMPLES_FILE), events)
