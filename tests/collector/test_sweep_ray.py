@@ -148,8 +148,10 @@ def test_an_interrupted_sweep_resumes_like_a_local_one_and_a_bad_cell_fails(
     assert status == "running" and 1 <= len(samples) < 6  # the batches before the stop are committed
     config = tmp_path / "sweep.toml"
     missing = tmp_path / "no.jsonl"
+    # a sweep's experiment is its file's stem unless it names one: this one continues the run above's
     config.write_text(
         'pairs = [["zoo:zoo-s", "zoo:zoo-xs"]]\nmethods = ["oracle"]\nsamples = 6\nbatch_size = 1\n'
+        'experiment = "default"\n'
         f'max_new_tokens = 6\ndatasets = ["builtin:arith", {{name = "gsm8k", path = "{missing}"}}]\n'
     )
     assert main([str(config), "--warehouse", str(path), "--executor", "ray"]) == 1  # a cell failed
