@@ -3,8 +3,9 @@
 CoF, accuracy and acceptance are compared per sample: where the two runs share prompts, the samples pair
 by prompt and the interval is the paired t interval of the mean per-sample difference (B − A), each run's
 mean taken over the paired samples; otherwise the two sets of samples are independent (Welch's t
-interval). Speed is one measurement per run (no
-interval). The samples whose tokens first differ are listed with the step where they part.
+interval). Speed is the one speed-up definition (`analytics.speedup`: predicted from the run's cycles and
+its pair's measured costs, measured over the run's own paired baseline), for speculative runs; one figure
+per run, so no interval. The samples whose tokens first differ are listed with the step where they part.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 from scipy import stats
 
 from analytics.source import AnalyticsError, Source, connect, open_warehouse, query
+from analytics.speedup import run_speedups
 from warehouse.db import WarehouseError
 from warehouse.settings import add_warehouse_argument
 
@@ -128,6 +130,27 @@ def _metric_rows(sa: pl.DataFrame, sb: pl.DataFrame, pairs: pl.DataFrame, confid
     return rows
 
 
+SPEEDUPS = (("predicted", "predicted_from"), ("measured", "measured_note"))
+
+
+def speedup_rows(speedups: pl.DataFrame, a: int, b: int) -> list[dict[str, Any]]:
+    """Predicted and measured speed-up of A and B (`analytics.speedup.run_speedups`; a run that is not
+    speculative has none), with B − A; a missing figure's reason is in `interval`."""
+    if speedups.height == 0:
+        return []
+    found = {int(r["run_id"]): r for r in speedups.iter_rows(named=True)}
+    rows = []
+    for kind, why in SPEEDUPS:
+        va, vb = (found.get(r, {}).get(f"{kind}_speedup") for r in (a, b))
+        reasons = [f"run {r}: {found[r][why] if r in found else 'not speculative'}"
+                   for r, v in ((a, va), (b, vb)) if v is None]  # fmt: skip
+        difference = vb - va if va is not None and vb is not None else None
+        rows.append({"metric": f"speed-up, {kind} (analytics.speedup)", "a": va, "b": vb,
+                     "difference": difference, "ci_lo": None, "ci_hi": None, "samples": None,
+                     "interval": "; ".join(["one figure per run: none", *reasons])})  # fmt: skip
+    return rows
+
+
 def _nanmean(x: np.ndarray) -> float | None:
     kept = x[~np.isnan(x)]
     return float(kept.mean()) if len(kept) else None
@@ -155,16 +178,14 @@ def compare_runs(source: Source, a: int, b: int, confidence: float = 0.95) -> Co
     with connect(source) as con:
         ra, rb = _run(con, a), _run(con, b)
         sa, sb = per_sample(con, a), per_sample(con, b)
+        speculative = [r["run_id"] for r in (ra, rb) if r["method"] == "speculative"]
+        speedups = run_speedups(con, speculative)
     prompts_a, prompts_b = sa.unique("prompt", keep="none"), sb.unique("prompt", keep="none")
     pairs = prompts_a.join(prompts_b, on="prompt", suffix="_b").rename(
         {c: f"{c}_a" for c in ("sample_id", "cof", "correct", "acceptance", "tokens")}
     )
     metrics = _metric_rows(sa, sb, pairs, confidence)
-    speed = (ra["tokens_per_s"], rb["tokens_per_s"])
-    if None not in speed:
-        metrics.append({"metric": "speed (tokens/s of the run)", "a": speed[0], "b": speed[1],
-                        "difference": speed[1] - speed[0], "ci_lo": None, "ci_hi": None, "samples": None,
-                        "interval": "one measurement per run: none"})  # fmt: skip
+    metrics += speedup_rows(speedups, a, b)
     set_a, set_b = json.loads(ra.pop("settings") or "{}"), json.loads(rb.pop("settings") or "{}")
     differ = {k: (set_a.get(k), set_b.get(k)) for k in sorted(set_a | set_b) if set_a.get(k) != set_b.get(k)}
     return Comparison(

@@ -1,19 +1,23 @@
-"""GET /v1/compare?a=&b=: two runs side by side (analytics.compare), with the difference's interval."""
+"""GET /v1/compare?a=&b=: two runs side by side (analytics.compare), with the difference's interval.
+
+`?format=csv` answers the same as CSV (api.formats): a `part` column names the rows' list (runs, metrics,
+first_differences); the settings that differ (a mapping, not rows) are in the JSON answer only."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, Field
 
 from analytics.compare import Comparison, as_json, compare_runs
 from api.convert import records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
+from api.formats import aggregate_router
 from api.params import Confidence
 
-router = APIRouter(prefix="/v1", tags=["compare"])
+router = aggregate_router(prefix="/v1", tags=["compare"])
 
 
 class ComparedRun(BaseModel):

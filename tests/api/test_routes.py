@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import logging
@@ -191,6 +192,17 @@ async def test_the_same_speed_up_on_every_door(
     assert pick["predicted_speedup"][0] == pytest.approx(predicted, rel=1e-12)
     assert pick["acceptance"][0] == pytest.approx(acceptance, rel=1e-12) == row["acceptance"]
     assert decode_tps / baseline_tps == pytest.approx(measured_, rel=1e-12)
+    # /v1/compare of the pair's oracle run (A, not speculative: no speed-up) and the run (B), JSON and CSV
+    compared = await get_json(rich, "/v1/compare", a=oracle_id, b=row["run_id"])
+    speed = [m for m in compared["metrics"] if m["metric"].startswith("speed-up")]
+    assert [(m["a"], m["b"]) for m in speed] == [(None, predicted), (None, measured_)]
+    assert all(f"run {oracle_id}: not speculative" in m["interval"] for m in speed)
+    r = await rich.get("/v1/compare", params={"a": oracle_id, "b": row["run_id"], "format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(r.text)))
+    # greedy speculative decoding writes the LLM's tokens, as the oracle run does: no differing sample
+    assert compared["first_differences"] == [] and {x["part"] for x in table} == {"runs", "metrics"}
+    assert [float(x["b"]) for x in table if x["metric"].startswith("speed-up")] == [predicted, measured_]
 
 
 async def test_router_replay_and_best(rich: httpx.AsyncClient) -> None:
