@@ -4,6 +4,12 @@ The collector records System 2's choice (`s2_token_id`) for every token, consult
 "mismatch under replay" when s2_token_id ≠ s1_token_id. On an `always` run that is exactly what the run
 would have done under the replayed router; on a routed run System 2's choice was recorded all the same,
 but its context followed the original router's tokens, so replay is an approximation there.
+
+Replay reads the summary rows ingest writes (`router_sums`: tokens and replay mismatches per cell of each
+router's grid, warehouse/summaries.py), so its cost does not grow with the run's tokens. The grid is exact
+at its edges, and every threshold replay reports from those rows is an edge: the quantile thresholds are
+cell edges, and explicit thresholds on the grid (multiples of 1/cells) are read from the rows too. Explicit
+thresholds off the grid are counted from the run's exact feature values in token_events (a scan).
 """
 
 from __future__ import annotations
@@ -17,14 +23,11 @@ import numpy.typing as npt
 import polars as pl
 
 from analytics.source import AnalyticsError, Source, connect, query
+from warehouse.summaries import ROUTER_FEATURES
 
 RouterKind = Literal["max_prob", "margin", "entropy"]
 # kind -> (feature column, consult when feature < τ ("below") or > τ ("above"))
-ROUTERS: dict[str, tuple[str, str]] = {
-    "max_prob": ("s1_prob", "below"),
-    "margin": ("s1_margin", "below"),
-    "entropy": ("s1_entropy", "above"),
-}
+ROUTERS: dict[str, tuple[str, str]] = {kind: (f.column, f.consult) for kind, f in ROUTER_FEATURES.items()}
 DEFAULT_THRESHOLDS = 50
 
 
@@ -48,7 +51,7 @@ def check_router(router: str) -> tuple[str, str]:
 
 
 def feature_histogram(source: Source, run_id: int, router: str) -> pl.DataFrame:
-    """Distinct feature values of one run with token and replay-mismatch counts, sorted by value."""
+    """Distinct feature values of one run with token and replay-mismatch counts, sorted (scans the events)."""
     column, _ = check_router(router)
     return query(
         source,
@@ -59,17 +62,54 @@ def feature_histogram(source: Source, run_id: int, router: str) -> pl.DataFrame:
     )
 
 
-def quantile_thresholds(hist: pl.DataFrame, n: int = DEFAULT_THRESHOLDS) -> npt.NDArray[np.float64]:
-    """n thresholds at evenly spaced token quantiles of the feature (so consult rates spread evenly)."""
+def grid_histograms(source: Source, run_id: int, routers: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """Per router, its grid cells of one run from `router_sums`, each as its edge value, sorted.
+
+    A cell's `value` is c/cells: the lower edge of a floor cell (values ≥ it), the upper edge of a ceil
+    cell (values ≤ it), so `replay_histogram` at any edge counts exactly the tokens the events would give.
+    """
+    for r in routers:
+        check_router(r)
+    rows = query(
+        source,
+        """SELECT router, cell, CAST(tokens AS BIGINT) AS tokens,
+                  CAST(replay_mismatches AS BIGINT) AS mismatches
+           FROM router_sums WHERE run_id = ? ORDER BY router, cell""",
+        [run_id],
+    )
+    out = {}
+    for r in routers:
+        part = rows.filter(pl.col("router") == r)
+        value = part["cell"].cast(pl.Float64) / ROUTER_FEATURES[r].cells
+        out[r] = pl.DataFrame({"value": value, "tokens": part["tokens"], "mismatches": part["mismatches"]})
+    return out
+
+
+def on_grid(router: str, thresholds: npt.NDArray[np.float64]) -> bool:
+    """Whether every threshold is an edge of the router's grid (so the summary rows replay it exactly)."""
+    scaled = thresholds * ROUTER_FEATURES[router].cells
+    return bool(np.all(np.floor(scaled) == scaled))
+
+
+def quantile_thresholds(
+    hist: pl.DataFrame, n: int = DEFAULT_THRESHOLDS, step: float | None = None
+) -> npt.NDArray[np.float64]:
+    """n thresholds at evenly spaced token quantiles of the feature (so consult rates spread evenly).
+
+    The thresholds are values of the histogram, and the ends one `step` beyond them (a grid's cell width;
+    None: the next float), so on a grid histogram every threshold is an edge.
+    """
     if hist.height == 0:
         return np.empty(0)
     values = hist["value"].to_numpy()
     cum = np.cumsum(hist["tokens"].to_numpy())
     targets = np.linspace(0, cum[-1], n + 2)[1:-1]
     picks = values[np.minimum(np.searchsorted(cum, targets), len(values) - 1)]
+    lo, hi = values[0], values[-1]
+    below = np.nextafter(lo, -np.inf) if step is None else lo - step
+    above = np.nextafter(hi, np.inf) if step is None else hi + step
     # both ends, so every router reaches "consult nothing" and "consult everything"
-    ends = [np.nextafter(values[0], -np.inf), values[0], np.nextafter(values[-1], np.inf)]
-    return np.unique(np.concatenate([ends, picks]))
+    return np.unique(np.concatenate([[below, lo, above], picks]))
 
 
 def replay_histogram(hist: pl.DataFrame, router: str, thresholds: npt.ArrayLike) -> pl.DataFrame:
@@ -104,20 +144,37 @@ def replay_histogram(hist: pl.DataFrame, router: str, thresholds: npt.ArrayLike)
     )
 
 
+def _run_exact(source: Source, run_id: int) -> bool:
+    """Whether replay is exact on the run (an `always` run); raises for a run that does not exist."""
+    found = query(source, "SELECT router FROM runs WHERE run_id = ?", [run_id])
+    if found.height == 0:
+        raise AnalyticsError(f"no run with run_id {run_id}; list runs with: SELECT run_id FROM runs")
+    return bool(found["router"][0] == "always")
+
+
+def _replayed(
+    hist: pl.DataFrame, router: str, taus: npt.ArrayLike | int, run_id: int, exact: bool
+) -> pl.DataFrame:
+    if isinstance(taus, int):
+        taus = quantile_thresholds(hist, taus, 1 / ROUTER_FEATURES[router].cells)
+    return replay_histogram(hist, router, taus).with_columns(
+        pl.lit(run_id, dtype=pl.Int64).alias("run_id"), pl.lit(exact).alias("exact")
+    )
+
+
 def replay(
     source: Source, run_id: int, router: str, thresholds: npt.ArrayLike | int = DEFAULT_THRESHOLDS
 ) -> pl.DataFrame:
     """Per threshold: consult rate, share of mismatches caught, precision (an int: that many quantiles)."""
+    check_router(router)
+    taus = thresholds if isinstance(thresholds, int) else np.asarray(thresholds, dtype=float).ravel()
     with connect(source) as con:
-        found = query(con, "SELECT router FROM runs WHERE run_id = ?", [run_id])
-        if found.height == 0:
-            raise AnalyticsError(f"no run with run_id {run_id}; list runs with: SELECT run_id FROM runs")
-        hist = feature_histogram(con, run_id, router)
-    taus = quantile_thresholds(hist, thresholds) if isinstance(thresholds, int) else thresholds
-    exact = found["router"][0] == "always"
-    return replay_histogram(hist, router, taus).with_columns(
-        pl.lit(run_id, dtype=pl.Int64).alias("run_id"), pl.lit(exact).alias("exact")
-    )
+        exact = _run_exact(con, run_id)
+        if isinstance(taus, int) or on_grid(router, taus):
+            hist = grid_histograms(con, run_id, (router,))[router]
+        else:
+            hist = feature_histogram(con, run_id, router)
+    return _replayed(hist, router, taus, run_id, exact)
 
 
 def replay_all(
@@ -126,9 +183,11 @@ def replay_all(
     routers: Sequence[str] = tuple(ROUTERS),
     n_thresholds: int = DEFAULT_THRESHOLDS,
 ) -> pl.DataFrame:
-    """Replay every router kind on one run over quantile thresholds, stacked."""
+    """Replay every router kind on one run over quantile thresholds (grid edges), stacked."""
     with connect(source) as con:
-        return pl.concat([replay(con, run_id, r, n_thresholds) for r in routers])
+        exact = _run_exact(con, run_id)
+        hists = grid_histograms(con, run_id, routers)
+    return pl.concat([_replayed(hists[r], r, n_thresholds, run_id, exact) for r in routers])
 
 
 def best_threshold(replayed: pl.DataFrame, budget: float) -> RouterChoice | None:

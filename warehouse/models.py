@@ -249,6 +249,18 @@ class HistogramSum(Base):
     mismatches: Mapped[int] = mapped_column(BigInteger)
 
 
+class RouterSum(Base):
+    """Tokens and replay mismatches (s2_token_id ≠ s1_token_id) of one run per cell of a router's grid."""
+
+    __tablename__ = "router_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    router: Mapped[str] = mapped_column(Text, primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    replay_mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
 # Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).
 
 

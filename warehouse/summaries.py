@@ -1,5 +1,8 @@
 """Summary tables: additive sums of token events per run, sample, position decile, entropy bin, grid cell.
 
+`router_sums` (migration 0011) holds what router replay needs: tokens and replay mismatches per router
+kind and cell of its feature's exact grid (see `RouterFeature`).
+
 Ingest adds a shard's sums in the shard's own transaction (upserts that add), so together with the ingest
 ledger they stay equal to an aggregation of `token_events` from scratch; `rebuild` recomputes them from
 the events. The views and the analytics read these tables, so their cost does not grow with the number of
@@ -34,12 +37,44 @@ HISTOGRAM_CELLS: dict[str, str] = {
     "rel_pos": f"CAST(floor(CAST(rel_pos AS DOUBLE) * {REL_POS_CELLS}) AS INTEGER)",
 }
 
+
+@dataclass(frozen=True)
+class RouterFeature:
+    """A threshold router's feature, the side it consults on, and its replay grid (cells per unit).
+
+    Router replay (analytics/routers.py) reads `router_sums`: per run, router and cell, the tokens and the
+    replay mismatches (System 2's recorded choice ≠ System 1's). The grid is exact at its edges: `cells` is
+    a power of two, so `value * cells` is exact in floating point and a cell holds exactly the values of
+    [c/cells, (c+1)/cells) (floor, for routers that consult below τ) or ((c-1)/cells, c/cells] (ceil, for
+    those that consult above τ). At every τ = e/cells, "value < τ" is "cell < e" and "value > τ" is
+    "cell > e", so a replay at grid thresholds counts exactly what a scan of the events would.
+    """
+
+    column: str
+    consult: str  # "below": consult when value < τ; "above": when value > τ
+    cells: int
+
+    def cell_sql(self) -> str:
+        rounding = "floor" if self.consult == "below" else "ceil"
+        return f"CAST({rounding}(CAST({self.column} AS DOUBLE) * {self.cells}) AS INTEGER)"
+
+
+# Router kind -> feature: 1/4096 of probability, 1/512 of a nat.
+ROUTER_FEATURES: dict[str, RouterFeature] = {
+    "max_prob": RouterFeature("s1_prob", "below", 4096),
+    "margin": RouterFeature("s1_margin", "below", 4096),
+    "entropy": RouterFeature("s1_entropy", "above", 512),
+}
+REPLAY_MISMATCHES = "count(*) AS tokens, count_if(s2_token_id <> s1_token_id) AS replay_mismatches"
+
 # The summed columns with token_events' types, so a batch sums exactly as its stored rows would.
 AS_STORED = ", ".join(
     f"CAST({c} AS {t}) AS {c}"
     for c, t in [
         ("sample_id", "INTEGER"),
         ("step", "INTEGER"),
+        ("s1_token_id", "INTEGER"),
+        ("s2_token_id", "INTEGER"),
         ("rel_pos", "REAL"),
         ("s1_prob", "REAL"),
         ("s1_entropy", "REAL"),
@@ -79,6 +114,15 @@ def _histogram_select() -> str:
     return " UNION ALL ".join(parts)
 
 
+def _router_select() -> str:
+    parts = [
+        f"SELECT run_id, '{kind}' AS router, {f.cell_sql()} AS cell, {REPLAY_MISMATCHES} "
+        "FROM {src} GROUP BY ALL"
+        for kind, f in ROUTER_FEATURES.items()
+    ]
+    return " UNION ALL ".join(parts)
+
+
 TABLES: tuple[SummaryTable, ...] = (
     SummaryTable(
         "run_sums",
@@ -108,6 +152,9 @@ TABLES: tuple[SummaryTable, ...] = (
     ),
     SummaryTable(
         "histogram_sums", ("run_id", "feature", "cell"), ("tokens", "mismatches"), _histogram_select()
+    ),
+    SummaryTable(
+        "router_sums", ("run_id", "router", "cell"), ("tokens", "replay_mismatches"), _router_select()
     ),
 )
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

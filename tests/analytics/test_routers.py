@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from analytics.routers import (
+    ROUTERS,
     best_threshold,
     pareto_front,
     replay,
@@ -136,3 +138,63 @@ def test_replay_matches_brute_force(tokens: list[tuple[int, bool]], taus: list[i
     for row in got.iter_rows(named=True):
         mask = values < row["threshold"] if router == "max_prob" else values > row["threshold"]
         assert row["consulted"] == mask.sum() and row["caught_mismatches"] == (mask & dis).sum()
+
+
+@pytest.fixture
+def edge_run(con: duckdb.DuckDBPyConnection) -> tuple[int, pl.DataFrame]:
+    """A run of 400 tokens, a third of each feature exactly on its grid's edges (k/4096, k/512)."""
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    run = add_run(con, router="always")
+    rng = np.random.default_rng(5)
+    n = 400
+    on_edge = rng.random(n) < 0.33
+
+    def feature(scale: float, cells: int) -> npt.NDArray[np.float32]:
+        raw = rng.random(n) * scale
+        return np.where(on_edge, np.round(raw * cells) / cells, raw).astype(np.float32)
+
+    s1 = rng.integers(0, 50, n).astype(np.int32)
+    frame = pl.DataFrame(
+        {
+            "sample_id": np.repeat(np.arange(8, dtype=np.int32), n // 8),
+            "step": np.tile(np.arange(n // 8, dtype=np.int32), 8),
+            "s1_prob": feature(1.0, 4096),
+            "s1_margin": feature(1.0, 4096),
+            "s1_entropy": feature(6.0, 512),
+            "s1_token_id": s1,
+            "s2_token_id": np.where(rng.random(n) < 0.3, s1 + 1, s1),
+        }
+    )
+    add_events(
+        con, run, frame.with_columns((pl.col("s2_token_id") != pl.col("s1_token_id")).alias("mismatch"))
+    )
+    return run, frame
+
+
+def brute_force(frame: pl.DataFrame, router: str, tau: float) -> tuple[int, int]:
+    """Consulted tokens and caught replay mismatches at τ, straight from the feature values."""
+    column, direction = ROUTERS[router]
+    values = frame[column].cast(pl.Float64).to_numpy()
+    mask = values < tau if direction == "below" else values > tau
+    mis = (frame["s2_token_id"] != frame["s1_token_id"]).to_numpy()
+    return int(mask.sum()), int((mask & mis).sum())
+
+
+def test_replay_from_summary_rows_is_exact_at_every_reported_threshold(
+    con: duckdb.DuckDBPyConnection, edge_run: tuple[int, pl.DataFrame]
+) -> None:
+    run_id, frame = edge_run
+    replayed = replay_all(con, run_id, n_thresholds=20)
+    for kind in ROUTERS:
+        rows = replayed.filter(pl.col("router") == kind)
+        assert rows.height > 15 and rows["consult_rate"].min() == 0.0 and rows["consult_rate"].max() == 1.0
+        for row in rows.iter_rows(named=True):
+            assert (row["consulted"], row["caught_mismatches"]) == brute_force(frame, kind, row["threshold"])
+    grid_taus, off_taus = [0.25, 1 / 4096, 3 / 512], [0.3, 1e-4]  # read from router_sums / from the events
+    for kind in ROUTERS:
+        for taus in (grid_taus, off_taus):
+            got = replay(con, run_id, kind, taus)
+            assert [(r["consulted"], r["caught_mismatches"]) for r in got.iter_rows(named=True)] == [
+                brute_force(frame, kind, t) for t in sorted(taus)
+            ]

@@ -31,8 +31,9 @@ from warehouse.staging import (
 )
 from warehouse.summaries import TABLES
 
-# Values on and around the bins' edges (entropy bins of 0.5 nats, the open last bin, grid cells).
-EDGES = np.array([0.0, 0.005, 0.5, 1.0, 5.5, 6.0, 12.5, 0.4999], dtype=np.float32)
+# Values on and around the bins' edges (entropy bins of 0.5 nats, the open last bin, grid cells; the
+# router grid's 1/512 nat, and 1/4096 of probability below).
+EDGES = np.array([0.0, 0.005, 0.5, 1.0, 5.5, 6.0, 12.5, 0.4999, 3 / 512], dtype=np.float32)
 
 
 def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]) -> pa.Table:
@@ -43,6 +44,7 @@ def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]
     n = len(step)
     entropy = np.where(rng.random(n) < 0.3, rng.choice(EDGES, n), rng.exponential(2.0, n)).astype(np.float32)
     prob = rng.random(n, dtype=np.float32)
+    prob = np.where(rng.random(n) < 0.2, np.round(prob * 4096) / 4096, prob).astype(np.float32)  # edges
     mismatch = rng.random(n) < 0.3
     s1 = rng.integers(0, 100, n, dtype=np.int32)
     f32 = lambda: rng.random(n, dtype=np.float32)  # noqa: E731
@@ -55,7 +57,7 @@ def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]
         "s1_prob": prob,
         "s1_entropy": entropy,
         "s1_margin": prob * f32(),
-        "s2_token_id": s1,
+        "s2_token_id": np.where(rng.random(n) < 0.2, s1 + 2, s1),  # replay mismatches (router_sums)
         "llm_token_id": s1,
         "llm_prob": f32(),
         "llm_entropy": f32(),
