@@ -1,10 +1,11 @@
 """Does System 1's uncertainty predict a mismatch? Correlations, AUROC and mismatch rate by entropy bin.
 
 Every predictor is oriented so that a larger value means a less certain System 1: entropy, 1 − max
-probability, 1 − margin. DuckDB reduces the token events to a histogram per (group, value) and then to a
-handful of sums per group (Mann–Whitney U with ties counted half, the tie term of the rank variance, and the
-moments for the point-biserial correlation); polars turns those sums into statistics. So AUROC over 100M
-events never brings the events into Python.
+probability, 1 − margin. DuckDB reduces the token events (or, by default, the grid cells `histogram_sums`
+holds) to a histogram per (group, predictor, value); polars reduces that to a handful of sums per group
+(Mann–Whitney U with ties counted half, the tie term of the rank variance, and the moments for the
+point-biserial correlation) and turns those into statistics. So AUROC over 100M events never brings the
+events into Python, and on the grid it reads one query of at most a few thousand rows per run.
 """
 
 from __future__ import annotations
@@ -41,40 +42,59 @@ def check_predictors(predictors: Sequence[str]) -> tuple[str, ...]:
     return names
 
 
-def rank_sums_sql(
-    predictor: str, group_by: Sequence[str], filters: Filters | None, exact: bool
+def histogram_sql(
+    predictors: Sequence[str], group_by: Sequence[str], filters: Filters | None, exact: bool
 ) -> tuple[str, list[object]]:
-    """SQL giving, per group: Mann–Whitney U (ties count half), the rank tie term, and moments of x."""
-    expr, cells = PREDICTORS[predictor]
-    scale = 1 if exact else cells
+    """SQL giving, per group, predictor and value `v` (a grid cell, or the exact value): tokens `n` and
+    mismatches `pos`."""
     cols = check_group_by(group_by)
-    out = ", ".join(f'"{c}"' for c in cols)
-    ev_where, ev_params = events_where(filters)
     where, params = runs_where(filters)
-    if exact:  # raw values: a scan of the events
-        hist = f"""SELECT e.run_id, CAST({expr} AS DOUBLE) AS v, count(*) AS n, count_if(e.mismatch) AS pos
-                   FROM token_events e {ev_where} GROUP BY ALL"""
-    else:  # the grid's cells, summed at ingest
-        hist = f"""SELECT e.run_id, e.cell AS v, e.tokens AS n, e.mismatches AS pos
-                   FROM (SELECT * FROM histogram_sums WHERE feature = ?) e {ev_where}"""
-        ev_params = [predictor, *ev_params]
-    sql = f"""
-        WITH h AS ({hist}), g AS (
-            SELECT {group_select(cols)}, CAST(h.v AS DOUBLE) / {scale} AS x,
-                   CAST(sum(h.n) AS DOUBLE) AS n, CAST(sum(h.pos) AS DOUBLE) AS pos
-            FROM h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL
-        ), c AS (
-            SELECT *, coalesce(sum(n - pos) OVER (PARTITION BY {out} ORDER BY x
-                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS neg_below
-            FROM g
+    if exact:  # raw values: a scan of the events (of the runs in scope) per predictor
+        ev_where, ev_params = events_where(filters)
+        hist = " UNION ALL ".join(
+            f"""SELECT e.run_id, '{name}' AS predictor, CAST({PREDICTORS[name][0]} AS DOUBLE) AS v,
+                       count(*) AS n, count_if(e.mismatch) AS pos
+                FROM token_events e {ev_where} GROUP BY ALL"""
+            for name in predictors
         )
-        SELECT {out}, ? AS predictor,
-               CAST(sum(n) AS BIGINT) AS tokens, CAST(sum(pos) AS BIGINT) AS mismatches,
-               sum(pos * (neg_below + 0.5 * (n - pos))) AS u, sum(n * n * n - n) AS ties,
-               sum(n * x) AS sx, sum(n * x * x) AS sxx, sum(pos * x) AS sxy
-        FROM c GROUP BY ALL ORDER BY {out}
-    """
-    return sql, [*ev_params, *params, predictor]
+        hist_params: list[object] = [p for _ in predictors for p in ev_params]
+    else:  # the grid's cells, summed at ingest
+        marks = ", ".join("?" for _ in predictors)
+        hist = f"""SELECT run_id, feature AS predictor, cell AS v, tokens AS n, mismatches AS pos
+                   FROM histogram_sums WHERE feature IN ({marks})"""
+        hist_params = list(predictors)
+    sql = f"""SELECT {group_select(cols)}, h.predictor, CAST(h.v AS DOUBLE) AS v,
+                     CAST(sum(h.n) AS DOUBLE) AS n, CAST(sum(h.pos) AS DOUBLE) AS pos
+              FROM ({hist}) h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL"""
+    return sql, [*hist_params, *params]
+
+
+def rank_sums(
+    hist: pl.DataFrame, keys: Sequence[str], predictors: Sequence[str], exact: bool
+) -> pl.DataFrame:
+    """Per group and predictor (in the order given): Mann–Whitney U (ties count half), the rank tie term,
+    and moments of x, from a `histogram_sql` frame."""
+    over = [*keys, "predictor"]
+    n, pos = pl.col("n"), pl.col("pos")
+    neg = n - pos
+    scale = pl.col("predictor").replace_strict({p: 1 if exact else PREDICTORS[p][1] for p in predictors})
+    ranked = (
+        hist.with_columns((pl.col("v") / scale).alias("x"))
+        .sort([*over, "x"])
+        .with_columns((neg.cum_sum().over(over) - neg).alias("neg_below"))
+    )
+    x = pl.col("x")
+    sums = ranked.group_by(over).agg(
+        n.sum().cast(pl.Int64).alias("tokens"),
+        pos.sum().cast(pl.Int64).alias("mismatches"),
+        (pos * (pl.col("neg_below") + 0.5 * neg)).sum().alias("u"),
+        (n * n * n - n).sum().alias("ties"),
+        (n * x).sum().alias("sx"),
+        (n * x * x).sum().alias("sxx"),
+        (pos * x).sum().alias("sxy"),
+    )
+    order = pl.col("predictor").replace_strict({p: i for i, p in enumerate(predictors)})
+    return sums.sort([order, *keys]).select(*keys, "predictor", *STAT_SUMS)
 
 
 def statistics_from_sums(sums: pl.DataFrame) -> pl.DataFrame:
@@ -113,15 +133,15 @@ def mismatch_predictors(
 ) -> pl.DataFrame:
     """Per group and predictor: AUROC, Spearman and point-biserial correlation with mismatch.
 
-    `exact=False` ranks values on a grid (0.01 nats; 0.001 in probability): ties within a cell count half,
-    which moves AUROC by about 1e-3 at most and keeps the histogram small on 100M events; the
-    point-biserial correlation then uses cell centres (a change of order 1e-5). One scan per predictor.
+        `exact=False` ranks values on a grid (0.01 nats; 0.001 in probability): ties within a cell count half,
+        which moves AUROC by about 1e-3 at most and keeps the histogram small on 100M events; the
+        point-biserial correlation then uses cell centres (a change of order 1e-5). One query for all
+    predictors (`exact`: one scan of the events per predictor).
     """
-    frames = []
-    with connect(source) as con:
-        for name in check_predictors(predictors):
-            frames.append(query(con, *rank_sums_sql(name, group_by, filters, exact)))
-    return statistics_from_sums(pl.concat(frames, how="vertical_relaxed"))
+    names = check_predictors(predictors)
+    cols = list(check_group_by(group_by))
+    hist = query(source, *histogram_sql(names, cols, filters, exact))
+    return statistics_from_sums(rank_sums(hist, cols, names, exact))
 
 
 def mismatch_by_entropy_bin(
