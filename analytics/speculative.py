@@ -128,7 +128,7 @@ def _run_sums(con: Source, filters: Filters | None) -> pl.DataFrame:
                 SELECT run_id, count(*) AS cycles, sum(drafted) AS drafted, sum(accepted) AS accepted,
                        sum(accepted + CASE WHEN accepted < drafted THEN 1 ELSE 0 END) AS trials,
                        max(drafted) AS max_drafted
-                FROM spec_cycles GROUP BY run_id
+                FROM spec_cycles WHERE run_id IN (SELECT r.run_id FROM runs r {where}) GROUP BY run_id
             )
             SELECT r.run_id, r.llm, r.slm, r.dataset, r.settings, r.tokens_per_s,
                    CAST(c.cycles AS BIGINT) AS cycles, CAST(c.drafted AS BIGINT) AS drafted,
@@ -138,7 +138,7 @@ def _run_sums(con: Source, filters: Filters | None) -> pl.DataFrame:
             FROM c JOIN runs r ON r.run_id = c.run_id
             LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
             {where} ORDER BY r.run_id""",
-        params,
+        [*params, *params],
     )
 
 

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from pydantic import BaseModel, Field
 
-from analytics.served import served_by_position, served_summary
+from analytics.served import POSITION_SCHEMA, SERVED_SCHEMA, served_by_position, served_summary
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.speedup import FLOP_MODEL, MEASURED, PREDICTED
 from api.convert import Group, records
@@ -104,9 +104,9 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
 def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Imported requests of the pair the filters name (llm = model, slm = draft); none for a run filter or
     a dataset (served requests have neither)."""
+    if "run_id" in filters or "dataset" in filters:  # not read at all: two queries saved
+        return pl.DataFrame(schema=SERVED_SCHEMA), pl.DataFrame(schema=POSITION_SCHEMA)
     summary, positions = served_summary(cur), served_by_position(cur)
-    if "run_id" in filters or "dataset" in filters:
-        return summary.clear(), positions.clear()
     for column, key in (("model", "llm"), ("draft", "slm")):
         if key in filters:
             summary = summary.filter(pl.col(column) == filters[key])
