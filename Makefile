@@ -46,8 +46,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist), a test file each at a time: the suite waits on servers and subprocesses a lot.
 pytest: setup browser sandbox
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from collector.config import CHAT_TEMPLATE_MODES, DRAFT_STOPS, METHODS, ROUTERS, RunConfig
@@ -165,10 +166,15 @@ def resume_flags(argv: list[str]) -> dict[str, object]:
     return {k: v for k, v in given_flags(argv).items() if k in names}
 
 
+def print_error(console: Console, exc: Exception) -> None:
+    """One line, never wrapped (a path or a command in it must stay copyable) and never read as markup."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    console = Console(stderr=False)
+    console = Console(stderr=False, soft_wrap=True)  # a path or a command in a line stays copyable
     args = build_parser().parse_args(argv)
     warehouse = resolve_warehouse(args.warehouse)
     default_job = is_default_job(args)
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         with named_damage(warehouse):
             outcome = _collect(args, argv, warehouse, console, default_job)
     except UserError as exc:  # anything else is a bug: it keeps its traceback
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     if isinstance(outcome, int):
         return outcome

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from collector.config import RunConfig
+from collector.run import print_error
 from collector.sweeps import shipped_sweeps, sweep_path
 from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
@@ -239,7 +240,7 @@ def execute(args: argparse.Namespace, cells: Sequence[RunConfig], console: Conso
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (1 if any cell failed, 2 for a bad sweep)."""
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # a path or a command in a line stays copyable
     if not console.is_terminal:
         console.width = 200  # a table piped to a file or a log keeps one line per cell
     try:
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         outcomes = execute(args, sweep.cells, console)
     except UserError as exc:  # a bad sweep file, a missing model, the warehouse: said, not a traceback
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     console.print(f"{args.executor} executor: {time.perf_counter() - start:.1f} s wall", highlight=False)
     print_headline(resolve_warehouse(args.warehouse), console, beside=True)

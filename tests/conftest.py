@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,14 @@ import pytest
 
 from tests.models import make_model, make_tokenizer
 from warehouse.migrate import upgrade
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: one compute thread each, and the same for the collectors,
+    # servers and sweeps the tests start (they inherit the environment), so workers do not oversubscribe.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
