@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughput, run_costs
+from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughputs, run_costs
 from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse.settings import add_warehouse_argument
@@ -247,10 +247,10 @@ def collector_command(
 
 def measured(source: Source, run_id: int) -> tuple[float, int, float, float]:
     """(acceptance, cycles, decode tokens/s, baseline tokens/s) of a speculative run; the measured speed-up
-    is their ratio (`analytics.costs.paired_throughput`)."""
+    is their ratio (`analytics.costs.paired_throughputs`)."""
     with connect(source) as con:
         c = query(con, "SELECT drafted, accepted FROM spec_cycles WHERE run_id = ?", [run_id])
-        paired = paired_throughput(con, run_id)
+        paired = paired_throughputs(con, [run_id]).get(run_id)
     if paired is None:
         raise AnalyticsError(
             f"run {run_id} recorded no decode time or no paired baseline (a run from before the baseline "

@@ -8,6 +8,7 @@ over each of the run's batches, timed right after that batch's decode (same prom
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,18 +80,20 @@ def cycles_seconds(
     return prompts * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
 
 
-def paired_throughput(source: Source, run_id: int) -> tuple[float, float] | None:
-    """(decode tokens/s, paired baseline tokens/s) of one run; None without a recorded paired baseline."""
-    with connect(source) as con:
-        if not table_columns(con, "run_costs"):
-            return None
-        rows = query(
-            con,
-            "SELECT kind, sum(tokens) AS tokens, sum(seconds) AS seconds FROM run_costs "
-            "WHERE run_id = ? AND kind IN ('decode', 'baseline') GROUP BY kind",
-            [run_id],
-        )
-    got = {k: (int(n), float(s)) for k, n, s in rows.iter_rows()}
-    if "decode" not in got or "baseline" not in got or min(got["decode"][1], got["baseline"][1]) <= 0:
-        return None
-    return got["decode"][0] / got["decode"][1], got["baseline"][0] / got["baseline"][1]
+def paired_throughputs(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """(decode tokens/s, paired baseline tokens/s) per run that recorded both, in one query: the measured
+    speed-up is their ratio (a run without a recorded paired baseline is absent)."""
+    if not run_ids or not table_columns(con, "run_costs"):
+        return {}
+    marks = ", ".join("?" for _ in run_ids)
+    rows = query(
+        con,
+        f"""SELECT run_id, CAST(sum(tokens) FILTER (WHERE kind = 'decode') AS DOUBLE) AS dn,
+                   CAST(sum(seconds) FILTER (WHERE kind = 'decode') AS DOUBLE) AS ds,
+                   CAST(sum(tokens) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bn,
+                   CAST(sum(seconds) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bs
+            FROM run_costs WHERE run_id IN ({marks}) GROUP BY run_id""",
+        list(run_ids),
+    )
+    return {int(r): (dn / ds, bn / bs) for r, dn, ds, bn, bs in rows.iter_rows()
+            if dn is not None and bn is not None and ds and bs and ds > 0 and bs > 0}  # fmt: skip

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from analytics.costs import RunCosts, cycles_seconds, run_costs
+from analytics.costs import RunCosts, cycles_seconds, paired_throughputs, run_costs
 from analytics.source import Source, connect, query, table_columns
 
 PREDICTED = "predicted: the run's cycles × its pair's measured costs (the advisor's model, batch 1)"
@@ -110,7 +110,7 @@ def run_speedups(source: Source, run_ids: Sequence[int]) -> pl.DataFrame:
             list(run_ids),
         )
         sources = _cost_sources(con) if has_costs else pl.DataFrame()
-        paired = _paired(con, run_ids) if has_costs else {}
+        paired = paired_throughputs(con, run_ids) if has_costs else {}
         drafted_by = {int(k[0]): g["drafted"].to_numpy().astype(np.int64)
                       for k, g in cycles.group_by(["run_id"])}  # fmt: skip
         for run in runs.iter_rows(named=True):
@@ -121,19 +121,3 @@ def run_speedups(source: Source, run_ids: Sequence[int]) -> pl.DataFrame:
             measured = None if pair is None else pair[0] / pair[1]
             rows.append((rid, predicted, note, measured, MEASURED if pair else NO_BASELINE))
     return pl.DataFrame(rows, schema=SPEEDUP_SCHEMA, orient="row")
-
-
-def _paired(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
-    """(decode tokens/s, paired baseline tokens/s) per run that recorded both, in one query."""
-    marks = ", ".join("?" for _ in run_ids)
-    rows = query(
-        con,
-        f"""SELECT run_id, CAST(sum(tokens) FILTER (WHERE kind = 'decode') AS DOUBLE) AS dn,
-                   CAST(sum(seconds) FILTER (WHERE kind = 'decode') AS DOUBLE) AS ds,
-                   CAST(sum(tokens) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bn,
-                   CAST(sum(seconds) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bs
-            FROM run_costs WHERE run_id IN ({marks}) GROUP BY run_id""",
-        list(run_ids),
-    )
-    return {int(r): (dn / ds, bn / bs) for r, dn, ds, bn, bs in rows.iter_rows()
-            if dn is not None and bn is not None and ds and bs and ds > 0 and bs > 0}  # fmt: skip

@@ -192,13 +192,3 @@ def forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor
     """One forward pass with an optional KV cache; returns the model output (logits, cache)."""
     kwargs = {cache_kwarg(model): cache} if cache is not None else {}
     return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kwargs)
-
-
-def crop_cache(cache: Any, length: int) -> None:
-    """Roll a DynamicCache back to `length` positions (drops rejected drafts)."""
-    current = cache.get_seq_length()
-    if current > length:
-        try:
-            cache.crop(length - current)  # new API: a negative count of tokens to remove
-        except ValueError:
-            cache.crop(length)
