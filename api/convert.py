@@ -14,6 +14,8 @@ import numpy as np
 import polars as pl
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, create_model
 
+from warehouse.catalogue import columns, python_type
+
 
 def _as_utc(value: Any) -> Any:
     """DuckDB TIMESTAMPs are naive UTC: attach the offset so they serialise as ISO 8601 with +00:00."""
@@ -95,3 +97,17 @@ def public_model(cls: type, *, exclude: Sequence[str] = (), name: str | None = N
     model = create_model(name or f"{cls.__name__}Public", __doc__=cls.__doc__, **fields)
     _MODELS[key] = model
     return model
+
+
+def table_model(table: str, name: str, doc: str, *, exclude: Sequence[str] = ()) -> Any:
+    """A response model with a warehouse table's columns, typed and described from the models (a new
+    column shows up in the API by itself)."""
+    fields: dict[str, Any] = {
+        c.name: (python_type(c), Field(description=c.doc)) for c in columns(table) if c.name not in exclude
+    }
+    return create_model(name, __doc__=doc, **fields)
+
+
+def list_of(model: Any) -> Any:
+    """`list[model]` for a model built at run time."""
+    return types.GenericAlias(list, (model,))

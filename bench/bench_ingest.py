@@ -18,12 +18,13 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
+from warehouse.catalogue import EVENT_SCHEMA, SAMPLE_SCHEMA, arrow_table
 from warehouse.db import duckdb_connection, make_engine
 from warehouse.ingest import ingest_pending, insert_batch
 from warehouse.migrate import upgrade
 from warehouse.models import TokenEvent
 from warehouse.settings import staging_dir
-from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA, ModelInfo, RunManifest, StagingWriter
+from warehouse.staging import ModelInfo, RunManifest, StagingWriter
 from warehouse.summaries import accumulate_arrow
 
 
@@ -51,7 +52,7 @@ def synthetic_events(n: int, first_sample: int, rng: np.random.Generator) -> pa.
         "mismatch": tok != s1,
         "accept_prob": f32(),
     }
-    return pa.table(cols).cast(EVENT_SCHEMA)
+    return arrow_table(cols, EVENT_SCHEMA)
 
 
 def synthetic_samples(ids: range) -> pa.Table:

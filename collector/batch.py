@@ -13,7 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from collector.tasks.base import Task, TaskItem
 from collector.token_stats import STORED_FIELDS, StepTrace
-from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA
+from warehouse.catalogue import EVENT_SCHEMA, SAMPLE_SCHEMA, arrow_table
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,9 @@ def batch_tables(
     host = _host(trace)
     extra_host = {k: v.detach().cpu().numpy() for k, v in (extra or {}).items()}
     ends = [row_end(host["token_id"][b], valid[b], tokenizer, task.stop_strings) for b in range(len(items))]
-    appended = [k for k in (*host, *extra_host) if k not in EVENT_SCHEMA.names]  # e.g. accept_prob
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in (*EVENT_SCHEMA.names, *appended)}
+    columns: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("sample_id", "step", "rel_pos", *host, *extra_host)
+    }
     for b, end in enumerate(ends):
         n = end.n_tokens
         columns["sample_id"].append(np.full(n, sample_ids[b], dtype=np.int32))
@@ -104,9 +105,7 @@ def batch_tables(
     data = {k: np.concatenate(v) if v else np.array([]) for k, v in columns.items()}
     data["mismatch"] = data["token_id"] != data["s1_token_id"]
     data["consulted"] = data["consulted"].astype(bool)
-    events = pa.table({k: data[k] for k in EVENT_SCHEMA.names}).cast(EVENT_SCHEMA)
-    for key in appended:
-        events = events.append_column(key, pa.array(data[key]))
+    events = arrow_table(data, EVENT_SCHEMA)  # a trace field that is no column of token_events is refused
     samples = pa.table(
         {
             "sample_id": pa.array(sample_ids, pa.int32()),

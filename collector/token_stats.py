@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import pyarrow as pa
 import torch
 
 from collector.sampling import sampling_logp
+from warehouse.catalogue import EVENT_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ def figures_no_sync(logp: torch.Tensor) -> Figures:
     )
 
 
-NOT_STORED = {"stored": False}  # field metadata: recorded on the device, not a `token_events` column
+# Field metadata: a figure recorded on the device, not a `token_events` column (its Arrow type, as a
+# column's, says how it is held on the device).
+NOT_STORED = {"stored": False, "type": pa.float32()}
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,25 @@ class StepTrace:
 
 TRACE_FIELDS = tuple(f.name for f in fields(StepTrace))
 STORED_FIELDS = tuple(f.name for f in fields(StepTrace) if f.metadata.get("stored", True))  # columns
+_UNSTORED_TYPES = {
+    f.name: f.metadata["type"] for f in fields(StepTrace) if not f.metadata.get("stored", True)
+}
+if not set(STORED_FIELDS) <= set(EVENT_SCHEMA.names):  # the trace is named after the warehouse's columns
+    raise TypeError(
+        f"StepTrace fields {sorted(set(STORED_FIELDS) - set(EVENT_SCHEMA.names))} are no token_events "
+        "columns: add each to warehouse.models.TokenEvent (with its migration) or mark it NOT_STORED"
+    )
+# Device dtype of each Arrow type of a column: small ints and flags as stored, other ints as int64 (ids).
+_TORCH_OF = {pa.bool_(): torch.bool, pa.int16(): torch.int16, pa.float32(): torch.float32}
+
+
+def device_dtype(name: str) -> torch.dtype:
+    """The dtype a trace field or event column is held in on the device, from the column's Arrow type in
+    the warehouse (a float column is float32 whatever its name; an unknown name is a KeyError)."""
+    arrow = _UNSTORED_TYPES[name] if name in _UNSTORED_TYPES else EVENT_SCHEMA.field(name).type
+    if pa.types.is_floating(arrow):
+        return torch.float32
+    return _TORCH_OF.get(arrow, torch.long)
 
 
 def accept_prob_no_sync(

@@ -15,16 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from collector.config import RunConfig, run_identity
+from warehouse.catalogue import CYCLE_SCHEMA, EVENT_SCHEMA, SAMPLE_SCHEMA, arrow_table
 from warehouse.db import duckdb_connection
 from warehouse.ingest import ingest_pending
 from warehouse.migrate import upgrade
 from warehouse.settings import staging_dir
-from warehouse.staging import EVENT_SCHEMA, SAMPLE_SCHEMA, ModelInfo, RunFinal, RunManifest, StagingWriter
+from warehouse.staging import ModelInfo, RunFinal, RunManifest, StagingWriter
 
 # Counted parameters of the synthetic models (System 2 is the larger, as the collector demands).
 PARAMS = {"L": 1_000_000, "M": 200_000, "S": 30_000, "XS": 8_000}
-CYCLE_SCHEMA = pa.schema([("sample_id", pa.int32()), ("cycle", pa.int32()),
-                          ("drafted", pa.int16()), ("accepted", pa.int16())])  # fmt: skip
 _CLOCK = [datetime(2026, 12, 1, 12, 0, 0)]
 
 
@@ -76,13 +75,9 @@ def events(rng: np.random.Generator, lengths: list[int], cof: float, spec: bool)
         "llm_prob": f32(), "llm_entropy": f32(), "llm_prob_s1_token": f32(),
         "consulted": np.ones(n, bool), "mismatch": mismatch, "accept_prob": f32(),
     }  # fmt: skip
-    table = pa.table(cols).cast(EVENT_SCHEMA)
-    if not spec:
-        return table
-    extra = {"draft_index": (step % 3).astype(np.int16), "accepted": ~mismatch}
-    for name, values in extra.items():
-        table = table.append_column(name, pa.array(values))
-    return table
+    if spec:
+        cols |= {"draft_index": (step % 3).astype(np.int16), "accepted": ~mismatch}
+    return arrow_table(cols, EVENT_SCHEMA)
 
 
 def samples_table(lengths: list[int], rng: np.random.Generator) -> pa.Table:

@@ -1,9 +1,9 @@
 """Export the warehouse as hive-partitioned Parquet that DuckDB, Spark, Trino or polars read as is.
 
-Tables go to `out/<table>/`: the per-token tables partitioned by run (`run_id=<id>/data_0.parquet`, with
-`run_id` kept inside each file too, so a file read alone or a glob read without hive parsing still has
-it); the others as one `data.parquet`. Every view of the schema (the SQL contract analytics reads) goes
-to `out/<view>/data.parquet`.
+Every table of the models goes to `out/<table>/`: the per-token tables partitioned by run
+(`run_id=<id>/data_0.parquet`, with `run_id` kept inside each file too, so a file read alone or a glob
+read without hive parsing still has it); the others as one `data.parquet`. Every view of the schema (the
+SQL contract analytics reads) goes to `out/<view>/data.parquet`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-# (table, partitioned by run_id): the per-token tables are large; metadata tables are one file each.
-TABLES = (
-    ("models", False),
-    ("runs", False),
-    ("run_costs", False),
-    ("ingested_shards", False),
-    ("samples", True),
-    ("token_events", True),
-    ("spec_cycles", True),
-    ("served_requests", False),
-    ("served_histogram", False),
-    ("served_steps", False),
-)
+from warehouse.catalogue import EXPORT_TABLES
 
 
 def _relations(con: duckdb.DuckDBPyConnection, kind: str) -> set[str]:
@@ -36,20 +24,20 @@ def _relations(con: duckdb.DuckDBPyConnection, kind: str) -> set[str]:
 
 
 def export_parquet(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, int]:
-    """Write `out/<table>/run_id=<id>/*.parquet` or `out/<name>/data.parquet` for every table of `TABLES`
-    and every view; returns row counts by name."""
+    """Write `out/<table>/run_id=<id>/*.parquet` or `out/<name>/data.parquet` for every table of the models
+    (`EXPORT_TABLES`) and every view; returns row counts by name."""
     out.mkdir(parents=True, exist_ok=True)
     present = _relations(con, "BASE TABLE")
-    names = [(t, p) for t, p in TABLES if t in present] + [
-        (v, False) for v in sorted(_relations(con, "VIEW"))
+    names = [(t, p) for t, p in EXPORT_TABLES if t in present] + [
+        (v, None) for v in sorted(_relations(con, "VIEW"))
     ]
     counts: dict[str, int] = {}
     for name, partitioned in names:
         target = out / name
         if partitioned:
             options = (
-                "FORMAT parquet, PARTITION_BY (run_id), WRITE_PARTITION_COLUMNS true, COMPRESSION zstd, "
-                "OVERWRITE_OR_IGNORE true"
+                f"FORMAT parquet, PARTITION_BY ({partitioned}), WRITE_PARTITION_COLUMNS true, "
+                "COMPRESSION zstd, OVERWRITE_OR_IGNORE true"
             )
             con.execute(f"COPY \"{name}\" TO '{target}' ({options})")
         else:

@@ -15,9 +15,9 @@ from alembic.script import ScriptDirectory
 
 from warehouse.db import WarehouseError, WarehouseLocked, is_lock_error, make_engine
 from warehouse.models import Base
+from warehouse.views import VIEW_NAMES
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-VIEW_NAMES = frozenset({"run_cof", "pair_cof", "position_profile", "entropy_profile", "run_accuracy"})
 
 
 class DuckDBImpl(DefaultImpl):

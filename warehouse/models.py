@@ -32,6 +32,11 @@ RUN_ID_SEQ = Sequence("runs_run_id_seq", start=1)
 SERVED_ID_SEQ = Sequence("served_requests_request_id_seq", start=1)
 
 
+# Table info: the export writes the table as hive partitions of this column (the large per-run tables).
+EXPORT_PARTITION = "export_partition"
+PARTITIONED_BY_RUN = {"info": {EXPORT_PARTITION: "run_id"}}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -102,6 +107,7 @@ class Sample(Base):
     """One prompt of one run and what the collaboration wrote for it."""
 
     __tablename__ = "samples"
+    __table_args__ = PARTITIONED_BY_RUN
     # No constraints: DuckDB cannot alter a table with indexes; the ingest ledger keeps it idempotent.
     __mapper_args__ = {"primary_key": ["run_id", "sample_id"]}
 
@@ -121,12 +127,13 @@ class TokenEvent(Base):
     """One generated token of one sample of one run (see DESIGN.md §2 for the vocabulary)."""
 
     __tablename__ = "token_events"
+    __table_args__ = PARTITIONED_BY_RUN
     __mapper_args__ = {"primary_key": ["run_id", "sample_id", "step"]}
 
     run_id: Mapped[int] = mapped_column(BigInteger)
     sample_id: Mapped[int] = mapped_column(Integer)
     step: Mapped[int] = mapped_column(Integer)
-    rel_pos: Mapped[float] = mapped_column(Float)  # step / n_tokens of the sample, in [0, 1)
+    rel_pos: Mapped[float] = mapped_column(Float, doc="step / n_tokens of the sample, in [0, 1)")
     token_id: Mapped[int] = mapped_column(Integer)
     s1_token_id: Mapped[int] = mapped_column(Integer)
     s1_prob: Mapped[float] = mapped_column(Float)
@@ -139,17 +146,25 @@ class TokenEvent(Base):
     llm_prob_s1_token: Mapped[float] = mapped_column(Float)
     consulted: Mapped[bool] = mapped_column(Boolean)
     mismatch: Mapped[bool] = mapped_column(Boolean)
-    # Speculative decoding only (NULL otherwise): position in the draft 0..K-1, K for the LLM's own token.
-    draft_index: Mapped[int | None] = mapped_column(SmallInteger)
-    accepted: Mapped[bool | None] = mapped_column(Boolean)  # a draft token the LLM kept
-    # Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions (temperature 1 under greedy).
-    accept_prob: Mapped[float | None] = mapped_column(Float)
+    draft_index: Mapped[int | None] = mapped_column(
+        SmallInteger,
+        doc="speculative decoding only (else null): position in the draft 0..K-1, K for the LLM's own token",
+    )
+    accepted: Mapped[bool | None] = mapped_column(
+        Boolean, doc="speculative decoding only (else null): a draft token the LLM kept"
+    )
+    accept_prob: Mapped[float | None] = mapped_column(
+        Float,
+        doc="Σ_v min(p_s(v), p_l(v)) of both models' sampling distributions (temperature 1 under greedy): "
+        "P(accept) of a drawn draft under speculative sampling",
+    )
 
 
 class SpecCycle(Base):
     """One draft/verify round of speculative decoding: K drafted tokens, how many the LLM kept."""
 
     __tablename__ = "spec_cycles"
+    __table_args__ = PARTITIONED_BY_RUN
     __mapper_args__ = {"primary_key": ["run_id", "sample_id", "cycle"]}
 
     run_id: Mapped[int] = mapped_column(BigInteger)

@@ -8,36 +8,14 @@ ingester quarantines it with the reason, and the other shards go on.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
-import sqlalchemy as sa
 
+from warehouse.catalogue import arrow_type
 from warehouse.models import Base
-
-# Arrow type of each SQLAlchemy column type the models use (DuckDB: FLOAT is 32-bit, DOUBLE 64-bit).
-ARROW_OF: tuple[tuple[type[sa.types.TypeEngine[Any]], pa.DataType], ...] = (
-    (sa.SmallInteger, pa.int16()),
-    (sa.BigInteger, pa.int64()),
-    (sa.Integer, pa.int32()),
-    (sa.Double, pa.float64()),
-    (sa.Float, pa.float32()),
-    (sa.Boolean, pa.bool_()),
-    (sa.DateTime, pa.timestamp("us")),
-    (sa.Text, pa.string()),
-)
 
 
 class ShardSchemaError(ValueError):
     """A staged file whose columns cannot become its table's; the message is the quarantine reason."""
-
-
-def arrow_type(column: sa.Column[object]) -> pa.DataType:
-    """The Arrow type a staged column must have to land in `column`."""
-    for sa_type, arrow in ARROW_OF:  # subclasses first: SmallInteger and BigInteger are Integers
-        if isinstance(column.type, sa_type):
-            return arrow
-    raise TypeError(f"no Arrow type for {column.type!r}")  # a model column of a new type: a bug here
 
 
 def _kind(t: pa.DataType) -> str:

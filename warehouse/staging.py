@@ -38,46 +38,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from warehouse.catalogue import EVENT_SCHEMA, SAMPLE_SCHEMA, required_columns
 from warehouse.db import WarehouseError
 from warehouse.shard_schema import ShardSchemaError, conform
-
-EVENT_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.int32()),
-        ("step", pa.int32()),
-        ("rel_pos", pa.float32()),
-        ("token_id", pa.int32()),
-        ("s1_token_id", pa.int32()),
-        ("s1_prob", pa.float32()),
-        ("s1_entropy", pa.float32()),
-        ("s1_margin", pa.float32()),
-        ("s2_token_id", pa.int32()),
-        ("llm_token_id", pa.int32()),
-        ("llm_prob", pa.float32()),
-        ("llm_entropy", pa.float32()),
-        ("llm_prob_s1_token", pa.float32()),
-        ("consulted", pa.bool_()),
-        ("mismatch", pa.bool_()),
-        # Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft (speculative sampling); added in 0005
-        ("accept_prob", pa.float32()),
-    ]
-)
-# Event columns a shard staged before they existed may lack: they are NULL once ingested.
-OPTIONAL_EVENT_COLUMNS = frozenset({"accept_prob"})
-
-SAMPLE_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.int32()),
-        ("item_id", pa.string()),
-        ("prompt", pa.string()),
-        ("output", pa.string()),
-        ("n_tokens", pa.int32()),
-        ("prompt_tokens", pa.int32()),
-        ("stop_reason", pa.string()),
-        ("reference", pa.string()),
-        ("correct", pa.bool_()),
-    ]
-)
 
 MANIFEST = "run.json"
 WRITTEN = "written.txt"  # sample ids of every shard this run has staged, ingested or not (for resume)
@@ -239,7 +202,8 @@ def verify_shard(shard: Path) -> str | None:
 
 # The table each staged file lands in.
 TABLE_OF_FILE = {SAMPLES_FILE: "samples", EVENTS_FILE: "token_events", CYCLES_FILE: "spec_cycles"}
-REQUIRED = {SAMPLES_FILE: SAMPLE_SCHEMA, EVENTS_FILE: EVENT_SCHEMA}  # columns a shard must have
+# The columns a shard must have: the NOT NULL ones (a shard staged before a nullable column existed lacks it).
+REQUIRED = {SAMPLES_FILE: required_columns(SAMPLE_SCHEMA), EVENTS_FILE: required_columns(EVENT_SCHEMA)}
 
 
 def read_shard_file(shard: Path, name: str) -> pa.Table:
@@ -256,10 +220,8 @@ def _schema_problem(shard: Path) -> str | None:
         return f"cannot read the shard as Arrow IPC ({type(exc).__name__}: {exc})"
     except ShardSchemaError as exc:
         return f"its columns do not fit the warehouse: {exc}"
-    for name, schema in REQUIRED.items():
-        missing = [
-            c for c in schema.names if c not in tables[name].column_names and c not in OPTIONAL_EVENT_COLUMNS
-        ]
+    for name, required in REQUIRED.items():
+        missing = [c for c in required if c not in tables[name].column_names]
         if missing:
             return f"{name} lacks columns {missing}"
     return None
@@ -295,7 +257,7 @@ class StagingWriter:
     ) -> Path:
         """Write a finished batch as a shard folder with its checksums, renamed into place when complete."""
         final = self.run_dir / f"{BATCH_PREFIX}{first_sample_id:08d}"
-        missing = set(EVENT_SCHEMA.names) - set(events.column_names)
+        missing = set(REQUIRED[EVENTS_FILE]) - set(events.column_names)
         if missing:
             raise ValueError(f"event batch lacks columns {sorted(missing)}")  # a bug in the caller
         with disk_full_is_user_error(self.run_dir):

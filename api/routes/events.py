@@ -12,8 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import create_model
 
+from api.convert import list_of, table_model
 from api.db import Database, require_select, select
 from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
 from api.errors import error_responses
@@ -24,38 +25,18 @@ BATCH_ROWS = 65_536  # rows per streamed batch: the server holds about one batch
 MEDIA = {"ndjson": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
-class EventPublic(BaseModel):
-    """One generated token of one sample (the `token_events` row)."""
-
-    run_id: int
-    sample_id: int
-    step: int
-    rel_pos: float
-    token_id: int
-    s1_token_id: int
-    s1_prob: float
-    s1_entropy: float
-    s1_margin: float
-    s2_token_id: int
-    llm_token_id: int
-    llm_prob: float
-    llm_entropy: float
-    llm_prob_s1_token: float
-    consulted: bool
-    mismatch: bool
-    draft_index: int | None
-    accepted: bool | None
-    accept_prob: float | None = Field(
-        description="Σ_v min(p_s(v), p_l(v)): P(accept) of a drawn draft under speculative sampling"
-    )
+EventPublic: Any = table_model(
+    "token_events", "EventPublic", "One generated token of one sample (the `token_events` row)."
+)
 
 
-class EventsPublic(BaseModel):
-    """A page of events in (sample_id, step) order; `next_cursor` fetches the next one."""
-
-    data: list[EventPublic]
-    next_cursor: str | None
-    truncated: bool
+EventsPublic: Any = create_model(
+    "EventsPublic",
+    __doc__="A page of events in (sample_id, step) order; `next_cursor` fetches the next one.",
+    data=(list_of(EventPublic), ...),
+    next_cursor=(str | None, ...),
+    truncated=(bool, ...),
+)
 
 
 COLUMNS = ", ".join(EventPublic.model_fields)

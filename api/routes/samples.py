@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
+from api.convert import list_of, table_model
 from api.db import select
 from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
 from api.errors import ApiError, error_responses
@@ -42,38 +43,32 @@ class SamplesPublic(BaseModel):
     truncated: bool
 
 
-class TokenPublic(BaseModel):
-    """One generated token: its text, who wrote it, and both systems' view of it."""
-
-    step: int
-    rel_pos: float
-    token_id: int
-    text: str | None = Field(
-        description="the token's text (null when the run's tokenizer is not on this host)"
-    )
-    written_by: Literal["s1", "s2"] = Field(description="s2 when System 2 changed System 1's choice")
-    s1_token_id: int
-    s1_text: str | None
-    s1_prob: float
-    s1_entropy: float
-    s1_margin: float
-    llm_token_id: int
-    llm_text: str | None
-    llm_prob: float
-    llm_entropy: float
-    consulted: bool
-    mismatch: bool
-    draft_index: int | None
-    accepted: bool | None
-
-
-class SampleDetailPublic(SamplePublic):
-    """A sample with its token events in order."""
-
-    run_id: int
-    tokenizer: str | None = Field(description="the model path whose tokenizer decoded the text, if found")
-    tokens: list[TokenPublic]
-    truncated: bool
+WrittenBy: Any = Literal["s1", "s2"]
+# The stored columns of a token (every `token_events` column but the keys the sample already names).
+TokenColumns: Any = table_model(
+    "token_events", "TokenColumns", "A token's row of `token_events`.", exclude=("run_id", "sample_id")
+)
+TokenPublic: Any = create_model(
+    "TokenPublic",
+    __doc__="One generated token: its text, who wrote it, and both systems' view of it.",
+    __base__=TokenColumns,
+    text=(
+        str | None,
+        Field(description="the token's text (null when the run's tokenizer is not on this host)"),
+    ),
+    written_by=(WrittenBy, Field(description="s2 when System 2 changed System 1's choice")),
+    s1_text=(str | None, ...),
+    llm_text=(str | None, ...),
+)
+SampleDetailPublic: Any = create_model(
+    "SampleDetailPublic",
+    __doc__="A sample with its token events in order.",
+    __base__=SamplePublic,
+    run_id=(int, ...),
+    tokenizer=(str | None, Field(description="the model path whose tokenizer decoded the text, if found")),
+    tokens=(list_of(TokenPublic), ...),
+    truncated=(bool, ...),
+)
 
 
 SAMPLE_COLUMNS = ", ".join(f"s.{c}" for c in SamplePublic.model_fields if c not in ("mismatches", "cof"))
@@ -83,9 +78,7 @@ LISTED = (
     "CAST(ss.mismatches AS DOUBLE) / nullif(ss.tokens, 0) AS cof"
 )
 SAMPLES_FROM = "samples s LEFT JOIN sample_sums ss ON ss.run_id = s.run_id AND ss.sample_id = s.sample_id"
-EVENT_COLUMNS = ", ".join(
-    c for c in TokenPublic.model_fields if c not in ("text", "written_by", "s1_text", "llm_text")
-)
+EVENT_COLUMNS = ", ".join(TokenColumns.model_fields)
 SampleId = Annotated[int, Path(ge=0, le=2**31 - 1, description="a sample_id of the run")]
 _ERRORS = error_responses(400, 401, 404, 405, 500, 503)
 
@@ -119,14 +112,14 @@ def list_samples(
     return SamplesPublic(run_id=run_id, data=data, next_cursor=next_cursor, truncated=more)
 
 
-def _tokens(rows: list[dict[str, object]], model_path: str | None) -> list[TokenPublic]:
+def _tokens(rows: list[dict[str, object]], model_path: str | None) -> list[Any]:
     tok = load_tokenizer(model_path) if model_path else None
     texts = token_texts(tok, [int(r["token_id"]) for r in rows])  # type: ignore[call-overload]
     s1 = token_texts(tok, [int(r["s1_token_id"]) for r in rows])  # type: ignore[call-overload]
     llm = token_texts(tok, [int(r["llm_token_id"]) for r in rows])  # type: ignore[call-overload]
     return [
         TokenPublic(
-            **r,  # type: ignore[arg-type]
+            **r,
             text=t,
             s1_text=a,
             llm_text=b,
@@ -139,7 +132,7 @@ def _tokens(rows: list[dict[str, object]], model_path: str | None) -> list[Token
 @router.get("/runs/{run_id}/samples/{sample_id}", response_model=SampleDetailPublic, responses=_ERRORS)
 def get_sample(
     run_id: RunId, sample_id: SampleId, cur: CursorDep, db: DbDep, timeout_ms: TimeoutMs = None
-) -> SampleDetailPublic:
+) -> Any:
     """One sample with every token event in order, each with its text and who wrote it."""
     limit_ms = db.limit_ms(timeout_ms)
     found = select(

@@ -33,7 +33,14 @@ from collector.decode.lockstep import CHECK_EVERY, Decoder, s1_trace_no_sync
 from collector.methods.base import BatchOutput, CollectContext
 from collector.methods.speculative import SpecVerdict, keeps_drafting_no_sync, speculative_step
 from collector.sampling import gumbel_no_sync, pick_no_sync
-from collector.token_stats import TRACE_FIELDS, Figures, StepTrace, accept_prob_no_sync, figures_no_sync
+from collector.token_stats import (
+    TRACE_FIELDS,
+    Figures,
+    StepTrace,
+    accept_prob_no_sync,
+    device_dtype,
+    figures_no_sync,
+)
 
 SPEC_COLUMNS = ("draft_index", "accepted")  # per-token columns of speculative decoding beyond the trace
 
@@ -44,11 +51,8 @@ class TraceBuffer:
     def __init__(self, B: int, width: int, device: torch.device) -> None:
         self.dump = width - 1  # writes that must go nowhere land in this last column
         self.data: dict[str, torch.Tensor] = {}
-        for name in (*TRACE_FIELDS, *SPEC_COLUMNS):
-            floating = "prob" in name or name.endswith(("entropy", "margin"))
-            self.data[name] = torch.zeros(
-                B, width, dtype=torch.float32 if floating else torch.long, device=device
-            )
+        for name in (*TRACE_FIELDS, *SPEC_COLUMNS):  # dtypes from the warehouse's columns, not the names
+            self.data[name] = torch.zeros(B, width, dtype=device_dtype(name), device=device)
 
     def put(self, rows: torch.Tensor, idx: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Write values[name] [B', n] of batch rows `rows` [B'] at columns idx [B', n]."""
@@ -59,8 +63,7 @@ class TraceBuffer:
     def trace(self, T: int) -> tuple[StepTrace, dict[str, torch.Tensor]]:
         """The first T slots as a StepTrace [B, T] and the speculative columns."""
         d = {k: v[:, :T] for k, v in self.data.items()}
-        extra = {"draft_index": d["draft_index"].to(torch.int16), "accepted": d["accepted"].bool()}
-        return StepTrace.from_dict({**d, "consulted": d["consulted"].bool()}), extra
+        return StepTrace.from_dict(d), {k: d[k] for k in SPEC_COLUMNS}
 
 
 @dataclass(frozen=True)

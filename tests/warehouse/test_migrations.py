@@ -10,7 +10,6 @@ from alembic.runtime.migration import MigrationContext
 
 from warehouse.db import make_engine
 from warehouse.migrate import (
-    VIEW_NAMES,
     compare_type,
     current_revision,
     downgrade,
@@ -19,6 +18,7 @@ from warehouse.migrate import (
     upgrade,
 )
 from warehouse.models import Base
+from warehouse.views import VIEW_NAMES
 
 VIEWS = set(VIEW_NAMES)
 

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from bench.bench_ingest import manifest, synthetic_samples
 from warehouse.__main__ import main as warehouse_main
+from warehouse.catalogue import EVENT_SCHEMA, arrow_table
 from warehouse.db import duckdb_connection
 from warehouse.ingest import ensure_run, ingest_group, ingest_pending, insert_batch
 from warehouse.migrate import downgrade, upgrade
 from warehouse.settings import staging_dir
 from warehouse.staging import (
-    EVENT_SCHEMA,
     EVENTS_FILE,
     SAMPLES_FILE,
     StagingWriter,
@@ -66,7 +66,7 @@ def batch_events(rng: np.random.Generator, first_sample: int, lengths: list[int]
         "mismatch": mismatch,
         "accept_prob": f32(),
     }
-    return pa.table(cols).cast(EVENT_SCHEMA)
+    return arrow_table(cols, EVENT_SCHEMA)
 
 
 def summaries(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
