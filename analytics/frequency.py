@@ -21,7 +21,16 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analytics.source import Filters, Source, check_group_by, events_where, group_select, query, runs_where
+from analytics.source import (
+    AnalyticsError,
+    Filters,
+    Source,
+    check_group_by,
+    events_where,
+    group_select,
+    query,
+    runs_where,
+)
 
 DEFAULT_GROUP_BY: tuple[str, ...] = ("run_id",)
 
@@ -85,7 +94,7 @@ def with_intervals(sums: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame
     and the consult rate (intervals clipped to [0, 1]). `sums` needs samples, tokens, mismatches,
     consulted, cof_mean, cof_sd and the per-sample sums m_sq = Σ m², mn = Σ m·n, n_sq = Σ n²."""
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+        raise AnalyticsError(f"confidence must lie in (0, 1), got {confidence}")
     k = pl.col("samples").cast(pl.Float64)
     r = pl.col("cof")
     # Σ (m_i − R n_i)² expanded, so the per-sample rows stay in DuckDB; clipped at 0 against rounding.

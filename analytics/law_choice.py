@@ -23,6 +23,7 @@ import numpy.typing as npt
 from analytics.laws import ALPHA_BOUNDS, LAWS, FloatArray, Law, distinct_count, fit_rows, leave_one_out
 from analytics.laws import jacobian_condition as _jacobian_condition
 from analytics.laws import values as _values
+from analytics.source import AnalyticsError
 
 COND_MAX = 1e4
 TIE_RTOL = 0.05
@@ -160,7 +161,7 @@ class CofFit:
         """The chosen law and its prediction interval at each (N_LLM, N_SLM), all clipped to [0, 1]; without
         `noise`, the interval of the fitted curve alone (where the law lies, not where a new pair falls)."""
         if not 0 < confidence < 1:
-            raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+            raise AnalyticsError(f"confidence must lie in (0, 1), got {confidence}")
         x = _design(llm_params, slm_params)
         c = self.chosen
         value = _values(c.form, np.asarray([c.params]), x)[0]
@@ -184,7 +185,7 @@ class CofFit:
         return CofPrediction(float(value[0]), float(lo[0]), float(hi[0]), out)
 
 
-class TooFewPairs(ValueError):
+class TooFewPairs(AnalyticsError):
     """No candidate law can be fitted and checked on so few pairs."""
 
 
@@ -195,7 +196,7 @@ def _design(llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
     if nl.shape != ns.shape:
         raise ValueError(f"llm_params and slm_params differ in length: {nl.size} vs {ns.size}")
     if np.any(nl <= 0) or np.any(ns <= 0):
-        raise ValueError("parameter counts must be positive")
+        raise AnalyticsError("parameter counts must be positive")
     return np.stack([np.log(nl), np.log(ns)], axis=1)
 
 

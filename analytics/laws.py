@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from analytics.source import AnalyticsError
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ALPHA_BOUNDS = (1e-3, 5.0)
@@ -158,7 +160,7 @@ def fit_rows(
         params = power_fit_rows(np.ascontiguousarray(log_r), y, bounds)[:, :3]
         return params, distinct_count(log_r) >= 3
     if form not in LAWS:
-        raise ValueError(f"unknown law {form!r}; choose from: {', '.join(LAWS)}")
+        raise AnalyticsError(f"unknown law {form!r}; choose from: {', '.join(LAWS)}")
     if form == "constant":
         return y.mean(axis=-1, keepdims=True), np.full(y.shape[0], y.shape[1] >= 1)
     return _linear_fit_rows(form, x, y)

@@ -23,6 +23,8 @@ import polars as pl
 from scipy import stats
 
 from analytics.source import (
+    AnalyticsError,
+    ConflictingParameters,
     Filters,
     Source,
     check_group_by,
@@ -66,14 +68,16 @@ def with_shares(sums: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
 def _early_condition(k: int | None, fraction: float | None) -> tuple[str, list[object], str]:
     """SQL condition on token_events `e` selecting the early window, its parameters and its label."""
     if k is not None and fraction is not None:
-        raise ValueError("give either k (first k tokens) or fraction (first share of each sample), not both")
+        raise ConflictingParameters(
+            "give either k (first k tokens) or fraction (first share of each sample), not both"
+        )
     if k is not None:
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise AnalyticsError(f"k must be at least 1, got {k}")
         return "e.step < ?", [k], f"first {k} tokens"
     frac = 0.1 if fraction is None else fraction
     if not 0 < frac < 1:
-        raise ValueError(f"fraction must lie in (0, 1), got {frac}")
+        raise AnalyticsError(f"fraction must lie in (0, 1), got {frac}")
     cells = frac * REL_POS_CELLS
     if abs(cells - round(cells)) < 1e-9:  # on the summaries' 0.001 grid: the same cells they count
         cond = f"floor(CAST(e.rel_pos AS DOUBLE) * {REL_POS_CELLS}) < ?"

@@ -12,6 +12,7 @@ vectorises over bootstrap resamples, so 1,000 resamples cost a few array operati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -30,13 +31,13 @@ from analytics.law_choice import (
     loo_coverage,
 )
 from analytics.laws import ALPHA_BOUNDS, FloatArray, power_fit_rows
-from analytics.source import Filters, Source, query, runs_where
+from analytics.source import AnalyticsError, Filters, Source, query, runs_where
 
 MIN_RATIOS = 3
 BOOT_CHUNK = 250
 
 
-class TooFewPoints(ValueError):
+class TooFewPoints(AnalyticsError):
     """The fit needs at least three distinct ratios (three parameters)."""
 
 
@@ -116,7 +117,7 @@ def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, Fl
     keep = np.isfinite(r) & np.isfinite(y)
     r, y = r[keep], y[keep]
     if np.any(r <= 0):
-        raise ValueError("parameter ratios must be positive")
+        raise AnalyticsError("parameter ratios must be positive")
     if np.unique(r).size < MIN_RATIOS:
         raise TooFewPoints(
             f"the scaling law has three parameters and needs at least {MIN_RATIOS} distinct ratios; "
@@ -399,6 +400,25 @@ class LawPrediction:
     nested_loo_rmse: float | None  # the chosen law's error on an unseen pair (choice re-run)
 
 
+LAW_CHOICES = ("chosen", "paper")
+
+
+def _check_prediction(
+    ratio: float, sizes: tuple[float, float] | None, law: str, bootstrap: int, confidence: float
+) -> None:
+    """AnalyticsError naming the first argument of a prediction that cannot be asked (NaN included)."""
+    if not 0 < ratio < math.inf:
+        raise AnalyticsError(f"ratio must be a positive number (N_LLM / N_SLM), got {ratio}")
+    if sizes is not None and not all(0 < s < math.inf for s in sizes):
+        raise AnalyticsError(f"llm_params and slm_params must be positive counts, got {sizes}")
+    if law not in LAW_CHOICES:
+        raise AnalyticsError(f"unknown law {law!r}; choose from: {', '.join(LAW_CHOICES)}")
+    if bootstrap < 0:
+        raise AnalyticsError(f"bootstrap must be 0 or more resamples, got {bootstrap}")
+    if not 0 < confidence < 1:
+        raise AnalyticsError(f"confidence must lie in (0, 1), got {confidence}")
+
+
 def predict_cof(
     source: Source,
     *,
@@ -415,6 +435,7 @@ def predict_cof(
 ) -> LawPrediction:
     """CoF at a ratio (or at two sizes) from the law the pairs support, or from the paper's law when asked;
     an unidentified law is named as such, never quoted silently. Raises TooFewPoints without enough pairs."""
+    _check_prediction(ratio, sizes, law, bootstrap, confidence)
     points = one_setup(pair_points(source, method=method, dataset=dataset, router=router, filters=filters))
     try:
         laws = fit_cof(

@@ -52,6 +52,14 @@ LATEST_EXPERIMENT = (
 class AnalyticsError(UserError):
     """A question analytics cannot answer as asked; the message says what to change."""
 
+    code = "invalid_parameter"  # the API's error code for it (a 400)
+
+
+class ConflictingParameters(AnalyticsError):
+    """Two parameters given together that exclude each other."""
+
+    code = "conflicting_parameters"
+
 
 @contextmanager
 def connect(source: Source) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from analytics.source import (
+    AnalyticsError,
     Filters,
     Source,
     check_group_by,
@@ -38,7 +39,7 @@ def check_predictors(predictors: Sequence[str]) -> tuple[str, ...]:
     names = (predictors,) if isinstance(predictors, str) else tuple(predictors)
     unknown = [p for p in names if p not in PREDICTORS]
     if unknown or not names:
-        raise ValueError(f"unknown predictor(s) {unknown or names}; choose from: {', '.join(PREDICTORS)}")
+        raise AnalyticsError(f"unknown predictor(s) {unknown or names}; choose from: {', '.join(PREDICTORS)}")
     return names
 
 
@@ -165,7 +166,7 @@ def entropy_histogram(
     Bins span [0, upper] (default: the largest entropy seen); larger values fall in the last bin.
     """
     if bins < 1:
-        raise ValueError("bins must be at least 1")
+        raise AnalyticsError("bins must be at least 1")
     cols = check_group_by(group_by)
     out = ", ".join(f'"{c}"' for c in cols)
     ev_where, ev_params = events_where(filters)

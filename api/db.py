@@ -277,7 +277,7 @@ def analyse(cur: duckdb.DuckDBPyConnection, limit_ms: int, fn: Callable[..., T],
         except TooFewPoints as exc:
             raise ApiError(404, "not_enough_data", str(exc)) from exc
         except AnalyticsError as exc:
-            raise ApiError(400, "invalid_parameter", str(exc)) from exc
+            raise ApiError(400, exc.code, str(exc)) from exc
 
 
 @dataclass(frozen=True)

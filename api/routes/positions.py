@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from analytics.positions import Alternative, early_share, position_profile
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
-from api.errors import ApiError, error_responses
+from api.errors import error_responses
 from api.formats import aggregate_router
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
@@ -99,10 +99,6 @@ def get_positions(
 ) -> PositionsPublic:
     """Mismatch share by relative-position decile; the share in the first k tokens (or fraction), tested."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
-    if k is not None and fraction is not None:
-        raise ApiError(
-            400, "conflicting_parameters", "give either k or fraction for the early window, not both"
-        )
     deciles, early = analyst(db.limit_ms(timeout_ms), _both, cols, filters, k, fraction, alternative)
     return PositionsPublic(
         group_by=list(cols),

@@ -1,0 +1,91 @@
+"""Every analysis door answers bad inputs (NaN, negative, zero, unknown names, conflicts) with a 4xx in the
+one error shape, never a 500: analytics' checks raise AnalyticsError, which the API turns into a 400."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.settings import ApiSettings
+from tests.api.conftest import asgi_client
+from tests.synthetic import add_run, compared_runs, config
+
+pytestmark = pytest.mark.anyio
+
+# Routes that list or fetch stored rows; every other /v1 route is an analysis door and must be listed below.
+RESOURCES = ("/v1/runs", "/v1/models", "/v1/experiments")
+NAN, INF = "nan", "inf"
+BAD: dict[str, list[dict[str, object]]] = {
+    "/v1/cof": [
+        *({"confidence": c} for c in (NAN, -0.5, 0, 1, 2)),
+        {"group_by": "nope"},
+        {"method": "nope"},
+    ],
+    "/v1/compare": [{"a": -1, "b": 1}, {"a": NAN, "b": 1}, {"a": 1}, {"a": 1, "b": 2, "confidence": 0}],
+    "/v1/positions": [
+        *({"k": k} for k in (0, -1, NAN)),
+        *({"fraction": f} for f in (NAN, -0.1, 0, 1)),
+        {"k": 3, "fraction": 0.2},
+        {"alternative": "nope"},
+        {"group_by": "nope"},
+    ],
+    "/v1/routers/best": [
+        *({"run_id": 1, "budget": b} for b in (NAN, -0.1, 2)),
+        {"run_id": -1, "budget": 0.1},
+        {"run_id": 1, "budget": 0.1, "router": "nope"},
+        {"run_id": 1, "budget": 0.1, "n_thresholds": 0},
+        {"run_id": 1},
+    ],
+    "/v1/routers/replay": [
+        *({"run_id": 1, "thresholds": t} for t in (NAN, INF, "-inf")),
+        {"run_id": 1, "n_thresholds": 0},
+        {"run_id": 1, "thresholds": 0.5, "n_thresholds": 3},
+        {"run_id": 1, "router": "nope"},
+        {"run_id": -1},
+    ],
+    "/v1/scaling": [{"bootstrap": -1}, {"seed": -1}, {"router": "nope"}, {"method": "nope"}],
+    "/v1/scaling/predict": [
+        *({"method": "oracle", "dataset": "d", "ratio": r} for r in (NAN, INF, 0, -2)),
+        {"method": "oracle", "dataset": "d", "llm_params": 0, "slm_params": 10},
+        {"method": "oracle", "dataset": "d", "llm_params": 10, "slm_params": -1},
+        {"method": "oracle", "dataset": "d", "ratio": 2, "bootstrap": 0},
+        {"method": "oracle", "dataset": "d", "ratio": 2, "law": "nope"},
+        {"method": "oracle", "dataset": "d"},
+        {"method": "nope", "dataset": "d", "ratio": 2},
+    ],
+    "/v1/speculative": [{"group_by": "nope"}, {"method": "oracle"}],
+    "/v1/speculative/advice": [{"experiment": ""}],
+    "/v1/uncertainty": [{"predictor": "nope"}, {"group_by": "nope"}],
+}
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bad_inputs") / "fsgen.duckdb"
+    compared_runs(path)
+    add_run(path, config(method="speculative"), lengths=[6, 9, 4])
+    return path
+
+
+@pytest.fixture
+async def client(warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(ApiSettings(warehouse=warehouse, ingest=False)) as (c, _):
+        yield c
+
+
+async def test_every_analysis_door_is_listed(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    doors = {p for p in paths if p.startswith("/v1/") and not p.startswith(RESOURCES)}
+    assert doors == set(BAD)
+
+
+@pytest.mark.parametrize("door", list(BAD))
+async def test_bad_inputs_are_4xx_in_the_error_shape(client: httpx.AsyncClient, door: str) -> None:
+    for params in BAD[door]:
+        r = await client.get(door, params=params)  # type: ignore[arg-type]
+        assert 400 <= r.status_code < 500, (door, params, r.status_code, r.text[:300])
+        error = r.json()["error"]
+        assert error["status"] == r.status_code and error["code"] and error["message"], (door, params)
