@@ -409,22 +409,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.emit:
             return emit_settings(warehouse, advice.best, args.emit, args.llm, args.dataset, args.out)
         checks = verify(warehouse, advice.best, args.threads) if args.verify else []
-        from analytics.batch_advice import advise_by_batch_size, best_by_batch_size
+        from analytics.batch_advice import advise_by_batch_size, best_by_batch_size, cost_coverage
 
         by_batch = best_by_batch_size(advise_by_batch_size(warehouse, args.method))
+        coverage = cost_coverage(warehouse, args.experiment)
     except (AnalyticsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         payload = {"best": advice.best.to_dicts(), "sampling": advice.sampling.to_dicts(),
                    "verify": [{**asdict(v), "speedup_error": v.speedup_error} for v in checks],
-                   "by_batch_size": by_batch.to_dicts()}  # fmt: skip
+                   "by_batch_size": by_batch.to_dicts(), "cost_coverage": coverage.to_dicts()}  # fmt: skip
         print(json.dumps(payload, indent=1))
     else:
         from analytics.batch_advice import print_batch_advice
 
         print_advice(advice, checks)
-        print_batch_advice(by_batch)
+        print_batch_advice(by_batch, coverage)
     return 0
 
 

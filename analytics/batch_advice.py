@@ -1,9 +1,11 @@
 """The advisor per batch size: the best draft model and K at each batch size the pair's costs were timed at.
 
-The collector times a pair's costs once per (pair, device, dtype) at batch sizes 1, 4, 16 and 64 where
-memory allows (`run_costs` rows with that `batch_size`). At batch 1 the prediction is the advisor's own
-(`analytics.advise.predict`: prefill and whole-decode cycle costs). At a batch size b > 1 it is the
-steady-state throughput of a batch that stays full (continuous batching, as serving engines run it):
+The collector times a pair's costs once per (pair, device, dtype, batch size), at batch 1 and at the batch
+size of each run that takes a calibration, where memory allows (`run_costs` rows with that `batch_size`);
+at any other batch size there are no costs and no prediction (`cost_coverage` says which). At batch 1 the
+prediction is the advisor's own (`analytics.advise.predict`: prefill and whole-decode cycle costs). At a
+batch size b > 1 it is the steady-state throughput of a batch that stays full (continuous batching, as
+serving engines run it):
 
     predicted tokens/s = b · tokens / Σ_cycles cycle_b(K)      (cycle_b: one draft/verify cycle of b rows)
     baseline tokens/s  = the LLM's generate at batch b, every row decoding (`llm_generate` at b)
@@ -19,7 +21,7 @@ from dataclasses import asdict
 import polars as pl
 
 from analytics.advise import K_GRID, RunCosts, oracle_runs, predict, run_costs
-from analytics.source import Source, connect, query
+from analytics.source import Source, connect, query, runs_where, scoped
 from analytics.speculative import oracle_trace
 
 BATCH_SCHEMA = {
@@ -88,10 +90,52 @@ def best_by_batch_size(candidates: pl.DataFrame) -> pl.DataFrame:
     return candidates.filter(pl.col("rank") == 1).drop("rank")
 
 
-def print_batch_advice(best: pl.DataFrame) -> None:
-    """The best draft model and K per batch size, as a Markdown table."""
-    if best.height == 0:
-        return
+def cost_coverage(source: Source, experiment: str | None = None) -> pl.DataFrame:
+    """Per pair (llm, slm) of the experiment: the batch sizes its costs were timed at (`timed`, where the
+    advisor predicts), those its runs decoded at (`ran`), and those it ran at with no costs (`untimed`)."""
+    where, params = runs_where(scoped({}, experiment))
+    frame = query(
+        source,
+        f"""SELECT r.llm, r.slm,
+                   list_sort(list_distinct(coalesce(list(c.batch_size) FILTER (WHERE c.kind = 'cycle'), [])))
+                     AS timed,
+                   list_sort(list_distinct(coalesce(list(c.batch_size) FILTER (WHERE c.kind = 'decode'), [])))
+                     AS ran
+            FROM runs r JOIN run_costs c ON c.run_id = r.run_id {where}
+            GROUP BY r.llm, r.slm ORDER BY r.llm, r.slm""",
+        params,
+    )
+    return frame.with_columns(pl.col("ran").list.set_difference("timed").list.sort().alias("untimed"))
+
+
+def coverage_lines(coverage: pl.DataFrame) -> list[str]:
+    """One line per pair: the batch sizes with measured costs, and those its runs used without any."""
+    lines = []
+    for r in coverage.iter_rows(named=True):
+        timed = ", ".join(map(str, r["timed"])) or "none"
+        gap = ", ".join(map(str, r["untimed"]))
+        lines.append(
+            f"- {r['llm']} + {r['slm']}: costs timed at batch {timed}"
+            + (f"; none at batch {gap}, where its runs recorded no calibration" if gap else "")
+        )
+    return lines
+
+
+COVERAGE_NOTE = (
+    "Batch sizes with measured costs (predictions only there; a run at batch size B with calibration on "
+    "times its pair's costs at B)"
+)
+
+
+def print_batch_advice(best: pl.DataFrame, coverage: pl.DataFrame | None = None) -> None:
+    """The best draft model and K per batch size, as a Markdown table; then which batch sizes have costs."""
+    if best.height:
+        _print_table(best)
+    if coverage is not None and coverage.height:
+        print(f"\n{COVERAGE_NOTE}:\n", *coverage_lines(coverage), sep="\n")
+
+
+def _print_table(best: pl.DataFrame) -> None:
     print("\nBest K per batch size (greedy; a full batch, from the pair's costs timed at each batch size)\n")
     print(
         "| LLM | dataset | batch | draft model | K | tokens/cycle | tokens/s | generate tokens/s | speed-up |"

@@ -125,7 +125,10 @@ def advice_lines(source: Source) -> list[str]:
 
 
 def format_beside(h: Headline, source: Source) -> str:
-    """The comparison table and the advisor's recommendation, as printable markdown."""
+    """The comparison table and the advisor's recommendation (with the batch sizes its costs cover), as
+    printable markdown."""
+    from analytics.batch_advice import COVERAGE_NOTE, cost_coverage, coverage_lines
+
     return "\n".join(
         [
             "The four findings beside the paper and the zoo",
@@ -133,6 +136,9 @@ def format_beside(h: Headline, source: Source) -> str:
             "",
             "The speculative advisor's recommendation (python -m analytics.advise)",
             *advice_lines(source),
+            "",
+            f"{COVERAGE_NOTE}:",
+            *coverage_lines(cost_coverage(source)),
         ]
     )
 

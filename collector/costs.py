@@ -30,7 +30,6 @@ from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
 
 ADVISE_K = tuple(range(1, 9))  # draft lengths a pair is calibrated for (the advisor's grid)
-BATCH_SIZES = (1, 4, 16, 64)  # batch sizes a pair's draft/verify and generate costs are timed at
 # What a pair's calibration measures (once per pair, device, dtype; reused by later runs) and what each run
 # measures of its own (its decode; a speculative run's paired baseline; the seconds it spent on calibration).
 CALIBRATION_KINDS = ("s1_forward", "s2_forward", "cycle", "stop_cycle", "prefill", "llm_generate")
@@ -180,6 +179,12 @@ def baseline_cost(ctx: CollectContext, items: Sequence[TaskItem]) -> Cost:
     with): the denominator of the run's measured speed-up."""
     g = generate_cost(ctx, items, len(items), warm=False)
     return Cost("baseline", g.tokens, ctx.config.batch_size, g.seconds)
+
+
+def calibration_batch_sizes(config: RunConfig) -> tuple[int, ...]:
+    """Batch sizes a run needs its pair's costs at: 1 (the figures a latency prediction divides) and the
+    run's own batch size (a speed-up at the size it ran). Costs at any other size are never invented."""
+    return tuple(sorted({1, config.batch_size}))
 
 
 def draft_lengths(config: RunConfig) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""Calibration once: a pair's costs are timed once per (pair, device, dtype, batch size) and reused."""
+"""Calibration once: a pair's costs are timed once per (pair, device, dtype, batch size) and reused; a run
+needs them at batch 1 and at its own batch size, no other."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from analytics.batch_advice import advise_by_batch_size, best_by_batch_size
+from analytics.batch_advice import advise_by_batch_size, best_by_batch_size, cost_coverage, coverage_lines
 from collector.calibration import covers, needed
 from collector.config import RunConfig
-from collector.costs import BATCH_SIZES, CALIBRATION_KINDS, Cost
+from collector.costs import CALIBRATION_KINDS, Cost
 from collector.engine import RunSummary, run_collection
 from tests.collector.helpers import one_thread  # noqa: F401
 from tests.conftest import TinyModels
@@ -42,9 +43,9 @@ def test_a_pair_is_timed_once_then_reused_from_the_warehouse_with_its_origin(
     assert first.calibration == "measured here"
     measured = _costs(warehouse_path, first.run_id)
     assert all(origin is None for _, origin in measured.values())
-    # the draft/verify cycle and the LLM's generate at every batch size (CPU memory allows them all)
+    # the draft/verify cycle and the LLM's generate at batch 1 and at the run's batch size, no other
     for kind in ("cycle", "llm_generate"):
-        assert {b for k, _, b in measured if k == kind} == set(BATCH_SIZES)
+        assert {b for k, _, b in measured if k == kind} == {1, 3}
 
     # Another method on the same pair: nothing timed, every calibration cost copied with its origin.
     spec = replace(base, method="speculative", draft_k=3)
@@ -65,17 +66,30 @@ def test_a_pair_is_timed_once_then_reused_from_the_warehouse_with_its_origin(
     assert covers(timed, needed(replace(spec, draft_k=8))) and not covers(
         timed, needed(replace(spec, draft_k=9))
     )
+
+    # A run at another batch size: batch 1 reused (from the newest run that timed it), its own size timed.
+    wider = run_collection(replace(base, batch_size=2), warehouse_path, progress=False)
+    assert wider.calibration == f"reused from run {again.run_id} at batch 1, measured here at batch 2"
+    origins = {(k, b): m for (k, _, b), (_, m) in _costs(warehouse_path, wider.run_id).items()}
+    assert origins[("llm_generate", 1)] == again.run_key and origins[("llm_generate", 2)] is None
+    run_collection(replace(base, batch_size=4, calibrate=False), warehouse_path, progress=False)
     _check_batch_advice(warehouse_path, first)
 
 
 def _check_batch_advice(path: Path, oracle: RunSummary) -> None:
-    """The advisor predicts a speed-up at every batch size the pair was timed at."""
+    """The advisor predicts a speed-up at every batch size the pair was timed at, at no other, and says
+    which batch sizes its runs used without costs."""
     candidates = advise_by_batch_size(path)
     mine = candidates.filter(candidates["oracle_run_id"] == oracle.run_id)
-    assert sorted(set(mine["batch_size"].to_list())) == list(BATCH_SIZES)
+    assert sorted(set(mine["batch_size"].to_list())) == [1, 3]
     best = best_by_batch_size(candidates)
-    assert best.height == len(BATCH_SIZES)  # one pair, one dataset: the best K at each batch size
+    assert best["batch_size"].to_list() == [1, 2, 3]  # one pair, one dataset: the best K at each size timed
     assert (best["predicted_speedup"] > 0).all() and (best["baseline_tokens_per_s"] > 0).all()
+    coverage = cost_coverage(path)
+    assert coverage.select("timed", "ran", "untimed").rows() == [([1, 2, 3], [2, 3, 4], [4])]
+    assert coverage_lines(coverage)[0].endswith(
+        "costs timed at batch 1, 2, 3; none at batch 4, where its runs recorded no calibration"
+    )
 
 
 def test_a_baseline_run_takes_no_calibration(
