@@ -123,8 +123,15 @@ def _title(g: GroupFit | None) -> str:
     return f"law {g.laws.form}, nested LOO RMSE {error}"
 
 
+def _group_name(grp: pl.DataFrame, method: str, dataset: str) -> str:
+    """`method · dataset`, with the settings that tell its setup from the others' (a `settings` column)."""
+    settings = grp["settings"][0] if "settings" in grp.columns and grp.height else None
+    return f"{method} {settings} · {dataset}" if settings else f"{method} · {dataset}"
+
+
 def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figure:
-    """Two panels per (method, dataset): CoF by LLM size per System 1 model, and CoF by ratio."""
+    """Two panels per (method, dataset, setup): CoF by LLM size per System 1 model, and CoF by ratio (a
+    `settings` column of `points`, where given, names what tells setups apart in the panels' titles)."""
     groups = points.drop_nulls("cof").sort("method", "dataset")
     if "setup" not in groups.columns:
         groups = groups.with_columns(pl.lit(None, dtype=pl.Utf8).alias("setup"))
@@ -144,8 +151,9 @@ def figure_cof_vs_ratio(points: pl.DataFrame, fits: Sequence[GroupFit]) -> Figur
         size_ax, ratio_ax = axes[2 * i], axes[2 * i + 1]
         _size_panel(size_ax, grp, laws, colors)
         _ratio_panel(ratio_ax, grp, laws, colors)
-        size_ax.set_title(f"{method} · {dataset}\nby LLM size", fontsize=9)
-        ratio_ax.set_title(f"{method} · {dataset}\n{_title(g)}", fontsize=8)
+        name = _group_name(grp, method, dataset)
+        size_ax.set_title(f"{name}\nby LLM size", fontsize=9)
+        ratio_ax.set_title(f"{name}\n{_title(g)}", fontsize=8)
         for ax in (size_ax, ratio_ax):
             ax.set_ylim(bottom=0)
             ax.tick_params(labelsize=7)

@@ -13,9 +13,11 @@ from typing import Any
 import duckdb
 import numpy as np
 import polars as pl
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analytics.cof_figure import figure_cof_vs_ratio
 from analytics.frequency import collaboration_frequency
@@ -32,7 +34,7 @@ from analytics.scaling import (
 )
 from analytics.served import KEYS as SERVED_KEYS
 from analytics.served import served_by_position, served_summary
-from analytics.source import Filters, open_warehouse, query, runs_where, scoped
+from analytics.source import Filters, open_warehouse, query, runs_where, scoped, setting_labels
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import (
     PAPER_FILTERS,
@@ -157,13 +159,15 @@ def figure_entropy(hist: pl.DataFrame) -> Figure:
 
 
 def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
-    """Offline router replay: mismatches caught against consult rate, with the Pareto front."""
+    """Offline router replay: mismatches caught against consult rate, with the Pareto front and, at a few
+    consult rates, each router's threshold τ there."""
     fig, axes = _grid(len(curves))
     for ax, (title, frame) in zip(axes, curves.items(), strict=False):
-        for i, (router, style) in enumerate(ROUTER_STYLES.items()):
+        colors = {}
+        for router, style in ROUTER_STYLES.items():
             part = frame.filter(pl.col("router") == router).sort("consult_rate")
             (line,) = ax.plot(part["consult_rate"], part["caught"], style, label=router)
-            _label_thresholds(ax, part, to_hex(line.get_color()), i)
+            colors[router] = to_hex(line.get_color())
         front = pareto_front(frame)
         ax.plot(front["consult_rate"], front["caught"], "k.", markersize=4, label="Pareto front")
         ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, label="random")
@@ -174,54 +178,79 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
             xlim=(0, 1),
             ylim=(0, 1.02),
         )
-        ax.legend(fontsize=7)
+        _label_thresholds(fig, ax, frame, colors)
+        ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
 LABELLED_RATES = (0.05, 0.15, 0.3)  # consult rates at which each router curve names its threshold
+LABEL_PT = 6.5  # font size of the threshold labels; a line is LABEL_PT + 1.5 points high
 
 
-def _label_thresholds(ax: Axes, part: pl.DataFrame, color: str, offset: int) -> None:
-    """Mark and name the threshold τ where a router curve passes a few consult rates (staggered per router
-    so the labels of curves lying on top of each other stay apart)."""
-    if part.height == 0:
-        return
-    rates = part["consult_rate"].to_numpy()
+def _label_thresholds(fig: Figure, ax: Axes, frame: pl.DataFrame, colors: dict[str, str]) -> None:
+    """At each labelled consult rate, mark where every router's curve passes it and name the thresholds in
+    one block (a line per router, in its colour) right of the highest mark, moved down past any block it
+    would overlap, so no two labels collide. Call after the axes' limits are set."""
+    box = ax.get_position()
+    width_pt, height_pt = box.width * fig.get_figwidth() * 72, box.height * fig.get_figheight() * 72
+    placed: list[tuple[float, float, float, float]] = []  # x0, x1, y0, y1 in axes fraction
     for target in LABELLED_RATES:
-        row = part.row(int(np.argmin(np.abs(rates - target))), named=True)
-        x, y = row["consult_rate"], row["caught"]
-        ax.plot([x], [y], "o", color=color, markersize=3)
-        ax.annotate(f"τ={row['threshold']:.3g}", (x, y), xytext=(8, -12 - 10 * offset),
-                    textcoords="offset points", fontsize=7, color=color)  # fmt: skip
+        marks = []
+        for router, color in colors.items():
+            part = frame.filter(pl.col("router") == router)
+            if part.height == 0:
+                continue
+            row = part.row(int(np.argmin(np.abs(part["consult_rate"].to_numpy() - target))), named=True)
+            ax.plot([row["consult_rate"]], [row["caught"]], "o", color=color, markersize=3)
+            marks.append((row["consult_rate"], row["caught"], f"τ={row['threshold']:.3g}", color))
+        if not marks:
+            continue
+        corner = ax.transLimits.transform((max(m[0] for m in marks), max(m[1] for m in marks)))
+        x0 = corner[0] + 4 / width_pt
+        x1 = x0 + max(len(m[2]) for m in marks) * LABEL_PT * 0.6 / width_pt
+        height = (len(marks) * (LABEL_PT + 1.5) + 2) / height_pt
+        top = corner[1] - 2 / height_pt
+        while clash := [p for p in placed if x0 < p[1] and p[0] < x1 and top - height < p[3] and p[2] < top]:
+            top = min(p[2] for p in clash) - 1 / height_pt
+        placed.append((x0, x1, top - height, top))
+        for i, (_, _, text, color) in enumerate(marks):
+            y = top - i * (LABEL_PT + 1.5) / height_pt
+            ax.text(x0, y, text, transform=ax.transAxes, fontsize=LABEL_PT, color=color, va="top")
 
 
 def figure_acceptance(
     acceptance: pl.DataFrame, runs: pl.DataFrame, served: pl.DataFrame | None = None
 ) -> Figure:
-    """Speculative decoding: acceptance rate by position in the draft, one panel per dataset; colour = pair,
-    line style = K (so a dozen runs need no more than ten colours); requests imported from serving engines
-    dashed, in a panel of their own."""
+    """Speculative decoding: acceptance rate by position in the draft, one panel per draft length K (rows)
+    and dataset (columns), one colour per pair (each panel's lines: one per pair); requests imported from
+    serving engines in a panel of their own."""
     labelled = acceptance.join(runs.select("run_id", "llm", "slm", "dataset", "draft_k"), on="run_id")
     datasets = sorted(labelled["dataset"].unique().to_list())
-    pairs = labelled.select("llm", "slm").unique().sort("llm", "slm").rows()
-    colors = {p: f"C{i % 10}" for i, p in enumerate(pairs)}
     ks = sorted(labelled["draft_k"].unique().to_list())
-    styles = {k: ("-", "--", ":", "-.")[i % 4] for i, k in enumerate(ks)}
+    pairs = labelled.select("llm", "slm").unique().sort("llm", "slm").rows()
+    colors = dict(zip(pairs, distinct_colors(len(pairs)), strict=True))
     served = served if served is not None else pl.DataFrame()
-    fig, axes = _grid(len(datasets) + (served.height > 0), width=4.6, height=3.6)
-    for ax, dataset in zip(axes, datasets, strict=False):
-        part = labelled.filter(pl.col("dataset") == dataset)
-        for _, line in part.sort("llm", "slm", "draft_k", "run_id").group_by(["run_id"], maintain_order=True):
+    cells = [(k, d) for k in ks for d in datasets]
+    cols = max(1, len(datasets))
+    rows = len(ks) + (served.height > 0)
+    fig = Figure(figsize=(4.2 * cols, 2.8 * rows + 0.5), layout="constrained")
+    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(len(cells))]
+    for ax, (k, dataset) in zip(axes, cells, strict=False):
+        part = labelled.filter((pl.col("dataset") == dataset) & (pl.col("draft_k") == k))
+        for _, line in part.sort("llm", "slm", "run_id").group_by(["run_id"], maintain_order=True):
             r = line.row(0, named=True)
             line = line.sort("position")
             ax.plot(line["position"], line["acceptance_rate"], marker="o", markersize=3,
-                    color=colors[(r["llm"], r["slm"])], linestyle=styles.get(r["draft_k"], "-"),
-                    label=f"{_short(r['llm'])} / {_short(r['slm'])}, K={r['draft_k']}")  # fmt: skip
-        ax.set_xticks(sorted(part["position"].unique().to_list()))
-        ax.set(xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02), title=dataset)
-        ax.legend(fontsize=7, ncols=2)
+                    color=colors[(r["llm"], r["slm"])])  # fmt: skip
+        ax.set_xticks(range(int(k)))
+        ax.set(xlabel="position in draft", ylabel="P(accepted | reached)", ylim=(0, 1.02),
+               title=f"{dataset} · K = {k}")  # fmt: skip
+    handles = [Line2D([], [], color=c, marker="o", markersize=3, label=f"{_short(p[0])} / {_short(p[1])}")
+               for p, c in colors.items()]  # fmt: skip
+    if handles:
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 6), fontsize=8)
     if served.height:
-        ax = axes[len(datasets)]
+        ax = fig.add_subplot(rows, cols, (rows - 1) * cols + 1)
         for (engine, model, draft, k), part in served.partition_by(list(SERVED_KEYS), as_dict=True).items():
             label = f"imported {engine}: {model}/{draft}, K={k}"
             ax.plot(part["position"], part["acceptance_rate"], marker="s", linestyle="--", label=label)
@@ -230,6 +259,15 @@ def figure_acceptance(
                title="imported from serving engines")  # fmt: skip
         ax.legend(fontsize=7)
     return fig
+
+
+def distinct_colors(n: int) -> list[str]:
+    """`n` colours, no two alike: tab10 while it suffices, then tab20, then evenly spaced hues."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        return [to_hex(c) for c in colormaps["tab20"].colors[:n]]  # type: ignore[attr-defined]
+    return [to_hex(colormaps["hsv"](i / n)) for i in range(n)]
 
 
 def router_curves(
@@ -266,6 +304,7 @@ def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
         rows.append(
             {
                 "method": g.method,
+                "settings": _settings(grp),
                 "dataset": g.dataset,
                 "pairs": g.pairs,
                 "gamma": _with_ci(g.fit.gamma, ci.gamma if ci else None) if ok else None,
@@ -291,6 +330,7 @@ def law_table(points: pl.DataFrame, fits: Sequence[GroupFit], bootstrap: int, se
             rows.append(
                 {
                     "method": g.method,
+                    "settings": _settings(grp),
                     "dataset": g.dataset,
                     "law": f"**{c.form}**" if i == 0 else c.form,
                     "fit": _law_text(c, g.laws.candidate(c.limit_form) if c.limit_form else None),
@@ -302,6 +342,11 @@ def law_table(points: pl.DataFrame, fits: Sequence[GroupFit], bootstrap: int, se
                 }
             )
     return pl.DataFrame(rows)
+
+
+def _settings(grp: pl.DataFrame) -> str:
+    """The settings that tell a group's setup from the others' (its points' `settings`), or ""."""
+    return str(grp["settings"][0] or "") if "settings" in grp.columns and grp.height else ""
 
 
 def _law_text(law: LawFit, limit: LawFit | None) -> str:
@@ -340,6 +385,8 @@ def section_scaling(con: duckdb.DuckDBPyConnection, opts: ReportOptions) -> Sect
         *PAIR_KEYS, "cof_lo", "cof_hi"
     )
     points = points.join(spread, on=PAIR_KEYS, how="left")
+    # What tells one setup from another (K, λ, τ ...): in the figure's titles and the tables' rows.
+    points = points.join(setting_labels(con, "setup", opts.paper), on="setup", how="left")
     fits = fit_groups(points, bootstrap=opts.bootstrap, seed=opts.seed)
     files = _save(figure_cof_vs_ratio(points, fits), opts, "cof_vs_ratio")
     resamples = min(opts.bootstrap, COVERAGE_BOOTSTRAP) or COVERAGE_BOOTSTRAP

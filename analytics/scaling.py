@@ -223,7 +223,7 @@ def one_setup(points: pl.DataFrame) -> pl.DataFrame:
     if points["setup"].n_unique() > 1:
         raise TooFewPoints(
             f"the pairs come from {points['setup'].n_unique()} setups (settings beyond the pair differ); "
-            "name one experiment, or filter by the setting that differs"
+            "name one experiment, or filter by the setting that differs (setup= at /v1/scaling/predict)"
         )
     return points
 

@@ -23,7 +23,7 @@ from analytics.scaling import (
     pair_points,
     predict_cof,
 )
-from analytics.source import scoped
+from analytics.source import scoped, setting_labels
 from api.convert import dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -48,6 +48,7 @@ class PairPointPublic(BaseModel):
     method: str
     router: str
     dataset: str
+    settings: str | None = Field(description="the settings that tell this setup from the others, as text")
     runs: int
     tokens: int
     mismatches: int
@@ -74,6 +75,7 @@ GroupFitPublic: Any = create_model(
     "GroupFitPublic",
     __base__=public_model(GroupFit, exclude=EXCLUDE, name="GroupFitFields"),
     leave_one_out=(LeaveOneOutPublic | None, Field(description="null where too few pairs to leave one out")),
+    settings=(str | None, Field(description="the settings that tell this fit's setup from the others")),
 )
 
 
@@ -133,8 +135,15 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
           ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
     scope = scoped(None, experiment)
     points = pair_points(cur, method=method, dataset=dataset, router=router, filters=scope)
+    given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
+    labels = setting_labels(cur, "setup", {**scope, **given})
+    points = points.join(labels, on="setup", how="left")
+    label = dict(labels.iter_rows())
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
-    return points, [{**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(points, g)} for g in fits]
+    return points, [
+        {**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(points, g), "settings": label.get(g.setup)}
+        for g in fits
+    ]
 
 
 @router.get("/scaling", response_model=ScalingPublic, responses=error_responses(400, 401, 405, 500, 503))
@@ -195,6 +204,10 @@ def predict_scaling(
     confidence: Confidence = 0.95,
     law: LawName = "chosen",
     experiment: ExperimentQuery = None,
+    setup: Annotated[
+        str | None,
+        Query(max_length=64, description="the pairs of one setup (a `setup` of /v1/scaling's points)"),
+    ] = None,
     timeout_ms: TimeoutMs = None,
 ) -> Any:
     """CoF of an unseen pair (by its ratio or its two sizes) from the chosen law, with its interval."""
@@ -203,7 +216,7 @@ def predict_scaling(
     pred = analyst(
         db.limit_ms(timeout_ms), predict_cof, method=method, dataset=dataset, router=router, ratio=r,
         sizes=sizes, law=law, bootstrap=bootstrap, seed=seed, confidence=confidence,
-        filters=scoped(None, experiment),
+        filters=scoped(None if setup is None else {"setup": setup}, experiment),
     )  # fmt: skip
     return {
         **dump(pred),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import subprocess
 import sys
@@ -11,10 +12,14 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from analytics.__main__ import main as headline_main
 from analytics.cof_figure import human_count, thinned
-from analytics.report import figure_cof_vs_ratio, main
+from analytics.report import LABELLED_RATES, figure_acceptance, figure_cof_vs_ratio, figure_routers, main
 from analytics.scaling import fit_groups
 from tests.analytics.conftest import add_speculative_schema, build_sweep
 from warehouse.migrate import downgrade
@@ -142,3 +147,48 @@ def test_cof_vs_ratio_draws_both_views_within_the_data(tmp_path: Path) -> None:
 def test_thinned_ticks_keep_labels_apart() -> None:
     assert thinned([2.7, 3.1, 3.7, 10.2, 11.6, 31.5]) == [2.7, 10.2, 31.5]
     assert human_count(22976) == "23k" and human_count(7.1e9) == "7.1B" and human_count(722848) == "723k"
+
+
+def _text_boxes(fig: Figure, ax: Axes) -> list[Bbox]:
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out
+    return [t.get_window_extent() for t in ax.texts]
+
+
+def test_router_threshold_labels_never_overlap() -> None:
+    """Three routers whose curves lie on top of each other and catch everything early (the worst case for
+    labels): every threshold is named once per labelled consult rate, and no two labels touch."""
+    rates = np.linspace(0, 1, 21)
+    curve = pl.DataFrame({"consult_rate": rates, "caught": np.minimum(1.0, rates * 20)})
+    frame = pl.concat(
+        curve.with_columns(pl.lit(r).alias("router"), pl.Series("threshold", rates * (i + 1)))
+        for i, r in enumerate(("max_prob", "margin", "entropy"))
+    )
+    fig = figure_routers({"run 1": frame})
+    ax = fig.axes[0]
+    boxes = _text_boxes(fig, ax)
+    assert len(boxes) == 3 * len(LABELLED_RATES)
+    assert not [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
+
+
+def test_acceptance_panels_per_k_and_dataset_one_colour_per_pair() -> None:
+    """Each panel is one (K, dataset); its lines are pairs, each in a colour of its own."""
+    pairs = [(f"L{i}", f"S{i}") for i in range(12)]  # more pairs than ten colours
+    runs = pl.DataFrame(
+        [
+            {"run_id": 10 * i + k, "llm": llm, "slm": slm, "dataset": "a", "draft_k": k}
+            for i, (llm, slm) in enumerate(pairs)
+            for k in (2, 4)
+        ]
+    )
+    acceptance = pl.DataFrame(
+        [
+            {"run_id": r, "position": p, "acceptance_rate": 0.5}
+            for r, k in runs.select("run_id", "draft_k").rows()
+            for p in range(k)
+        ]
+    )
+    fig = figure_acceptance(acceptance, runs)
+    assert [ax.get_title() for ax in fig.axes] == ["a · K = 2", "a · K = 4"]
+    for ax in fig.axes:
+        colours = [to_hex(line.get_color()) for line in ax.lines]
+        assert len(colours) == len(pairs) == len(set(colours))

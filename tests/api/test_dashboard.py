@@ -170,6 +170,28 @@ def count(warehouse: Path, sql: str) -> int:
 COMPLETE = "FROM runs r WHERE r.status = 'complete'"
 
 
+# Each colour legend of a chart lists its series: [(colour, label), ...] per legend title.
+LEGENDS = """sel => Object.fromEntries([...document.querySelectorAll(sel + ' svg g.role-legend')].map(l => {
+  const labels = [...l.querySelectorAll('g.role-legend-label text')].map(t => t.textContent);
+  const colour = p => [p.getAttribute('fill'), p.getAttribute('stroke')].find(c => c && c !== 'transparent');
+  const colours = [...l.querySelectorAll('g.role-legend-symbol path')].map(colour);
+  const title = l.querySelector('.role-legend-title text')?.textContent;
+  return [title, colours.map((c, i) => [c, labels[i]])]; }))"""
+AXIS_LABELS = """sel => [...document.querySelectorAll(sel + ' svg g.role-axis-label')].map(g =>
+  [...g.querySelectorAll('text')].map(t => t.textContent).filter(Boolean))"""
+COLOUR_LEGENDS = ("method · settings", "LLM / SLM", "predictor", "router", "token")
+
+
+def assert_readable(page: Page, chart: str) -> None:
+    """Every colour legend of the chart gives each series a colour of its own, and every axis labels at
+    least two ticks (a lone "0" says nothing)."""
+    for title, entries in page.evaluate(LEGENDS, f"#{chart}").items():
+        if title in COLOUR_LEGENDS:
+            assert len({c for c, _ in entries}) == len(entries), (chart, title, entries)
+    for labels in page.evaluate(AXIS_LABELS, f"#{chart}"):
+        assert len(set(labels)) >= 2 or len(labels) == 1 and chart in ("cof", "auroc"), (chart, labels)
+
+
 def expected_marks(wh: Path) -> dict[str, dict[str, int]]:
     """Marks each overview chart must draw for the fixture, counted from the warehouse itself."""
     # CoF bars: one per identity (the entropy-routed oracle run is a bar of its own, not pooled).
@@ -216,6 +238,17 @@ def test_overview_draws_every_chart_with_the_fixtures_marks(
         drawn = page.evaluate(MARKS, f"#{chart}")
         assert {k: drawn.get(k, 0) for k in marks} == marks, (chart, drawn)
     assert page.evaluate(MARKS, "#pareto")["symbol"] > 3  # the curves have points
+    for chart in expected_marks(zoo_warehouse):
+        assert_readable(page, chart)
+    # the fits are a table, one row per fitted series (method, dataset, setup), not a paragraph
+    fitted = (
+        "SELECT count(*) FROM (SELECT DISTINCT method, dataset, setup FROM pair_cof WHERE router = 'always')"
+    )
+    series = count(zoo_warehouse, fitted)
+    assert page.locator("#scaling-ratio .detail tbody tr").count() == series
+    spec_runs = count(zoo_warehouse, f"SELECT count(*) {COMPLETE} AND r.method = 'speculative'")
+    assert page.locator("#speculative .detail tbody tr").count() == spec_runs
+    assert "builtin:arith" in (page.locator("#speculative svg").text_content() or "")  # a panel per dataset
     shot(page, "overview")
     with page.expect_download() as dl:
         page.click("#cof .downloads button[data-fmt='csv']")
@@ -225,6 +258,9 @@ def test_overview_draws_every_chart_with_the_fixtures_marks(
     page.select_option("select[name=method]", "speculative")  # a filter redraws every chart
     page.wait_for_selector("body[data-ready='1']")
     assert page.evaluate(MARKS, "#cof")["rect"] == 1
+    for chart in ("scaling-llm", "scaling-slm"):  # one pair: one size on each axis, still a readable axis
+        assert page.evaluate(MARKS, f"#{chart}")["symbol"] == 1
+        assert_readable(page, chart)
     page.select_option("select[name=method]", "")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling, charts refit
     page.wait_for_selector("body[data-ready='1']")

@@ -1,11 +1,11 @@
 // The charts: each names the /v1 routes it reads and turns their answers into rows (the numbers its
 // CSV / JSON buttons download) and a Vega-Lite spec over those rows. No analysis happens here: every
 // number comes from the API (which calls `analytics`); the charts only lay them out.
-import { pairLabel, shortModel } from "./common.js";
+import { htmlTable, pairLabel, seriesColor, shortModel } from "./common.js";
 
 const BUDGET = 0.2; // consult budget marked on the router curves
-const BAND_POINTS = 9; // ratios at which the scaling law's interval is asked for
-const MAX_BANDS = 6;
+const BAND_POINTS = 7; // ratios at which the scaling law's interval is asked for
+const MAX_BANDS = 12; // fits drawn with their law (each asks /v1/scaling/predict at BAND_POINTS ratios)
 
 /** Rows of a grouped /v1 answer, with the group's columns lifted to the top level. */
 export function flat(rows) {
@@ -24,6 +24,11 @@ function runFilters(f) {
 const q = (field, title, extra = {}) => ({ field, type: "quantitative", title, ...extra });
 const n = (field, title, extra = {}) => ({ field, type: "nominal", title, ...extra });
 
+/** A method with the settings that tell its runs from the others' (K, τ, λ ...): one series of a chart. */
+function seriesOf(r) {
+  return r.settings ? `${r.method} · ${r.settings}` : r.method;
+}
+
 const cof = {
   id: "cof",
   title: "CoF by pair and method",
@@ -31,20 +36,24 @@ const cof = {
   routes: ["/v1/cof"],
   async load(ctx) {
     // By identity: runs that differ in a setting that defines a run (τ, K, λ, ...) are separate bars.
-    const body = await ctx.api("/v1/cof", { group_by: ["llm", "slm", "method", "identity"], ...runFilters(ctx.filters) });
-    const rows = withPair(flat(body.data)).map((r) => ({ ...r, pair: r.settings ? `${r.pair} ${r.settings}` : r.pair }));
+    const body = await ctx.api("/v1/cof", { group_by: ["llm", "slm", "method", "dataset", "identity"], ...runFilters(ctx.filters) });
+    const rows = withPair(flat(body.data)).map((r) => ({ ...r, series: seriesOf(r) }));
+    // One panel per dataset, one above the other: each pair's bars side by side, one colour per series.
     const spec = {
-      height: 240,
       data: { values: rows },
-      encoding: {
-        x: n("pair", "LLM / SLM", { sort: null }),
-        xOffset: n("method"),
-        color: n("method", "method"),
+      facet: { row: { field: "dataset", type: "nominal", title: null, header: { labelAngle: 0, labelOrient: "top", labelAnchor: "start" } } },
+      spec: {
+        height: 180,
+        encoding: {
+          x: n("pair", "LLM / SLM", { sort: null }),
+          xOffset: n("series"),
+          color: seriesColor(rows, "series", "method · settings"),
+        },
+        layer: [
+          { mark: { type: "bar", tooltip: true }, encoding: { y: q("cof", "CoF") } },
+          { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: q("cof_lo"), y2: { field: "cof_hi" }, color: { value: "#1d2433" } } },
+        ],
       },
-      layer: [
-        { mark: { type: "bar", tooltip: true }, encoding: { y: q("cof", "CoF") } },
-        { mark: { type: "rule", strokeWidth: 1.5 }, encoding: { y: q("cof_lo"), y2: { field: "cof_hi" }, color: { value: "#1d2433" } } },
-      ],
     };
     return { rows, spec };
   },
@@ -58,43 +67,57 @@ function scalingData(ctx) {
 async function fetchScaling(ctx) {
   const { method, dataset, router, experiment } = ctx.filters;
   const body = await ctx.api("/v1/scaling", { method, dataset, router: router ?? "always", experiment });
-  const points = withPair(body.points).filter((p) => p.cof !== null);
-  const fitted = body.fits.filter((g) => g.fit).slice(0, MAX_BANDS);
+  const points = withPair(body.points).filter((p) => p.cof !== null).map((p) => ({ ...p, series: seriesOf(p) }));
+  const fits = body.fits.map((g) => ({ ...g, series: seriesOf(g) }));
   const curves = [];
-  for (const g of fitted) {
-    const ratios = points.filter((p) => p.method === g.method && p.dataset === g.dataset).map((p) => p.param_ratio);
+  for (const g of fits.filter((f) => f.fit).slice(0, MAX_BANDS)) {
+    const ratios = points.filter((p) => p.method === g.method && p.dataset === g.dataset && p.setup === g.setup).map((p) => p.param_ratio);
     // Over the pairs' range only: a law says nothing about ratios no pair has.
     const lo = Math.min(...ratios);
     const hi = Math.max(...ratios);
     const grid = Array.from({ length: BAND_POINTS }, (_, i) => lo * (hi / lo) ** (i / (BAND_POINTS - 1)));
     const preds = await Promise.all(
       grid.map((ratio) =>
-        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment, law: "paper" })
+        ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment, setup: g.setup, law: "paper" })
       )
     );
-    for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, param_ratio: p.ratio, law: p.value, lo: p.lo, hi: p.hi });
+    const law = g.note === "ok" ? "identified" : "unidentified (its log-linear limit)";
+    for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, series: g.series, law_fit: law, param_ratio: p.ratio, law: p.value, lo: p.lo, hi: p.hi });
   }
-  return { points, curves, fits: body.fits };
+  return { points, curves, fits };
 }
+
+/** A log axis over the values' own range with some room either side (one value alone is not a range). */
+function logScale(values) {
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  return { type: "log", domain: [lo / 1.5, hi * 1.5], nice: false };
+}
+
+/** One panel per dataset, side by side, sharing both axes. */
+const byDataset = { column: { field: "dataset", type: "nominal", title: null, header: { labelOrient: "top" } } };
 
 function sizeChart(id, field, title) {
   return {
     id,
     title,
-    note: "Pooled CoF of each (LLM, SLM) pair and method (runs with router always), against counted parameters.",
+    note: "Pooled CoF of each (LLM, SLM) pair and method (runs with router always), against counted parameters; one panel per dataset.",
     routes: ["/v1/scaling"],
     async load(ctx) {
       const { points } = await scalingData(ctx);
+      if (!points.length) return { rows: [], spec: {} };
       const spec = {
-        height: 220,
         data: { values: points },
-        mark: { type: "point", filled: false, strokeWidth: 2, size: 80, tooltip: true },
-        encoding: {
-          x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: { type: "log", nice: false, padding: 24 }, axis: { format: "~s", labelOverlap: "greedy", tickCount: 4 } }),
-          y: q("cof", "CoF", { scale: { zero: false } }),
-          color: n("method", "method"),
-          shape: n("method", "method"), // oracle and greedy speculative coincide: shapes keep both visible
-          detail: n("dataset"),
+        facet: byDataset,
+        spec: {
+          height: 200,
+          mark: { type: "point", filled: false, strokeWidth: 2, size: 70, tooltip: true },
+          encoding: {
+            x: q(field, `${title.replace("CoF vs ", "")} (parameters)`, { scale: logScale(points.map((p) => p[field])), axis: { format: "~s", labelOverlap: "greedy", tickCount: 4 } }),
+            y: q("cof", "CoF", { scale: { zero: true } }),
+            color: seriesColor(points, "series", "method · settings"),
+            shape: n("method", "method"), // oracle and greedy speculative coincide: shapes keep both visible
+          },
         },
       };
       return { rows: points, spec };
@@ -102,38 +125,59 @@ function sizeChart(id, field, title) {
   };
 }
 
+/** One row per fitted series: the law its pairs support and the paper's, as a table under the chart. */
+function fitRow(g) {
+  const chosen = g.laws?.candidates?.[0];
+  const coef = chosen ? (chosen.names ?? []).map((k, i) => `${k}=${Number(chosen.params?.[i]).toPrecision(3)}`).join(" ") : "";
+  const paper = g.fit && g.note === "ok" ? `γ=${g.fit.gamma.toFixed(3)} α=${g.fit.alpha.toFixed(3)} β=${g.fit.beta.toFixed(3)}` : "no finding";
+  return {
+    dataset: g.dataset,
+    series: g.series,
+    pairs: g.pairs,
+    law: chosen ? `${chosen.form}: ${coef}` : g.laws_note || "none",
+    error: g.laws?.nested_loo_rmse ?? chosen?.loo_rmse ?? null,
+    paper,
+  };
+}
+
+const FIT_COLUMNS = [["dataset", "dataset", false], ["series", "method · settings", false], ["pairs", "pairs", 0],
+  ["law", "law the pairs support", false], ["error", "leave-one-pair-out RMSE", 3], ["paper", "paper's law", false]];
+
 const ratio = {
   id: "scaling-ratio",
   title: "CoF vs parameter ratio R, with the fitted law",
-  note: "Points: pairs. Line: the paper's CoF = γ·R^(−α) + β fitted per method and dataset, drawn over the pairs' range of R only (where α is unidentified it is its log-linear limit, not a finding); band: its 95% bootstrap interval (from /v1/scaling/predict). Below: the law the pairs support.",
+  note: "One panel per dataset. Points: pairs. Lines: the paper's CoF = γ·R^(−α) + β fitted per method and setting, over the pairs' range of R only (where α is unidentified it is its log-linear limit, not a finding); bands: their 95% bootstrap interval (/v1/scaling/predict). The table: the law each series' pairs support.",
   routes: ["/v1/scaling", "/v1/scaling/predict"],
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
+    if (!points.length) return { rows: [], spec: {} };
     const rows = [...points.map((p) => ({ kind: "pair", ...p })), ...curves.map((c) => ({ kind: "law", ...c }))];
-    const top = Math.min(1, 1.3 * Math.max(...points.map((p) => p.cof), ...curves.map((c) => c.law ?? 0)));
+    const top = Math.min(1, 1.15 * Math.max(...points.map((p) => p.cof), ...curves.map((c) => Math.min(c.hi ?? 0, 1.3 * (c.law ?? 0)))));
     const y = (field) => q(field, "CoF", { scale: { domain: [0, top] } });
-    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: { type: "log", nice: false, padding: 24 }, axis: { labelOverlap: "greedy", tickCount: 6 } });
+    const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: logScale(points.map((p) => p.param_ratio)), axis: { labelOverlap: "greedy", tickCount: 5, format: "~g" } });
+    const color = seriesColor(rows, "series", "method · settings");
+    const only = (kind) => ({ filter: `datum.kind === '${kind}'` });
+    const kinds = [...new Set(curves.map((c) => c.law_fit))].sort(); // solid where identified, else dashed
+    const dash = n("law_fit", "paper's law", { scale: { domain: kinds, range: kinds.map((k) => (k === "identified" ? [1, 0] : [5, 3])) } });
+    const laws = [
+      { transform: [only("law")], mark: { type: "area", opacity: 0.07, clip: true }, encoding: { x, y: y("lo"), y2: { field: "hi" }, color } },
+      { transform: [only("law")], mark: { type: "line", strokeWidth: 2, clip: true }, encoding: { x, y: y("law"), color, strokeDash: dash } },
+    ];
     const spec = {
-      height: 240,
-      layer: [
-        { data: { values: curves }, mark: { type: "area", opacity: 0.18, clip: true }, encoding: { x, y: y("lo"), y2: { field: "hi" }, color: n("method", "method") } },
-        { data: { values: curves }, mark: { type: "line", strokeWidth: 2, clip: true }, encoding: { x, y: y("law"), color: n("method", "method"), detail: n("dataset") } },
-        { data: { values: points }, mark: { type: "point", filled: false, strokeWidth: 2, size: 80, tooltip: true }, encoding: { x, y: y("cof"), color: n("method", "method"), shape: n("method", "method", { legend: null }), detail: n("dataset") } },
-      ],
+      data: { values: rows },
+      facet: byDataset,
+      spec: {
+        height: 220,
+        layer: [
+          ...(curves.length ? laws : []),
+          { transform: [only("pair")], mark: { type: "point", filled: true, size: 55, tooltip: true }, encoding: { x, y: y("cof"), color, shape: n("method", "method") } },
+        ],
+      },
     };
-    ctx.note?.(fits.map(lawNote).join("; "));
+    ctx.detail?.(htmlTable(FIT_COLUMNS, fits.map(fitRow)));
     return { rows, spec };
   },
 };
-
-/** One group's fit in words: the law the pairs support (fit_cof), and the paper's law only where identified. */
-function lawNote(g) {
-  const chosen = g.laws?.candidates?.[0];
-  const coef = chosen ? (chosen.names ?? []).map((k, i) => `${k}=${Number(chosen.params?.[i]).toPrecision(3)}`).join(" ") : "";
-  const law = chosen ? `supported law ${chosen.form} ${chosen.formula}, ${coef} (LOO RMSE ${chosen.loo_rmse == null ? "–" : Number(chosen.loo_rmse).toFixed(3)})` : g.laws_note || "no law";
-  const paper = g.fit && g.note === "ok" ? `; paper's law γ=${g.fit.gamma.toFixed(3)} α=${g.fit.alpha.toFixed(3)} β=${g.fit.beta.toFixed(3)}` : "; paper's law: no finding";
-  return `${g.method} · ${g.dataset}: ${law}${paper}`;
-}
 
 function positionSpec(rows, colorField, colorTitle) {
   return {
@@ -142,7 +186,7 @@ function positionSpec(rows, colorField, colorTitle) {
     layer: [
       {
         mark: { type: "line", point: true, tooltip: true },
-        encoding: { x: q("bin", "position decile (0 = first 10% of the output)", { scale: { domain: [0, 9] }, axis: { tickMinStep: 1, format: "d" } }), y: q("mismatch_share", "share of mismatches"), color: n(colorField, colorTitle) },
+        encoding: { x: q("bin", "position decile (0 = first 10% of the output)", { scale: { domain: [0, 9] }, axis: { tickMinStep: 1, format: "d" } }), y: q("mismatch_share", "share of mismatches"), color: seriesColor(rows, colorField, colorTitle) },
       },
       { mark: { type: "line", strokeDash: [4, 3], color: "#888" }, encoding: { x: q("bin"), y: q("token_share"), detail: n(colorField) } },
     ],
@@ -173,7 +217,7 @@ const auroc = {
       height: 220,
       data: { values: rows },
       mark: { type: "bar", tooltip: true },
-      encoding: { x: n("pair", "LLM / SLM", { sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: n("predictor", "predictor") },
+      encoding: { x: n("pair", "LLM / SLM", { sort: null }), xOffset: n("predictor"), y: q("auroc", "AUROC", { scale: { domain: [0, 1] } }), color: seriesColor(rows, "predictor", "predictor") },
     };
     return { rows, spec };
   },
@@ -224,7 +268,7 @@ function paretoSpec(rows) {
     layer: [
       {
         mark: { type: "line", point: { size: 18 }, tooltip: true, interpolate: "step-after" },
-        encoding: { x: q("consult_rate", "consult rate (share of tokens to System 2)", { scale: { domain: [0, 1] }, axis: { tickCount: 5 } }), y: q("caught", "share of mismatches caught", { scale: { domain: [0, 1] } }), color: n("router", "router"), order: q("consult_rate") },
+        encoding: { x: q("consult_rate", "consult rate (share of tokens to System 2)", { scale: { domain: [0, 1] }, axis: { tickCount: 5 } }), y: q("caught", "share of mismatches caught", { scale: { domain: [0, 1] } }), color: seriesColor(rows, "router", "router"), order: q("consult_rate") },
       },
       { data: { values: [{}] }, mark: { type: "rule", strokeDash: [4, 3], color: "#888" }, encoding: { x: { datum: BUDGET } } },
     ],
@@ -252,23 +296,29 @@ const pareto = {
   },
 };
 
-function acceptanceSpec(rows, colorField) {
-  return {
-    height: 220,
-    data: { values: rows },
+/** Acceptance by draft position, one line per series (`colorField`); one panel per dataset when `facet`. */
+function acceptanceSpec(rows, colorField, title, facet = false) {
+  const layer = {
+    height: facet ? 150 : 200,
     mark: { type: "line", point: true, tooltip: true },
     encoding: {
       x: q("position", "position in the draft (0 = first drafted token)", { axis: { tickMinStep: 1, format: "d" } }),
       y: q("acceptance_rate", "P(accepted | reached)", { scale: { domain: [0, 1] } }),
-      color: n(colorField, "run", { scale: { scheme: "category20" } }), // more than ten runs: twenty colours
+      color: seriesColor(rows, colorField, title),
     },
   };
+  const byK = { row: { field: "k_label", type: "nominal", title: null, header: { labelAngle: 0, labelOrient: "left" } } };
+  return facet ? { data: { values: rows }, facet: { ...byDataset, ...byK }, spec: layer } : { data: { values: rows }, ...layer };
 }
+
+const speedup = (v) => (v == null ? null : `${v.toFixed(2)}×`);
+const SPEC_COLUMNS = [["run_id", "run", 0], ["dataset", "dataset", false], ["pair", "LLM / SLM", false], ["draft_k", "K", 0],
+  ["acceptance", "acceptance", 2], ["predicted", "speed-up predicted", false], ["measured", "speed-up measured", false]];
 
 const speculative = {
   id: "speculative",
   title: "Speculative decoding: acceptance by draft position",
-  note: "",
+  note: "One panel per dataset and draft length K, one line per pair. The table: each run's acceptance, its speed-up predicted from its cycles and its pair's measured costs, and measured over its own paired baseline (none where the run recorded none).",
   routes: ["/v1/speculative"],
   async load(ctx) {
     const { dataset, router, experiment } = ctx.filters;
@@ -277,18 +327,21 @@ const speculative = {
     const byRun = new Map(body.runs.map((r) => [r.run_id, r]));
     const rows = flat(body.acceptance).map((a) => {
       const r = byRun.get(a.run_id) ?? {};
-      return { label: `${shortModel(r.llm)} / ${shortModel(r.slm)} · ${r.dataset} · K=${r.draft_k} (run ${a.run_id})`, dataset: r.dataset, ...a };
+      return { pair: pairLabel(r.llm, r.slm), k_label: `K = ${r.draft_k}`, dataset: r.dataset, ...a };
     });
-    const x = (v) => (v == null ? "none" : `${v.toFixed(2)}×`);
     // Requests imported from a serving engine (python -m warehouse import), marked as such.
     const served = (body.served_acceptance ?? []).map((a) => ({
-      label: `imported ${a.engine}: ${shortModel(a.model)} / ${shortModel(a.draft)}, K=${a.k}`, ...a,
+      pair: `imported ${a.engine}: ${pairLabel(a.model, a.draft)}`, k_label: `K = ${a.k}`, dataset: "imported", ...a,
     }));
     rows.push(...served);
-    const notes = body.runs.map((r) => `run ${r.run_id} (${r.dataset}, K=${r.draft_k}): acceptance ${r.acceptance?.toFixed(2)}, speed-up predicted ${x(r.predicted_speedup)} / measured ${r.measured_speedup == null ? "none (no paired baseline recorded)" : x(r.measured_speedup)}`);
-    notes.push(...(body.served ?? []).map((r) => `imported ${r.engine} ${shortModel(r.model)} / ${shortModel(r.draft)} (${r.requests} requests): acceptance ${r.acceptance?.toFixed(2)}, mean accepted length ${r.mean_accepted_length?.toFixed(2) ?? "–"}`));
-    ctx.note?.(notes.join("; "));
-    return { rows, spec: acceptanceSpec(rows, "label") };
+    const table = body.runs.map((r) => ({
+      ...r, pair: pairLabel(r.llm, r.slm), predicted: speedup(r.predicted_speedup) ?? "none",
+      measured: speedup(r.measured_speedup) ?? "none (no paired baseline)",
+    }));
+    const imported = (body.served ?? []).map((r) => `imported ${r.engine} ${shortModel(r.model)} / ${shortModel(r.draft)} (${r.requests} requests): acceptance ${r.acceptance?.toFixed(2)}, mean accepted length ${r.mean_accepted_length?.toFixed(2) ?? "–"}`);
+    ctx.note?.(imported.join("; "));
+    if (table.length) ctx.detail?.(htmlTable(SPEC_COLUMNS, table));
+    return { rows, spec: acceptanceSpec(rows, "pair", "LLM / SLM", true) };
   },
 };
 
@@ -352,7 +405,7 @@ export const RUN_CHARTS = [
     async load(ctx) {
       const body = await ctx.api("/v1/speculative", { run_id: ctx.run.run_id });
       const rows = flat(body.acceptance).map((a) => ({ run: `run ${a.run_id}`, ...a }));
-      return { rows, spec: acceptanceSpec(rows, "run") };
+      return { rows, spec: acceptanceSpec(rows, "run", "run") };
     },
   },
 ];

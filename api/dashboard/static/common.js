@@ -170,7 +170,8 @@ export function card(parent, { id, title, note = "", wide = false }) {
   el.innerHTML = `<header><h2 id="${id}-title">${escapeHtml(title)}</h2>
     <span class="downloads" hidden><button type="button" data-fmt="csv">CSV</button>
     <button type="button" data-fmt="json">JSON</button></span></header>
-    <p class="note">${escapeHtml(note)}</p><div class="chart" role="img" aria-label="${escapeHtml(title)}"></div>`;
+    <p class="note">${escapeHtml(note)}</p><div class="chart" role="img" aria-label="${escapeHtml(title)}"></div>
+    <div class="detail table-wrap"></div>`;
   parent.append(el);
   return el;
 }
@@ -206,7 +207,43 @@ export function downloads(cardEl, name, rows) {
   };
 }
 
-/** Render a Vega-Lite spec as SVG into the card's chart slot; the card's downloads get `rows`. */
+// Distinct colours: Tableau 10 while it suffices, then 20 (category20's hues, darker and lighter), then
+// evenly spaced hues: no two series of a chart ever share a colour.
+const TABLEAU10 = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"];
+const CATEGORY20 = ["#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5",
+  "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5"];
+
+/** `n` colours, all different. */
+export function palette(n) {
+  if (n <= TABLEAU10.length) return TABLEAU10.slice(0, n);
+  if (n <= CATEGORY20.length) return CATEGORY20.slice(0, n);
+  return Array.from({ length: n }, (_, i) => `hsl(${Math.round((360 * i) / n)}, ${i % 2 ? 55 : 75}%, ${i % 2 ? 62 : 42}%)`);
+}
+
+/** A nominal colour encoding of `field` with one colour of its own for each value the rows have. */
+export function seriesColor(rows, field, title, extra = {}) {
+  const values = [...new Set(rows.map((r) => r[field]).filter((v) => v !== undefined && v !== null))].sort();
+  return { field, type: "nominal", title, scale: { domain: values, range: palette(values.length) }, ...extra };
+}
+
+/** An HTML table of `rows`: `cols` are [key, header, numeric digits (or false)]. */
+export function htmlTable(cols, rows) {
+  const head = cols.map(([, h, d]) => `<th scope="col"${d !== false ? ' class="num"' : ""}>${escapeHtml(h)}</th>`).join("");
+  const cell = (r, [k, , d]) => `<td${d !== false ? ' class="num"' : ""}>${escapeHtml(d !== false ? fmt(r[k], d) : plain(r[k]))}</td>`;
+  const body = rows.map((r) => `<tr>${cols.map((c) => cell(r, c)).join("")}</tr>`).join("");
+  return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+}
+
+/** The width of one panel of a faceted spec: the slot's width shared by its columns. */
+function panelWidth(slot, spec) {
+  const field = spec.facet?.column?.field;
+  const columns = field ? new Set((spec.data?.values ?? []).map((r) => r[field])).size : 1;
+  const axis = 70 + (spec.facet?.row?.header?.labelOrient === "left" ? 60 : 0); // y axis, title, row labels
+  return Math.max(140, Math.floor((slot.clientWidth - axis - 20 * columns) / Math.max(1, columns)));
+}
+
+/** Render a Vega-Lite spec as SVG into the card's chart slot; the card's downloads get `rows`. A faceted
+ * spec (`facet.column`) shares the slot's width between its panels. */
 export async function chart(cardEl, name, spec, rows, emptyText = "No data for these filters.") {
   const slot = cardEl.querySelector(".chart");
   downloads(cardEl, name, rows);
@@ -215,15 +252,18 @@ export async function chart(cardEl, name, spec, rows, emptyText = "No data for t
     slot.dataset.state = "empty";
     return null;
   }
+  const faceted = Boolean(spec.facet);
+  const size = faceted ? {} : { width: "container", autosize: { type: "fit-x", contains: "padding" } };
+  if (faceted) spec = { ...spec, spec: { ...spec.spec, width: panelWidth(slot, spec) } };
   const full = {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    width: "container",
-    autosize: { type: "fit-x", contains: "padding" },
+    ...size,
     config: {
       font: "system-ui, sans-serif",
       axis: { labelLimit: 160 },
       axisBand: { labelAngle: slot.clientWidth < 520 ? -35 : 0 }, // long pair names turn on a phone
-      legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 2 : 4, labelLimit: 150, symbolOpacity: 1 },
+      legend: { orient: "bottom", columns: slot.clientWidth < 520 ? 1 : slot.clientWidth < 900 ? 2 : 4, labelLimit: 260, symbolOpacity: 1 },
+      header: { labelFontSize: 12, labelFontWeight: "bold" },
     },
     ...spec,
   };

@@ -81,8 +81,14 @@ async function drawAll(runs) {
       }
       try {
         const note = el.querySelector(".note");
+        const detail = el.querySelector(".detail");
         note.textContent = c.note;
-        const { rows, spec } = await c.load({ ...base, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
+        detail.innerHTML = "";
+        const { rows, spec } = await c.load({
+          ...base,
+          note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")),
+          detail: (html) => mine === generation && (detail.innerHTML = html),
+        });
         const empty = runs.length ? undefined : "No runs yet: collect some (python -m collector.run); this page redraws as they complete.";
         if (mine === generation) await chart(el, c.id, spec, rows, empty);
       } catch (err) {

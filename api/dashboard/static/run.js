@@ -56,7 +56,13 @@ async function charts(run) {
       if (missing.length) return fail(el, `this server does not serve ${missing.join(", ")}`);
       try {
         const note = el.querySelector(".note");
-        const { rows, spec } = await c.load({ run, api: apiKnown, note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")) });
+        const detail = el.querySelector(".detail");
+        const { rows, spec } = await c.load({
+          run,
+          api: apiKnown,
+          note: (text) => (note.textContent = [c.note, text].filter(Boolean).join(" ")),
+          detail: (html) => (detail.innerHTML = html),
+        });
         await chart(el, `run${runId}-${c.id}`, spec, rows);
       } catch (err) {
         fail(el, err);
