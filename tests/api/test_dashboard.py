@@ -262,9 +262,10 @@ def test_overview_draws_every_chart_with_the_fixtures_marks(
         assert page.evaluate(MARKS, f"#{chart}")["symbol"] == 1
         assert_readable(page, chart)
     page.select_option("select[name=method]", "")
-    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling, charts refit
     page.wait_for_selector("body[data-ready='1']")
-    page.wait_for_timeout(300)
+    drawn = int(page.evaluate("document.body.dataset.drawn"))
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling, charts refit
+    page.wait_for_function(f"document.body.dataset.drawn > {drawn} && document.body.dataset.ready === '1'")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.evaluate("document.querySelector('#cof svg').getBoundingClientRect().right") <= 390
     shot(page, "overview-phone")

@@ -234,6 +234,16 @@ export function htmlTable(cols, rows) {
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
+const NARROW = 600; // a slot narrower than this (a phone) stacks a faceted chart's panels in one column
+
+/** A faceted spec with its panels one under the other: one panel label joins the row's and column's. */
+function stacked(spec) {
+  const fields = [spec.facet.row?.field, spec.facet.column?.field].filter(Boolean);
+  const values = (spec.data?.values ?? []).map((r) => ({ ...r, panel: fields.map((f) => r[f]).join(" · ") }));
+  const header = { labelAngle: 0, labelOrient: "top", labelAnchor: "start" };
+  return { ...spec, data: { values }, facet: { row: { field: "panel", type: "nominal", title: null, header } } };
+}
+
 /** The width of one panel of a faceted spec: the slot's width shared by its columns. */
 function panelWidth(slot, spec) {
   const field = spec.facet?.column?.field;
@@ -254,6 +264,7 @@ export async function chart(cardEl, name, spec, rows, emptyText = "No data for t
   }
   const faceted = Boolean(spec.facet);
   const size = faceted ? {} : { width: "container", autosize: { type: "fit-x", contains: "padding" } };
+  if (faceted && slot.clientWidth < NARROW) spec = stacked(spec);
   if (faceted) spec = { ...spec, spec: { ...spec.spec, width: panelWidth(slot, spec) } };
   const full = {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",

@@ -96,7 +96,7 @@ async function drawAll(runs) {
       }
     })
   );
-  if (mine === generation) document.body.dataset.ready = "1";
+  if (mine === generation) Object.assign(document.body.dataset, { ready: "1", drawn: String(mine) });
 }
 
 const POLL_MS = 5000; // the figures follow the runs as collectors finish them
@@ -109,6 +109,18 @@ document.getElementById("filters").addEventListener("change", (event) => {
   drawAll(runs);
 });
 await drawAll(runs);
+
+// Faceted charts are drawn for their card's width: a new window width (a turned phone) draws them again.
+let drawnWidth = grid.clientWidth;
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => {
+    if (Math.abs(grid.clientWidth - drawnWidth) < 40) return;
+    drawnWidth = grid.clientWidth;
+    drawAll(runs);
+  }, 250);
+});
 
 async function poll() {
   try {
