@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from analytics.frames import Col, FrameSchema
 from analytics.source import (
     AnalyticsError,
     Filters,
@@ -73,8 +74,24 @@ def pooled_cof() -> pl.Expr:
 # What each interval is for, as printed beside it (the headline, the report, the API's field descriptions).
 POOLED_INTERVAL = "pooled CoF (Σ mismatches / Σ tokens), ratio-estimator interval: delta method over samples"
 MEAN_INTERVAL = "mean of the per-sample CoF, t interval over samples"
-OUTPUT = ("samples", "tokens", "mismatches", "consulted", "cof", "cof_lo", "cof_hi", "design_effect",
-          "cof_mean", "cof_sd", "cof_mean_lo", "cof_mean_hi", "consult_rate")  # fmt: skip
+# The columns `collaboration_frequency` returns after its group-by columns.
+OUTPUT = FrameSchema.of(
+    samples=Col(int),
+    tokens=Col(int),
+    mismatches=Col(int),
+    consulted=Col(int),
+    cof=Col(float, "pooled: mismatches / tokens"),
+    cof_lo=Col(float, f"{POOLED_INTERVAL}, at `confidence`"),
+    cof_hi=Col(float),
+    design_effect=Col(
+        float, "variance of the pooled CoF over the variance it would have with independent tokens"
+    ),
+    cof_mean=Col(float, "mean of the per-sample CoF"),
+    cof_sd=Col(float, "standard deviation of the per-sample CoF"),
+    cof_mean_lo=Col(float, f"{MEAN_INTERVAL}, at `confidence`"),
+    cof_mean_hi=Col(float),
+    consult_rate=Col(float, "consulted / tokens"),
+)
 
 
 def _t_multiplier(samples: pl.Series, confidence: float) -> pl.Series:
@@ -133,5 +150,4 @@ def collaboration_frequency(
     effect, and the mean over samples with its t interval (see the module docstring)."""
     sql, params = sample_stats_sql(group_by, filters)
     sums = query(source, sql, params)
-    cols = [*check_group_by(group_by)]
-    return with_intervals(sums, confidence).select(*cols, *OUTPUT)
+    return OUTPUT.select(with_intervals(sums, confidence), check_group_by(group_by))

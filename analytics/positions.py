@@ -22,6 +22,7 @@ import numpy.typing as npt
 import polars as pl
 from scipy import stats
 
+from analytics.frames import Col, FrameSchema
 from analytics.source import (
     AnalyticsError,
     ConflictingParameters,
@@ -44,13 +45,24 @@ CONFIDENCE = 0.95
 TEST_LABEL = "early share of mismatches vs share of tokens: score test clustered by sample, t(k − 1)"
 
 
+# The columns `position_profile` returns after its group-by columns.
+DECILES = FrameSchema.of(
+    bin=Col(int, "decile 0..9 of the relative position in the sample"),
+    tokens=Col(int),
+    mismatches=Col(int),
+    mismatch_rate=Col(float),
+    mismatch_share=Col(float, "share of the group's mismatches in this decile"),
+    token_share=Col(float, "share of the group's tokens (the uniform baseline)"),
+)
+
+
 def position_profile(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Per group and relative-position decile: tokens, mismatch rate, share of the group's mismatches."""
     cols = check_group_by(group_by)
     sums = profile_sums(source, "position_profile", ["bin"], cols, filters)
-    return with_shares(sums, cols)
+    return DECILES.select(with_shares(sums, cols), cols)
 
 
 def with_shares(sums: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -148,23 +160,39 @@ def early_share(
         {**dict(zip(cols, key, strict=True)), **early_share_row(part, alternative, seed)}
         for key, part in samples.group_by(cols, maintain_order=True)
     ]
-    schema = {c: samples.schema[c] for c in cols} | EARLY_SCHEMA
+    schema = {c: samples.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    return frame.sort(cols).with_columns(pl.lit(label).alias("window"), pl.lit(TEST_LABEL).alias("test"))
+    labelled = frame.sort(cols).with_columns(pl.lit(label).alias("window"), pl.lit(TEST_LABEL).alias("test"))
+    return EARLY.select(labelled, tuple(cols))
 
 
-EARLY_SCHEMA: dict[str, pl.DataType] = {
-    "samples": pl.Int64(), "tokens": pl.Int64(), "mismatches": pl.Int64(), "early_tokens": pl.Int64(),
-    "early_mismatches": pl.Int64(), "mismatch_share": pl.Float64(), "baseline_share": pl.Float64(),
-    "enrichment": pl.Float64(), "enrichment_lo": pl.Float64(), "enrichment_hi": pl.Float64(),
-    "p_value": pl.Float64(), "alternative": pl.Utf8(), "fixed_steps": pl.List(pl.Int64()),
-    "baseline_share_without_fixed": pl.Float64(), "enrichment_without_fixed": pl.Float64(),
-    "enrichment_without_fixed_lo": pl.Float64(), "enrichment_without_fixed_hi": pl.Float64(),
-    "p_value_without_fixed": pl.Float64(),
-}  # fmt: skip
+# The columns `early_share` returns after its group-by columns.
+EARLY = FrameSchema.of(
+    **dict.fromkeys(("samples", "tokens", "mismatches", "early_tokens", "early_mismatches"), Col(int)),
+    mismatch_share=Col(float),
+    baseline_share=Col(float, "the window's share of tokens (uniform baseline)"),
+    enrichment=Col(float, "mismatch_share / baseline_share"),
+    enrichment_lo=Col(float, f"{CONFIDENCE:.0%} interval of enrichment: bootstrap by sample"),
+    enrichment_hi=Col(float),
+    p_value=Col(float, "score test clustered by sample, t(samples − 1)"),
+    alternative=Col(str),
+    fixed_steps=Col(
+        list[int],
+        "steps no sample mismatches at though the group's CoF makes that unlikely "
+        f"(p ≤ {FIXED_P}): fixed by the prompt format",
+    ),
+    baseline_share_without_fixed=Col(float, "as above, fixed steps left out"),
+    **dict.fromkeys(
+        ("enrichment_without_fixed", "enrichment_without_fixed_lo", "enrichment_without_fixed_hi"), Col(float)
+    ),
+    p_value_without_fixed=Col(float),
+    window=Col(str),
+    test=Col(str, "what p_value tests, and how"),
+)
+LABELS = ("window", "test")  # the same on every row: set after the rows are computed
 
 
-WITHOUT_FIXED = tuple(k for k in EARLY_SCHEMA if k.endswith("_without_fixed") or "_without_fixed_" in k)
+WITHOUT_FIXED = tuple(k for k in EARLY.names if k.endswith("_without_fixed") or "_without_fixed_" in k)
 
 
 def fixed_steps(part: pl.DataFrame) -> list[int]:

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, create_model
 
+from analytics.frames import FrameSchema
 from warehouse.catalogue import columns, python_type
 
 
@@ -106,6 +107,16 @@ def table_model(table: str, name: str, doc: str, *, exclude: Sequence[str] = ())
         c.name: (python_type(c), Field(description=c.doc)) for c in columns(table) if c.name not in exclude
     }
     return create_model(name, __doc__=doc, **fields)
+
+
+def frame_model(name: str, doc: str, schema: FrameSchema, *, group: bool = True, **extra: Any) -> Any:
+    """A response model for rows of an analytics frame: its `group` dict (when grouped), the frame's declared
+    columns, typed and described by analytics, then `extra` fields (as `create_model` takes them)."""
+    fields: dict[str, Any] = {"group": (Group, ...)} if group else {}
+    for column, col in schema:
+        tp: Any = col.type | None if col.type is float or col.nullable else col.type
+        fields[column] = (tp, Field(description=col.doc))
+    return create_model(name, __doc__=doc, **fields, **extra)
 
 
 def list_of(model: Any) -> Any:

@@ -11,8 +11,9 @@ import binascii
 import hmac
 import json
 import typing
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar
 
 import duckdb
 from fastapi import Depends, Header, Query, Request
@@ -24,6 +25,8 @@ from api.db import Analyst, Database
 from api.errors import ApiError
 from api.formats import split_commas
 from api.settings import ApiSettings
+
+T = TypeVar("T")
 
 
 async def get_settings(request: Request) -> ApiSettings:
@@ -133,6 +136,49 @@ def decode_cursor(cursor: str | None, keys: tuple[str, ...]) -> dict[str, int] |
     if not all(type(data[k]) is int and INT64_MIN <= data[k] <= INT64_MAX for k in keys):
         raise bad  # a key is a DuckDB BIGINT parameter: beyond it DuckDB refuses the query
     return {k: data[k] for k in keys}
+
+
+class Page(NamedTuple, Generic[T]):
+    """One page of rows, the cursor of the next one and whether more rows follow."""
+
+    rows: list[T]
+    next_cursor: str | None
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Keyset pagination in the order of `columns` (SQL, e.g. `s.sample_id`): a cursor holds the last row's
+    values of them under `names`; a query fetches `size + 1` rows to know whether another page follows."""
+
+    names: tuple[str, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def order_by(self) -> str:
+        """The ORDER BY list the pages follow."""
+        return ", ".join(self.columns)
+
+    def after(self, cursor: str | None) -> tuple[str, list[object]]:
+        """The condition selecting the rows after the cursor's (TRUE without one), and its parameters:
+        (a > ?) OR (a = ? AND b > ?) ..., which DuckDB prunes by each column's min/max."""
+        last = decode_cursor(cursor, self.names)
+        if last is None:
+            return "TRUE", []
+        values = [last[n] for n in self.names]
+        terms = [
+            " AND ".join([*(f"{c} = ?" for c in self.columns[:i]), f"{col} > ?"])
+            for i, col in enumerate(self.columns)
+        ]
+        params: list[object] = [v for i in range(len(values)) for v in values[: i + 1]]
+        return "(" + " OR ".join(f"({t})" for t in terms) + ")", params
+
+    def page(self, rows: list[T], size: int, key: Callable[[T], Sequence[int]]) -> Page[T]:
+        """The first `size` of `rows` (fetched with LIMIT size + 1), with the cursor of the page after."""
+        more = len(rows) > size
+        rows = rows[:size]
+        cursor = encode_cursor(dict(zip(self.names, map(int, key(rows[-1])), strict=True))) if more else None
+        return Page(rows, cursor, more)
 
 
 AnalystDep = Annotated[Analyst, Depends(get_analyst)]

@@ -116,7 +116,7 @@ class Sample(Base):
     item_id: Mapped[str] = mapped_column(Text)
     prompt: Mapped[str] = mapped_column(Text)
     output: Mapped[str] = mapped_column(Text)
-    n_tokens: Mapped[int] = mapped_column(Integer)
+    n_tokens: Mapped[int] = mapped_column(Integer, doc="generated tokens")
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     stop_reason: Mapped[str] = mapped_column(Text)
     reference: Mapped[str | None] = mapped_column(Text)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import Field, create_model
 
-from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_frequency
+from analytics.frequency import OUTPUT, collaboration_frequency
 from analytics.source import setting_labels
-from api.convert import Group, records
+from api.convert import frame_model, list_of, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -17,37 +19,27 @@ from api.params import Confidence, Filters, FiltersDep, GroupByQuery, groups
 router = aggregate_router(prefix="/v1", tags=["cof"])
 
 
-class CofRow(BaseModel):
-    """CoF of one group: pooled with its own interval, and the mean over samples with its t interval."""
-
-    group: Group
-    samples: int
-    tokens: int
-    mismatches: int
-    consulted: int
-    cof: float | None = Field(description="pooled: mismatches / tokens")
-    cof_lo: float | None = Field(description=f"{POOLED_INTERVAL}, at `confidence`")
-    cof_hi: float | None
-    design_effect: float | None = Field(
-        description="variance of the pooled CoF over the variance it would have with independent tokens"
-    )
-    cof_mean: float | None = Field(description="mean of the per-sample CoF")
-    cof_sd: float | None = Field(description="standard deviation of the per-sample CoF")
-    cof_mean_lo: float | None = Field(description=f"{MEAN_INTERVAL}, at `confidence`")
-    cof_mean_hi: float | None
-    consult_rate: float | None
-    settings: str | None = Field(
-        default=None,
-        description="grouped by identity: the settings that tell its runs from the others' (name=value)",
-    )
+CofRow: Any = frame_model(
+    "CofRow",
+    "CoF of one group: pooled with its own interval, and the mean over samples with its t interval.",
+    OUTPUT,
+    settings=(
+        str | None,
+        Field(
+            default=None,
+            description="grouped by identity: the settings that tell its runs from the others' (name=value)",
+        ),
+    ),
+)
 
 
-class CofPublic(BaseModel):
-    """CoF per group."""
-
-    group_by: list[str]
-    confidence: float
-    data: list[CofRow]
+CofPublic: Any = create_model(
+    "CofPublic",
+    __doc__="CoF per group.",
+    group_by=(list[str], ...),
+    confidence=(float, ...),
+    data=(list_of(CofRow), ...),
+)
 
 
 # Runs differing in a setting that defines a run never pool unless asked (identity).
@@ -72,7 +64,7 @@ def get_cof(
     group_by: GroupByQuery = None,
     confidence: Confidence = 0.95,
     timeout_ms: TimeoutMs = None,
-) -> CofPublic:
+) -> Any:
     """Pooled CoF = mismatches / tokens per group, and the per-sample mean with its interval."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
     frame = analyst(db.limit_ms(timeout_ms), _cof, cols, filters, confidence)

@@ -16,7 +16,7 @@ from pydantic import create_model
 
 from api.convert import list_of, table_model
 from api.db import Database, require_select, select
-from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
+from api.deps import CursorDep, DbDep, Keyset, Limit, PageCursor, SettingsDep, TimeoutMs
 from api.errors import error_responses
 from api.routes.runs import RunId, require_run
 
@@ -40,10 +40,11 @@ EventsPublic: Any = create_model(
 
 
 COLUMNS = ", ".join(EventPublic.model_fields)
-ORDERED = f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? ORDER BY sample_id, step"
+EVENT_PAGES = Keyset(("sample_id", "step"), ("sample_id", "step"))
+ORDERED = f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? ORDER BY {EVENT_PAGES.order_by}"
 CHUNK = (
     f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? AND sample_id BETWEEN ? AND ? "
-    "ORDER BY sample_id, step"
+    f"ORDER BY {EVENT_PAGES.order_by}"
 )
 Format = Literal["json", "ndjson", "parquet"]
 DOWNLOADS: dict[int | str, dict[str, Any]] = {
@@ -169,18 +170,15 @@ def list_events(
         name = f"run-{run_id}-events.{format}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         return StreamingResponse(stream, media_type=MEDIA[format], headers=headers)
-    after = decode_cursor(cursor, ("sample_id", "step"))
-    start = [after["sample_id"], after["step"]] if after else [-1, -1]
+    after, params = EVENT_PAGES.after(cursor)
     page = min(limit, settings.max_rows)
     rows = select(
         cur,
-        f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? "
-        "AND (sample_id > ? OR (sample_id = ? AND step > ?)) ORDER BY sample_id, step LIMIT ?",
-        [run_id, start[0], start[0], start[1], page + 1],
+        f"SELECT {COLUMNS} FROM token_events WHERE run_id = ? AND {after} ORDER BY {EVENT_PAGES.order_by} "
+        "LIMIT ?",
+        [run_id, *params, page + 1],
         limit_ms,
     )
-    more = len(rows) > page
-    rows = rows[:page]
-    last = rows[-1] if more else None
-    next_cursor = encode_cursor({"sample_id": last["sample_id"], "step": last["step"]}) if last else None
-    return EventsPublic(data=[EventPublic(**r) for r in rows], next_cursor=next_cursor, truncated=more)
+    shown = EVENT_PAGES.page(rows, page, lambda r: (r["sample_id"], r["step"]))
+    data = [EventPublic(**r) for r in shown.rows]
+    return EventsPublic(data=data, next_cursor=shown.next_cursor, truncated=shown.truncated)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 import polars as pl
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import create_model
 
-from analytics.positions import Alternative, early_share, position_profile
-from api.convert import Group, records
+from analytics.positions import DECILES, EARLY, Alternative, early_share, position_profile
+from api.convert import frame_model, list_of, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -19,54 +19,20 @@ from api.params import Filters, FiltersDep, GroupByQuery, groups
 router = aggregate_router(prefix="/v1", tags=["positions"])
 
 
-class DecileRow(BaseModel):
-    """One relative-position decile of a group."""
-
-    group: Group
-    bin: int = Field(description="decile 0..9 of the relative position in the sample")
-    tokens: int
-    mismatches: int
-    mismatch_rate: float | None
-    mismatch_share: float | None = Field(description="share of the group's mismatches in this decile")
-    token_share: float | None = Field(description="share of the group's tokens (the uniform baseline)")
-
-
-class EarlyRow(BaseModel):
-    """Share of a group's mismatches in the early window against its share of tokens, tested clustered by
-    sample, and again without the steps the prompt format fixes."""
-
-    group: Group
-    window: str
-    test: str = Field(description="what p_value tests, and how")
-    samples: int
-    tokens: int
-    mismatches: int
-    early_tokens: int
-    early_mismatches: int
-    mismatch_share: float | None
-    baseline_share: float | None = Field(description="the window's share of tokens (uniform baseline)")
-    enrichment: float | None = Field(description="mismatch_share / baseline_share")
-    enrichment_lo: float | None = Field(description="95% interval of enrichment: bootstrap by sample")
-    enrichment_hi: float | None
-    p_value: float | None = Field(description="score test clustered by sample, t(samples − 1)")
-    alternative: str
-    fixed_steps: list[int] = Field(
-        description="steps no sample mismatches at though the group's CoF makes that unlikely (p ≤ 0.01): "
-        "fixed by the prompt format"
-    )
-    baseline_share_without_fixed: float | None = Field(description="as above, fixed steps left out")
-    enrichment_without_fixed: float | None
-    enrichment_without_fixed_lo: float | None
-    enrichment_without_fixed_hi: float | None
-    p_value_without_fixed: float | None
-
-
-class PositionsPublic(BaseModel):
-    """The decile profile and the early-window test per group."""
-
-    group_by: list[str]
-    deciles: list[DecileRow]
-    early: list[EarlyRow]
+DecileRow: Any = frame_model("DecileRow", "One relative-position decile of a group.", DECILES)
+EarlyRow: Any = frame_model(
+    "EarlyRow",
+    "Share of a group's mismatches in the early window against its share of tokens, tested clustered by "
+    "sample, and again without the steps the prompt format fixes.",
+    EARLY,
+)
+PositionsPublic: Any = create_model(
+    "PositionsPublic",
+    __doc__="The decile profile and the early-window test per group.",
+    group_by=(list[str], ...),
+    deciles=(list_of(DecileRow), ...),
+    early=(list_of(EarlyRow), ...),
+)
 
 
 DEFAULT_GROUP_BY = ("run_id",)
@@ -96,7 +62,7 @@ def get_positions(
         Alternative, Query(description="of the early-share test; two-sided unless asked")
     ] = "two-sided",
     timeout_ms: TimeoutMs = None,
-) -> PositionsPublic:
+) -> Any:
     """Mismatch share by relative-position decile; the share in the first k tokens (or fraction), tested."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
     deciles, early = analyst(db.limit_ms(timeout_ms), _both, cols, filters, k, fraction, alternative)

@@ -15,12 +15,11 @@ from api.deps import (
     AnalystDep,
     CursorDep,
     DbDep,
+    Keyset,
     Limit,
     PageCursor,
     SettingsDep,
     TimeoutMs,
-    decode_cursor,
-    encode_cursor,
 )
 from api.errors import ApiError, error_responses
 from api.params import Method, RouterName, Status
@@ -87,6 +86,7 @@ RUN_COLUMNS = ", ".join(
     for name in RunPublic.model_fields
 )
 RUN_FROM = "runs r JOIN run_cof c USING (run_id) LEFT JOIN run_accuracy a USING (run_id)"
+RUN_PAGES = Keyset(("after",), ("r.run_id",))
 
 
 RunId = Annotated[int, Path(ge=0, le=2**62, description="a run_id from /v1/runs")]
@@ -129,9 +129,8 @@ def list_runs(
     timeout_ms: TimeoutMs = None,
 ) -> RunsPublic:
     """Runs in id order; `next_cursor` fetches the next page; `limit` is capped by the server."""
-    after = decode_cursor(cursor, ("after",))
-    where: list[str] = ["r.run_id > ?"]
-    params: list[object] = [after["after"] if after else -1]
+    after, params = RUN_PAGES.after(cursor)
+    where = [after]
     given = {"llm": llm, "slm": slm, "method": method, "router": router, "dataset": dataset, "status": status,
              "experiment": experiment}  # fmt: skip
     # `stale` is not stored: it is a running run whose collector is gone (checked per row below).
@@ -145,18 +144,17 @@ def list_runs(
     page = min(limit, settings.max_rows)
     # The rows are a function of the data (cached until the ingester writes); the status is read per request.
     rows = analyst.rows(
-        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE {' AND '.join(where)} ORDER BY r.run_id LIMIT ?",
+        f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE {' AND '.join(where)} ORDER BY {RUN_PAGES.order_by} "
+        "LIMIT ?",
         [*params, page + 1],
         db.limit_ms(timeout_ms),
         stored_run,
     )
-    more = len(rows) > page
-    rows = rows[:page]
-    next_cursor = encode_cursor({"after": rows[-1].run_id}) if more else None
-    data = [shown_run(r, settings) for r in rows]
+    shown = RUN_PAGES.page(rows, page, lambda r: (r.run_id,))
+    data = [shown_run(r, settings) for r in shown.rows]
     if stale_only:
         data = [r for r in data if r.status == "stale"]
-    return RunsPublic(data=data, next_cursor=next_cursor, truncated=more)
+    return RunsPublic(data=data, next_cursor=shown.next_cursor, truncated=shown.truncated)
 
 
 @router.get(

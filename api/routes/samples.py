@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, Field, create_model
+from pydantic import Field, create_model
 
 from api.convert import list_of, table_model
 from api.db import select
-from api.deps import CursorDep, DbDep, Limit, PageCursor, SettingsDep, TimeoutMs, decode_cursor, encode_cursor
+from api.deps import CursorDep, DbDep, Keyset, Limit, PageCursor, SettingsDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.routes.runs import RunId, require_run
 from api.tokens import load_tokenizer, token_texts
@@ -18,29 +18,25 @@ router = APIRouter(prefix="/v1", tags=["samples"])
 MAX_SAMPLE_TOKENS = 100_000  # a sample longer than this is cut (and says so)
 
 
-class SamplePublic(BaseModel):
-    """One prompt of a run and what the collaboration wrote for it."""
-
-    sample_id: int
-    item_id: str
-    prompt: str
-    output: str
-    n_tokens: int = Field(description="generated tokens")
-    prompt_tokens: int
-    stop_reason: str
-    reference: str | None
-    correct: bool | None
-    mismatches: int = Field(description="tokens System 2 changed")
-    cof: float | None = Field(description="mismatches / generated tokens")
-
-
-class SamplesPublic(BaseModel):
-    """A page of samples; `next_cursor` fetches the next one."""
-
-    run_id: int
-    data: list[SamplePublic]
-    next_cursor: str | None
-    truncated: bool
+# The stored columns of a sample (every `samples` column but the run the route names).
+SampleColumns: Any = table_model(
+    "samples", "SampleColumns", "A sample's row of `samples`.", exclude=("run_id",)
+)
+SamplePublic: Any = create_model(
+    "SamplePublic",
+    __doc__="One prompt of a run and what the collaboration wrote for it.",
+    __base__=SampleColumns,
+    mismatches=(int, Field(description="tokens System 2 changed")),
+    cof=(float | None, Field(description="mismatches / generated tokens")),
+)
+SamplesPublic: Any = create_model(
+    "SamplesPublic",
+    __doc__="A page of samples; `next_cursor` fetches the next one.",
+    run_id=(int, ...),
+    data=(list_of(SamplePublic), ...),
+    next_cursor=(str | None, ...),
+    truncated=(bool, ...),
+)
 
 
 WrittenBy: Any = Literal["s1", "s2"]
@@ -71,12 +67,13 @@ SampleDetailPublic: Any = create_model(
 )
 
 
-SAMPLE_COLUMNS = ", ".join(f"s.{c}" for c in SamplePublic.model_fields if c not in ("mismatches", "cof"))
+SAMPLE_COLUMNS = ", ".join(f"s.{c}" for c in SampleColumns.model_fields)
 # per-sample sums are written at ingest (`sample_sums`), so a page costs the same at any size
 LISTED = (
     f"{SAMPLE_COLUMNS}, CAST(coalesce(ss.mismatches, 0) AS BIGINT) AS mismatches, "
     "CAST(ss.mismatches AS DOUBLE) / nullif(ss.tokens, 0) AS cof"
 )
+SAMPLE_PAGES = Keyset(("after",), ("s.sample_id",))
 SAMPLES_FROM = "samples s LEFT JOIN sample_sums ss ON ss.run_id = s.run_id AND ss.sample_id = s.sample_id"
 EVENT_COLUMNS = ", ".join(TokenColumns.model_fields)
 SampleId = Annotated[int, Path(ge=0, le=2**31 - 1, description="a sample_id of the run")]
@@ -92,24 +89,22 @@ def list_samples(
     limit: Limit = 100,
     cursor: PageCursor = None,
     timeout_ms: TimeoutMs = None,
-) -> SamplesPublic:
+) -> Any:
     """The run's samples in id order: prompt, output, tokens, CoF, correct, stop reason."""
     limit_ms = db.limit_ms(timeout_ms)
     require_run(cur, run_id, limit_ms)
-    after = decode_cursor(cursor, ("after",))
+    after, params = SAMPLE_PAGES.after(cursor)
     page = min(limit, settings.max_rows)
     rows = select(
         cur,
-        f"SELECT {LISTED} FROM {SAMPLES_FROM} WHERE s.run_id = ? AND s.sample_id > ? "
-        "ORDER BY s.sample_id LIMIT ?",
-        [run_id, after["after"] if after else -1, page + 1],
+        f"SELECT {LISTED} FROM {SAMPLES_FROM} WHERE s.run_id = ? AND {after} "
+        f"ORDER BY {SAMPLE_PAGES.order_by} LIMIT ?",
+        [run_id, *params, page + 1],
         limit_ms,
     )
-    more = len(rows) > page
-    rows = rows[:page]
-    next_cursor = encode_cursor({"after": int(rows[-1]["sample_id"])}) if more else None
-    data = [SamplePublic(**r) for r in rows]
-    return SamplesPublic(run_id=run_id, data=data, next_cursor=next_cursor, truncated=more)
+    shown = SAMPLE_PAGES.page(rows, page, lambda r: (r["sample_id"],))
+    data = [SamplePublic(**r) for r in shown.rows]
+    return SamplesPublic(run_id=run_id, data=data, next_cursor=shown.next_cursor, truncated=shown.truncated)
 
 
 def _tokens(rows: list[dict[str, object]], model_path: str | None) -> list[Any]:
