@@ -41,6 +41,7 @@ Alternative = Literal["two-sided", "greater", "less"]
 FIXED_STEPS = 8  # the first steps checked for a position the prompt format fixes
 FIXED_P = 0.01  # a step is fixed when zero mismatches in its tokens had this probability or less
 BOOTSTRAP = 1000  # resamples of the samples behind the enrichment's interval
+RESAMPLE_DRAWS = 2_000_000  # row draws per chunk of resamples (bounds the bootstrap's memory)
 CONFIDENCE = 0.95
 TEST_LABEL = "early share of mismatches vs share of tokens: score test clustered by sample, t(k − 1)"
 
@@ -223,6 +224,23 @@ def _score_p(d: npt.NDArray[np.float64], alternative: Alternative) -> float | No
     return float(min(1.0, 2 * dist.sf(abs(t))))
 
 
+def _resampled_sums(x: npt.NDArray[np.float64], seed: int, resamples: int) -> npt.NDArray[np.float64]:
+    """Column sums of `resamples` bootstrap resamples of the rows of x [k, c]: [resamples, c].
+
+    Each resample's weights are the counts of k uniform row draws (multinomial(k, 1/k), as a bootstrap
+    by sample wants), counted with one bincount per chunk: `rng.multinomial` over k = 10,000 samples took
+    2.4 s for 1,000 resamples, this 0.1-0.6 s."""
+    k = x.shape[0]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, RESAMPLE_DRAWS // k)
+    out = []
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        draws = rng.integers(0, k, size=(rows, k)) + (np.arange(rows) * k)[:, None]
+        out.append(np.bincount(draws.ravel(), minlength=rows * k).reshape(rows, k) @ x)
+    return np.concatenate(out)
+
+
 def _enrichment_interval(
     x: npt.NDArray[np.float64], seed: int, resamples: int
 ) -> tuple[float | None, float | None]:
@@ -231,8 +249,7 @@ def _enrichment_interval(
     k = x.shape[0]
     if k < 2 or resamples < 1:
         return None, None
-    weights = np.random.default_rng(seed).multinomial(k, np.full(k, 1 / k), size=resamples)  # [B, k]
-    n, m, e, em = (weights @ x).T
+    n, m, e, em = _resampled_sums(x, seed, resamples).T
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (em / m) / (e / n)
     ratio = ratio[np.isfinite(ratio)]

@@ -82,6 +82,7 @@ def test_delete_lists_then_removes_everything_and_summaries_equal_a_rebuild(
     path, (a, b, c) = three_runs
     before = rows_of(path, b)
     assert before["spec_cycles"] > 0 and before["run_costs"] > 0 and before["histogram_sums"] > 0
+    assert before["router_sums"] > 0  # router replay's rows go with the run, and equal a rebuild after
     assert wh(path, "delete", str(b)) == 0
     out = capsys.readouterr().out
     assert "would delete" in out and f"{before['token_events']} token_events" in out
