@@ -40,9 +40,10 @@ import polars as pl
 from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughputs, run_costs
 from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
+from warehouse import vocabulary
 from warehouse.settings import add_warehouse_argument
 
-K_GRID = tuple(range(1, 9))
+K_GRID = vocabulary.ADVISE_K  # the draft lengths the collector's calibration times (no extrapolation)
 THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
 ADVICE_SCHEMA = {
     "llm": pl.Utf8,
@@ -306,7 +307,7 @@ def verify(warehouse: Path, best: pl.DataFrame, threads: int = 1) -> list[Verifi
 
 
 def _fmt_setting(k: int, stop: str | None, tau: float | None) -> str:
-    return f"K={k}" + (f", {stop} {'<' if stop == 'max_prob' else '>'} {tau:g} stops" if stop else "")
+    return f"K={k}" + (f", {vocabulary.THRESHOLD_RULES[stop].describe(f'{tau:g}')} stops" if stop else "")
 
 
 def print_advice(advice: Advice, checks: Sequence[Verification] = ()) -> None:

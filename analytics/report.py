@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from analytics.cof_figure import figure_cof_vs_ratio
 from analytics.frequency import collaboration_frequency
 from analytics.positions import position_profile
-from analytics.routers import best_threshold, pareto_front, replay_all
+from analytics.routers import ROUTERS, best_threshold, pareto_front, replay_all
 from analytics.scaling import (
     GroupFit,
     LawFit,
@@ -55,7 +55,7 @@ EXAMPLES = """examples:
   python -m analytics.report --experiment tau-grid         # one experiment (default: the most recent)
 """
 BUDGETS = (0.05, 0.1, 0.2)
-ROUTER_STYLES = {"max_prob": "-", "margin": "--", "entropy": ":"}
+LINE_STYLES = ("-", "--", ":", "-.")  # a router's line style: by its place among the routers, cycled
 PAIR_KEYS = ["llm", "slm", "method", "dataset"]
 COVERAGE_BOOTSTRAP = 200
 
@@ -164,9 +164,9 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
     fig, axes = _grid(len(curves))
     for ax, (title, frame) in zip(axes, curves.items(), strict=False):
         colors = {}
-        for router, style in ROUTER_STYLES.items():
+        for router in frame["router"].unique(maintain_order=True):
             part = frame.filter(pl.col("router") == router).sort("consult_rate")
-            (line,) = ax.plot(part["consult_rate"], part["caught"], style, label=router)
+            (line,) = ax.plot(part["consult_rate"], part["caught"], router_style(router), label=router)
             colors[router] = to_hex(line.get_color())
         front = pareto_front(frame)
         ax.plot(front["consult_rate"], front["caught"], "k.", markersize=4, label="Pareto front")
@@ -185,6 +185,12 @@ def figure_routers(curves: dict[str, pl.DataFrame]) -> Figure:
 
 LABELLED_RATES = (0.05, 0.15, 0.3)  # consult rates at which each router curve names its threshold
 LABEL_PT = 6.5  # font size of the threshold labels; a line is LABEL_PT + 1.5 points high
+
+
+def router_style(router: str) -> str:
+    """A router's line style: every router gets one, by its place among the replayable routers."""
+    names = list(ROUTERS)
+    return LINE_STYLES[(names.index(router) if router in names else len(names)) % len(LINE_STYLES)]
 
 
 def _label_thresholds(fig: Figure, ax: Axes, frame: pl.DataFrame, colors: dict[str, str]) -> None:

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
 from analytics.source import AnalyticsError, Source, connect, query
-from warehouse.summaries import ROUTER_FEATURES
+from warehouse import vocabulary
 
-RouterKind = Literal["max_prob", "margin", "entropy"]
-# kind -> (feature column, consult when feature < τ ("below") or > τ ("above"))
-ROUTERS: dict[str, tuple[str, str]] = {kind: (f.column, f.consult) for kind, f in ROUTER_FEATURES.items()}
+# the replayable routers: every threshold rule (feature column, consult where it is < τ or > τ, grid cells)
+ROUTERS = vocabulary.THRESHOLD_RULES
+if TYPE_CHECKING:
+    RouterKind = str
+else:
+    RouterKind = Literal[tuple(ROUTERS)]
 DEFAULT_THRESHOLDS = 50
 
 
@@ -43,11 +46,12 @@ class RouterChoice:
     budget: float
 
 
-def check_router(router: str) -> tuple[str, str]:
+def check_router(router: str) -> tuple[str, vocabulary.Direction]:
     """Feature column and direction of a router kind."""
-    if router not in ROUTERS:
+    rule = vocabulary.threshold_rule(router)
+    if rule is None:
         raise AnalyticsError(f"unknown router {router!r}; replay supports: {', '.join(ROUTERS)}")
-    return ROUTERS[router]
+    return rule.feature, rule.direction
 
 
 def feature_histogram(source: Source, run_id: int, router: str) -> pl.DataFrame:
@@ -80,14 +84,14 @@ def grid_histograms(source: Source, run_id: int, routers: Sequence[str]) -> dict
     out = {}
     for r in routers:
         part = rows.filter(pl.col("router") == r)
-        value = part["cell"].cast(pl.Float64) / ROUTER_FEATURES[r].cells
+        value = part["cell"].cast(pl.Float64) / vocabulary.THRESHOLD_RULES[r].cells
         out[r] = pl.DataFrame({"value": value, "tokens": part["tokens"], "mismatches": part["mismatches"]})
     return out
 
 
 def on_grid(router: str, thresholds: npt.NDArray[np.float64]) -> bool:
     """Whether every threshold is an edge of the router's grid (so the summary rows replay it exactly)."""
-    scaled = thresholds * ROUTER_FEATURES[router].cells
+    scaled = thresholds * vocabulary.THRESHOLD_RULES[router].cells
     return bool(np.all(np.floor(scaled) == scaled))
 
 
@@ -156,7 +160,7 @@ def _replayed(
     hist: pl.DataFrame, router: str, taus: npt.ArrayLike | int, run_id: int, exact: bool
 ) -> pl.DataFrame:
     if isinstance(taus, int):
-        taus = quantile_thresholds(hist, taus, 1 / ROUTER_FEATURES[router].cells)
+        taus = quantile_thresholds(hist, taus, 1 / vocabulary.THRESHOLD_RULES[router].cells)
     return replay_histogram(hist, router, taus).with_columns(
         pl.lit(run_id, dtype=pl.Int64).alias("run_id"), pl.lit(exact).alias("exact")
     )
@@ -180,14 +184,15 @@ def replay(
 def replay_all(
     source: Source,
     run_id: int,
-    routers: Sequence[str] = tuple(ROUTERS),
+    routers: Sequence[str] | None = None,
     n_thresholds: int = DEFAULT_THRESHOLDS,
 ) -> pl.DataFrame:
-    """Replay every router kind on one run over quantile thresholds (grid edges), stacked."""
+    """Replay every router kind (or `routers`) on one run over quantile thresholds (grid edges), stacked."""
+    kinds = tuple(routers) if routers is not None else tuple(ROUTERS)
     with connect(source) as con:
         exact = _run_exact(con, run_id)
-        hists = grid_histograms(con, run_id, routers)
-    return pl.concat([_replayed(hists[r], r, n_thresholds, run_id, exact) for r in routers])
+        hists = grid_histograms(con, run_id, kinds)
+    return pl.concat([_replayed(hists[r], r, n_thresholds, run_id, exact) for r in kinds])
 
 
 def best_threshold(replayed: pl.DataFrame, budget: float) -> RouterChoice | None:

@@ -32,6 +32,7 @@ from analytics.source import (
     table_columns,
 )
 from analytics.speedup import SPEEDUP_SCHEMA, run_speedups
+from warehouse import vocabulary
 
 ACCEPTANCE_SCHEMA = {
     "position": pl.Int64,
@@ -198,7 +199,6 @@ REPLAY_SCHEMA = {
     "accepted": pl.Int16,
     "drafted_exact": pl.Boolean,
 }
-DRAFT_STOPS = ("max_prob", "entropy")
 
 
 @dataclass(frozen=True)
@@ -272,8 +272,10 @@ def replay_cycles(
     """
     if draft_k < 1:
         raise AnalyticsError(f"draft_k {draft_k} must be at least 1")
-    if (draft_stop is None) != (draft_threshold is None) or draft_stop not in (None, *DRAFT_STOPS):
-        raise AnalyticsError("give draft_stop (max_prob or entropy) and draft_threshold together, or neither")
+    stops = vocabulary.draft_stops()
+    if (draft_stop is None) != (draft_threshold is None) or draft_stop not in (None, *stops):
+        named = " or ".join(stops)
+        raise AnalyticsError(f"give draft_stop ({named}) and draft_threshold together, or neither")
     N = len(trace.match)
     end = np.repeat(trace.start + trace.n_tokens, trace.n_tokens)
     next_miss = _next_index(~trace.match, end)
@@ -281,7 +283,8 @@ def replay_cycles(
         next_stop = np.full(N + 1, np.iinfo(np.int64).max // 2, dtype=np.int64)
     else:
         tau = np.float32(draft_threshold)
-        stop = trace.s1_prob < tau if draft_stop == "max_prob" else trace.s1_entropy > tau
+        rule = vocabulary.THRESHOLD_RULES[draft_stop]
+        stop = rule.holds(getattr(trace, rule.feature), tau)
         next_stop = _next_index(stop, end + draft_k)  # none seen in the sample: never stops early
     pos, last = trace.start.copy(), trace.start + trace.n_tokens
     rows: list[tuple[npt.NDArray[Any], ...]] = []

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from fastapi import Depends, Query
 
-Method = Literal["oracle", "contrastive", "proxy", "speculative"]
-RouterName = Literal["always", "never", "max_prob", "margin", "entropy", "learned"]
-Status = Literal["running", "complete", "failed", "stale"]  # stale: running, but its collector is gone
+from warehouse import vocabulary
+
+if TYPE_CHECKING:
+    Method = str
+    RouterName = str
+    Status = str
+else:  # the names of warehouse.vocabulary (stale: running, but its collector is gone)
+    Method = Literal[vocabulary.methods()]
+    RouterName = Literal[vocabulary.routers()]
+    Status = Literal[vocabulary.STATUSES]
 # Runs columns a client may group by: each has few distinct values (a guard against unbounded groups).
 GroupColumn = Literal[
     "run_id", "llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "status", "temperature",

@@ -23,7 +23,6 @@ import torch
 from collector.architectures import can_speculate
 from collector.config import RunConfig
 from collector.costs import (
-    CALIBRATION_KINDS,
     CALIBRATION_PROMPTS,
     Cost,
     batch_costs,
@@ -37,6 +36,7 @@ from collector.costs import (
 from collector.methods.base import CollectContext
 from collector.tasks.base import TaskItem
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
+from warehouse.vocabulary import CALIBRATION_KINDS
 
 PairKey = tuple[str, str, str, str]  # (LLM, System 1, device, dtype) as the runs table records them
 Need = set[tuple[str, int, int]]  # (kind, tokens, batch size) a calibration must hold

@@ -8,12 +8,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from warehouse import vocabulary
 from warehouse.errors import UserError
 
-METHODS = ("oracle", "contrastive", "proxy", "speculative")
-ROUTERS = ("always", "never", "max_prob", "margin", "entropy", "learned")
+# methods, routers and draft-stop rules: warehouse.vocabulary (read at call time)
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")  # auto: where the LLM's tokenizer has a chat template
-DRAFT_STOPS = ("max_prob", "entropy")  # speculative drafting stops at max_prob < τ or entropy > τ
 DEFAULT_EXPERIMENT = "default"
 
 # Field metadata of a setting that does not define what a run is (how many samples, how it was batched or
@@ -105,27 +104,15 @@ class RunConfig:
 
     def _choice_problem(self) -> str | None:
         """What is wrong with the choice of method, router, models and data, if anything."""
-        if self.method not in METHODS:
-            return f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
-        if self.router not in ROUTERS:
-            return f"unknown router {self.router!r}; choose one of {', '.join(ROUTERS)}"
-        if self.method == "proxy" and not self.slm_tuned:
-            return "--method proxy needs --slm-tuned PATH (the tuned small model)"
-        if self.router in ("max_prob", "margin", "entropy") and self.threshold is None:
+        method_problem = self._method_problem()
+        if method_problem:
+            return method_problem
+        if self.router not in vocabulary.routers():
+            return f"unknown router {self.router!r}; choose one of {', '.join(vocabulary.routers())}"
+        if vocabulary.threshold_rule(self.router) and self.threshold is None:
             return f"--router {self.router} needs --threshold T"
-        if self.router == "learned" and not self.router_model:
+        if self.router == vocabulary.LEARNED_ROUTER and not self.router_model:
             return "--router learned needs --router-model PATH (from python -m collector.router train)"
-        if self.method == "speculative" and self.router != "always":
-            return (
-                f"--method speculative verifies every draft with the LLM; --router {self.router} does not "
-                "apply (use --router always, or a lock-step method such as oracle)"
-            )
-        if self.draft_stop is not None and self.draft_stop not in DRAFT_STOPS:
-            return f"unknown --draft-stop {self.draft_stop!r}; choose one of {', '.join(DRAFT_STOPS)}"
-        if (self.draft_stop is None) != (self.draft_threshold is None):
-            return "--draft-stop and --draft-threshold go together; give both or neither"
-        if self.draft_stop is not None and self.method != "speculative":
-            return f"--draft-stop applies to --method speculative only, not {self.method}"
         if self.chat_template not in CHAT_TEMPLATE_MODES:
             modes = ", ".join(CHAT_TEMPLATE_MODES)
             return f"unknown --chat-template {self.chat_template!r}; choose one of {modes}"
@@ -133,6 +120,27 @@ class RunConfig:
             return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
         if not self.experiment.strip():
             return "--experiment is empty; name the experiment (or leave it out for 'default')"
+        return None
+
+    def _method_problem(self) -> str | None:
+        """What is wrong with the method and the settings only some methods read, if anything."""
+        term = vocabulary.method_term(self.method)
+        if term is None:
+            return f"unknown method {self.method!r}; choose one of {', '.join(vocabulary.methods())}"
+        if term.needs_tuned_slm and not self.slm_tuned:
+            return f"--method {self.method} needs --slm-tuned PATH (the tuned small model)"
+        if term.needs_always and self.router != "always":
+            return (
+                f"--method {self.method} has the LLM verify every token; --router {self.router} does not "
+                "apply (use --router always, or a lock-step method such as oracle)"
+            )
+        stops = vocabulary.draft_stops()
+        if self.draft_stop is not None and self.draft_stop not in stops:
+            return f"unknown --draft-stop {self.draft_stop!r}; choose one of {', '.join(stops)}"
+        if (self.draft_stop is None) != (self.draft_threshold is None):
+            return "--draft-stop and --draft-threshold go together; give both or neither"
+        if self.draft_stop is not None and "draft_stop" not in term.params:
+            return f"--draft-stop does not apply to --method {self.method}"
         return None
 
     def _number_problem(self) -> str | None:

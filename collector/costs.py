@@ -28,13 +28,8 @@ from collector.decode.lockstep import Decoder
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
+from warehouse.vocabulary import ADVISE_K
 
-ADVISE_K = tuple(range(1, 9))  # draft lengths a pair is calibrated for (the advisor's grid)
-# What a pair's calibration measures (once per pair, device, dtype; reused by later runs) and what each run
-# measures of its own (its decode; a speculative run's paired baseline; the seconds it spent on calibration).
-CALIBRATION_KINDS = ("s1_forward", "s2_forward", "cycle", "stop_cycle", "prefill", "llm_generate")
-RUN_KINDS = ("decode", "baseline", "calibration")
-COST_KINDS = (*CALIBRATION_KINDS, *RUN_KINDS)
 CALIBRATION_PROMPTS = 4
 REPEATS = 3  # timings per figure; the median is kept
 STEPS = 4  # forwards (or cycles) per timing
@@ -44,7 +39,7 @@ STEPS = 4  # forwards (or cycles) per timing
 class Cost:
     """One measured cost (a row of run_costs without its run_id)."""
 
-    kind: str  # one of COST_KINDS
+    kind: str  # one of warehouse.vocabulary.COST_KINDS
     tokens: int
     batch_size: int
     seconds: float

@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from collector.config import CHAT_TEMPLATE_MODES, DRAFT_STOPS, METHODS, ROUTERS, RunConfig
+from collector.config import CHAT_TEMPLATE_MODES, RunConfig
 from collector.engine import RunSummary, run_collection
+from warehouse import vocabulary
 from warehouse.db import named_damage
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
@@ -24,7 +25,7 @@ EXAMPLES = """examples:
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --samples 32
   python -m collector.run --llm ./pythia-1b --slm ./pythia-70m --method oracle \\
       --prompts prompts.jsonl --samples 100 --batch-size 16 --max-new-tokens 128 --warehouse runs.duckdb
-  python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-s --dataset builtin:arith --experiment tau-sweep \
+  python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-s --dataset builtin:arith --experiment tau-sweep \\
       --router entropy --threshold 1.5                    # filed under experiment tau-sweep
   python -m collector.run --llm hf:smollm2-135m-instruct --slm hf:smollm2-135m-instruct/rtn4 \\
       --dataset builtin:arith --samples 8               # a real model (shipped GGUF) and a built draft
@@ -49,9 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--llm", help="large model (System 2): local path, .gguf file, hub id, hf:<name> or zoo:<name>")
     add("--slm", help="small model (System 1): local path, .gguf file, hub id, hf:<name>[/draft], zoo:<name>")
     add("--slm-tuned", help="tuned small model, for --method proxy")
-    add("--method", choices=METHODS, default=DEFAULTS["method"])
-    add("--router", choices=ROUTERS, default=DEFAULTS["router"], help="when System 2 is consulted")
-    add("--threshold", type=float, help="router threshold τ (max_prob/margin: < τ; entropy: > τ)")
+    add("--method", choices=vocabulary.methods(), default=DEFAULTS["method"])
+    add(
+        "--router",
+        choices=vocabulary.routers(),
+        default=DEFAULTS["router"],
+        help="when System 2 is consulted",
+    )
+    add("--threshold", type=float, help=f"router threshold τ (consult where {vocabulary.rules_help()})")
     add("--router-model", help="classifier from `python -m collector.router train`, for --router learned")
     add("--prompts", help='JSONL file, one {"prompt": ...} object per line')
     add("--dataset", help="builtin:arith|builtin:choice|builtin:code|gsm8k|mmlu-stem|mbpp|humaneval")
@@ -64,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--temperature", type=float, default=DEFAULTS["temperature"], help="0 = greedy (the paper's)")
     add("--top-p", type=float, default=DEFAULTS["top_p"])
     add("--draft-k", type=int, default=DEFAULTS["draft_k"], help="speculative draft length K")
-    add("--draft-stop", choices=DRAFT_STOPS, help="stop a draft early: max_prob < τ or entropy > τ")
+    add(
+        "--draft-stop",
+        choices=vocabulary.draft_stops(),
+        help=f"stop a draft early where {vocabulary.rules_help(True)}",
+    )
     add("--draft-threshold", type=float, help="τ of --draft-stop")
     add(
         "--no-calibrate",

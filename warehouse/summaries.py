@@ -1,7 +1,7 @@
 """Summary tables: additive sums of token events per run, sample, position decile, entropy bin, grid cell.
 
 `router_sums` (migration 0011) holds what router replay needs: tokens and replay mismatches per router
-kind and cell of its feature's exact grid (see `RouterFeature`).
+kind and cell of its feature's exact grid (see `router_cell_sql`).
 
 Ingest adds a shard's sums in the shard's own transaction (upserts that add), so together with the ingest
 ledger they stay equal to an aggregation of `token_events` from scratch; `rebuild` recomputes them from
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from warehouse.vocabulary import PREDICTORS, THRESHOLD_RULES, ThresholdRule
+
 # Entropy bins are 0.5 nats wide; the last one is open above (as in the entropy_profile view).
 ENTROPY_BIN_WIDTH = 0.5
 ENTROPY_BINS = 12
@@ -26,11 +28,7 @@ REL_POS_CELLS = 1000
 # Histogram features -> (expression over token_events columns, cells per unit): the uncertainty
 # predictors (oriented so that larger = less certain) are ranked on this grid; `step` and `rel_pos`
 # serve the early-share windows.
-PREDICTOR_GRID: dict[str, tuple[str, int]] = {
-    "entropy": ("s1_entropy", 100),
-    "one_minus_max_prob": ("1 - s1_prob", 1000),
-    "one_minus_margin": ("1 - s1_margin", 1000),
-}
+PREDICTOR_GRID: dict[str, tuple[str, int]] = {p.name: (p.expression, p.cells) for p in PREDICTORS.values()}
 HISTOGRAM_CELLS: dict[str, str] = {
     **{name: f"CAST(({expr}) * {cells} AS INTEGER)" for name, (expr, cells) in PREDICTOR_GRID.items()},
     "step": "step",
@@ -38,9 +36,8 @@ HISTOGRAM_CELLS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class RouterFeature:
-    """A threshold router's feature, the side it consults on, and its replay grid (cells per unit).
+def router_cell_sql(rule: ThresholdRule) -> str:
+    """The cell of a threshold router's grid (`rule.cells` per unit of its feature) that a token falls in.
 
     Router replay (analytics/routers.py) reads `router_sums`: per run, router and cell, the tokens and the
     replay mismatches (System 2's recorded choice ≠ System 1's). The grid is exact at its edges: `cells` is
@@ -49,22 +46,10 @@ class RouterFeature:
     those that consult above τ). At every τ = e/cells, "value < τ" is "cell < e" and "value > τ" is
     "cell > e", so a replay at grid thresholds counts exactly what a scan of the events would.
     """
-
-    column: str
-    consult: str  # "below": consult when value < τ; "above": when value > τ
-    cells: int
-
-    def cell_sql(self) -> str:
-        rounding = "floor" if self.consult == "below" else "ceil"
-        return f"CAST({rounding}(CAST({self.column} AS DOUBLE) * {self.cells}) AS INTEGER)"
+    rounding = "floor" if rule.direction == "below" else "ceil"
+    return f"CAST({rounding}(CAST({rule.feature} AS DOUBLE) * {rule.cells}) AS INTEGER)"
 
 
-# Router kind -> feature: 1/4096 of probability, 1/512 of a nat.
-ROUTER_FEATURES: dict[str, RouterFeature] = {
-    "max_prob": RouterFeature("s1_prob", "below", 4096),
-    "margin": RouterFeature("s1_margin", "below", 4096),
-    "entropy": RouterFeature("s1_entropy", "above", 512),
-}
 REPLAY_MISMATCHES = "count(*) AS tokens, count_if(s2_token_id <> s1_token_id) AS replay_mismatches"
 
 # The summed columns with token_events' types, so a batch sums exactly as its stored rows would.
@@ -116,9 +101,9 @@ def _histogram_select() -> str:
 
 def _router_select() -> str:
     parts = [
-        f"SELECT run_id, '{kind}' AS router, {f.cell_sql()} AS cell, {REPLAY_MISMATCHES} "
+        f"SELECT run_id, '{kind}' AS router, {router_cell_sql(rule)} AS cell, {REPLAY_MISMATCHES} "
         "FROM {src} GROUP BY ALL"
-        for kind, f in ROUTER_FEATURES.items()
+        for kind, rule in THRESHOLD_RULES.items()
     ]
     return " UNION ALL ".join(parts)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import duckdb
 import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-from analytics.routers import DEFAULT_THRESHOLDS, ROUTERS, best_threshold, replay, replay_all
+from analytics.routers import DEFAULT_THRESHOLDS, ROUTERS, RouterKind, best_threshold, replay, replay_all
 from api.convert import records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -17,7 +17,7 @@ from api.formats import aggregate_router
 from api.routes.runs import require_run
 
 router = aggregate_router(prefix="/v1/routers", tags=["routers"])
-ReplayRouter = Literal["max_prob", "margin", "entropy"]
+ReplayRouter = RouterKind
 RunIdQuery = Annotated[int, Query(ge=0, le=2**62, description="the recorded run to replay")]
 Routers = Annotated[list[ReplayRouter] | None, Query(description="router kinds (repeatable; default all)")]
 NThresholds = Annotated[

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import duckdb
 import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-from analytics.uncertainty import mismatch_by_entropy_bin, mismatch_predictors
+from analytics.uncertainty import PREDICTORS, mismatch_by_entropy_bin, mismatch_predictors
 from api.convert import Group, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
@@ -17,7 +17,10 @@ from api.formats import aggregate_router
 from api.params import Filters, FiltersDep, GroupByQuery, groups
 
 router = aggregate_router(prefix="/v1", tags=["uncertainty"])
-Predictor = Literal["entropy", "one_minus_max_prob", "one_minus_margin"]
+if TYPE_CHECKING:
+    Predictor = str
+else:
+    Predictor = Literal[tuple(PREDICTORS)]
 
 
 class PredictorRow(BaseModel):
@@ -76,11 +79,7 @@ def get_uncertainty(
 ) -> UncertaintyPublic:
     """AUROC, Spearman and point-biserial per predictor; mismatch rate by entropy bin."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
-    chosen = (
-        tuple(dict.fromkeys(predictor))
-        if predictor
-        else ("entropy", "one_minus_max_prob", "one_minus_margin")
-    )
+    chosen = tuple(dict.fromkeys(predictor)) if predictor else tuple(PREDICTORS)
     stats, bins = analyst(db.limit_ms(timeout_ms), _both, cols, filters, chosen)
     return UncertaintyPublic(
         group_by=list(cols),

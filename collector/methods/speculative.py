@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from collector.config import RunConfig
+from collector.routers.threshold import figure_name
 from collector.sampling import gumbel_no_sync, sampling_logp
 from collector.token_stats import figures_no_sync
+from warehouse import vocabulary
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def speculative_step(
 
 
 def keeps_drafting_no_sync(s_logp: torch.Tensor, stop: str, threshold: float) -> torch.Tensor:
-    """[B]: System 1 is confident enough to draft the next token (max_prob ≥ τ, or entropy ≤ τ)."""
-    figs = figures_no_sync(s_logp)
-    return figs.prob >= threshold if stop == "max_prob" else figs.entropy <= threshold
+    """[B]: System 1 is confident enough to draft the next token (its stop rule does not hold: for
+    max_prob < τ, max_prob ≥ τ)."""
+    rule = vocabulary.THRESHOLD_RULES[stop]
+    stops: torch.Tensor = rule.holds(getattr(figures_no_sync(s_logp), figure_name(rule)), threshold)
+    return ~stops

@@ -8,6 +8,7 @@ import torch
 
 from collector.config import RunConfig
 from collector.token_stats import Figures
+from warehouse import vocabulary
 
 
 class Router(Protocol):
@@ -20,15 +21,16 @@ class Router(Protocol):
 
 def build_router(config: RunConfig) -> Router:
     """The router of a run, from its name, threshold and (for `learned`) its saved classifier."""
-    from collector.routers.threshold import THRESHOLD_ROUTERS, AlwaysRouter, NeverRouter
+    from collector.routers.threshold import AlwaysRouter, NeverRouter, ThresholdRouter
 
     config.validate()  # the one validator: a threshold router has its threshold, `learned` its model
     if config.router == "always":
         return AlwaysRouter()
     if config.router == "never":
         return NeverRouter()
-    if config.router in THRESHOLD_ROUTERS and config.threshold is not None:
-        return THRESHOLD_ROUTERS[config.router](config.threshold)
+    rule = vocabulary.threshold_rule(config.router)
+    if rule is not None and config.threshold is not None:
+        return ThresholdRouter(rule, config.threshold)
     if config.router == "learned" and config.router_model:
         from collector.routers.learned import load_learned_router
 

@@ -1,17 +1,17 @@
-"""Fixed and threshold routers: always, never, max_prob < τ, margin < τ, entropy > τ."""
+"""Fixed and threshold routers: always, never, and one generic rule on a System 1 figure (max_prob < τ,
+margin < τ, entropy > τ, ...: `warehouse.vocabulary.THRESHOLD_RULES`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import functools
+from dataclasses import dataclass, fields
 
 import torch
 
 from collector.token_stats import Figures
+from warehouse.vocabulary import ThresholdRule
 
-if TYPE_CHECKING:
-    from collector.routers import Router
+FIGURE_PREFIX = "s1_"  # a rule's feature is System 1's figure as the trace names it (s1_prob: Figures.prob)
 
 
 @dataclass(frozen=True)
@@ -30,38 +30,22 @@ class NeverRouter:
         return torch.zeros_like(figures.prob, dtype=torch.bool)
 
 
-@dataclass(frozen=True)
-class MaxProbRouter:
-    """Consult where System 1's top probability is below τ."""
-
-    threshold: float
-
-    def consult_no_sync(self, figures: Figures, step: torch.Tensor) -> torch.Tensor:
-        return figures.prob < self.threshold
-
-
-@dataclass(frozen=True)
-class MarginRouter:
-    """Consult where System 1's top-1 − top-2 probability margin is below τ."""
-
-    threshold: float
-
-    def consult_no_sync(self, figures: Figures, step: torch.Tensor) -> torch.Tensor:
-        return figures.margin < self.threshold
+@functools.cache
+def figure_name(rule: ThresholdRule) -> str:
+    """The `Figures` field a rule reads (its feature column without the `s1_` prefix)."""
+    name = rule.feature.removeprefix(FIGURE_PREFIX)
+    if not rule.feature.startswith(FIGURE_PREFIX) or name not in {f.name for f in fields(Figures)}:
+        raise ValueError(f"rule {rule.name}: {rule.feature} is not one of System 1's figures")
+    return name
 
 
 @dataclass(frozen=True)
-class EntropyRouter:
-    """Consult where System 1's entropy (nats) is above τ."""
+class ThresholdRouter:
+    """Consult where the rule holds on System 1's figure (e.g. max_prob < τ, entropy > τ)."""
 
+    rule: ThresholdRule
     threshold: float
 
     def consult_no_sync(self, figures: Figures, step: torch.Tensor) -> torch.Tensor:
-        return figures.entropy > self.threshold
-
-
-THRESHOLD_ROUTERS: dict[str, Callable[[float], Router]] = {
-    "max_prob": MaxProbRouter,
-    "margin": MarginRouter,
-    "entropy": EntropyRouter,
-}
+        consult: torch.Tensor = self.rule.holds(getattr(figures, figure_name(self.rule)), self.threshold)
+        return consult

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any, get_args, get_type_hints
 
-from collector.config import METHODS, RunConfig
+from collector.config import RunConfig
+from warehouse import vocabulary
 from warehouse.errors import UserError
 
 DEFAULT_DATASETS = ("builtin:arith", "builtin:choice", "builtin:code")
@@ -238,7 +239,7 @@ def plan(spec: dict[str, Any], count: Callable[[str], int] | None = None) -> Swe
     base_points = settings_block({k: v for k, v in spec.items() if k not in STRUCTURE}, "sweep")
     pairs, tuned = pair_entries(spec, count)
     datasets = _entries(spec, "datasets", DEFAULT_DATASETS)
-    methods = _entries(spec, "methods", METHODS)
+    methods = _entries(spec, "methods", vocabulary.default_methods())
     routers = _entries(spec, "routers", ("always",))
     cells: dict[RunConfig, None] = {}
     left_out: dict[str, None] = {}
@@ -247,15 +248,16 @@ def plan(spec: dict[str, Any], count: Callable[[str], int] | None = None) -> Swe
     ):
         values = _merge(base, [("dataset", dataset), ("pair", pair), ("method", method), ("router", router)])
         m, r = values.get("method", "oracle"), values.get("router", "always")
-        if m == "proxy":
+        term = vocabulary.method_term(m)
+        if term is not None and term.needs_tuned_slm:
             values.setdefault("slm_tuned", tuned.get(values.get("slm", "")))
             if values["slm_tuned"] is None:
-                left_out[f"proxy on {values.get('slm')}: no tuned SLM (add it under [tuned])"] = None
+                left_out[f"{m} on {values.get('slm')}: no tuned SLM (add it under [tuned])"] = None
                 continue
         else:
             values.pop("slm_tuned", None)
-        if m == "speculative" and r != "always":
-            left_out[f"speculative with router {r}: the LLM verifies every draft"] = None
+        if term is not None and term.needs_always and r != "always":
+            left_out[f"{m} with router {r}: the LLM decides every token"] = None
             continue
         cells[_build(values)] = None
     return SweepPlan(tuple(cells), tuple(left_out))

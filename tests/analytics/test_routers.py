@@ -21,6 +21,7 @@ from analytics.routers import (
 )
 from analytics.source import AnalyticsError
 from tests.analytics.conftest import add_events, add_model, add_run
+from warehouse import vocabulary
 
 # six tokens: (s1_prob, s1_margin, s1_entropy, System 2 disagrees)
 TOKENS = [
@@ -91,7 +92,8 @@ def test_entropy_and_margin_replay(con: duckdb.DuckDBPyConnection, run_id: int) 
 
 def test_quantile_grid_spans_nothing_to_everything(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
     all_kinds = replay_all(con, run_id, n_thresholds=4)
-    for kind in ("max_prob", "margin", "entropy"):
+    assert set(all_kinds["router"]) == set(vocabulary.THRESHOLD_RULES)
+    for kind in vocabulary.THRESHOLD_RULES:
         rates = all_kinds.filter(pl.col("router") == kind)["consult_rate"]
         assert rates.min() == 0.0 and rates.max() == 1.0
 

@@ -12,10 +12,11 @@ import pytest
 from analytics.batch_advice import advise_by_batch_size, best_by_batch_size, cost_coverage, coverage_lines
 from collector.calibration import covers, needed
 from collector.config import RunConfig
-from collector.costs import CALIBRATION_KINDS, Cost
+from collector.costs import Cost
 from collector.engine import RunSummary, run_collection
 from tests.collector.helpers import one_thread  # noqa: F401
 from tests.conftest import TinyModels
+from warehouse.vocabulary import CALIBRATION_KINDS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -20,7 +20,7 @@ from collector.engine import run_collection
 from collector.router import main as router_main
 from collector.routers import build_router
 from collector.routers.learned import LearnedModel, features_from_events
-from collector.routers.threshold import AlwaysRouter, EntropyRouter, MarginRouter, MaxProbRouter, NeverRouter
+from collector.routers.threshold import AlwaysRouter, NeverRouter, ThresholdRouter
 from collector.token_stats import Figures
 from tests.collector.helpers import (
     PROMPTS,
@@ -34,6 +34,7 @@ from tests.collector.helpers import (
     tokens_by_sample,
 )
 from tests.conftest import TinyModels
+from warehouse import vocabulary
 
 MAX_NEW = 12
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,16 +50,18 @@ STEP = torch.tensor([0, 1, 2, 3])
 def test_threshold_routers_on_hand_made_figures() -> None:
     assert AlwaysRouter().consult_no_sync(FIGS, STEP).tolist() == [True] * 4
     assert NeverRouter().consult_no_sync(FIGS, STEP).tolist() == [False] * 4
-    assert MaxProbRouter(0.55).consult_no_sync(FIGS, STEP).tolist() == [False, True, True, False]
-    assert MarginRouter(0.2).consult_no_sync(FIGS, STEP).tolist() == [False, True, True, False]
-    assert EntropyRouter(0.95).consult_no_sync(FIGS, STEP).tolist() == [False, True, True, False]
+    rules, taus = vocabulary.THRESHOLD_RULES, {"max_prob": 0.55, "margin": 0.2, "entropy": 0.95}
+    for name, tau in taus.items():
+        consult = ThresholdRouter(rules[name], tau).consult_no_sync(FIGS, STEP)
+        assert consult.tolist() == [False, True, True, False], name
 
 
 def test_build_router_reads_the_config() -> None:
     base = RunConfig(llm="l", slm="s", prompts="p")
     assert isinstance(build_router(base), AlwaysRouter)
     assert isinstance(build_router(replace(base, router="never")), NeverRouter)
-    assert build_router(replace(base, router="margin", threshold=0.1)) == MarginRouter(0.1)
+    margin = vocabulary.THRESHOLD_RULES["margin"]
+    assert build_router(replace(base, router="margin", threshold=0.1)) == ThresholdRouter(margin, 0.1)
     with pytest.raises(ValueError, match="--threshold"):
         build_router(replace(base, router="entropy"))
     with pytest.raises(ValueError, match="--router-model"):

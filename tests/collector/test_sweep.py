@@ -12,6 +12,7 @@ from collector.sweep import default_cells, load_plan, main, run_default_job
 from collector.sweeps import shipped_sweeps
 from collector.sweeps.sizes import SHIPPED_CONFIGS, cell_models
 from tests.conftest import TinyModels
+from warehouse import vocabulary
 
 
 def _runs(path: Path) -> list[tuple[str, str, str]]:
@@ -55,7 +56,7 @@ def test_default_job_covers_every_zoo_pair_and_method(tmp_path: Path) -> None:
     cells = default_cells(samples=2, max_new_tokens=4)
     pairs = {(c.llm, c.slm) for c in cells if c.router == "always"}
     assert pairs == {(f"zoo:{llm}", f"zoo:{slm}") for llm, slm in zoo_pairs()}
-    assert {c.method for c in cells} == {"oracle", "contrastive", "proxy", "speculative"}
+    assert {c.method for c in cells} == set(vocabulary.default_methods())
     path = tmp_path / "default.duckdb"
     console = Console(record=True, width=200)
     assert run_default_job(path, console, samples=2, max_new_tokens=4) == 0
