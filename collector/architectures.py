@@ -21,6 +21,7 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from collector.config import RunConfig
+from collector.methods import method_spec, method_specs
 from warehouse.errors import UserError
 
 Kind = Literal["attention", "recurrent", "own_state", "not_causal"]
@@ -101,11 +102,12 @@ def refusal(config: RunConfig, arch: Architecture) -> str | None:
             f"{arch.label()}: {arch.why}; use --method oracle --router always --batch-size 1 "
             "(its own generate, one prompt at a time, without left padding)"
         )
-    if arch.kind == "recurrent" and config.method == "speculative":
+    if arch.kind == "recurrent" and method_spec(config.method).drafts:
+        steady = ", ".join(s.name for s in method_specs() if not s.drafts)
         return (
-            f"--method speculative cannot run {arch.label()}: {arch.why}, which cannot be rolled back to the "
-            "accepted drafts; use --method oracle (the LLM's generate and one teacher-forced SLM pass), "
-            "contrastive or proxy, which never roll back"
+            f"--method {config.method} cannot run {arch.label()}: {arch.why}, which cannot be rolled back to "
+            f"the accepted drafts; use a method that never rolls back: {steady} (oracle: the LLM's generate "
+            "and one teacher-forced SLM pass)"
         )
     return None
 

@@ -160,9 +160,9 @@ class RunConfig:
             return f"--temperature {self.temperature} is negative; use 0 (greedy) or more"
         if not 0.0 < self.top_p <= 1.0:
             return f"--top-p {self.top_p} is outside (0, 1]; 1 keeps every token"
-        if not 0.0 <= self.alpha <= 1.0:
-            return f"--alpha {self.alpha} is outside [0, 1] (the paper uses 0.1)"
-        return None
+        from collector.methods import method_specs
+
+        return next((p for p in (spec.check(self) for spec in method_specs()) if p), None)
 
 
 DEFINING: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.metadata.get("defines", True))

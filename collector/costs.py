@@ -25,6 +25,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from collector.config import RunConfig
 from collector.decode.lockstep import Decoder
+from collector.methods import method_spec
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
 from collector.tasks.base import TaskItem
@@ -166,7 +167,7 @@ def generate_cost(ctx: CollectContext, items: Sequence[TaskItem], batch: int, wa
 
 def pairs_baseline(config: RunConfig) -> bool:
     """Whether a run times the LLM's generate on each of its batches (speculative runs, calibration on)."""
-    return config.calibrate and config.method == "speculative"
+    return config.calibrate and method_spec(config.method).drafts
 
 
 def baseline_cost(ctx: CollectContext, items: Sequence[TaskItem]) -> Cost:
@@ -184,7 +185,7 @@ def calibration_batch_sizes(config: RunConfig) -> tuple[int, ...]:
 
 def draft_lengths(config: RunConfig) -> tuple[int, ...]:
     """Draft lengths a pair is calibrated for: the advisor's grid, and 1..K of a longer speculative K."""
-    top = config.draft_k if config.method == "speculative" else 0
+    top = config.draft_k if method_spec(config.method).drafts else 0
     return tuple(range(1, max(max(ADVISE_K), top) + 1))
 
 

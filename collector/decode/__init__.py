@@ -10,6 +10,7 @@ import torch
 
 from collector.architectures import oracle_fast_path
 from collector.config import RunConfig
+from collector.methods import method_spec
 from collector.methods.base import BatchOutput, CollectContext
 
 BatchCollector = Callable[[CollectContext, torch.Tensor, torch.Tensor], BatchOutput]
@@ -22,7 +23,7 @@ def batch_collector(config: RunConfig) -> BatchCollector:
         from collector.decode.oracle import collect_oracle_batch
 
         return collect_oracle_batch
-    if config.method == "speculative":
+    if method_spec(config.method).loop == "speculative":
         from collector.decode.speculative import collect_speculative_batch
 
         return collect_speculative_batch

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedTokenizerBase, StaticCache
 
-from collector.methods.base import BatchOutput, CollectContext, StepChoice
-from collector.modeling import LoadedModel, cache_kwarg, forward
+from collector.methods import method_spec
+from collector.methods.base import BatchOutput, CollectContext, LockstepRule
+from collector.modeling import cache_kwarg, forward
 from collector.routers.threshold import AlwaysRouter
 from collector.sampling import gumbel_no_sync, pick_no_sync
 from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
@@ -205,33 +206,12 @@ def stop_rows_on_host(
     return done.to(finished.device), bool(done.all())
 
 
-@dataclass(frozen=True)
-class LockstepRule:
-    """A method as the lock-step engine runs it: the models to step and System 2's step function."""
-
-    models: tuple[LoadedModel, ...]  # System 1 first, the LLM second, then any model the rule also reads
-    choose: Callable[[Sequence[torch.Tensor], torch.Tensor | None], StepChoice]
-
-
 def lockstep_rule(ctx: CollectContext) -> LockstepRule:
-    """The models and step function of the run's method."""
-    from collector.methods.contrastive import contrastive_step
-    from collector.methods.oracle import oracle_step
-    from collector.methods.proxy import proxy_step
-
-    cfg = ctx.config
-    if cfg.method == "oracle":
-        return LockstepRule((ctx.slm, ctx.llm), lambda lp, g: oracle_step(lp[0], lp[1], cfg, g))
-    if cfg.method == "contrastive":
-        return LockstepRule((ctx.slm, ctx.llm), lambda lp, g: contrastive_step(lp[0], lp[1], cfg, g))
-    if cfg.method == "proxy":
-        if ctx.slm_tuned is None:
-            raise ValueError("--method proxy needs --slm-tuned PATH (the tuned small model)")
-        # System 1 is the tuned SLM; the base SLM is read for the shift s′ − s.
-        return LockstepRule(
-            (ctx.slm_tuned, ctx.llm, ctx.slm), lambda lp, g: proxy_step(lp[2], lp[0], lp[1], cfg, g)
-        )
-    raise ValueError(f"method {cfg.method} has no lock-step rule")
+    """The models and step function of the run's method (its spec's rule)."""
+    spec = method_spec(ctx.config.method)
+    if spec.rule is None:
+        raise ValueError(f"method {spec.name} has no lock-step rule (its loop: {spec.loop})")
+    return spec.rule(ctx)
 
 
 def _step_no_sync(

@@ -1,9 +1,11 @@
-"""What every decoding method shares: the step result and the per-batch output."""
+"""What every decoding method shares: the step result, the per-batch output, the lock-step rule and the
+method's spec (what the collector needs to run it; its name, settings and needs are its vocabulary term)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import torch
@@ -11,6 +13,7 @@ import torch
 from collector.config import RunConfig
 from collector.modeling import LoadedModel
 from collector.token_stats import StepTrace
+from warehouse import vocabulary
 
 
 @dataclass(frozen=True)
@@ -49,5 +52,59 @@ class CollectContext:
 
     @property
     def system1(self) -> LoadedModel:
-        """The model that would write alone (for proxy tuning: the tuned SLM)."""
-        return self.slm_tuned if self.config.method == "proxy" and self.slm_tuned else self.slm
+        """The model that would write alone: the method's (for proxy tuning: the tuned SLM)."""
+        from collector.methods import method_spec
+
+        return method_spec(self.config.method).system1(self)
+
+
+@dataclass(frozen=True)
+class LockstepRule:
+    """A method as the lock-step engine runs it: the models to step and System 2's step function."""
+
+    models: tuple[LoadedModel, ...]  # System 1 first, the LLM second, then any model the rule also reads
+    choose: Callable[
+        [Sequence[torch.Tensor], torch.Tensor | None], StepChoice
+    ]  # (log-probs [B, V]..., noise)
+
+
+Loop = Literal["lockstep", "speculative"]  # every model steps together; or System 1 drafts, the LLM verifies
+
+
+def base_slm(ctx: CollectContext) -> LoadedModel:
+    """System 1 of most methods: the SLM."""
+    return ctx.slm
+
+
+def no_problem(config: RunConfig) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A decoding method as the collector runs it; each method module exports one as `SPEC`
+    (`collector.methods.method_spec`). Its name, the settings it reads and what it needs (a tuned SLM, the
+    `always` router, a place in the default job) are its term in `warehouse.vocabulary`."""
+
+    name: str
+    loop: Loop
+    rule: Callable[[CollectContext], LockstepRule] | None = None  # lock-step: models and System 2's step
+    system1: Callable[[CollectContext], LoadedModel] = base_slm  # the model that would write alone
+    # What is wrong with this method's own settings; every run checks every method's (a setting is recorded
+    # with the run, and so validated, whether or not its method reads it).
+    check: Callable[[RunConfig], str | None] = no_problem
+
+    @property
+    def term(self) -> vocabulary.MethodTerm:
+        term = vocabulary.method_term(self.name)
+        if term is None:
+            raise LookupError(
+                f"method {self.name} has a spec but no term in warehouse.vocabulary.METHOD_TERMS"
+            )
+        return term
+
+    @property
+    def drafts(self) -> bool:
+        """A draft/verify method: its calibration covers draft lengths up to its K, each of its batches is
+        paired with the LLM's own generate, and it needs a cache that can be rolled back."""
+        return self.loop == "speculative"

@@ -12,7 +12,7 @@ import math
 import torch
 
 from collector.config import RunConfig
-from collector.methods.base import StepChoice
+from collector.methods.base import CollectContext, LockstepRule, MethodSpec, StepChoice
 from collector.sampling import pick_no_sync
 
 
@@ -31,3 +31,17 @@ def contrastive_step(
     """System 2's token for each row: [B] from log-probs [B, V] (α = cfg.alpha, λ = cfg.lam)."""
     scores = contrastive_scores(s_logp, l_logp, cfg.alpha, cfg.lam)
     return StepChoice(s2_token=pick_no_sync(scores, cfg, noise))
+
+
+def _rule(ctx: CollectContext) -> LockstepRule:
+    cfg = ctx.config
+    return LockstepRule((ctx.slm, ctx.llm), lambda lp, g: contrastive_step(lp[0], lp[1], cfg, g))
+
+
+def _check(cfg: RunConfig) -> str | None:
+    if not 0.0 <= cfg.alpha <= 1.0:
+        return f"--alpha {cfg.alpha} is outside [0, 1] (the paper uses 0.1)"
+    return None
+
+
+SPEC = MethodSpec("contrastive", "lockstep", rule=_rule, check=_check)

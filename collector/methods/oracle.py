@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from collector.config import RunConfig
-from collector.methods.base import StepChoice
+from collector.methods.base import CollectContext, LockstepRule, MethodSpec, StepChoice
 from collector.sampling import pick_no_sync
 
 
@@ -23,3 +23,11 @@ def oracle_step(
     if cfg is None or noise is None:
         return StepChoice(s2_token=l_logp.argmax(-1))
     return StepChoice(s2_token=pick_no_sync(l_logp, cfg, noise))
+
+
+def _rule(ctx: CollectContext) -> LockstepRule:
+    cfg = ctx.config
+    return LockstepRule((ctx.slm, ctx.llm), lambda lp, g: oracle_step(lp[0], lp[1], cfg, g))
+
+
+SPEC = MethodSpec("oracle", "lockstep", rule=_rule)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from collector.config import RunConfig
-from collector.methods.base import StepChoice
+from collector.methods.base import CollectContext, LockstepRule, MethodSpec, StepChoice
+from collector.modeling import LoadedModel
 from collector.sampling import pick_no_sync
 
 
@@ -32,3 +33,20 @@ def proxy_step(
     """System 2's token for each row: [B] from the base, tuned and large models' log-probs [B, V]."""
     scores = proxy_scores(s_logp, s_tuned_logp, l_logp, cfg.weight)
     return StepChoice(s2_token=pick_no_sync(scores, cfg, noise))
+
+
+def _rule(ctx: CollectContext) -> LockstepRule:
+    if ctx.slm_tuned is None:
+        raise ValueError("--method proxy needs --slm-tuned PATH (the tuned small model)")
+    cfg = ctx.config
+    # System 1 is the tuned SLM; the base SLM is read for the shift s′ − s.
+    return LockstepRule(
+        (ctx.slm_tuned, ctx.llm, ctx.slm), lambda lp, g: proxy_step(lp[2], lp[0], lp[1], cfg, g)
+    )
+
+
+def _system1(ctx: CollectContext) -> LoadedModel:
+    return ctx.slm_tuned or ctx.slm
+
+
+SPEC = MethodSpec("proxy", "lockstep", rule=_rule, system1=_system1)

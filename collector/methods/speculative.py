@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from collector.config import RunConfig
+from collector.methods.base import MethodSpec
 from collector.routers.threshold import figure_name
 from collector.sampling import gumbel_no_sync, sampling_logp
 from collector.token_stats import figures_no_sync
@@ -97,3 +98,6 @@ def keeps_drafting_no_sync(s_logp: torch.Tensor, stop: str, threshold: float) ->
     rule = vocabulary.THRESHOLD_RULES[stop]
     stops: torch.Tensor = rule.holds(getattr(figures_no_sync(s_logp), figure_name(rule)), threshold)
     return ~stops
+
+
+SPEC = MethodSpec("speculative", "speculative")  # its loop: collector.decode.speculative

@@ -192,3 +192,15 @@ def test_acceptance_panels_per_k_and_dataset_one_colour_per_pair() -> None:
     for ax in fig.axes:
         colours = [to_hex(line.get_color()) for line in ax.lines]
         assert len(colours) == len(pairs) == len(set(colours))
+
+
+def test_router_figure_draws_every_router_it_is_given() -> None:
+    """A router no style was written for (one just added to the vocabulary) gets a line style of its own."""
+    rows = [("max_prob", 0.2, 0.5), ("max_prob", 0.6, 0.8), ("confident", 0.3, 0.4), ("confident", 0.9, 0.95)]
+    frame = pl.DataFrame(rows, schema=["router", "consult_rate", "caught"], orient="row").with_columns(
+        pl.col("consult_rate").alias("threshold")
+    )
+    fig = figure_routers({"run 1": frame})
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert {"max_prob", "confident"} <= set(lines)
+    assert lines["max_prob"].get_linestyle() != lines["confident"].get_linestyle()
