@@ -176,7 +176,8 @@ def edge_run(con: duckdb.DuckDBPyConnection) -> tuple[int, pl.DataFrame]:
 
 def brute_force(frame: pl.DataFrame, router: str, tau: float) -> tuple[int, int]:
     """Consulted tokens and caught replay mismatches at τ, straight from the feature values."""
-    column, direction = ROUTERS[router]
+    rule = ROUTERS[router]
+    column, direction = rule.feature, rule.direction
     values = frame[column].cast(pl.Float64).to_numpy()
     mask = values < tau if direction == "below" else values > tau
     mis = (frame["s2_token_id"] != frame["s1_token_id"]).to_numpy()

@@ -49,7 +49,7 @@ def _product_rule(ctx: CollectContext) -> LockstepRule:
 def test_a_router_and_a_method_added_in_one_place_each(
     tiny_models: TinyModels, warehouse_path: Path, prompts_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rule = vocabulary.ThresholdRule("confident", "s1_prob", "above")  # consult where System 1 is sure
+    rule = vocabulary.ThresholdRule("confident", "s1_prob", "above", 4096)  # consult where System 1 is sure
     monkeypatch.setitem(vocabulary.THRESHOLD_RULES, rule.name, rule)
     monkeypatch.setitem(vocabulary.METHOD_TERMS, "product", vocabulary.MethodTerm("product"))
     monkeypatch.setitem(methods.SPECS, "product", MethodSpec("product", "lockstep", rule=_product_rule))
@@ -93,7 +93,7 @@ def _assert_product_choices(
 def test_runconfig_and_the_cli_read_the_vocabulary(monkeypatch: pytest.MonkeyPatch) -> None:
     from collector.run import build_parser
 
-    rule = vocabulary.ThresholdRule("confident", "s1_prob", "above")
+    rule = vocabulary.ThresholdRule("confident", "s1_prob", "above", 4096)
     monkeypatch.setitem(vocabulary.THRESHOLD_RULES, rule.name, rule)
     base = RunConfig(llm="l", slm="s", prompts="p")
     with pytest.raises(ValueError, match="--router confident needs --threshold T"):
