@@ -20,6 +20,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
+# Prompts of varied lengths (exercise left padding); the prompts file's and, with two more, the engine tests'.
+PROMPT_TEXTS = (
+    "the quick brown",
+    "question: what is",
+    "def add(a",
+    "numbers 0 1 2 3 4 5",
+    "the",
+    "letters a b c",
+)
+
 
 @pytest.fixture
 def warehouse_path(tmp_path: Path) -> Path:
@@ -53,14 +63,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
 @pytest.fixture
 def prompts_file(tmp_path: Path) -> Path:
     """A JSONL prompts file of varied lengths (exercises left padding)."""
-    texts = [
-        "the quick brown",
-        "question: what is",
-        "def add(a",
-        "numbers 0 1 2 3 4 5",
-        "the",
-        "letters a b c",
-    ]
     path = tmp_path / "prompts.jsonl"
-    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in texts))
+    path.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in PROMPT_TEXTS))
     return path

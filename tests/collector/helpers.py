@@ -21,18 +21,10 @@ from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model, shared_vocab_size
 from collector.routers import build_router
 from collector.tasks.base import Task, TaskItem
+from tests.conftest import PROMPT_TEXTS
 
 CPU = torch.device("cpu")
-PROMPTS = (
-    "the quick brown",
-    "question: what is",
-    "def add(a",
-    "numbers 0 1 2 3 4 5",
-    "the",
-    "letters a b c",
-    "two plus three? answer:",
-    "jumps over the lazy dog and the quick",
-)
+PROMPTS = (*PROMPT_TEXTS, "two plus three? answer:", "jumps over the lazy dog and the quick")
 
 _LOADED: dict[str, LoadedModel] = {}
 
