@@ -63,9 +63,8 @@ class LockstepRule:
     """A method as the lock-step engine runs it: the models to step and System 2's step function."""
 
     models: tuple[LoadedModel, ...]  # System 1 first, the LLM second, then any model the rule also reads
-    choose: Callable[
-        [Sequence[torch.Tensor], torch.Tensor | None], StepChoice
-    ]  # (log-probs [B, V]..., noise)
+    # System 2's choice [B] from each model's log-probs [B, V] (in `models` order) and the sampling noise
+    choose: Callable[[Sequence[torch.Tensor], torch.Tensor | None], StepChoice]
 
 
 Loop = Literal["lockstep", "speculative"]  # every model steps together; or System 1 drafts, the LLM verifies
@@ -77,6 +76,7 @@ def base_slm(ctx: CollectContext) -> LoadedModel:
 
 
 def no_problem(config: RunConfig) -> str | None:
+    """A method with no settings of its own to check."""
     return None
 
 
