@@ -37,9 +37,10 @@ from collector.costs import cycle_seconds, prefill_seconds
 from collector.decode import BatchCollector, batch_collector
 from collector.decode.lockstep import Decoder, collect_lockstep_batch
 from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
-from collector.engine import build_context, chunks, encode_batch
+from collector.engine import build_context, chunks
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel, forward
+from collector.prompts import encode_batch
 from collector.routers import build_router
 from collector.tasks import load_task
 from collector.tasks.base import Task, TaskItem

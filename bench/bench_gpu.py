@@ -28,9 +28,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from collector.architectures import check_models
 from collector.config import RunConfig
 from collector.decode import batch_collector
-from collector.engine import encode_batch
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel, load_model, shared_vocab_size
+from collector.prompts import encode_batch
 from collector.routers import build_router
 from collector.tasks import load_task
 from collector.zoo import resolve_model_path

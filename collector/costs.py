@@ -28,6 +28,7 @@ from collector.decode.lockstep import Decoder
 from collector.methods import method_spec
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel
+from collector.prompts import encode_batch
 from collector.tasks.base import TaskItem
 from warehouse.vocabulary import ADVISE_K
 
@@ -80,8 +81,6 @@ def _timed_once(run: Callable[[], object], device: torch.device) -> float:
 
 
 def _encode(ctx: CollectContext, items: Sequence[TaskItem]) -> tuple[torch.Tensor, torch.Tensor]:
-    from collector.engine import encode_batch
-
     ids, mask, _ = encode_batch(ctx, items)
     return ids, mask
 

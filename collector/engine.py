@@ -22,13 +22,7 @@ from collector.costs import Cost, baseline_cost, pairs_baseline
 from collector.decode import batch_collector
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
-from collector.prompts import (
-    chat_task,
-    check_prompt_length,
-    load_prompts_file,
-    max_token_chars,
-    refuse_unfit_by_length,
-)
+from collector.prompts import chat_task, encode_batch, load_prompts_file, prompt_ids
 from collector.tasks.base import Task, TaskItem
 from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file, open_duckdb
 from warehouse.errors import UserError
@@ -126,42 +120,6 @@ def task_and_context(config: RunConfig) -> tuple[Task, CollectContext]:
     task = load_task_for(config)
     ctx = build_context(config, task)
     return chat_task(task, ctx.llm.tokenizer, config.chat_template, ctx.llm.name), ctx
-
-
-def context_length(model: LoadedModel) -> int:
-    """Positions the model accepts."""
-    cfg = model.model.config
-    value = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
-    return int(value)
-
-
-def prompt_ids(ctx: CollectContext, item: TaskItem) -> list[int]:
-    """A prompt's token ids, cut from the left with --truncate-prompt; refuses one that cannot fit, by its
-    length in characters before tokenizing where that already tells."""
-    tok, cfg = ctx.llm.tokenizer, ctx.config
-    limit = min(context_length(m) for m in (ctx.llm, ctx.slm))
-    room = limit - cfg.max_new_tokens
-    text = item.prompt
-    if not cfg.truncate_prompt:
-        refuse_unfit_by_length(text, tok, room, cfg.max_new_tokens, item.item_id)
-    else:  # only the tail can be kept: tokenize no more of it than `room` tokens can cover
-        text = text[-(max(room, 0) + 1) * max_token_chars(tok) :]
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    keep = check_prompt_length(len(ids), cfg.max_new_tokens, limit, cfg.truncate_prompt, item.item_id)
-    return list(ids[len(ids) - keep :]) if keep else [tok.eos_token_id]
-
-
-def encode_batch(
-    ctx: CollectContext, items: Sequence[TaskItem]
-) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Left-padded input ids and mask [B, P], and each prompt's token count (after any truncation)."""
-    tok = ctx.llm.tokenizer
-    rows = [prompt_ids(ctx, item) for item in items]
-    width = max(len(r) for r in rows)
-    pad = tok.pad_token_id
-    ids_t = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids_t.to(ctx.device), mask.to(ctx.device), [len(r) for r in rows]
 
 
 def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:

@@ -1,13 +1,18 @@
-"""Prompts from a JSONL file (`{"prompt": ...}` per line) as a Task, and prompt-length checks."""
+"""Prompts from a JSONL file (`{"prompt": ...}` per line) as a Task, prompt-length checks, and a batch of
+prompts encoded for the models (left padding)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
+from collector.methods.base import CollectContext
+from collector.modeling import LoadedModel
 from collector.tasks.base import Task, TaskItem
 from warehouse.errors import UserError
 
@@ -135,3 +140,39 @@ def chat_task(task: Task, tokenizer: PreTrainedTokenizerBase, mode: str, model: 
         return task
     items = tuple(replace(item, prompt=chat_prompt(tokenizer, item)) for item in task.items)
     return replace(task, items=items)
+
+
+def context_length(model: LoadedModel) -> int:
+    """Positions the model accepts."""
+    cfg = model.model.config
+    value = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None) or 2048
+    return int(value)
+
+
+def prompt_ids(ctx: CollectContext, item: TaskItem) -> list[int]:
+    """A prompt's token ids, cut from the left with --truncate-prompt; refuses one that cannot fit, by its
+    length in characters before tokenizing where that already tells."""
+    tok, cfg = ctx.llm.tokenizer, ctx.config
+    limit = min(context_length(m) for m in (ctx.llm, ctx.slm))
+    room = limit - cfg.max_new_tokens
+    text = item.prompt
+    if not cfg.truncate_prompt:
+        refuse_unfit_by_length(text, tok, room, cfg.max_new_tokens, item.item_id)
+    else:  # only the tail can be kept: tokenize no more of it than `room` tokens can cover
+        text = text[-(max(room, 0) + 1) * max_token_chars(tok) :]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    keep = check_prompt_length(len(ids), cfg.max_new_tokens, limit, cfg.truncate_prompt, item.item_id)
+    return list(ids[len(ids) - keep :]) if keep else [tok.eos_token_id]
+
+
+def encode_batch(
+    ctx: CollectContext, items: Sequence[TaskItem]
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Left-padded input ids and mask [B, P], and each prompt's token count (after any truncation)."""
+    tok = ctx.llm.tokenizer
+    rows = [prompt_ids(ctx, item) for item in items]
+    width = max(len(r) for r in rows)
+    pad = tok.pad_token_id
+    ids_t = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids_t.to(ctx.device), mask.to(ctx.device), [len(r) for r in rows]

@@ -16,9 +16,10 @@ from collector.architectures import check_models
 from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.decode import BatchCollector
-from collector.engine import chunks, encode_batch
+from collector.engine import chunks
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model, shared_vocab_size
+from collector.prompts import encode_batch
 from collector.routers import build_router
 from collector.tasks.base import Task, TaskItem
 from tests.conftest import PROMPT_TEXTS
