@@ -110,10 +110,8 @@ def cycle_seconds(
     from collector.decode.speculative import SpeculativeBatch
 
     cfg = replace(ctx.config, draft_k=d, draft_stop=None, draft_threshold=None)
-    run = SpeculativeBatch(replace(ctx, config=cfg), ids, mask)
-    run.eos = None  # keep every row drafting for the whole timing
-    run.T = (d + 1) * (steps * (repeats + 1) + 1)
-    run.buf = type(run.buf)(ids.shape[0], run.T + d + 2, ids.device)
+    tokens = (d + 1) * (steps * (repeats + 1) + 1)  # every row keeps drafting for the whole timing
+    run = SpeculativeBatch(replace(ctx, config=cfg), ids, mask, max_tokens=tokens, stop_on_eos=False)
 
     def cycle_and_check() -> None:  # a lone row is checked after every cycle, as the batch loop does
         run.cycle()

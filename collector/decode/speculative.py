@@ -80,12 +80,23 @@ class Draft:
 class SpeculativeBatch:
     """One batch under draft/verify cycles: both decoders, each live row's pending tokens, counts, trace."""
 
-    def __init__(self, ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> None:
+    def __init__(
+        self,
+        ctx: CollectContext,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        max_tokens: int | None = None,
+        stop_on_eos: bool = True,
+    ) -> None:
+        """`max_tokens` (default: the run's max_new_tokens) and `stop_on_eos` False let a timing keep every
+        row drafting for as long as it needs (`collector.costs.cycle_seconds`)."""
         cfg, tok = ctx.config, ctx.llm.tokenizer
-        self.ctx, self.K, self.T = ctx, cfg.draft_k, cfg.max_new_tokens
+        self.ctx, self.K = ctx, cfg.draft_k
+        self.T = cfg.max_new_tokens if max_tokens is None else max_tokens
         B, device = input_ids.shape[0], input_ids.device
         self.slm, self.llm = (Decoder(m.model, ctx.vocab, rollback=True) for m in (ctx.system1, ctx.llm))
-        self.pad, self.eos = tok.pad_token_id, tok.eos_token_id
+        self.pad, self.eos = tok.pad_token_id, tok.eos_token_id if stop_on_eos else None
         if input_ids.shape[1] < 2:  # one pad column, so the SLM has a token before x to feed
             input_ids = torch.cat([torch.full_like(input_ids, self.pad), input_ids], dim=1)
             mask = torch.cat([torch.zeros_like(mask), mask], dim=1)
