@@ -52,7 +52,7 @@ def build(real: str, recipes: list[str], samples: int, tokens: int) -> list[dict
     """Build each draft (cached ones are reused) and measure its agreement with the real model."""
     from collector.drafts.agreement import agreement, real_continuations
     from collector.modeling import load_model
-    from collector.tasks.builtin import BUILTIN_FAMILIES
+    from collector.tasks.builtin.world import BUILTIN_FAMILIES
 
     cpu = torch.device("cpu")
     base = load_model(f"{HF_PREFIX}{real}", cpu, torch.float32)

@@ -1,8 +1,10 @@
-"""The zoo's shared tokenizer and its token streams, built from the built-in tasks' train split."""
+"""The zoo's training text (documents drawn from the built-in tasks' train split), its shared tokenizer and
+its token streams."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,75 @@ import torch
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from collector.tasks.builtin import corpus_documents
+from collector.tasks.builtin import draw
+from collector.tasks.builtin.arith import arith_example
+from collector.tasks.builtin.choice import choice_example, choice_keys, entities, entity_bio, popularity
+from collector.tasks.builtin.code import weighted_code
+from collector.tasks.builtin.world import (
+    BUILTIN_FAMILIES,
+    EXAMPLE_SEPARATOR,
+    N_ENTITIES,
+    Example,
+    is_test,
+    seeded_rng,
+)
+
+# ---------------------------------------------------------------- training text
+
+
+def _fresh_example(family: str, rng: random.Random) -> Example:
+    """A newly drawn train-split example: a train fact with fresh options, or a new generated problem.
+
+    Drawing afresh (rather than repeating the fixed pool) leaves nothing to memorise but the facts: a
+    model has to read the options to find the letter, and the description to find the constants.
+    """
+    if family == "choice":
+        keys = choice_keys()["train"]
+        i, attribute = keys[rng.randrange(len(keys))]
+        return choice_example(entities()[i], attribute, rng)
+    return draw(arith_example if family == "arith" else weighted_code, rng, test=False)
+
+
+def _episode(family: str, rng: random.Random) -> str:
+    """One to three solved train-split examples of a family in the few-shot format."""
+    return EXAMPLE_SEPARATOR.join(_fresh_example(family, rng).text for _ in range(rng.randint(1, 3)))
+
+
+def _raw_document(family: str, rng: random.Random) -> str:
+    """A raw (non-QA) document: worked statements, prose facts or plain functions."""
+    if family == "choice":  # a few bios, so a prose document is about as long as the other kinds
+        picks = rng.choices(range(N_ENTITIES), popularity(), k=rng.randint(3, 6))
+        return "\n".join(entity_bio(entities()[i], rng) for i in picks)
+    gen = arith_example if family == "arith" else weighted_code
+    parts = []
+    for _ in range(rng.randint(2, 4)):
+        while True:
+            ex, raw = gen(rng)
+            if not is_test(ex.key):
+                parts.append(raw)
+                break
+    return ("\n\n" if family == "arith" else "\n\n\n").join(parts)
+
+
+# Share of each document kind in the base corpus; QA episodes are a small share, the rest raw text.
+QA_WEIGHTS = (0.35, 0.35, 0.3)
+BASE_MIX = (("choice", "raw", 0.25), ("arith", "raw", 0.2), ("code", "raw", 0.15), ("any", "qa", 0.4))
+
+
+def corpus_documents(seed: int = 0, *, tuned: bool = False, count: int = 1000) -> list[str]:
+    """`count` training documents from the train split: the base mix, or QA episodes only when tuned."""
+    rng = seeded_rng(seed, "corpus", tuned)
+    kinds, weights = [(f, k) for f, k, _ in BASE_MIX], [w for _, _, w in BASE_MIX]
+    docs = []
+    for _ in range(count):
+        family, kind = ("any", "qa") if tuned else rng.choices(kinds, weights)[0]
+        if family == "any":
+            family = rng.choices(BUILTIN_FAMILIES, QA_WEIGHTS)[0]
+        docs.append(_episode(family, rng) if kind == "qa" else _raw_document(family, rng))
+    return docs
+
+
+# ---------------------------------------------------------------- tokenizer and streams
 
 EOS = "<|endoftext|>"
 # Large enough that the attribute values, the task words and the code keywords are whole tokens, so the

@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, PreTrainedTokenizerFast
 
 from collector.tasks.base import Task, TaskItem
-from collector.tasks.builtin import BUILTIN_FAMILIES, STOP_STRINGS, load_builtin
+from collector.tasks.builtin import load_builtin
+from collector.tasks.builtin.world import BUILTIN_FAMILIES, STOP_STRINGS
 from collector.tasks.checkers import build_program
 from collector.zoo.corpus import (
     MAX_LENGTH,

@@ -6,13 +6,9 @@ import re
 
 import pytest
 
-from collector.tasks.builtin import (
-    BUILTIN_FAMILIES,
-    EXAMPLE_SEPARATOR,
-    corpus_documents,
-    load_builtin,
-    pool,
-)
+from collector.tasks.builtin import load_builtin, pool
+from collector.tasks.builtin.world import BUILTIN_FAMILIES, EXAMPLE_SEPARATOR
+from collector.zoo.corpus import corpus_documents
 
 
 def _question(family: str, prompt: str) -> str:
@@ -134,7 +130,7 @@ def test_arith_solutions_are_gsm8k_shaped() -> None:
 
 
 def test_arith_levels_grow_in_digits_then_steps() -> None:
-    from collector.tasks.builtin import ARITH_LEVELS
+    from collector.tasks.builtin.arith import ARITH_LEVELS
 
     for ex in pool("arith", "test"):
         extra = dict(ex.extra)
@@ -156,7 +152,8 @@ def test_choice_letter_follows_the_options_and_recall() -> None:
 def test_choice_values_keep_their_slot() -> None:
     # The letter follows from the recalled value: each value always sits in the same slot, and the options
     # are four distinct values of the asked attribute, one per slot.
-    from collector.tasks.builtin import ATTRIBUTES, LETTERS, QUESTIONS, entities, option_slot
+    from collector.tasks.builtin.choice import entities, option_slot
+    from collector.tasks.builtin.world import ATTRIBUTES, LETTERS, QUESTIONS
 
     facts = {e.name: dict(e.facts) for e in entities()}
     for ex in pool("choice", "test") + pool("choice", "train")[:300]:
@@ -170,7 +167,7 @@ def test_choice_values_keep_their_slot() -> None:
 
 
 def test_fact_mentions_have_a_long_tail() -> None:
-    from collector.tasks.builtin import entities
+    from collector.tasks.builtin.choice import entities
 
     text = "\n".join(corpus_documents(0, count=4000))
     names = [e.name for e in entities()]
@@ -181,7 +178,7 @@ def test_fact_mentions_have_a_long_tail() -> None:
 
 
 def test_code_families_run_and_have_a_long_tail() -> None:
-    from collector.tasks.builtin import CODE_FAMILIES
+    from collector.tasks.builtin.code import CODE_FAMILIES
 
     test = pool("code", "test")
     for ex in test:  # every reference body passes its own asserts
