@@ -46,6 +46,10 @@ class FrameSchema:
         """The column names, in order."""
         return tuple(name for name, _ in self.columns)
 
+    def plus(self, *others: FrameSchema) -> FrameSchema:
+        """This schema's columns, then the others'."""
+        return FrameSchema(self.columns + tuple(c for o in others for c in o.columns))
+
     def polars(self, *, leave_out: tuple[str, ...] = ()) -> dict[str, pl.DataType]:
         """The polars schema of the declared columns (less `leave_out`)."""
         return {name: col.dtype for name, col in self.columns if name not in leave_out}

@@ -19,19 +19,35 @@ import math
 import numpy as np
 import polars as pl
 
+from analytics.frames import Col, FrameSchema
 from analytics.source import AnalyticsError, Source, connect, query, table_columns
 from analytics.speculative import oracle_trace, replay_cycles
 
 KEYS = ("engine", "model", "draft", "k")
-SERVED_SCHEMA = {
-    "engine": pl.Utf8, "model": pl.Utf8, "draft": pl.Utf8, "k": pl.Int64, "requests": pl.Int64,
-    "steps": pl.Int64, "drafted": pl.Int64, "accepted": pl.Int64, "acceptance": pl.Float64,
-    "mean_accepted_length": pl.Float64, "imported": pl.Boolean,
-}  # fmt: skip
-POSITION_SCHEMA = {
-    "engine": pl.Utf8, "model": pl.Utf8, "draft": pl.Utf8, "k": pl.Int64, "position": pl.Int64,
-    "reached": pl.Int64, "accepted": pl.Int64, "acceptance_rate": pl.Float64, "imported": pl.Boolean,
-}  # fmt: skip
+# The imported requests' keys (engine, model, draft, K: the draft length where the engine fixes one).
+SERVED_KEYS = FrameSchema.of(engine=Col(str), model=Col(str), draft=Col(str), k=Col(int, nullable=True))
+IMPORTED = FrameSchema.of(imported=Col(bool, "always true: served, not collected"))
+# The columns `served_summary` and `served_by_position` return.
+SERVED = SERVED_KEYS.plus(
+    FrameSchema.of(
+        requests=Col(int),
+        steps=Col(int, "verify steps", nullable=True),
+        drafted=Col(int),
+        accepted=Col(int),
+        acceptance=Col(float, "accepted / drafted"),
+        mean_accepted_length=Col(float, "1 + accepted / verify steps"),
+    ),
+    IMPORTED,
+)
+SERVED_POSITIONS = SERVED_KEYS.plus(
+    FrameSchema.of(
+        position=Col(int, "draft position i, 0 first"),
+        reached=Col(int, "verify steps that reached position i"),
+        accepted=Col(int, "of them, steps that accepted the draft at i"),
+        acceptance_rate=Col(float, "P(accept | reached)"),
+    ),
+    IMPORTED,
+)
 Z95 = 1.959963984540054
 
 
@@ -48,7 +64,7 @@ def served_summary(source: Source, import_id: int | None = None) -> pl.DataFrame
     """Per (engine, model, draft, K): the served requests' totals, acceptance and mean accepted length."""
     with connect(source) as con:
         if not has_served(con):
-            return pl.DataFrame(schema=SERVED_SCHEMA)
+            return pl.DataFrame(schema=SERVED.polars())
         where, params = _where(import_id)
         frame = query(
             con,
@@ -62,14 +78,14 @@ def served_summary(source: Source, import_id: int | None = None) -> pl.DataFrame
         (pl.col("accepted") / pl.col("drafted")).alias("acceptance"),
         (1 + pl.col("accepted") / pl.col("steps")).alias("mean_accepted_length"),
         pl.lit(True).alias("imported"),
-    ).select(list(SERVED_SCHEMA))
+    ).select(SERVED.names)
 
 
 def served_by_position(source: Source, import_id: int | None = None) -> pl.DataFrame:
     """Per (engine, model, draft, K) and draft position: steps reaching it, accepted there, the rate."""
     with connect(source) as con:
         if not has_served(con):
-            return pl.DataFrame(schema=POSITION_SCHEMA)
+            return pl.DataFrame(schema=SERVED_POSITIONS.polars())
         where, params = _where(import_id)
         frame = query(
             con,
@@ -87,7 +103,7 @@ def served_by_position(source: Source, import_id: int | None = None) -> pl.DataF
     return frame.with_columns(
         pl.when(pl.col("reached") > 0).then(pl.col("accepted") / pl.col("reached")).alias("acceptance_rate"),
         pl.lit(True).alias("imported"),
-    ).select(list(POSITION_SCHEMA))
+    ).select(SERVED_POSITIONS.names)
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import duckdb
 import polars as pl
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from analytics.served import POSITION_SCHEMA, SERVED_SCHEMA, served_by_position, served_summary
+from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.speedup import FLOP_MODEL, MEASURED, PREDICTED
-from api.convert import Group, records
+from api.convert import Group, frame_model, list_of, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -52,44 +54,28 @@ class AcceptanceRow(BaseModel):
     survival: float | None
 
 
-class ServedRow(BaseModel):
-    """Requests a serving engine answered, imported (`python -m warehouse import`), per engine, pair and K."""
-
-    engine: str
-    model: str
-    draft: str
-    k: int | None
-    requests: int
-    steps: int | None
-    drafted: int
-    accepted: int
-    acceptance: float | None = Field(description="accepted / drafted")
-    mean_accepted_length: float | None = Field(description="1 + accepted / verify steps")
-    imported: bool = Field(description="always true: served, not collected")
-
-
-class ServedAcceptanceRow(BaseModel):
-    """Draft position i of imported requests: steps reaching it, accepted there, P(accept | reached)."""
-
-    engine: str
-    model: str
-    draft: str
-    k: int | None
-    position: int
-    reached: int
-    accepted: int
-    acceptance_rate: float | None
-    imported: bool
-
-
-class SpeculativePublic(BaseModel):
-    """Speculative runs and their acceptance by draft position; beside them, imported serving requests."""
-
-    group_by: list[str]
-    runs: list[SpeculativeRunRow]
-    acceptance: list[AcceptanceRow]
-    served: list[ServedRow]
-    served_acceptance: list[ServedAcceptanceRow]
+ServedRow: Any = frame_model(
+    "ServedRow",
+    "Requests a serving engine answered, imported (`python -m warehouse import`), per engine, pair and K.",
+    SERVED,
+    group=False,
+)
+ServedAcceptanceRow: Any = frame_model(
+    "ServedAcceptanceRow",
+    "Draft position i of imported requests: steps reaching it, accepted there, P(accept | reached).",
+    SERVED_POSITIONS,
+    group=False,
+)
+SpeculativePublic: Any = create_model(
+    "SpeculativePublic",
+    __doc__="Speculative runs and their acceptance by draft position; beside them, imported serving "
+    "requests.",
+    group_by=(list[str], ...),
+    runs=(list[SpeculativeRunRow], ...),
+    acceptance=(list[AcceptanceRow], ...),
+    served=(list_of(ServedRow), ...),
+    served_acceptance=(list_of(ServedAcceptanceRow), ...),
+)
 
 
 DEFAULT_GROUP_BY = ("run_id",)
@@ -105,7 +91,7 @@ def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFr
     """Imported requests of the pair the filters name (llm = model, slm = draft); none for a run filter or
     a dataset (served requests have neither)."""
     if "run_id" in filters or "dataset" in filters:  # not read at all: two queries saved
-        return pl.DataFrame(schema=SERVED_SCHEMA), pl.DataFrame(schema=POSITION_SCHEMA)
+        return pl.DataFrame(schema=SERVED.polars()), pl.DataFrame(schema=SERVED_POSITIONS.polars())
     summary, positions = served_summary(cur), served_by_position(cur)
     for column, key in (("model", "llm"), ("draft", "slm")):
         if key in filters:
@@ -123,7 +109,7 @@ def get_speculative(
     filters: FiltersDep,
     group_by: GroupByQuery = None,
     timeout_ms: TimeoutMs = None,
-) -> SpeculativePublic:
+) -> Any:
     """Acceptance by draft position, mean accepted length, predicted and measured speed-up."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
     if filters.get("method", "speculative") != "speculative":

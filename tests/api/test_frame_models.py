@@ -13,14 +13,20 @@ import pytest
 from analytics.frames import FrameSchema
 from analytics.frequency import OUTPUT, collaboration_frequency
 from analytics.positions import DECILES, EARLY, early_share, position_profile
+from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
 from api.routes.cof import CofRow
 from api.routes.positions import DecileRow, EarlyRow
+from api.routes.speculative import ServedAcceptanceRow, ServedRow
 from tests.synthetic import compared_runs
 
-CASES: dict[str, tuple[Callable[..., pl.DataFrame], FrameSchema, Any]] = {
-    "cof": (collaboration_frequency, OUTPUT, CofRow),
-    "deciles": (position_profile, DECILES, DecileRow),
-    "early": (early_share, EARLY, EarlyRow),
+GROUP = ("llm", "method")
+# name: (the frame of the warehouse, its group-by columns, the declared schema, the route's row model)
+CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSchema, Any]] = {
+    "cof": (lambda p: collaboration_frequency(p, GROUP), GROUP, OUTPUT, CofRow),
+    "deciles": (lambda p: position_profile(p, GROUP), GROUP, DECILES, DecileRow),
+    "early": (lambda p: early_share(p, GROUP), GROUP, EARLY, EarlyRow),
+    "served": (served_summary, (), SERVED, ServedRow),
+    "served positions": (served_by_position, (), SERVED_POSITIONS, ServedAcceptanceRow),
 }
 
 
@@ -37,12 +43,13 @@ def _kind(dtype: pl.DataType) -> str:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_frame_and_model_follow_the_declared_schema(warehouse: Path, name: str) -> None:
-    function, schema, model = CASES[name]
-    frame = function(warehouse, ("llm", "method"))
-    assert frame.columns == ["llm", "method", *schema.names]
+    function, keys, schema, model = CASES[name]
+    frame = function(warehouse)
+    assert frame.columns == [*keys, *schema.names]
     for column, col in schema:
         assert _kind(frame.schema[column]) == _kind(col.dtype), column
     fields = list(model.model_fields)
-    assert fields[: 1 + len(schema.names)] == ["group", *schema.names]
+    grouped = ["group"] if keys else []
+    assert fields[: len(grouped) + len(schema.names)] == [*grouped, *schema.names]
     described = {n: c.doc for n, c in schema if c.doc}
     assert {n: model.model_fields[n].description for n in described} == described
