@@ -28,6 +28,7 @@ from warehouse.errors import UserError
 from warehouse.migrate import require_head
 from warehouse.models import Run
 from warehouse.settings import resolve_warehouse
+from warehouse.vocabulary import method_params, method_term
 
 Source = str | Path | duckdb.DuckDBPyConnection
 Filters = Mapping[str, Any]
@@ -228,24 +229,38 @@ def profile_sums(
     )
 
 
+def own_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings without those only another method reads (λ means nothing to a
+    speculative run; K nothing to an oracle one): `warehouse.vocabulary`'s method terms."""
+    term = method_term(str(settings.get("method")))
+    others = set(method_params()) - set(term.params if term else ())
+    return {k: v for k, v in settings.items() if k not in others}
+
+
 # Settings a label never repeats: the columns every table shows already.
 SHOWN_SETTINGS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", "experiment")
 
 
 def setting_labels(source: Source, key: str = "identity", filters: Filters | None = None) -> pl.DataFrame:
-    """Per `identity` (or `setup`) of the runs in scope: the settings that tell it from the others, as
-    `name=value` text (`settings`); the same within each, different between them (empty when one)."""
+    """Per `identity` (or `setup`) of the runs in scope: the settings that tell it from the others of its
+    method, as `name=value` text (`settings`): the same within each, different between them, and read by
+    its method (empty when its method has one). The method itself, the pair and the dataset are named
+    elsewhere in every table, so never here."""
     if key not in ("identity", "setup"):
         raise AnalyticsError(f"labels are by identity or setup, not {key!r}")
     where, params = runs_where(filters)
     runs = query(source, f"SELECT r.{key} AS k, r.settings FROM runs r {where} ORDER BY r.run_id", params)
     by_key: dict[Any, list[dict[str, Any]]] = {}
     for k, text in runs.iter_rows():
-        by_key.setdefault(k, []).append(json.loads(text or "{}"))
+        by_key.setdefault(k, []).append(own_settings(json.loads(text or "{}")))
     values: dict[Any, dict[str, Any]] = {}
     for k, rows in by_key.items():
         names = set().union(*rows) - set(SHOWN_SETTINGS)
         values[k] = {n: rows[0].get(n) for n in names if all(r.get(n) == rows[0].get(n) for r in rows)}
-    telling = {n for v in values.values() for n in v if len({repr(w.get(n)) for w in values.values()}) > 1}
-    labels = [" ".join(f"{n}={v[n]}" for n in sorted(telling) if n in v) for v in values.values()]
+    method = {k: rows[0].get("method") for k, rows in by_key.items()}
+    labels = []
+    for k, v in values.items():
+        peers = [w for j, w in values.items() if method[j] == method[k]]
+        telling = {n for w in peers for n in w if len({repr(u.get(n)) for u in peers}) > 1}
+        labels.append(" ".join(f"{n}={v[n]}" for n in sorted(telling) if n in v))
     return pl.DataFrame({key: list(values), "settings": labels}, schema={key: pl.Utf8, "settings": pl.Utf8})

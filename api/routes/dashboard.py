@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from api.deps import SettingsDep
 from api.errors import ApiError
+from warehouse.vocabulary import METHOD_TERMS
 
 STATIC = Path(__file__).resolve().parent.parent / "dashboard" / "static"
 PAGES = STATIC.parent / "pages"
@@ -24,6 +25,8 @@ class DashboardConfig(BaseModel):
     """What a page must know before its first `/v1` request."""
 
     token_required: bool
+    # Each method's own settings (warehouse.vocabulary): a run's page shows no other method's.
+    method_params: dict[str, list[str]]
 
 
 def _page(name: str) -> FileResponse:
@@ -62,8 +65,10 @@ def compare_page() -> FileResponse:
 
 @router.get("/dashboard/config.json")
 def dashboard_config(settings: SettingsDep) -> JSONResponse:
-    """Whether the pages must ask for the bearer token (never the token itself)."""
-    return JSONResponse(DashboardConfig(token_required=bool(settings.api_token)).model_dump())
+    """Whether the pages must ask for the bearer token (never the token itself), and each method's settings."""
+    params = {m.name: list(m.params) for m in METHOD_TERMS.values()}
+    config = DashboardConfig(token_required=bool(settings.api_token), method_params=params)
+    return JSONResponse(config.model_dump())
 
 
 @router.get("/dashboard/static/{name:path}")

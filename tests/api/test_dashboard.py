@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -216,7 +217,7 @@ def expected_marks(wh: Path) -> dict[str, dict[str, int]]:
         "cof": {"rect": groups, "rule": groups},
         "scaling-llm": {"symbol": points},
         "scaling-slm": {"symbol": points},
-        "scaling-ratio": {"area": fitted, "line": fitted, "symbol": points},
+        "scaling-ratio": {"line": fitted, "symbol": points},  # bands: identified laws only (below)
         "positions": {"line": 2 * pairs, "symbol": deciles},
         "auroc": {"rect": 3 * disagreeing},
         "entropy": {"rect": 2 * bins},
@@ -238,6 +239,10 @@ def test_overview_draws_every_chart_with_the_fixtures_marks(
         drawn = page.evaluate(MARKS, f"#{chart}")
         assert {k: drawn.get(k, 0) for k in marks} == marks, (chart, drawn)
     assert page.evaluate(MARKS, "#pareto")["symbol"] > 3  # the curves have points
+    # a band only where the paper's law is identified (an unidentified one is its limit, dashed, no band)
+    fits = httpx.get(f"{base}/v1/scaling", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()
+    identified = sum(1 for g in fits["fits"] if g["fit"] and g["note"] == "ok")
+    assert page.evaluate(MARKS, "#scaling-ratio").get("area", 0) == identified
     for chart in expected_marks(zoo_warehouse):
         assert_readable(page, chart)
     # the fits are a table, one row per fitted series (method, dataset, setup), not a paragraph
@@ -365,6 +370,8 @@ def test_run_page_shows_settings_charts_and_samples(browser: Browser, base: str,
     states = page.eval_on_selector_all(".card .chart", "els => els.map(e => e.dataset.state)")
     assert states == ["rendered"] * 3, states  # positions, entropy, acceptance
     assert "speculative" in page.locator("#settings").inner_text()
+    shown = set(page.locator("#settings dt").all_inner_texts())
+    assert {"draft_k", "draft_stop"} <= shown and not {"alpha", "lam", "weight"} & shown  # its method's only
     shot(page, "run")
     page.click("#samples tbody tr:first-child a")
     page.wait_for_selector("body[data-ready='1']")

@@ -81,8 +81,10 @@ async function fetchScaling(ctx) {
         ctx.api("/v1/scaling/predict", { method: g.method, dataset: g.dataset, router: router ?? "always", ratio, bootstrap: 100, experiment, setup: g.setup, law: "paper" })
       )
     );
-    const law = g.note === "ok" ? "identified" : "unidentified (its log-linear limit)";
-    for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, series: g.series, law_fit: law, param_ratio: p.ratio, law: p.value, lo: p.lo, hi: p.hi });
+    // An unidentified law is its log-linear limit, no finding: its line is dashed and it has no band.
+    const identified = g.note === "ok";
+    const law = identified ? "identified" : "unidentified (its log-linear limit)";
+    for (const p of preds) curves.push({ method: p.method, dataset: p.dataset, series: g.series, law_fit: law, param_ratio: p.ratio, law: p.value, lo: identified ? p.lo : null, hi: identified ? p.hi : null });
   }
   return { points, curves, fits };
 }
@@ -146,13 +148,13 @@ const FIT_COLUMNS = [["dataset", "dataset", false], ["series", "method · settin
 const ratio = {
   id: "scaling-ratio",
   title: "CoF vs parameter ratio R, with the fitted law",
-  note: "One panel per dataset. Points: pairs. Lines: the paper's CoF = γ·R^(−α) + β fitted per method and setting, over the pairs' range of R only (where α is unidentified it is its log-linear limit, not a finding); bands: their 95% bootstrap interval (/v1/scaling/predict). The table: the law each series' pairs support.",
+  note: "One panel per dataset. Points: pairs. Lines: the paper's CoF = γ·R^(−α) + β fitted per method and setting, over the pairs' range of R only; dashed where α is unidentified (its log-linear limit, not a finding), else solid with its 95% bootstrap band (/v1/scaling/predict). The table: the law each series' pairs support.",
   routes: ["/v1/scaling", "/v1/scaling/predict"],
   async load(ctx) {
     const { points, curves, fits } = await scalingData(ctx);
     if (!points.length) return { rows: [], spec: {} };
     const rows = [...points.map((p) => ({ kind: "pair", ...p })), ...curves.map((c) => ({ kind: "law", ...c }))];
-    const top = Math.min(1, 1.15 * Math.max(...points.map((p) => p.cof), ...curves.map((c) => Math.min(c.hi ?? 0, 1.3 * (c.law ?? 0)))));
+    const top = Math.min(1, 1.15 * Math.max(...points.map((p) => p.cof), ...curves.map((c) => Math.min(c.hi ?? c.law ?? 0, 1.3 * (c.law ?? 0)))));
     const y = (field) => q(field, "CoF", { scale: { domain: [0, top] } });
     const x = q("param_ratio", "R = N_LLM / N_SLM", { scale: logScale(points.map((p) => p.param_ratio)), axis: { labelOverlap: "greedy", tickCount: 5, format: "~g" } });
     const color = seriesColor(rows, "series", "method · settings");
@@ -160,7 +162,7 @@ const ratio = {
     const kinds = [...new Set(curves.map((c) => c.law_fit))].sort(); // solid where identified, else dashed
     const dash = n("law_fit", "paper's law", { scale: { domain: kinds, range: kinds.map((k) => (k === "identified" ? [1, 0] : [5, 3])) } });
     const laws = [
-      { transform: [only("law")], mark: { type: "area", opacity: 0.07, clip: true }, encoding: { x, y: y("lo"), y2: { field: "hi" }, color } },
+      { transform: [only("law"), { filter: "datum.lo !== null" }], mark: { type: "area", opacity: 0.12, clip: true }, encoding: { x, y: y("lo"), y2: { field: "hi" }, color } },
       { transform: [only("law")], mark: { type: "line", strokeWidth: 2, clip: true }, encoding: { x, y: y("law"), color, strokeDash: dash } },
     ];
     const spec = {
@@ -174,7 +176,8 @@ const ratio = {
         ],
       },
     };
-    ctx.detail?.(htmlTable(FIT_COLUMNS, fits.map(fitRow)));
+    const order = (a, b) => a.series.localeCompare(b.series) || a.dataset.localeCompare(b.dataset);
+    ctx.detail?.(htmlTable(FIT_COLUMNS, fits.map(fitRow).sort(order)));
     return { rows, spec };
   },
 };

@@ -5,8 +5,8 @@ const TOKEN_KEY = "fsgen.api_token";
 let configPromise = null;
 let openapiPromise = null;
 
-/** The dashboard's config (whether a token is needed), fetched once. */
-function config() {
+/** The dashboard's config (whether a token is needed, each method's own settings), fetched once. */
+export function config() {
   configPromise ??= fetch("/dashboard/config.json").then((r) => r.json());
   return configPromise;
 }

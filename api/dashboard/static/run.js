@@ -1,5 +1,5 @@
 // One run: its settings, accuracy and CoF, its position and entropy profiles, and its samples.
-import { api, apiAll, apiKnown, card, chart, escapeHtml, fail, fmt, frame, plain, servedRoutes, statusBadge } from "./common.js";
+import { api, apiAll, apiKnown, card, chart, config, escapeHtml, fail, fmt, frame, plain, servedRoutes, statusBadge } from "./common.js";
 import { RUN_CHARTS } from "./charts.js";
 
 const runId = Number(location.pathname.split("/")[2]);
@@ -19,7 +19,13 @@ main.innerHTML = `<p><a href="/runs">← all runs</a></p><h1>Run ${runId}</h1>
 const SETTINGS = ["llm", "slm", "slm_tuned", "method", "router", "threshold", "dataset", "n_samples", "seed",
   "temperature", "top_p", "device", "dtype", "created_at", "finished_at", "wall_s", "tokens_per_s"];
 
-function showRun(run) {
+/** Whether a setting is shown for the run: another method's own setting (λ for a speculative run) is not. */
+function applies(name, run, methodParams) {
+  const own = methodParams[run.method] ?? [];
+  return own.includes(name) || !Object.values(methodParams).some((ps) => ps.includes(name));
+}
+
+function showRun(run, methodParams) {
   document.getElementById("stats").innerHTML = [
     ["status", statusBadge(run.status)],
     ["tokens", escapeHtml(fmt(run.tokens, 0))],
@@ -30,7 +36,8 @@ function showRun(run) {
     .map(([k, v]) => `<div class="stat"><span class="muted">${k}</span><b>${v}</b></div>`)
     .join("");
   const extra = run.settings && typeof run.settings === "object" ? Object.entries(run.settings) : [];
-  const entries = [...SETTINGS.filter((k) => k in run).map((k) => [k, run[k]]), ...extra.filter(([k]) => !SETTINGS.includes(k))];
+  const entries = [...SETTINGS.filter((k) => k in run).map((k) => [k, run[k]]), ...extra.filter(([k]) => !SETTINGS.includes(k))]
+    .filter(([k]) => applies(k, run, methodParams));
   document.querySelector("#settings dl").innerHTML = entries
     .map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(plain(v))}</dd>`)
     .join("");
@@ -72,8 +79,8 @@ async function charts(run) {
 }
 
 async function load() {
-  const run = await api(`/v1/runs/${runId}`);
-  showRun(run);
+  const [run, { method_params: methodParams }] = await Promise.all([api(`/v1/runs/${runId}`), config()]);
+  showRun(run, methodParams ?? {});
   const routes = await servedRoutes();
   const body = document.querySelector("#samples tbody");
   if (routes.has("/v1/runs/{run_id}/samples")) {
