@@ -65,7 +65,7 @@ def compare_page() -> FileResponse:
 
 @router.get("/dashboard/config.json")
 def dashboard_config(settings: SettingsDep) -> JSONResponse:
-    """Whether the pages must ask for the bearer token (never the token itself), and each method's settings."""
+    """Whether the pages must ask for the bearer token (never the token itself); each method's settings."""
     params = {m.name: list(m.params) for m in METHOD_TERMS.values()}
     config = DashboardConfig(token_required=bool(settings.api_token), method_params=params)
     return JSONResponse(config.model_dump())

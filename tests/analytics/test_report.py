@@ -19,7 +19,8 @@ from matplotlib.transforms import Bbox
 
 from analytics.__main__ import main as headline_main
 from analytics.cof_figure import human_count, thinned
-from analytics.report import LABELLED_RATES, figure_acceptance, figure_cof_vs_ratio, figure_routers, main
+from analytics.report import figure_cof_vs_ratio, main
+from analytics.report_figures import LABELLED_RATES, figure_acceptance, figure_routers
 from analytics.scaling import fit_groups
 from tests.analytics.conftest import add_speculative_schema, build_sweep
 from warehouse.migrate import downgrade

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from analytics.advise import main as advise_main
-from analytics.report import figure_acceptance
+from analytics.report_figures import figure_acceptance
 from analytics.served import against, served_by_position, served_summary
 from analytics.speculative import acceptance_by_position, speculative_runs
 from api.settings import ApiSettings
