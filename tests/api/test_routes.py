@@ -260,7 +260,10 @@ async def test_scaling_predict_uses_the_chosen_law_and_flags_extrapolation(pairs
         far = await get_json(c, "/v1/scaling/predict", **base, llm_params=7 * 10**9, slm_params=5 * 10**8)
         paper = await get_json(c, "/v1/scaling/predict", **base, ratio=5, law="paper")
         fits = await get_json(c, "/v1/scaling")
+        other = await c.get("/v1/scaling/predict", params={**base, "ratio": 5, "setup": "no-such-setup"})
     app.state.db.close()
+    # setup= filters the pairs: no pair has this one
+    assert other.status_code == 404 and "pairs" in other.json()["error"]["message"]
     with same_file(pairs_warehouse) as con:
         expected = predict_cof(con, method="oracle", dataset="d", ratio=400_000 / 120_000,
                                sizes=(400_000, 120_000), bootstrap=50, confidence=0.95)  # fmt: skip
