@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analytics.source import AnalyticsError, Source, connect, open_warehouse, query
+from analytics.source import AnalyticsError, Source, connect, open_warehouse, own_settings, query
 from analytics.speedup import run_speedups
 from warehouse.db import WarehouseError
 from warehouse.settings import add_warehouse_argument
@@ -186,7 +186,8 @@ def compare_runs(source: Source, a: int, b: int, confidence: float = 0.95) -> Co
     )
     metrics = _metric_rows(sa, sb, pairs, confidence)
     metrics += speedup_rows(speedups, a, b)
-    set_a, set_b = json.loads(ra.pop("settings") or "{}"), json.loads(rb.pop("settings") or "{}")
+    # Each run's settings of its own method only: an oracle run has no K to differ in.
+    set_a, set_b = (own_settings(json.loads(r.pop("settings") or "{}")) for r in (ra, rb))
     differ = {k: (set_a.get(k), set_b.get(k)) for k in sorted(set_a | set_b) if set_a.get(k) != set_b.get(k)}
     return Comparison(
         runs=pl.DataFrame([ra, rb]),

@@ -57,6 +57,7 @@ def test_compare_pairs_by_prompt(two_runs: tuple[Path, int, int]) -> None:
     assert (row["ci_lo"], row["ci_hi"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
     assert c.first_differences["step"].to_list() == steps and steps
     assert set(c.settings) >= {"method", "lam", "experiment"}
+    assert c.settings["lam"] == (None, 1.5)  # λ is contrastive's: the oracle run has none (not 0.5)
     # neither run is speculative: no speed-up (analytics.speedup's), and no tokens/s ratio in its place
     assert not [m for m in c.metrics["metric"].to_list() if m.startswith("speed")]
 
