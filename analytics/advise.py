@@ -30,7 +30,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughputs, run_costs
+from analytics.frames import Col, FrameSchema
 from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse import vocabulary
@@ -45,32 +46,47 @@ from warehouse.settings import add_warehouse_argument
 
 K_GRID = vocabulary.ADVISE_K  # the draft lengths the collector's calibration times (no extrapolation)
 THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
-ADVICE_SCHEMA = {
-    "llm": pl.Utf8,
-    "dataset": pl.Utf8,
-    "slm": pl.Utf8,
-    "oracle_run_id": pl.Int64,
-    "draft_k": pl.Int64,
-    "draft_stop": pl.Utf8,
-    "draft_threshold": pl.Float64,
-    "cycles": pl.Int64,
-    "tokens": pl.Int64,
-    "acceptance": pl.Float64,
-    "tokens_per_cycle": pl.Float64,
-    "predicted_tokens_per_s": pl.Float64,
-    "baseline_tokens_per_s": pl.Float64,
-    "predicted_speedup": pl.Float64,
-}
-SAMPLING_SCHEMA = {
-    "llm": pl.Utf8,
-    "dataset": pl.Utf8,
-    "slm": pl.Utf8,
-    "oracle_run_id": pl.Int64,
-    "alpha": pl.Float64,
-    "draft_k": pl.Int64,
-    "tokens_per_cycle": pl.Float64,
-    "predicted_speedup": pl.Float64,
-}
+# The pair and the oracle run an advice row is about.
+PAIR = FrameSchema.of(
+    llm=Col(str),
+    dataset=Col(str),
+    slm=Col(str),
+    oracle_run_id=Col(int, "the oracle run whose trace is replayed"),
+)
+# A candidate setting (greedy, batch 1) and its prediction: the rows of `Advice.candidates` (with `rank`).
+ADVICE = PAIR.plus(
+    FrameSchema.of(
+        draft_k=Col(int),
+        draft_stop=Col(str, "the confidence stop rule, null: draft all K", nullable=True),
+        draft_threshold=Col(float),
+        cycles=Col(int),
+        tokens=Col(int),
+        acceptance=Col(float, "per-token acceptance of the replayed cycles"),
+        tokens_per_cycle=Col(float),
+        predicted_tokens_per_s=Col(float),
+        baseline_tokens_per_s=Col(float, "the LLM's own greedy generate"),
+        predicted_speedup=Col(float),
+    )
+)
+# The best setting beside its runner-up (`best_with_runner_up`): another draft model's best where there is
+# one.
+RUNNER_UP_OF = ("slm", "draft_k", "draft_stop", "draft_threshold", "predicted_speedup")
+BEST = ADVICE.plus(
+    FrameSchema(
+        tuple((f"runner_up_{name}", replace(c, nullable=True)) for name, c in ADVICE if name in RUNNER_UP_OF)
+    )
+)
+# The best K per pair under speculative sampling: the rows of `Advice.sampling`.
+SAMPLING = PAIR.plus(
+    FrameSchema.of(
+        alpha=Col(float, "Σ_v min(p_s(v), p_l(v)): the per-token acceptance probability"),
+        draft_k=Col(int),
+        tokens_per_cycle=Col(float, "(1 − α^(K+1)) / (1 − α)"),
+        predicted_speedup=Col(float),
+    )
+)
+ADVICE_SCHEMA = ADVICE.polars()
+SAMPLING_SCHEMA = SAMPLING.polars()
 
 
 @dataclass(frozen=True)
@@ -186,7 +202,7 @@ def best_with_runner_up(candidates: pl.DataFrame) -> pl.DataFrame:
     """Rank 1 per (llm, dataset) beside its runner-up: the best setting of another draft model where there
     is one, else the second-best setting of the same draft model."""
     best = candidates.filter(pl.col("rank") == 1)
-    cols = ["slm", "draft_k", "draft_stop", "draft_threshold", "predicted_speedup"]
+    cols = RUNNER_UP_OF
     runner = (
         candidates.filter(pl.col("rank") > 1)
         .join(best.select("llm", "dataset", pl.col("slm").alias("best_slm")), on=["llm", "dataset"])

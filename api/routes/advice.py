@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
 
-from analytics.advise import Advice, advise
+from pydantic import create_model
+
+from analytics.advise import BEST, SAMPLING, Advice, advise
+from api.convert import frame_model, list_of
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -13,42 +16,18 @@ from api.params import ExperimentQuery
 router = aggregate_router(prefix="/v1", tags=["speculative"])
 
 
-class AdviceRow(BaseModel):
-    llm: str
-    dataset: str
-    slm: str
-    oracle_run_id: int
-    draft_k: int
-    draft_stop: str | None
-    draft_threshold: float | None
-    cycles: int
-    tokens: int
-    acceptance: float
-    tokens_per_cycle: float
-    predicted_tokens_per_s: float
-    baseline_tokens_per_s: float
-    predicted_speedup: float
-    runner_up_slm: str | None = None
-    runner_up_draft_k: int | None = None
-    runner_up_draft_stop: str | None = None
-    runner_up_draft_threshold: float | None = None
-    runner_up_predicted_speedup: float | None = None
-
-
-class SamplingRow(BaseModel):
-    llm: str
-    dataset: str
-    slm: str
-    oracle_run_id: int
-    alpha: float
-    draft_k: int
-    tokens_per_cycle: float
-    predicted_speedup: float
-
-
-class AdvicePublic(BaseModel):
-    best: list[AdviceRow]
-    sampling: list[SamplingRow]
+AdviceRow: Any = frame_model(
+    "AdviceRow", "The best setting for one LLM and dataset, beside its runner-up.", BEST, group=False
+)
+SamplingRow: Any = frame_model(
+    "SamplingRow", "The best K for one pair under speculative sampling.", SAMPLING, group=False
+)
+AdvicePublic: Any = create_model(
+    "AdvicePublic",
+    __doc__="The advisor's best settings (greedy, batch 1) and the best K under sampling.",
+    best=(list_of(AdviceRow), ...),
+    sampling=(list_of(SamplingRow), ...),
+)
 
 
 @router.get(
@@ -56,7 +35,7 @@ class AdvicePublic(BaseModel):
 )
 def get_speculative_advice(
     analyst: AnalystDep, db: DbDep, experiment: ExperimentQuery = None, timeout_ms: TimeoutMs = None
-) -> AdvicePublic:
+) -> Any:
     """Best draft model, K and stop rule per LLM and dataset (greedy, batch 1), with the runner-up, predicted
     from oracle traces and the costs each run recorded; and the best K under speculative sampling."""
     advice: Advice = analyst(db.limit_ms(timeout_ms), advise, "oracle", experiment)

@@ -10,10 +10,12 @@ from typing import Any
 import polars as pl
 import pytest
 
+from analytics.advise import BEST, SAMPLING, advise
 from analytics.frames import FrameSchema
 from analytics.frequency import OUTPUT, collaboration_frequency
 from analytics.positions import DECILES, EARLY, early_share, position_profile
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
+from api.routes.advice import AdviceRow, SamplingRow
 from api.routes.cof import CofRow
 from api.routes.positions import DecileRow, EarlyRow
 from api.routes.speculative import ServedAcceptanceRow, ServedRow
@@ -27,6 +29,8 @@ CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSch
     "early": (lambda p: early_share(p, GROUP), GROUP, EARLY, EarlyRow),
     "served": (served_summary, (), SERVED, ServedRow),
     "served positions": (served_by_position, (), SERVED_POSITIONS, ServedAcceptanceRow),
+    "advice": (lambda p: advise(p).best.drop("rank"), (), BEST, AdviceRow),
+    "sampling advice": (lambda p: advise(p).sampling, (), SAMPLING, SamplingRow),
 }
 
 
