@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             "SELECT sample_id, list(token_id ORDER BY step) FROM token_events WHERE run_id = ? GROUP BY 1",
             [run_id],
         ).fetchall()
-        max_new = json.loads(
-            con.execute("SELECT settings FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-        )
+        found = con.execute("SELECT settings FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        assert found is not None  # the run was read from this warehouse above
+        max_new = json.loads(found[0])
     recorded = dict(tokens)
     llm_path = model_path(args.warehouse, row["llm"])
     tok = AutoTokenizer.from_pretrained(llm_path)

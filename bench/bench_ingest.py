@@ -156,7 +156,7 @@ def bench_orm(root: Path, events: int) -> float:
     engine = make_engine(path)
     start = time.perf_counter()
     with engine.begin() as conn:
-        conn.execute(sa.insert(TokenEvent.__table__), rows)
+        conn.execute(sa.insert(TokenEvent), rows)
     elapsed = time.perf_counter() - start
     engine.dispose()
     return events / elapsed
