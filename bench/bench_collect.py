@@ -37,7 +37,7 @@ from collector.costs import cycle_seconds, prefill_seconds
 from collector.decode import BatchCollector, batch_collector
 from collector.decode.lockstep import Decoder, collect_lockstep_batch
 from collector.decode.speculative import collect_speculative_batch, cycles_for_samples
-from collector.engine import build_context, chunks
+from collector.engine import build_context, chunks, decode_batches
 from collector.methods.base import CollectContext
 from collector.modeling import LoadedModel, forward
 from collector.prompts import encode_batch
@@ -164,21 +164,29 @@ def collect_tokens(
     batch: int,
     spec_stats: list[Any] | None = None,
     collect: BatchCollector | None = None,
+    refill: bool = True,
 ) -> int:
-    """A collector's batches over the prompts, host cut to Arrow included; recorded tokens."""
+    """A collector's batches over the prompts as the engine decodes them (refilled rows where the loop
+    refills, `collector.decode.refill`; static batches with refill=False), host cut to Arrow included;
+    recorded tokens."""
+    ctx = replace(ctx, config=replace(ctx.config, batch_size=batch))
     collect, tokens = collect or batch_collector(ctx.config), 0
-    for chunk in chunks(list(range(len(task.items))), batch):
-        items = [task.items[i] for i in chunk]
-        ids, mask, prompt_tokens = encode_batch(ctx, items)
-        out = collect(ctx, ids, mask)
-        valid = out.valid.cpu().tolist()
+    todo = list(range(len(task.items)))
+    for part in decode_batches(ctx, task.items, todo, collect if refill else _static(collect)):
+        items = [task.items[i] for i in part.chunk]
         _, events = batch_tables(
-            out.trace, valid, chunk, items, prompt_tokens, ctx.llm.tokenizer, task, out.extra
-        )
+            part.out.trace, part.valid, part.chunk, items, part.prompt_tokens, ctx.llm.tokenizer, task,
+            part.out.extra,
+        )  # fmt: skip
         tokens += events.num_rows
-        if spec_stats is not None and out.cycles is not None:
-            spec_stats.append(out.cycles)
+        if spec_stats is not None and part.out.cycles is not None:
+            spec_stats.append(part.out.cycles)
     return tokens
+
+
+def _static(collect: BatchCollector) -> BatchCollector:
+    """The same batch loop under another name: it has no refilling twin, so batches stay static."""
+    return lambda ctx, ids, mask: collect(ctx, ids, mask)
 
 
 def forward_seconds(

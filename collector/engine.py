@@ -20,9 +20,10 @@ from collector.calibration import OFF, Calibration, calibrate, model_dtype
 from collector.config import RunConfig, run_identity
 from collector.costs import Cost, baseline_cost, pairs_baseline
 from collector.decode import batch_collector
+from collector.decode.refill import refill_outputs, refill_rows
 from collector.methods.base import BatchOutput, CollectContext
 from collector.modeling import LoadedModel, load_model_cached, pick_device, pick_dtype, shared_vocab_size
-from collector.prompts import chat_task, encode_batch, load_prompts_file, prompt_ids
+from collector.prompts import chat_task, left_pad, load_prompts_file, prompt_ids
 from collector.tasks.base import Task, TaskItem
 from warehouse.db import WarehouseError, WarehouseLocked, check_warehouse_file, open_duckdb
 from warehouse.errors import UserError
@@ -237,23 +238,45 @@ def _cost_rows(calibration: Calibration, tally: _Tally, config: RunConfig) -> li
     return [c.row() for c in rows]
 
 
-def _write_batch(
-    ctx: CollectContext,
-    task: Task,
-    writer: StagingWriter,
-    chunk: list[int],
-    collect: Callable[..., BatchOutput],
-) -> _Tally:
+@dataclass(frozen=True)
+class Decoded:
+    """One batch of a run, decoded: its sample ids, output, prompt token counts and decode seconds."""
+
+    chunk: list[int]
+    out: BatchOutput
+    valid: list[int]
+    prompt_tokens: list[int]
+    decode_s: float
+
+
+def decode_batches(
+    ctx: CollectContext, items: Sequence[TaskItem], todo: list[int], collect: Callable[..., BatchOutput]
+) -> Iterator[Decoded]:
+    """Each batch of `todo` (consecutive, in order) decoded: with refilled rows where the batch loop has a
+    refilling twin (`collector.decode.refill`), else in static batches."""
+    size = ctx.config.batch_size
+    rows = [prompt_ids(ctx, items[i]) for i in todo]
+    engine = refill_rows(ctx, collect, rows)
+    outs = None if engine is None else refill_outputs(ctx, engine, rows, size)
+    for start_row in range(0, len(todo), size):
+        chunk, part = todo[start_row : start_row + size], rows[start_row : start_row + size]
+        if ctx.generator is not None:  # seeded per batch: a resumed sampled run draws what one run would
+            ctx.generator.manual_seed(ctx.config.seed * 1_000_003 + chunk[0])
+        start = time.perf_counter()
+        if outs is not None:
+            out = next(outs)
+        else:
+            ids, mask = left_pad(part, ctx.llm.tokenizer.pad_token_id, ctx.device)
+            out = collect(ctx, ids, mask)
+        valid = out.valid.cpu().tolist()  # the batch's one sync: its decode time ends here
+        yield Decoded(chunk, out, valid, [len(r) for r in part], time.perf_counter() - start)
+
+
+def _write_batch(ctx: CollectContext, task: Task, writer: StagingWriter, batch: Decoded) -> _Tally:
+    chunk, out = batch.chunk, batch.out
     items = [task.items[i] for i in chunk]
-    ids, mask, prompt_tokens = encode_batch(ctx, items)
-    if ctx.generator is not None:  # seeded per batch: a resumed sampled run draws what one run would
-        ctx.generator.manual_seed(ctx.config.seed * 1_000_003 + chunk[0])
-    start = time.perf_counter()
-    out = collect(ctx, ids, mask)
-    valid = out.valid.cpu().tolist()  # the batch's one sync: its decode time ends here
-    decode_s = time.perf_counter() - start
     samples, events = batch_tables(
-        out.trace, valid, chunk, items, prompt_tokens, ctx.llm.tokenizer, task, out.extra
+        out.trace, batch.valid, chunk, items, batch.prompt_tokens, ctx.llm.tokenizer, task, out.extra
     )
     cycles = out.cycles
     if cycles is not None:  # batch-row indices → sample ids; cycles past a row's cut dropped
@@ -269,7 +292,7 @@ def _write_batch(
         consulted=int(pc.sum(events.column("consulted")).as_py() or 0),
         correct=int(pc.sum(correct).as_py() or 0),
         checked=len(correct) - correct.null_count,
-        decode_s=decode_s,
+        decode_s=batch.decode_s,
     )
 
 
@@ -283,11 +306,11 @@ def stage_batches(
     """The run's batch loop, shared by the local and the Ray executor: stage each batch of `todo`
     (with the LLM's paired baseline where the run records one); yields (sample ids, the batch's tally)."""
     paired = pairs_baseline(ctx.config)
-    for chunk in chunks(todo, ctx.config.batch_size):
-        tally = _write_batch(ctx, task, writer, chunk, collect)
+    for batch in decode_batches(ctx, task.items, todo, collect):
+        tally = _write_batch(ctx, task, writer, batch)
         if paired:
-            tally.add(_pair_baseline(ctx, [task.items[i] for i in chunk]))
-        yield chunk, tally
+            tally.add(_pair_baseline(ctx, [task.items[i] for i in batch.chunk]))
+        yield batch.chunk, tally
 
 
 def run_collection(

@@ -169,10 +169,16 @@ def encode_batch(
     ctx: CollectContext, items: Sequence[TaskItem]
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Left-padded input ids and mask [B, P], and each prompt's token count (after any truncation)."""
-    tok = ctx.llm.tokenizer
     rows = [prompt_ids(ctx, item) for item in items]
+    ids, mask = left_pad(rows, ctx.llm.tokenizer.pad_token_id, ctx.device)
+    return ids, mask, [len(r) for r in rows]
+
+
+def left_pad(
+    rows: Sequence[Sequence[int]], pad: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask [B, P] of token id rows."""
     width = max(len(r) for r in rows)
-    pad = tok.pad_token_id
-    ids_t = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+    ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
-    return ids_t.to(ctx.device), mask.to(ctx.device), [len(r) for r in rows]
+    return ids.to(device), mask.to(device)

@@ -215,16 +215,22 @@ def lockstep_rule(ctx: CollectContext) -> LockstepRule:
 
 
 def _step_no_sync(
-    ctx: CollectContext, rule: LockstepRule, logps: Sequence[torch.Tensor], finished: torch.Tensor, step: int
+    ctx: CollectContext,
+    rule: LockstepRule,
+    logps: Sequence[torch.Tensor],
+    finished: torch.Tensor,
+    step: int | torch.Tensor,
 ) -> StepTrace:
-    """One token for every row: System 1, router, System 2, emitted (pad for finished rows)."""
+    """One token for every row: System 1, router, System 2, emitted (pad for finished rows); `step` is the
+    token's index, one for all rows or each row's own [B] (rows that joined later: `refill`)."""
     cfg, s_logp = ctx.config, logps[0]  # s_logp: [B, V]
     noise = None if cfg.greedy else gumbel_no_sync(s_logp.shape, ctx.generator, s_logp.device)
     s1 = figures_no_sync(s_logp)
     s1_token = pick_no_sync(s_logp, cfg, noise)
     s2_token = rule.choose(logps, noise).s2_token
     router = ctx.router if ctx.router is not None else AlwaysRouter()
-    consulted = router.consult_no_sync(s1, torch.full_like(s1_token, step))
+    steps = step if isinstance(step, torch.Tensor) else torch.full_like(s1_token, step)
+    consulted = router.consult_no_sync(s1, steps)
     token = torch.where(consulted, s2_token, s1_token).masked_fill(finished, ctx.llm.tokenizer.pad_token_id)
     accept = accept_prob_no_sync(s_logp, logps[1], cfg.temperature, cfg.top_p)
     return s1_trace_no_sync(token, s1_token, s1, logps[1], s2_token, consulted, accept)

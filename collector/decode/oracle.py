@@ -33,9 +33,8 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def collect_oracle_batch(ctx: CollectContext, input_ids: torch.Tensor, mask: torch.Tensor) -> BatchOutput:
     """LLM greedy generate, then one teacher-forced SLM pass; figures stay on the device."""
-    llm, slm = ctx.llm, ctx.system1
-    tok = llm.tokenizer
-    out = llm.model.generate(
+    tok = ctx.llm.tokenizer
+    out = ctx.llm.model.generate(
         input_ids=input_ids,
         attention_mask=mask,
         max_new_tokens=ctx.config.max_new_tokens,
@@ -47,15 +46,28 @@ def collect_oracle_batch(ctx: CollectContext, input_ids: torch.Tensor, mask: tor
         stop_strings=list(ctx.stop_strings) or None,
         tokenizer=tok if ctx.stop_strings else None,
     )
-    P = input_ids.shape[1]
-    generated = out.sequences[:, P:]  # [B, T]
-    T = generated.shape[1]
+    generated = out.sequences[:, input_ids.shape[1] :]  # [B, T]
     l_logp = log_probs(torch.stack(out.logits, dim=1), ctx.vocab)  # [B, T, V]
+    valid = valid_lengths_no_sync(generated, tok.eos_token_id)
+    return teacher_forced_output(ctx, input_ids, mask, generated, l_logp, valid)
+
+
+def teacher_forced_output(
+    ctx: CollectContext,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    generated: torch.Tensor,
+    l_logp: torch.Tensor,
+    valid: torch.Tensor,
+) -> BatchOutput:
+    """The batch's trace from the LLM's tokens [B, T] and log-probs [B, T, V] after left-padded prompts
+    [B, P]: one teacher-forced System 1 pass over prompt + tokens gives every System 1 prediction."""
+    P, T = input_ids.shape[1], generated.shape[1]
     full_mask = torch.cat([mask, torch.ones_like(generated)], dim=1)[:, : P + T - 1]
-    seq = out.sequences[:, : P + T - 1]
-    s_out = forward(slm.model, seq, full_mask, positions(full_mask))
+    seq = torch.cat([input_ids, generated], dim=1)[:, : P + T - 1]
+    s_out = forward(ctx.system1.model, seq, full_mask, positions(full_mask))
     s_logp = log_probs(s_out.logits[:, P - 1 :], ctx.vocab)  # [B, T, V]: position P-1+t predicts token t
     choice = oracle_step(s_logp, l_logp)
     consulted = torch.ones_like(generated, dtype=torch.bool)
     trace = trace_no_sync(generated, s_logp, l_logp, choice.s2_token, consulted)
-    return BatchOutput(trace=trace, valid=valid_lengths_no_sync(generated, tok.eos_token_id))
+    return BatchOutput(trace=trace, valid=valid)
