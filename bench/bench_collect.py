@@ -2,14 +2,17 @@
 
 - a per-token loop in the style of the paper's released code (batch 1, both models stepped one token at a
   time with their caches, top-100 probabilities of both converted to Python lists every step);
-- the LLM's own greedy `generate` (batch 16, and batch 1 for speculative decoding);
-- the oracle fast path and the lock-step methods at batch 16 (device trace + host cut to Arrow included;
-  staging and ingest are measured by bench_ingest);
+- the LLM's own greedy `generate` (batch 16 and 64, and batch 1 for speculative decoding);
+- the oracle fast path and the lock-step methods at batch 16 and 64, as the engine runs them: done rows
+  refilled with the next prompts (continuous batching, `collector.decode.refill`); the oracle fast path also
+  in static batches, as before refilling (device trace + host cut to Arrow included; staging and ingest are
+  measured by bench_ingest);
 - speculative decoding (greedy, batch 1) against the LLM's greedy `generate`, beside the analytic
   expectation (1 − a^(K+1)) / ((1 − a)(K·c + 1)) from the measured acceptance a and cost ratio c, and
   beside the advisor's prediction from a measured real cycle (both forwards plus the loop's own work).
 
-    python -m bench.bench_collect [--prompts 32] [--max-new-tokens 64] [--threads 1] [--repeats 3]
+    python -m bench.bench_collect [--prompts 128] [--batch 16 64] [--max-new-tokens 64] [--threads 1]
+                                  [--repeats 3] [--no-speculative]
 
 The pair is the zoo's largest and smallest model when `collector/zoo/models` exists, else two randomly
 initialised GPT-NeoX models about 30x apart built here. Each timing is the median over repeats, with the
@@ -241,7 +244,8 @@ def with_cfg(c: CollectContext, **kw: Any) -> CollectContext:
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--prompts", type=int, default=128)
+    p.add_argument("--batch", type=int, nargs="+", default=[16, 64], help="batch sizes of the batched runs")
     p.add_argument("--loop-prompts", type=int, default=8, help="prompts for the batch-1 runs")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=1)
@@ -249,7 +253,30 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--draft-k", type=int, nargs="+", default=[3, 5])
     p.add_argument("--shots", type=int, help="few-shot examples per prompt (default: the task's)")
     p.add_argument("--random-pair", action="store_true", help="random models ~30x apart even if a zoo exists")
+    p.add_argument("--no-speculative", action="store_true", help="skip the speculative decoding table")
     return p.parse_args()
+
+
+def batch_runs_of(
+    ctx: CollectContext, tuned_ctx: CollectContext | None, task: Task, B: int
+) -> dict[str, Callable[[], int]]:
+    """The LLM's generate, the oracle fast path (refilled, and in static batches as before refilling) and
+    every lock-step method, at batch B."""
+    runs: dict[str, Callable[[], int]] = {
+        f"LLM generate (batch {B})": lambda: generate_tokens(ctx, task, B),
+        f"oracle fast path, static batches (batch {B})": lambda: collect_tokens(ctx, task, B, refill=False),
+        f"oracle fast path (batch {B})": lambda: collect_tokens(ctx, task, B),
+        f"oracle lock-step, router always (batch {B})": lambda: collect_tokens(
+            ctx, task, B, collect=collect_lockstep_batch
+        ),
+        f"oracle lock-step, entropy router τ = 1 (batch {B})": lambda: collect_tokens(
+            with_cfg(ctx, router="entropy", threshold=1.0), task, B
+        ),
+        f"contrastive (batch {B})": lambda: collect_tokens(with_cfg(ctx, method="contrastive"), task, B),
+    }
+    if tuned_ctx is not None:
+        runs[f"proxy (batch {B})"] = lambda: collect_tokens(with_cfg(tuned_ctx, method="proxy"), task, B)
+    return runs
 
 
 def main() -> None:
@@ -268,24 +295,15 @@ def main() -> None:
     ctx = replace(ctx, stop_strings=())
     tuned_ctx = build_context(replace(base, slm_tuned=tuned), task) if tuned else None
     load = os.getloadavg()[0]
-    B = 16
     runs: dict[str, Callable[[], int]] = {
-        "paper-style per-token loop (batch 1)": lambda: paper_loop(ctx, small),
-        "LLM generate (batch 16)": lambda: generate_tokens(ctx, task, B),
-        "oracle fast path (batch 16)": lambda: collect_tokens(ctx, task, B),
-        "oracle lock-step, router always (batch 16)": lambda: collect_tokens(
-            ctx, task, B, collect=collect_lockstep_batch
-        ),
-        "oracle lock-step, entropy router (batch 16)": lambda: collect_tokens(
-            with_cfg(ctx, router="entropy", threshold=1.0), task, B
-        ),
-        "contrastive (batch 16)": lambda: collect_tokens(with_cfg(ctx, method="contrastive"), task, B),
+        "paper-style per-token loop (batch 1)": lambda: paper_loop(ctx, small)
     }
-    if tuned_ctx is not None:
-        runs["proxy (batch 16)"] = lambda: collect_tokens(with_cfg(tuned_ctx, method="proxy"), task, B)
+    for B in args.batch:
+        runs |= batch_runs_of(ctx, tuned_ctx, task, B)
     batch_runs = timed(runs, args.repeats)
     report_batch(batch_runs, desc, args, load)
-    report_speculative(ctx, small, args)
+    if not args.no_speculative:
+        report_speculative(ctx, small, args)
     print(
         f"\nload average (1 min) at start {load:.1f}, at end {os.getloadavg()[0]:.1f}; "
         f"torch threads {args.threads}"
@@ -293,21 +311,24 @@ def main() -> None:
 
 
 def report_batch(t: dict[str, Timing], desc: str, args: argparse.Namespace, load: float) -> None:
+    """One table: tokens/s against the per-token loop and against the LLM's generate at the same batch."""
     loop = t["paper-style per-token loop (batch 1)"].tokens_per_s
-    gen = t["LLM generate (batch 16)"].tokens_per_s
     shots = "default" if args.shots is None else args.shots
     print(
         f"pair: {desc}; builtin:arith ({shots} shots), {args.prompts} prompts, "
         f"max {args.max_new_tokens} new tokens"
     )
     print(
-        "\n| run | tokens | s | tokens/s | × per-token loop | × LLM generate |\n"
+        "\n| run | tokens | s | tokens/s | × per-token loop | × LLM generate (same batch) |\n"
         "|---|---:|---:|---:|---:|---:|"
     )
     for name, x in t.items():
+        batch = name[name.rindex("(") :]
+        gen = t.get(f"LLM generate {batch}")
+        versus = f"{x.tokens_per_s / gen.tokens_per_s:.2f}" if gen else ""
         print(
             f"| {name} | {x.tokens} | {x.seconds:.2f} | {x.tokens_per_s:.0f} | "
-            f"{x.tokens_per_s / loop:.1f} | {x.tokens_per_s / gen:.2f} |"
+            f"{x.tokens_per_s / loop:.1f} | {versus} |"
         )
 
 

@@ -119,3 +119,19 @@ def test_windowed_caches_and_sampling_stay_static(tiny_models: TinyModels, tmp_p
     assert refill_rows(context(sampled), batch_collector(sampled), [[1, 2]]) is None
     speculative = replace(sampled, temperature=0.0, method="speculative")
     assert refill_rows(context(speculative), batch_collector(speculative), [[1, 2]]) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "opt", "bloom"])
+def test_refilled_rows_on_attention_architectures(
+    arch: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Rotary, learned and mask-derived positions and ALiBi biases: refilled rows equal each row alone
+    (the oracle fast path; the lock-step loop drives the same decoders)."""
+    path = make_arch_model(tmp_path_factory.mktemp("refill") / arch, arch, zoo_tokenizer(), 1)
+    prompts = (LONG, *PROMPTS[:3], LONG[:30])
+    cfg = RunConfig(llm=str(path), slm=str(path), prompts="unused", max_new_tokens=10)
+    ctx = context(cfg)
+    assert refill_rows(ctx, batch_collector(cfg), [[1, 2]]) is not None
+    alone = collect_events(ctx, batch_collector(cfg), prompts, 1)
+    refilled = _refilled_events(ctx, prompts, 2)
+    assert_events_equal(alone, refilled.sort_by([("sample_id", "ascending"), ("step", "ascending")]))
