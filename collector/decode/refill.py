@@ -29,7 +29,6 @@ from collector.decode.lockstep import (
     _step_no_sync,
     collect_lockstep_batch,
     lockstep_rule,
-    stop_rows_on_host,
 )
 from collector.decode.oracle import collect_oracle_batch, teacher_forced_output
 from collector.decode.slots import TRIM_AT, append, leading_holes, place, slot_decoder, trim
@@ -163,7 +162,8 @@ def refill_rows(
     twin = REFILLING.get(collect)
     if twin is None or not ctx.config.greedy or not prompts:
         return None
-    capacity = max(len(p) for p in prompts) + ctx.config.max_new_tokens + 2 * CHECK_EVERY
+    # the widest a batch gets: a prompt, its tokens, steps to the next check, holes not yet worth a trim
+    capacity = max(len(p) for p in prompts) + ctx.config.max_new_tokens + CHECK_EVERY + TRIM_AT
     engine = twin(ctx, capacity)
     return engine if engine.joinable() else None
 
@@ -236,10 +236,7 @@ class Refill:
 
     def _check(self, token: torch.Tensor) -> Iterator[BatchOutput]:
         """Host check: rows that are done free their slots, the next prompts take them; done batches go."""
-        self.finished, _ = stop_rows_on_host(
-            self.history, self.length, self.finished, self.ctx.llm.tokenizer, self.ctx.stop_strings
-        )
-        done = self.finished.cpu().tolist()
+        done = self._done()
         ended = [r for r, d in enumerate(done) if d and self.live[r] is not None]
         free = [r for r, d in enumerate(done) if d]
         waiting = len(self.prompts) - self.next
@@ -261,6 +258,23 @@ class Refill:
             self._admit(min(len(free), waiting), free)
         self.segment = _Segment(list(self.live), list(self.offsets), self.g)
         yield from self._flush()
+
+    def _done(self) -> list[bool]:
+        """Rows that are done (EOS, the token limit, a stop string in their latest text, or free): the
+        check's sync. Only the last tokens are decoded, enough to hold any stop string completed since the
+        last check; a stop string missed that way only costs tokens (the host cut finds it in the full
+        text), never changes one."""
+        done = self.finished.cpu()
+        stops = self.ctx.stop_strings
+        if stops and not bool(done.all()):
+            tok, history, length = self.ctx.llm.tokenizer, self.history.cpu(), self.length.cpu().tolist()
+            window = self.every + max(len(s) for s in stops) + 2  # tokens: most hold a character or more
+            for r in (~done).nonzero().flatten().tolist():
+                recent = history[r, max(0, length[r] - window) : length[r]].tolist()
+                text = tok.decode(recent, skip_special_tokens=True)
+                done[r] = any(s and s in text for s in stops)
+            self.finished = done.to(self.device)
+        return [bool(d) for d in done.tolist()]
 
     def _keep(self, rows: list[int]) -> None:
         """Keep only rows `rows` (the rest are free and no prompt waits for them)."""

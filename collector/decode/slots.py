@@ -115,8 +115,9 @@ def place(decoder: Decoder, slots: torch.Tensor, group: Decoder) -> None:
     W = decoder.mask.shape[1]
     for layer, new in zip(_layers(decoder), group.cache.layers, strict=True):
         keys, values = _kv(layer)
-        keys[slots, :, W - P : W] = new.keys
-        values[slots, :, W - P : W] = new.values
+        rows = slots.to(keys.device)  # layers may sit on several devices (--device-map auto)
+        keys[rows, :, W - P : W] = new.keys
+        values[rows, :, W - P : W] = new.values
     mask = decoder.mask.new_zeros(len(slots), W)
     mask[:, W - P :] = group.mask
     decoder.mask[slots] = mask

@@ -102,13 +102,13 @@ def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels
 
 def test_stop_strings_cut_refilled_rows_like_static_ones(tiny_models: TinyModels) -> None:
     ctx = _ctx(tiny_models)
-    stop = ctx.llm.tokenizer.decode(
-        tokens_by_sample(collect_events(ctx, batch_collector(ctx.config), MIXED, 4))[1][3]
-    )
+    plain = collect_events(ctx, batch_collector(ctx.config), MIXED, 4)
+    stop = str(ctx.llm.tokenizer.decode(tokens_by_sample(plain)[1][3]))
     ctx = replace(ctx, stop_strings=(stop,))
     alone = collect_events(ctx, batch_collector(ctx.config), MIXED, 1)
     refilled = _refilled_events(ctx, MIXED, 4)
     assert_events_equal(alone, refilled.sort_by([("sample_id", "ascending"), ("step", "ascending")]))
+    assert len(alone) < len(plain)  # the stop string cut rows
 
 
 def test_windowed_caches_and_sampling_stay_static(tiny_models: TinyModels, tmp_path: Path) -> None:
