@@ -112,6 +112,16 @@ def _events(warehouse: Path, run_id: int) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
+def _assert_same_events(a: list[tuple[object, ...]], b: list[tuple[object, ...]]) -> None:
+    """Ids, tokens and flags exactly; fp32 figures up to rounding: with continuous batching a resumed row
+    decodes beside other rows than it would have (`collector.decode.refill`): another summation order."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert [v for v in x if not isinstance(v, float)] == [v for v in y if not isinstance(v, float)]
+        floats = [v for v in x if isinstance(v, float)]
+        assert [v for v in y if isinstance(v, float)] == pytest.approx(floats, rel=1e-5, abs=1e-6)
+
+
 def _cycles(warehouse: Path, run_id: int) -> list[tuple[object, ...]]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return con.execute(
@@ -161,7 +171,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(
     resumed_id, reference_id = runs[0][0], runs[1][0]
     assert reference.run_id == reference_id and per_run == [(resumed_id, 10), (reference_id, 10)]
     resumed_events = _events(warehouse_path, resumed_id)
-    assert resumed_events == _events(warehouse_path, reference_id) and len(resumed_events) > 10
+    _assert_same_events(resumed_events, _events(warehouse_path, reference_id))
+    assert len(resumed_events) > 10
     assert _cycles(warehouse_path, resumed_id) == _cycles(warehouse_path, reference_id)
     assert not any(staging_dir(warehouse_path).glob("*/batch-*"))
 
