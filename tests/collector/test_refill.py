@@ -103,7 +103,7 @@ def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels
 def test_stop_strings_cut_refilled_rows_like_static_ones(tiny_models: TinyModels) -> None:
     ctx = _ctx(tiny_models)
     plain = collect_events(ctx, batch_collector(ctx.config), MIXED, 4)
-    stop = str(ctx.llm.tokenizer.decode(tokens_by_sample(plain)[1][3]))
+    stop = str(ctx.llm.tokenizer.decode(tokens_by_sample(plain)[0][4]))  # a character mid-row
     ctx = replace(ctx, stop_strings=(stop,))
     alone = collect_events(ctx, batch_collector(ctx.config), MIXED, 1)
     refilled = _refilled_events(ctx, MIXED, 4)
