@@ -305,13 +305,15 @@ function acceptanceSpec(rows, colorField, title, facet = false) {
     height: facet ? 150 : 200,
     mark: { type: "line", point: true, tooltip: true },
     encoding: {
-      x: q("position", "position in the draft (0 = first drafted token)", { axis: { tickMinStep: 1, format: "d" } }),
+      x: { field: "position", type: "ordinal", title: "position in the draft (0 = first drafted token)", axis: { labelAngle: 0 } },
       y: q("acceptance_rate", "P(accepted | reached)", { scale: { domain: [0, 1] } }),
       color: seriesColor(rows, colorField, title),
     },
   };
   const byK = { row: { field: "k_label", type: "nominal", title: null, header: { labelAngle: 0, labelOrient: "left" } } };
-  return facet ? { data: { values: rows }, facet: { ...byDataset, ...byK }, spec: layer } : { data: { values: rows }, ...layer };
+  // Each panel's x axis spans its own K's positions (a K = 2 panel does not run on to 3).
+  const own = { scale: { x: "independent" } };
+  return facet ? { data: { values: rows }, facet: { ...byDataset, ...byK }, spec: layer, resolve: own } : { data: { values: rows }, ...layer };
 }
 
 const speedup = (v) => (v == null ? null : `${v.toFixed(2)}×`);
