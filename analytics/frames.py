@@ -50,6 +50,10 @@ class FrameSchema:
         """This schema's columns, then the others'."""
         return FrameSchema(self.columns + tuple(c for o in others for c in o.columns))
 
+    def drop(self, *names: str) -> FrameSchema:
+        """This schema less the named columns."""
+        return FrameSchema(tuple((n, c) for n, c in self.columns if n not in names))
+
     def polars(self, *, leave_out: tuple[str, ...] = ()) -> dict[str, pl.DataType]:
         """The polars schema of the declared columns (less `leave_out`)."""
         return {name: col.dtype for name, col in self.columns if name not in leave_out}

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from analytics.frames import Col, FrameSchema
 from analytics.source import (
     AnalyticsError,
     Filters,
@@ -31,33 +32,36 @@ from analytics.source import (
     runs_where,
     table_columns,
 )
-from analytics.speedup import SPEEDUP_SCHEMA, run_speedups
+from analytics.speedup import FLOP_MODEL, SPEEDUP, run_speedups
 from warehouse import vocabulary
 
-ACCEPTANCE_SCHEMA = {
-    "position": pl.Int64,
-    "reached": pl.Int64,
-    "accepted": pl.Int64,
-    "cycles": pl.Int64,
-    "acceptance_rate": pl.Float64,
-    "survival": pl.Float64,
-}
-RUN_SCHEMA = {
-    "run_id": pl.Int64,
-    "llm": pl.Utf8,
-    "slm": pl.Utf8,
-    "dataset": pl.Utf8,
-    "draft_k": pl.Int64,
-    "cycles": pl.Int64,
-    "drafted": pl.Int64,
-    "accepted": pl.Int64,
-    "acceptance": pl.Float64,
-    "mean_accepted": pl.Float64,
-    "tokens_per_cycle": pl.Float64,
-    "cost_ratio": pl.Float64,
-    "flop_model_speedup": pl.Float64,
-    **{k: v for k, v in SPEEDUP_SCHEMA.items() if k != "run_id"},
-}
+# The columns `acceptance_by_position` returns after its group-by columns.
+ACCEPTANCE = FrameSchema.of(
+    position=Col(int, "draft position i, 0 first"),
+    reached=Col(int, "cycles that reached position i"),
+    accepted=Col(int, "of them, cycles that kept the draft at i"),
+    cycles=Col(int, nullable=True),
+    acceptance_rate=Col(float, "P(accept | reached)"),
+    survival=Col(float, "P(kept > i): accepted / cycles"),
+)
+# The columns `speculative_runs` returns.
+RUN = FrameSchema.of(
+    run_id=Col(int),
+    llm=Col(str, nullable=True),
+    slm=Col(str, nullable=True),
+    dataset=Col(str, nullable=True),
+    draft_k=Col(int, nullable=True),
+    cycles=Col(int, nullable=True),
+    drafted=Col(int, nullable=True),
+    accepted=Col(int, nullable=True),
+    acceptance=Col(float, "per-token acceptance a = accepted / verified positions"),
+    mean_accepted=Col(float),
+    tokens_per_cycle=Col(float),
+    cost_ratio=Col(float, "c = params(SLM) / params(LLM), the FLOP model's"),
+    flop_model_speedup=Col(float, FLOP_MODEL),
+).plus(SPEEDUP.drop("run_id"))
+ACCEPTANCE_SCHEMA = ACCEPTANCE.polars()
+RUN_SCHEMA = RUN.polars()
 EMITTED_SCHEMA = {"draft_index": pl.Int64, "accepted": pl.Boolean, "tokens": pl.Int64}
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from analytics.costs import RunCosts, cycles_seconds, paired_throughputs, run_costs
+from analytics.frames import Col, FrameSchema
 from analytics.source import Source, connect, query, table_columns
 
 PREDICTED = "predicted: the run's cycles × its pair's measured costs (the advisor's model, batch 1)"
@@ -29,13 +30,15 @@ MEASURED = "measured: the run's decode over its own paired baseline (the LLM alo
 FLOP_MODEL = "FLOP model: (1 − a^(K+1)) / ((1 − a)(K·c + 1)), c = N_SLM / N_LLM"
 NO_BASELINE = "no measured speed-up: this run recorded no paired baseline (calibration off, or an older run)"
 NO_COSTS = "no predicted speed-up: no run of this pair on this device recorded cycle costs"
-SPEEDUP_SCHEMA = {
-    "run_id": pl.Int64,
-    "predicted_speedup": pl.Float64,
-    "predicted_from": pl.Utf8,
-    "measured_speedup": pl.Float64,
-    "measured_note": pl.Utf8,
-}
+# The columns `run_speedups` returns.
+SPEEDUP = FrameSchema.of(
+    run_id=Col(int),
+    predicted_speedup=Col(float, PREDICTED),
+    predicted_from=Col(str, "whose costs, or why there is no prediction", nullable=True),
+    measured_speedup=Col(float, f"{MEASURED}; null without one"),
+    measured_note=Col(str, "what the measured speed-up is, or why there is none", nullable=True),
+)
+SPEEDUP_SCHEMA = SPEEDUP.polars()
 
 
 def _runs(con: Source, run_ids: Sequence[int]) -> pl.DataFrame:

@@ -6,12 +6,11 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from pydantic import BaseModel, Field, create_model
+from pydantic import create_model
 
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
-from analytics.speculative import acceptance_by_position, speculative_runs
-from analytics.speedup import FLOP_MODEL, MEASURED, PREDICTED
-from api.convert import Group, frame_model, list_of, records
+from analytics.speculative import ACCEPTANCE, RUN, acceptance_by_position, speculative_runs
+from api.convert import frame_model, list_of, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -20,40 +19,17 @@ from api.params import Filters, FiltersDep, GroupByQuery, groups
 router = aggregate_router(prefix="/v1", tags=["speculative"])
 
 
-class SpeculativeRunRow(BaseModel):
-    """One speculative run: K, acceptance, mean accepted length, predicted and measured speed-up."""
-
-    run_id: int
-    llm: str | None
-    slm: str | None
-    dataset: str | None
-    draft_k: int | None
-    cycles: int | None
-    drafted: int | None
-    accepted: int | None
-    acceptance: float | None = Field(description="per-token acceptance a = accepted / verified positions")
-    mean_accepted: float | None
-    tokens_per_cycle: float | None
-    cost_ratio: float | None = Field(description="c = params(SLM) / params(LLM), the FLOP model's")
-    flop_model_speedup: float | None = Field(description=FLOP_MODEL)
-    predicted_speedup: float | None = Field(description=PREDICTED)
-    predicted_from: str | None = Field(description="whose costs, or why there is no prediction")
-    measured_speedup: float | None = Field(description=f"{MEASURED}; null without one")
-    measured_note: str | None = Field(description="what the measured speed-up is, or why there is none")
-
-
-class AcceptanceRow(BaseModel):
-    """Draft position i of a group: cycles reaching it, accepted there, P(accept | reached), P(kept > i)."""
-
-    group: Group
-    position: int
-    reached: int
-    accepted: int
-    cycles: int | None
-    acceptance_rate: float | None
-    survival: float | None
-
-
+SpeculativeRunRow: Any = frame_model(
+    "SpeculativeRunRow",
+    "One speculative run: K, acceptance, mean accepted length, predicted and measured speed-up.",
+    RUN,
+    group=False,
+)
+AcceptanceRow: Any = frame_model(
+    "AcceptanceRow",
+    "Draft position i of a group: cycles reaching it, accepted there, P(accept | reached), P(kept > i).",
+    ACCEPTANCE,
+)
 ServedRow: Any = frame_model(
     "ServedRow",
     "Requests a serving engine answered, imported (`python -m warehouse import`), per engine, pair and K.",
@@ -71,8 +47,8 @@ SpeculativePublic: Any = create_model(
     __doc__="Speculative runs and their acceptance by draft position; beside them, imported serving "
     "requests.",
     group_by=(list[str], ...),
-    runs=(list[SpeculativeRunRow], ...),
-    acceptance=(list[AcceptanceRow], ...),
+    runs=(list_of(SpeculativeRunRow), ...),
+    acceptance=(list_of(AcceptanceRow), ...),
     served=(list_of(ServedRow), ...),
     served_acceptance=(list_of(ServedAcceptanceRow), ...),
 )

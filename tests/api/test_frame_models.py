@@ -15,11 +15,12 @@ from analytics.frames import FrameSchema
 from analytics.frequency import OUTPUT, collaboration_frequency
 from analytics.positions import DECILES, EARLY, early_share, position_profile
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
+from analytics.speculative import ACCEPTANCE, RUN, acceptance_by_position, speculative_runs
 from api.routes.advice import AdviceRow, SamplingRow
 from api.routes.cof import CofRow
 from api.routes.positions import DecileRow, EarlyRow
-from api.routes.speculative import ServedAcceptanceRow, ServedRow
-from tests.synthetic import compared_runs
+from api.routes.speculative import AcceptanceRow, ServedAcceptanceRow, ServedRow, SpeculativeRunRow
+from tests.synthetic import add_run, compared_runs, config
 
 GROUP = ("llm", "method")
 # name: (the frame of the warehouse, its group-by columns, the declared schema, the route's row model)
@@ -29,6 +30,8 @@ CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSch
     "early": (lambda p: early_share(p, GROUP), GROUP, EARLY, EarlyRow),
     "served": (served_summary, (), SERVED, ServedRow),
     "served positions": (served_by_position, (), SERVED_POSITIONS, ServedAcceptanceRow),
+    "speculative runs": (speculative_runs, (), RUN, SpeculativeRunRow),
+    "acceptance": (lambda p: acceptance_by_position(p, GROUP), GROUP, ACCEPTANCE, AcceptanceRow),
     "advice": (lambda p: advise(p).best.drop("rank"), (), BEST, AdviceRow),
     "sampling advice": (lambda p: advise(p).sampling, (), SAMPLING, SamplingRow),
 }
@@ -38,6 +41,7 @@ CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSch
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("frames") / "fsgen.duckdb"
     compared_runs(path)
+    add_run(path, config(method="speculative"), lengths=[6, 9, 4])
     return path
 
 
