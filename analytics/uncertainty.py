@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from analytics.frames import Col, FrameSchema
 from analytics.source import (
     AnalyticsError,
     Filters,
@@ -32,6 +33,24 @@ from warehouse.summaries import PREDICTOR_GRID
 # the warehouse's, whose `histogram_sums` table holds each run's counts per cell, written at ingest.
 PREDICTORS: dict[str, tuple[str, int]] = dict(PREDICTOR_GRID)
 STAT_SUMS = ("tokens", "mismatches", "u", "ties", "sx", "sxx", "sxy")
+# The columns `mismatch_predictors` returns after its group-by columns.
+PREDICTOR_STATS = FrameSchema.of(
+    predictor=Col(str, "larger = less certain System 1"),
+    tokens=Col(int),
+    mismatches=Col(int),
+    auroc=Col(float, "P(the predictor is larger at a mismatch than at a match): area under the ROC curve"),
+    spearman=Col(float),
+    point_biserial=Col(float),
+)
+# The columns `mismatch_by_entropy_bin` returns after its group-by columns.
+ENTROPY_BINS = FrameSchema.of(
+    bin=Col(int),
+    lo=Col(float),
+    hi=Col(float, "null for the open last bin"),
+    tokens=Col(int),
+    mismatches=Col(int),
+    mismatch_rate=Col(float),
+)
 
 
 def check_predictors(predictors: Sequence[str]) -> tuple[str, ...]:
@@ -142,7 +161,7 @@ def mismatch_predictors(
     names = check_predictors(predictors)
     cols = list(check_group_by(group_by))
     hist = query(source, *histogram_sql(names, cols, filters, exact))
-    return statistics_from_sums(rank_sums(hist, cols, names, exact))
+    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
 
 
 def mismatch_by_entropy_bin(
@@ -150,7 +169,11 @@ def mismatch_by_entropy_bin(
 ) -> pl.DataFrame:
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
     sums = profile_sums(source, "entropy_profile", ["bin", "lo", "hi"], group_by, filters)
-    return sums.with_columns((pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"))
+    rated = sums.with_columns(
+        pl.col("lo", "hi").cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL: the edges are floats
+        (pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"),
+    )
+    return ENTROPY_BINS.select(rated, check_group_by(group_by))
 
 
 def entropy_histogram(

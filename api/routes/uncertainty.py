@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import duckdb
 import polars as pl
 from fastapi import Query
-from pydantic import BaseModel, Field
+from pydantic import create_model
 
-from analytics.uncertainty import PREDICTORS, mismatch_by_entropy_bin, mismatch_predictors
-from api.convert import Group, records
+from analytics.uncertainty import (
+    ENTROPY_BINS,
+    PREDICTOR_STATS,
+    PREDICTORS,
+    mismatch_by_entropy_bin,
+    mismatch_predictors,
+)
+from api.convert import frame_model, list_of, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -23,36 +29,21 @@ else:
     Predictor = Literal[tuple(PREDICTORS)]
 
 
-class PredictorRow(BaseModel):
-    """How well one predictor (larger = less certain System 1) separates mismatches, in one group."""
-
-    group: Group
-    predictor: str
-    tokens: int
-    mismatches: int
-    auroc: float | None
-    spearman: float | None
-    point_biserial: float | None
-
-
-class EntropyBinRow(BaseModel):
-    """Mismatch rate in one bin of System 1 entropy [lo, hi) nats."""
-
-    group: Group
-    bin: int
-    lo: float | None
-    hi: float | None = Field(description="null for the open last bin")
-    tokens: int
-    mismatches: int
-    mismatch_rate: float | None
-
-
-class UncertaintyPublic(BaseModel):
-    """Per group: each predictor's AUROC and correlations, and the mismatch rate by entropy bin."""
-
-    group_by: list[str]
-    predictors: list[PredictorRow]
-    entropy_bins: list[EntropyBinRow]
+PredictorRow: Any = frame_model(
+    "PredictorRow",
+    "How well one predictor (larger = less certain System 1) separates mismatches, in one group.",
+    PREDICTOR_STATS,
+)
+EntropyBinRow: Any = frame_model(
+    "EntropyBinRow", "Mismatch rate in one bin of System 1 entropy [lo, hi) nats.", ENTROPY_BINS
+)
+UncertaintyPublic: Any = create_model(
+    "UncertaintyPublic",
+    __doc__="Per group: each predictor's AUROC and correlations, and the mismatch rate by entropy bin.",
+    group_by=(list[str], ...),
+    predictors=(list_of(PredictorRow), ...),
+    entropy_bins=(list_of(EntropyBinRow), ...),
+)
 
 
 DEFAULT_GROUP_BY = ("run_id",)
@@ -76,7 +67,7 @@ def get_uncertainty(
         list[Predictor] | None, Query(description="predictors (repeatable; default all)")
     ] = None,
     timeout_ms: TimeoutMs = None,
-) -> UncertaintyPublic:
+) -> Any:
     """AUROC, Spearman and point-biserial per predictor; mismatch rate by entropy bin."""
     cols = groups(group_by, DEFAULT_GROUP_BY)
     chosen = tuple(dict.fromkeys(predictor)) if predictor else tuple(PREDICTORS)

@@ -16,10 +16,12 @@ from analytics.frequency import OUTPUT, collaboration_frequency
 from analytics.positions import DECILES, EARLY, early_share, position_profile
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
 from analytics.speculative import ACCEPTANCE, RUN, acceptance_by_position, speculative_runs
+from analytics.uncertainty import ENTROPY_BINS, PREDICTOR_STATS, mismatch_by_entropy_bin, mismatch_predictors
 from api.routes.advice import AdviceRow, SamplingRow
 from api.routes.cof import CofRow
 from api.routes.positions import DecileRow, EarlyRow
 from api.routes.speculative import AcceptanceRow, ServedAcceptanceRow, ServedRow, SpeculativeRunRow
+from api.routes.uncertainty import EntropyBinRow, PredictorRow
 from tests.synthetic import add_run, compared_runs, config
 
 GROUP = ("llm", "method")
@@ -32,6 +34,8 @@ CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSch
     "served positions": (served_by_position, (), SERVED_POSITIONS, ServedAcceptanceRow),
     "speculative runs": (speculative_runs, (), RUN, SpeculativeRunRow),
     "acceptance": (lambda p: acceptance_by_position(p, GROUP), GROUP, ACCEPTANCE, AcceptanceRow),
+    "predictors": (lambda p: mismatch_predictors(p, GROUP), GROUP, PREDICTOR_STATS, PredictorRow),
+    "entropy bins": (lambda p: mismatch_by_entropy_bin(p, GROUP), GROUP, ENTROPY_BINS, EntropyBinRow),
     "advice": (lambda p: advise(p).best.drop("rank"), (), BEST, AdviceRow),
     "sampling advice": (lambda p: advise(p).sampling, (), SAMPLING, SamplingRow),
 }
