@@ -48,10 +48,7 @@ K_GRID = vocabulary.ADVISE_K  # the draft lengths the collector's calibration ti
 THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
 # The pair and the oracle run an advice row is about.
 PAIR = FrameSchema.of(
-    llm=Col(str),
-    dataset=Col(str),
-    slm=Col(str),
-    oracle_run_id=Col(int, "the oracle run whose trace is replayed"),
+    **dict.fromkeys(("llm", "dataset", "slm"), Col(str)), oracle_run_id=Col(int, "the replayed oracle run")
 )
 # A candidate setting (greedy, batch 1) and its prediction: the rows of `Advice.candidates` (with `rank`).
 ADVICE = PAIR.plus(

@@ -16,6 +16,7 @@ from api.settings import ApiSettings
 from collector.config import RunConfig
 from collector.engine import run_collection
 from tests.conftest import TinyModels
+from tests.synthetic import add_run, compared_runs, config
 from warehouse.migrate import upgrade
 
 
@@ -48,6 +49,16 @@ def rich_warehouse(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFac
         RunConfig(slm=str(tiny_models.slm), method="speculative", draft_k=3, **common),
     ):
         run_collection(cfg, path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic runs written through the real staging and ingest (no model runs): an oracle and a
+    contrastive run of one pair, and a speculative run."""
+    path = tmp_path_factory.mktemp("synthetic") / "fsgen.duckdb"
+    compared_runs(path)
+    add_run(path, config(method="speculative"), lengths=[6, 9, 4])
     return path
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from api.settings import ApiSettings
 from tests.api.conftest import asgi_client
-from tests.synthetic import add_run, compared_runs, config
 
 pytestmark = pytest.mark.anyio
 
@@ -62,17 +61,9 @@ BAD: dict[str, list[dict[str, object]]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bad_inputs") / "fsgen.duckdb"
-    compared_runs(path)
-    add_run(path, config(method="speculative"), lengths=[6, 9, 4])
-    return path
-
-
 @pytest.fixture
-async def client(warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(ApiSettings(warehouse=warehouse, ingest=False)) as (c, _):
+async def client(synthetic_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(ApiSettings(warehouse=synthetic_warehouse, ingest=False)) as (c, _):
         yield c
 
 

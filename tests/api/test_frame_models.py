@@ -22,7 +22,6 @@ from api.routes.cof import CofRow
 from api.routes.positions import DecileRow, EarlyRow
 from api.routes.speculative import AcceptanceRow, ServedAcceptanceRow, ServedRow, SpeculativeRunRow
 from api.routes.uncertainty import EntropyBinRow, PredictorRow
-from tests.synthetic import add_run, compared_runs, config
 
 GROUP = ("llm", "method")
 # name: (the frame of the warehouse, its group-by columns, the declared schema, the route's row model)
@@ -41,22 +40,14 @@ CASES: dict[str, tuple[Callable[[Path], pl.DataFrame], tuple[str, ...], FrameSch
 }
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("frames") / "fsgen.duckdb"
-    compared_runs(path)
-    add_run(path, config(method="speculative"), lengths=[6, 9, 4])
-    return path
-
-
 def _kind(dtype: pl.DataType) -> str:
     return "int" if dtype.is_integer() else "float" if dtype.is_float() else str(dtype.base_type())
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_frame_and_model_follow_the_declared_schema(warehouse: Path, name: str) -> None:
+def test_frame_and_model_follow_the_declared_schema(synthetic_warehouse: Path, name: str) -> None:
     function, keys, schema, model = CASES[name]
-    frame = function(warehouse)
+    frame = function(synthetic_warehouse)
     assert frame.columns == [*keys, *schema.names]
     for column, col in schema:
         assert _kind(frame.schema[column]) == _kind(col.dtype), column
