@@ -112,10 +112,10 @@ def coverage_lines(coverage: pl.DataFrame) -> list[str]:
     """One line per pair: the batch sizes with measured costs, and those its runs used without any."""
     lines = []
     for r in coverage.iter_rows(named=True):
-        timed = ", ".join(map(str, r["timed"])) or "none"
-        gap = ", ".join(map(str, r["untimed"]))
+        timed, gap = (", ".join(map(str, r[c])) for c in ("timed", "untimed"))
+        said = f"costs timed at batch {timed}" if timed else "no costs timed"
         lines.append(
-            f"- {r['llm']} + {r['slm']}: costs timed at batch {timed}"
+            f"- {r['llm']} + {r['slm']}: {said}"
             + (f"; none at batch {gap}, where its runs recorded no calibration" if gap else "")
         )
     return lines

@@ -30,7 +30,6 @@ from collector.costs import (
     cycle_free_costs,
     cycle_lengths,
     draft_lengths,
-    forward_costs,
     speedup_costs,
 )
 from collector.methods.base import CollectContext
@@ -168,14 +167,14 @@ def measure(
 ) -> tuple[Cost, ...]:
     """Time the pair's costs on the first few prompts at `batch_sizes`: at 1, the figures of a latency
     prediction; at a larger size, the cycle and generate step, where memory allows. Without `cycles` (a
-    recurrent model: no speculative decoding), the forwards, the prefill and the LLM's generate only."""
+    recurrent model: no speculative decoding), the prefill and the LLM's generate only."""
     sample = list(items[:CALIBRATION_PROMPTS])
     if not cycles:
         return tuple(cycle_free_costs(ctx, sample))
     lengths = draft_lengths(ctx.config)
     costs = []
     if 1 in batch_sizes:
-        costs = forward_costs(ctx, sample, lengths) + speedup_costs(ctx, sample, lengths, stop_rule=True)
+        costs = speedup_costs(ctx, sample, lengths, stop_rule=True)
     for batch in sorted(b for b in batch_sizes if b > 1):
         try:
             costs += batch_costs(ctx, sample, batch, max(lengths))

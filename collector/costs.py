@@ -1,10 +1,9 @@
 """A run's measured costs: what a speculative speed-up prediction needs, timed on the run's own device.
 
-At the start of a run (a short calibration on its first prompts): a cached single-token forward of System 1
-and of the LLM, an LLM forward over K + 1 tokens, a draft/verify cycle of the speculative loop for each
-draft length d (its real per-cycle cost: both models' forwards plus the loop's own work, from whole decodes
-of a prompt, each beside the LLM's generate of the same prompt), the prefill of both models per prompt, and
-the LLM's own greedy `generate` throughput (the baseline a speed-up is against).
+At the start of a run (a short calibration on its first prompts): a draft/verify cycle of the speculative
+loop for each draft length d (its real per-cycle cost: both models' forwards plus the loop's own work,
+from whole decodes of a prompt, each beside the LLM's generate of the same prompt), the prefill of both
+models per prompt, and the LLM's own greedy `generate` throughput (the baseline a speed-up is against).
 During the run: the seconds spent decoding (the batch loop, without staging) and, for a speculative run, the
 `baseline`: the LLM's own greedy `generate` over each of the run's batches, timed right after that batch's
 decode (the same prompts, batch size and moment, so load on the machine falls on both alike). A measured
@@ -27,7 +26,6 @@ from collector.config import RunConfig
 from collector.decode.lockstep import Decoder
 from collector.methods import method_spec
 from collector.methods.base import CollectContext
-from collector.modeling import LoadedModel
 from collector.prompts import encode_batch
 from collector.tasks.base import TaskItem
 from warehouse.vocabulary import ADVISE_K
@@ -83,17 +81,6 @@ def _timed_once(run: Callable[[], object], device: torch.device) -> float:
 def _encode(ctx: CollectContext, items: Sequence[TaskItem]) -> tuple[torch.Tensor, torch.Tensor]:
     ids, mask, _ = encode_batch(ctx, items)
     return ids, mask
-
-
-@torch.inference_mode()
-def forward_seconds(
-    ctx: CollectContext, model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, n: int
-) -> float:
-    """Seconds of one cached forward of n new tokens per row after the prompt ids/mask [B, P]."""
-    dec = Decoder(model.model, ctx.vocab)
-    dec.prefill(ids, mask)
-    tokens = ids[:, -1:].expand(ids.shape[0], n)
-    return _median_seconds(lambda: dec.feed(tokens), ctx.device)
 
 
 @torch.inference_mode()
@@ -195,19 +182,11 @@ def cycle_lengths(lengths: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted({*(2**i for i in range(top.bit_length()) if 2**i <= top), top}))
 
 
-def forward_costs(ctx: CollectContext, items: Sequence[TaskItem], lengths: tuple[int, ...]) -> list[Cost]:
-    """Single-token forwards of both models at batch 1; the LLM's forwards over d + 1 tokens at batch 1."""
-    ids, mask = _encode(ctx, items[:1])
-    costs = [Cost("s1_forward", 1, 1, forward_seconds(ctx, ctx.system1, ids, mask, 1))]
-    widths = sorted({1, *(d + 1 for d in lengths)})
-    return costs + [Cost("s2_forward", n, 1, forward_seconds(ctx, ctx.llm, ids, mask, n)) for n in widths]
-
-
 def cycle_free_costs(ctx: CollectContext, items: Sequence[TaskItem]) -> list[Cost]:
-    """A pair that runs no speculative cycles (a recurrent model): single-token forwards, the prefill and
-    the LLM's generate at batch 1."""
+    """A pair that runs no speculative cycles (a recurrent model): the prefill and the LLM's generate at
+    batch 1."""
     prefill = statistics.mean(prefill_seconds(ctx, *_encode(ctx, [it])) for it in items)
-    return [*forward_costs(ctx, items, ()), Cost("prefill", 0, 1, prefill), generate_cost(ctx, items, 1)]
+    return [Cost("prefill", 0, 1, prefill), generate_cost(ctx, items, 1)]
 
 
 GENERATE_STEPS = 16  # decoding steps of the LLM's generate timed per batch size

@@ -93,8 +93,10 @@ PREDICTORS: dict[str, Predictor] = {
 RUN_STATUSES = ("running", "complete", "failed")  # as stored in runs.status
 STALE = "stale"  # a derived status: running, but its collector is gone
 STATUSES = (*RUN_STATUSES, STALE)
-# What a pair's calibration measures (once per pair, device, dtype; reused by later runs) and what each run
-# measures of its own (its decode; a speculative run's paired baseline; the seconds it spent on calibration).
+# What a pair's calibration measures (once per pair, device, dtype, batch size; reused by later runs) and what
+# each run measures of its own (its decode; a speculative run's paired baseline; the seconds it spent on
+# calibration). s1_forward, s2_forward: single forwards that runs before 2026-12-03 timed (unread; no longer
+# timed).
 CALIBRATION_KINDS = ("s1_forward", "s2_forward", "cycle", "stop_cycle", "prefill", "llm_generate")
 RUN_KINDS = ("decode", "baseline", "calibration")
 COST_KINDS = (*CALIBRATION_KINDS, *RUN_KINDS)

@@ -68,11 +68,14 @@ def label(c: RunConfig) -> str:
     return f"{c.llm} + {c.slm} {c.method}/{router} {c.dataset or c.prompts}" + (f" {rest}" if rest else "")
 
 
-def outcome_line(i: int, n: int, out: CellOutcome) -> str:
-    """The line printed when a cell ends."""
+def outcome_line(i: int, n: int, out: CellOutcome, seconds: float | None = None) -> str:
+    """The line printed when a cell ends (with `seconds`: the cell's wall, loading and calibration in)."""
     s = out.summary
     detail = f"CoF {s.cof:.3f}, {s.tokens} tokens, {s.tokens_per_s:.0f} tok/s" if s else (out.error or "")
-    return f"[{i:>3}/{n}] {out.action:<8} {label(out.config)}  {detail}"
+    if s and s.calibration_s > 0:
+        detail += f", calibration {s.calibration_s:.0f} s ({s.calibration})"
+    wall = f"{seconds:6.1f} s " if seconds is not None else ""
+    return f"[{i:>3}/{n}] {wall}{out.action:<8} {label(out.config)}  {detail}"
 
 
 def print_totals(outcomes: Sequence[CellOutcome], wall_s: float, console: Console) -> None:
@@ -89,8 +92,10 @@ def run_local(cells: Sequence[RunConfig], warehouse: Path, console: Console) -> 
     outcomes: list[CellOutcome] = []
     start = time.perf_counter()
     for i, cell in enumerate(cells, 1):
+        began = time.perf_counter()
         out = run_cell(cell, warehouse, seen)
         outcomes.append(out)
-        console.print(outcome_line(i, len(cells), out), highlight=False, markup=False, soft_wrap=True)
+        line = outcome_line(i, len(cells), out, time.perf_counter() - began)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     print_totals(outcomes, time.perf_counter() - start, console)
     return outcomes

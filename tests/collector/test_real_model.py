@@ -7,6 +7,7 @@ read the cached safetensors folder, so only the first session on a machine pays 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,12 +28,16 @@ from warehouse.errors import UserError
 CPU = torch.device("cpu")
 REAL = "hf:smollm2-135m-instruct"
 DRAFT = f"{REAL}/exit8"  # the cheapest draft to build (its first 8 of 30 layers)
+TOKENS = 6  # new tokens per sample of the real run
 
 
 @pytest.fixture(scope="module")
-def real() -> LoadedModel:
-    torch.set_num_threads(2)
-    return load_model_cached(REAL, CPU, torch.float32)
+def real() -> Iterator[LoadedModel]:
+    """The real model, loaded once for the module, on one thread (as every test process runs)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield load_model_cached(REAL, CPU, torch.float32)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +169,8 @@ def _warehouse_rows(warehouse: Path) -> tuple[dict[tuple[str, int], list[int]], 
 
 
 def test_real_run_with_a_built_draft_matches_greedy_generate(real: LoadedModel, warehouse_path: Path) -> None:
-    base = RunConfig(llm=REAL, slm=DRAFT, dataset="builtin:arith", samples=2, shots=0, max_new_tokens=8,
+    # two samples of 6 tokens, no calibration (costs are not what this test checks)
+    base = RunConfig(llm=REAL, slm=DRAFT, dataset="builtin:arith", samples=2, shots=0, max_new_tokens=TOKENS,
                      batch_size=2, calibrate=False)  # fmt: skip
     for method in ("oracle", "speculative"):
         run_collection(RunConfig(**{**base.settings(), "method": method, "draft_k": 3}), warehouse_path,
@@ -174,7 +180,8 @@ def test_real_run_with_a_built_draft_matches_greedy_generate(real: LoadedModel, 
     for i, item in enumerate(task.items):
         ids = real.tokenizer(item.prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
         with torch.no_grad():
-            greedy = real.model.generate(ids, max_new_tokens=8, do_sample=False)[0, ids.shape[1] :].tolist()
+            out = real.model.generate(ids, max_new_tokens=TOKENS, do_sample=False)
+        greedy = out[0, ids.shape[1] :].tolist()
         for method in ("oracle", "speculative"):
             tokens = tokens_of[(method, i)]
             assert tokens == greedy[: len(tokens)] and len(tokens) >= 1, (method, i)
