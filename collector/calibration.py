@@ -23,7 +23,6 @@ import torch
 from collector.architectures import can_speculate
 from collector.config import RunConfig
 from collector.costs import (
-    CALIBRATION_PROMPTS,
     Cost,
     batch_costs,
     calibration_batch_sizes,
@@ -165,10 +164,10 @@ def _reusable(known: Measured, batch: int, need: Need) -> Part | None:
 def measure(
     ctx: CollectContext, items: Sequence[TaskItem], batch_sizes: Sequence[int], cycles: bool = True
 ) -> tuple[Cost, ...]:
-    """Time the pair's costs on the first few prompts at `batch_sizes`: at 1, the figures of a latency
-    prediction; at a larger size, the cycle and generate step, where memory allows. Without `cycles` (a
-    recurrent model: no speculative decoding), the prefill and the LLM's generate only."""
-    sample = list(items[:CALIBRATION_PROMPTS])
+    """Time the pair's costs on the run's first `calibration_prompts` prompts at `batch_sizes`: at 1, the
+    figures of a latency prediction; at a larger size, the cycle and generate step, where memory allows.
+    Without `cycles` (a recurrent model: no speculative decoding), the prefill and the LLM's generate."""
+    sample = list(items[: ctx.config.calibration_prompts])
     if not cycles:
         return tuple(cycle_free_costs(ctx, sample))
     lengths = draft_lengths(ctx.config)

@@ -50,6 +50,8 @@ class RunConfig:
     # record the pair's costs (timed once per pair, device and dtype, then reused by later runs)
     calibrate: bool = field(default=True, metadata=NOT_DEFINING)
     recalibrate: bool = field(default=False, metadata=NOT_DEFINING)  # time them again all the same
+    # prompts whose whole decodes a calibration times at batch 1 (each twice): fewer is cheaper, noisier
+    calibration_prompts: int = field(default=4, metadata=NOT_DEFINING)
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
@@ -149,7 +151,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 return f"--{flag_name(name)} {value} is not a finite number; give a real value"
-        for name in ("batch_size", "max_new_tokens", "samples", "draft_k"):
+        for name in ("batch_size", "max_new_tokens", "samples", "draft_k", "calibration_prompts"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 hint = " (leave it out for every prompt)" if name == "samples" else ""

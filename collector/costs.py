@@ -30,7 +30,6 @@ from collector.prompts import encode_batch
 from collector.tasks.base import TaskItem
 from warehouse.vocabulary import ADVISE_K
 
-CALIBRATION_PROMPTS = 4
 REPEATS = 3  # timings per figure; the median is kept
 STEPS = 4  # forwards (or cycles) per timing
 

@@ -81,11 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="calibrate",
         action="store_false",
         default=None,
-        help="record no costs (the pair's forward, cycle and generate timings the advisor reads)",
+        help="record no costs (the pair's cycle and generate timings the advisor reads)",
     )
     add("--recalibrate", action="store_true", default=None,
-        help="time the pair's costs again (by default they are timed once per pair, device and dtype, "
-             "and later runs reuse them from the warehouse)")  # fmt: skip
+        help="time the pair's costs again (by default they are timed once per pair, device, dtype and "
+             "batch size, at batch 1 and --batch-size; later runs reuse them)")  # fmt: skip
+    add("--calibration-prompts", type=int, default=DEFAULTS["calibration_prompts"],
+        help="prompts whose whole decodes the calibration times at batch 1, each twice (fewer: cheaper, "
+             "noisier)")  # fmt: skip
     add("--alpha", type=float, default=DEFAULTS["alpha"], help="contrastive plausibility cut-off α")
     add("--lambda", dest="lam", type=float, default=DEFAULTS["lam"], help="contrastive mix λ")
     add("--weight", type=float, default=DEFAULTS["weight"], help="proxy-tuning weight w")
