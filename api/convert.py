@@ -119,6 +119,13 @@ def frame_model(name: str, doc: str, schema: FrameSchema, *, group: bool = True,
     return create_model(name, __doc__=doc, **fields, **extra)
 
 
+def grouped_answer(name: str, doc: str, **rows: Any) -> Any:
+    """The response model of an aggregate answer: the `group_by` it was asked with, then each named list of
+    row models."""
+    lists: dict[str, Any] = {key: (list_of(model), ...) for key, model in rows.items()}
+    return create_model(name, __doc__=doc, group_by=(list[str], ...), **lists)
+
+
 def list_of(model: Any) -> Any:
     """`list[model]` for a model built at run time."""
     return types.GenericAlias(list, (model,))

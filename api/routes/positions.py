@@ -7,10 +7,9 @@ from typing import Annotated, Any
 import duckdb
 import polars as pl
 from fastapi import Query
-from pydantic import create_model
 
 from analytics.positions import DECILES, EARLY, Alternative, early_share, position_profile
-from api.convert import frame_model, list_of, records
+from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -26,12 +25,11 @@ EarlyRow: Any = frame_model(
     "sample, and again without the steps the prompt format fixes.",
     EARLY,
 )
-PositionsPublic: Any = create_model(
+PositionsPublic: Any = grouped_answer(
     "PositionsPublic",
-    __doc__="The decile profile and the early-window test per group.",
-    group_by=(list[str], ...),
-    deciles=(list_of(DecileRow), ...),
-    early=(list_of(EarlyRow), ...),
+    "The decile profile and the early-window test per group.",
+    deciles=DecileRow,
+    early=EarlyRow,
 )
 
 

@@ -6,11 +6,10 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from pydantic import create_model
 
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
 from analytics.speculative import ACCEPTANCE, RUN, acceptance_by_position, speculative_runs
-from api.convert import frame_model, list_of, records
+from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -42,15 +41,13 @@ ServedAcceptanceRow: Any = frame_model(
     SERVED_POSITIONS,
     group=False,
 )
-SpeculativePublic: Any = create_model(
+SpeculativePublic: Any = grouped_answer(
     "SpeculativePublic",
-    __doc__="Speculative runs and their acceptance by draft position; beside them, imported serving "
-    "requests.",
-    group_by=(list[str], ...),
-    runs=(list_of(SpeculativeRunRow), ...),
-    acceptance=(list_of(AcceptanceRow), ...),
-    served=(list_of(ServedRow), ...),
-    served_acceptance=(list_of(ServedAcceptanceRow), ...),
+    "Speculative runs and their acceptance by draft position; beside them, imported serving requests.",
+    runs=SpeculativeRunRow,
+    acceptance=AcceptanceRow,
+    served=ServedRow,
+    served_acceptance=ServedAcceptanceRow,
 )
 
 

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import duckdb
 import polars as pl
 from fastapi import Query
-from pydantic import create_model
 
 from analytics.uncertainty import (
     ENTROPY_BINS,
@@ -16,7 +15,7 @@ from analytics.uncertainty import (
     mismatch_by_entropy_bin,
     mismatch_predictors,
 )
-from api.convert import frame_model, list_of, records
+from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
 from api.formats import aggregate_router
@@ -37,12 +36,11 @@ PredictorRow: Any = frame_model(
 EntropyBinRow: Any = frame_model(
     "EntropyBinRow", "Mismatch rate in one bin of System 1 entropy [lo, hi) nats.", ENTROPY_BINS
 )
-UncertaintyPublic: Any = create_model(
+UncertaintyPublic: Any = grouped_answer(
     "UncertaintyPublic",
-    __doc__="Per group: each predictor's AUROC and correlations, and the mismatch rate by entropy bin.",
-    group_by=(list[str], ...),
-    predictors=(list_of(PredictorRow), ...),
-    entropy_bins=(list_of(EntropyBinRow), ...),
+    "Per group: each predictor's AUROC and correlations, and the mismatch rate by entropy bin.",
+    predictors=PredictorRow,
+    entropy_bins=EntropyBinRow,
 )
 
 
