@@ -211,10 +211,9 @@ def best_with_runner_up(candidates: pl.DataFrame) -> pl.DataFrame:
     return best.join(runner, on=["llm", "dataset"], how="left")
 
 
-# --verify: run the collector with the advised settings on the oracle run's prompts (a separate process:
-# analytics never imports the collector) and compare what it measures with the prediction.
-PROMPT_SETTINGS = ("dataset", "dataset_path", "prompts", "samples", "seed", "shots", "max_new_tokens",
-                   "device", "dtype")  # fmt: skip
+# --verify: run the collector with the oracle run's settings and the advised ones (a separate process:
+# analytics never imports the collector; `--like` copies every recorded setting, so none is named here) and
+# compare what it measures with the prediction.
 
 
 @dataclass(frozen=True)
@@ -244,18 +243,14 @@ class Verification:
         return (self.predicted_speedup - self.measured_speedup) / self.measured_speedup
 
 
-def collector_command(
-    warehouse: Path, row: dict[str, Any], settings: dict[str, Any], threads: int
-) -> list[str]:
-    """`python -m collector.run ...` for the advised setting on the oracle run's prompts, batch 1."""
-    cmd = [sys.executable, "-m", "collector.run", "--llm", row["llm"], "--slm", row["slm"], "--method",
+def collector_command(warehouse: Path, row: dict[str, Any], threads: int) -> list[str]:
+    """`python -m collector.run --like ORACLE ...`: the oracle run's own settings (prompts, decoding, chat
+    template, ...) with the advised speculative ones, at batch 1."""
+    cmd = [sys.executable, "-m", "collector.run", "--like", str(row["oracle_run_id"]), "--method",
            "speculative", "--draft-k", str(row["draft_k"]), "--batch-size", "1",
            "--warehouse", str(warehouse), "--threads", str(threads), "--quiet"]  # fmt: skip
     if row["draft_stop"] is not None:
         cmd += ["--draft-stop", row["draft_stop"], "--draft-threshold", repr(row["draft_threshold"])]
-    for name in PROMPT_SETTINGS:
-        if settings.get(name) is not None:
-            cmd += [f"--{name.replace('_', '-')}", str(settings[name])]
     return cmd
 
 
@@ -279,13 +274,8 @@ def verify(warehouse: Path, best: pl.DataFrame, threads: int = 1) -> list[Verifi
     out = []
     for row in best.iter_rows(named=True):
         with connect(warehouse) as con:
-            settings = json.loads(
-                query(con, "SELECT settings FROM runs WHERE run_id = ?", [row["oracle_run_id"]])[0, 0]
-            )
             before = int(query(con, "SELECT coalesce(max(run_id), 0) FROM runs")[0, 0])
-        done = subprocess.run(
-            collector_command(warehouse, row, settings, threads), capture_output=True, text=True
-        )
+        done = subprocess.run(collector_command(warehouse, row, threads), capture_output=True, text=True)
         if done.returncode != 0:
             raise AnalyticsError(
                 f"the verification run failed ({done.returncode}): {done.stdout}{done.stderr}"

@@ -88,24 +88,32 @@ def _not_found(ref: str, warehouse: Path, held: bool) -> WarehouseError:
     )
 
 
-def find_resume_point(ref: str, warehouse: Path) -> ResumePoint:
-    """Run key, settings, committed sample ids (ingested or staged) and lost ids of run `ref`."""
+def _record(ref: str, warehouse: Path) -> tuple[str, dict[str, Any], str | None, set[int], set[int]]:
+    """(run key, settings, status (None: staged only), sample ids in the file, lost ids) of run `ref`."""
     held = False
     try:
         found = _in_file(ref, warehouse)
     except WarehouseLocked:
         found, held = None, True
-    lost: set[int] = set()
     if found is not None:
-        run_key, settings, status, done, lost = found
-        if status == "complete":
-            raise WarehouseError(f"run {ref} is already complete; nothing to resume")
-    else:
-        key = _staged_key(ref, warehouse)
-        manifest = read_manifest(staging_dir(warehouse) / key) if key else None
-        if key is None or manifest is None:
-            raise _not_found(ref, warehouse, held)
-        run_key, settings, done = key, manifest.settings, set()
+        return found
+    key = _staged_key(ref, warehouse)
+    manifest = read_manifest(staging_dir(warehouse) / key) if key else None
+    if key is None or manifest is None:
+        raise _not_found(ref, warehouse, held)
+    return key, manifest.settings, None, set(), set()
+
+
+def recorded_config(ref: str, warehouse: Path) -> RunConfig:
+    """The settings run `ref` (an id or a key) was recorded with, whatever its status."""
+    return RunConfig.from_settings(_record(ref, warehouse)[1])
+
+
+def find_resume_point(ref: str, warehouse: Path) -> ResumePoint:
+    """Run key, settings, committed sample ids (ingested or staged) and lost ids of run `ref`."""
+    run_key, settings, status, done, lost = _record(ref, warehouse)
+    if status == "complete":
+        raise WarehouseError(f"run {ref} is already complete; nothing to resume")
     run_dir = staging_dir(warehouse) / run_key
     if run_dir.exists():
         liveness = run_liveness(warehouse, run_key)

@@ -31,6 +31,7 @@ EXAMPLES = """examples:
       --dataset builtin:arith --samples 8               # a real model (shipped GGUF) and a built draft
   python -m collector.run --llm ./model.Q4_K_M.gguf --slm ./draft.Q8_0.gguf --prompts prompts.jsonl
   python -m collector.run --resume 7                        # continue run 7 after its last committed sample
+  python -m collector.run --like 7 --method speculative --draft-k 3   # run 7's settings but these
   python -m collector.run --llm zoo:zoo-l --slm zoo:zoo-xs --dataset builtin:arith --recalibrate
                                                             # time the pair's costs again (else reused)
 """
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask in the LLM's chat format (auto: where its tokenizer has a template)")  # fmt: skip
     add_warehouse_argument(p)
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
+    add("--like", metavar="RUN",
+        help="a new run with every setting of run RUN (its id or key) but the flags given")  # fmt: skip
     add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")
     add("--quiet", action="store_true", help="no progress bar")
     return p
@@ -118,6 +121,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if missing:
         raise UserError(f"missing --{' and --'.join(missing)}; or run with no arguments for the default job")
     return RunConfig(**values)
+
+
+def config_like(ref: str, warehouse: Path, argv: list[str]) -> RunConfig:
+    """Run `ref`'s recorded settings with the flags written on the command line in their place."""
+    from collector.resume import recorded_config
+
+    return RunConfig.from_settings({**recorded_config(ref, warehouse).settings(), **resume_flags(argv)})
 
 
 def print_summary(console: Console, config: RunConfig, summary: RunSummary) -> None:
@@ -218,8 +228,10 @@ def _collect(
     if args.resume:
         from collector.resume import resume_run
 
+        if args.like:
+            raise UserError("--resume continues a run with its own settings; leave out --like")
         return resume_run(args.resume, warehouse, progress=not args.quiet, flags=resume_flags(argv))
-    config = config_from_args(args)
+    config = config_like(args.like, warehouse, argv) if args.like else config_from_args(args)
     return config, run_collection(config, warehouse, progress=not args.quiet)
 
 

@@ -369,3 +369,23 @@ def test_a_failed_run_resumes_by_id_while_the_api_holds_the_file(
         samples = httpx.get(f"{base}/v1/runs/1/samples", timeout=10).json()["data"]
     assert sorted(s["sample_id"] for s in samples) == [0, 1, 2, 3]
     assert not (staging_dir(warehouse_path) / run["run_key"]).exists()
+
+
+def test_like_starts_a_new_run_with_a_recorded_runs_settings_but_the_flags_given(
+    tiny_models: TinyModels, warehouse_path: Path, prompts_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--like RUN` (what the advisor's --verify runs): every recorded setting, the flags written replace."""
+    cfg = RunConfig(
+        llm=str(tiny_models.llm), slm=str(tiny_models.slm), prompts=str(prompts_file), samples=2,
+        max_new_tokens=3, shots=1, chat_template="off", seed=5, calibrate=False, experiment="x",
+    )  # fmt: skip
+    run_collection(cfg, warehouse_path, progress=False)
+    where = ["--warehouse", str(warehouse_path), "--quiet"]
+    assert run_main(["--like", "1", "--method", "contrastive", "--lambda", "0.7", *where]) == 0
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        rows = con.execute("SELECT run_id, settings FROM runs ORDER BY run_id").fetchall()
+    assert [r[0] for r in rows] == [1, 2]
+    first, second = (json.loads(r[1]) for r in rows)
+    assert second == {**first, "method": "contrastive", "lam": 0.7}
+    assert run_main(["--like", "1", "--resume", "1", *where]) == 2
+    assert "leave out --like" in capsys.readouterr().out
