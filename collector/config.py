@@ -83,15 +83,23 @@ class RunConfig:
         return {
             f.name: values[f.name]
             for f in fields(RunConfig)
-            if f.name in DEFINING and (f.name in resolved or values[f.name] != f.default)
+            if f.name in self.defining() and (f.name in resolved or values[f.name] != f.default)
         }
+
+    def defining(self) -> tuple[str, ...]:
+        """The settings that define this run: DEFINING less the settings only other methods read (λ means
+        nothing to a speculative run, so `--lambda` does not make it another experiment)."""
+        term = vocabulary.method_term(self.method)
+        own = set(term.params) if term else set()
+        others = set(vocabulary.method_params()) - own
+        return tuple(n for n in DEFINING if n not in others)
 
     def changed_settings(self) -> dict[str, Any]:
         """The defining settings not at their default, beyond the pair (what tells two cells apart)."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(RunConfig)
-            if f.name in DEFINING and not f.metadata.get("pair") and getattr(self, f.name) != f.default
+            if f.name in self.defining() and not f.metadata.get("pair") and getattr(self, f.name) != f.default
         }
 
     @property

@@ -256,6 +256,8 @@ def plan(spec: dict[str, Any], count: Callable[[str], int] | None = None) -> Swe
                 continue
         else:
             values.pop("slm_tuned", None)
+        for name in set(vocabulary.method_params()) - set(term.params if term else ()):
+            values.pop(name, None)  # a sweep-wide K or λ grid does not multiply the methods that ignore it
         if term is not None and term.needs_always and r != "always":
             left_out[f"{m} with router {r}: the LLM decides every token"] = None
             continue
