@@ -190,10 +190,16 @@ class Refill:
     consecutive prompts as one BatchOutput, in order, once all its rows are done."""
 
     def __init__(
-        self, ctx: CollectContext, engine: RowEngine, prompts: Sequence[Sequence[int]], batch: int
+        self,
+        ctx: CollectContext,
+        engine: RowEngine,
+        prompts: Sequence[Sequence[int]],
+        batch: int,
+        every: int | None = None,
     ) -> None:
         self.ctx, self.engine, self.prompts, self.batch = ctx, engine, prompts, batch
-        tok, self.T, self.every = ctx.llm.tokenizer, ctx.config.max_new_tokens, check_every(ctx)
+        self.every = every or check_every(ctx)  # steps between host checks
+        tok, self.T = ctx.llm.tokenizer, ctx.config.max_new_tokens
         self.eos, self.pad, self.device = tok.eos_token_id, tok.pad_token_id, ctx.device
         self.width = self.T + self.every  # a row steps at most `every` - 1 times past T before it leaves
         self.g = 0  # global step

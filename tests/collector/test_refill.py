@@ -88,16 +88,29 @@ def test_refilled_rows_equal_each_row_alone(tiny_models: TinyModels, kw: dict[st
     assert min(lengths) < CHECK_EVERY < max(lengths) == MAX_NEW  # rows end early and late
 
 
-def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels) -> None:
-    """The batch stays full: fewer decode steps than static batches, which run to their longest row."""
-    ctx = _ctx(tiny_models, method="contrastive")
-    rows = [prompt_ids(ctx, it) for it in task_of(MIXED).items]
+@pytest.mark.parametrize("every", [1, CHECK_EVERY], ids=["cpu-checks", "accelerator-checks"])
+def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels, every: int) -> None:
+    """The batch stays full: fewer decode steps than static batches, which run to their longest row; with
+    host checks every step (the CPU) and every CHECK_EVERY steps (an accelerator) alike."""
+    ctx = _ctx(tiny_models, max_new_tokens=32)
+    task = task_of(MIXED)
+    rows = [prompt_ids(ctx, it) for it in task.items]
     engine = refill_rows(ctx, batch_collector(ctx.config), rows)
     assert engine is not None
-    refill = Refill(ctx, engine, rows, 3)
+    refill = Refill(ctx, engine, rows, 3, every)
     outs = list(refill.run())
     static_steps = sum(max(o.valid.tolist()) for o in outs)  # each batch alone decodes to its longest row
     assert len(outs) == 4 and refill.g < static_steps
+    tables = []
+    for b, out in enumerate(outs):
+        chunk = list(range(3 * b, min(3 * b + 3, len(MIXED))))
+        items = [task.items[i] for i in chunk]
+        valid = out.valid.tolist()
+        tables.append(
+            batch_tables(out.trace, valid, chunk, items, [0] * len(chunk), ctx.llm.tokenizer, task)[1]
+        )
+    alone = collect_events(ctx, batch_collector(ctx.config), MIXED, 1)
+    assert_events_equal(alone, pa.concat_tables(tables))
 
 
 def test_stop_strings_cut_refilled_rows_like_static_ones(tiny_models: TinyModels) -> None:
