@@ -51,15 +51,20 @@ from collector.tasks.base import Task, TaskItem
 
 @dataclass(frozen=True)
 class Timing:
-    """Generated tokens and median wall seconds of one method."""
+    """Generated tokens, median wall seconds and median CPU seconds of this process, of one method."""
 
     name: str
     tokens: int
     seconds: float
+    cpu_seconds: float = 0.0  # process CPU time: other work on a shared machine barely moves it
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds
+
+    @property
+    def tokens_per_cpu_s(self) -> float:
+        return self.tokens / self.cpu_seconds
 
 
 def zoo_pair() -> tuple[str, str, str | None, str]:
@@ -225,15 +230,17 @@ def expected_speedup(a: float, k: int, c: float) -> float:
 
 
 def timed(runs: dict[str, Callable[[], int]], repeats: int) -> dict[str, Timing]:
-    """Median wall time of each run, interleaved over repeats (after one warm-up each)."""
+    """Median wall and CPU time of each run, interleaved over repeats (after one warm-up each)."""
     tokens = {name: run() for name, run in runs.items()}  # warm-up, and the token counts
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             seconds[name].append(time.perf_counter() - start)
-    return {n: Timing(n, tokens[n], statistics.median(seconds[n])) for n in runs}
+            cpu[name].append(time.process_time() - start_cpu)
+    return {n: Timing(n, tokens[n], statistics.median(seconds[n]), statistics.median(cpu[n])) for n in runs}
 
 
 def with_cfg(c: CollectContext, **kw: Any) -> CollectContext:
@@ -319,16 +326,17 @@ def report_batch(t: dict[str, Timing], desc: str, args: argparse.Namespace, load
         f"max {args.max_new_tokens} new tokens"
     )
     print(
-        "\n| run | tokens | s | tokens/s | × per-token loop | × LLM generate (same batch) |\n"
-        "|---|---:|---:|---:|---:|---:|"
+        "\n| run | tokens | s | tokens/s | × per-token loop | × LLM generate (same batch) "
+        "| CPU s | × LLM generate, CPU time |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
     for name, x in t.items():
         batch = name[name.rindex("(") :]
         gen = t.get(f"LLM generate {batch}")
-        versus = f"{x.tokens_per_s / gen.tokens_per_s:.2f}" if gen else ""
+        wall = f"{x.tokens_per_s / gen.tokens_per_s:.2f}" if gen else ""
+        cpu = f"{x.tokens_per_cpu_s / gen.tokens_per_cpu_s:.2f}" if gen else ""
         print(
             f"| {name} | {x.tokens} | {x.seconds:.2f} | {x.tokens_per_s:.0f} | "
-            f"{x.tokens_per_s / loop:.1f} | {versus} |"
+            f"{x.tokens_per_s / loop:.1f} | {wall} | {x.cpu_seconds:.2f} | {cpu} |"
         )
 
 
