@@ -29,7 +29,8 @@ async def test_pages_are_html_without_the_token(app_client: httpx.AsyncClient, p
 
 async def test_config_says_a_token_is_needed_and_never_gives_it(app_client: httpx.AsyncClient) -> None:
     r = await app_client.get("/dashboard/config.json")
-    assert r.json() == {"token_required": True} and "t0ken" not in r.text
+    assert r.json()["token_required"] is True and "t0ken" not in r.text
+    assert set(r.json()) == {"token_required", "method_params"}  # the vocabulary's method settings, no data
     assert (await app_client.get("/v1/runs")).status_code == 401  # the data stays guarded
 
 
