@@ -10,7 +10,6 @@ per run, so no interval. The samples whose tokens first differ are listed with t
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from scipy import stats
 from analytics.source import AnalyticsError, Source, connect, open_warehouse, own_settings, query
 from analytics.speedup import run_speedups
 from warehouse.db import WarehouseError
-from warehouse.settings import add_warehouse_argument
+from warehouse.settings import add_warehouse_argument, command_parser
 
 EXAMPLES = """examples:
   python -m analytics.compare 3 7                     # runs 3 and 7 of ./fsgen.duckdb
@@ -223,11 +222,10 @@ def _flat(settings: dict[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (2 for a problem the user can fix)."""
-    p = argparse.ArgumentParser(
-        prog="python -m analytics.compare",
-        description="Two runs side by side: CoF, accuracy, acceptance, speed, the difference's interval.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        "python -m analytics.compare",
+        "Two runs side by side: CoF, accuracy, acceptance, speed, the difference's interval.",
+        EXAMPLES,
     )
     p.add_argument("a", type=int, help="run id of A")
     p.add_argument("b", type=int, help="run id of B")

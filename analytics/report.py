@@ -47,7 +47,7 @@ from analytics.summary import (
 )
 from analytics.uncertainty import entropy_histogram
 from warehouse.db import WarehouseError
-from warehouse.settings import add_warehouse_argument, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
@@ -360,11 +360,10 @@ def write_report(con: duckdb.DuckDBPyConnection, warehouse: str, opts: ReportOpt
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="python -m analytics.report",
-        description="Write the paper's figures (PNG/SVG) and report.md from an fsgen warehouse.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "python -m analytics.report",
+        "Write the paper's figures (PNG/SVG) and report.md from an fsgen warehouse.",
+        EXAMPLES,
     )
     add_warehouse_argument(parser)
     parser.add_argument("--out", type=Path, default=DEFAULTS.out, help="output folder (default: ./report)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import uvicorn
@@ -13,7 +12,7 @@ from api.db import Database
 from api.settings import ApiSettings
 from api.slow_clients import header_timeout_protocol
 from warehouse.db import WarehouseError, WarehouseLocked
-from warehouse.settings import add_warehouse_argument
+from warehouse.settings import add_warehouse_argument, command_parser
 
 EXAMPLES = """examples:
   python -m api                                     # ./fsgen.duckdb on http://127.0.0.1:8000
@@ -34,12 +33,7 @@ def _connect(db: Database, wait_s: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m api",
-        description="Read-only REST API over an fsgen warehouse.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m api", "Read-only REST API over an fsgen warehouse.", EXAMPLES)
     add_warehouse_argument(parser)
     parser.add_argument("--host", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8000)")

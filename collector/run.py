@@ -18,7 +18,7 @@ from warehouse import vocabulary
 from warehouse.db import named_damage
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
-from warehouse.settings import add_warehouse_argument, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.run                                   # the default job: every zoo pair, every method
@@ -41,11 +41,10 @@ DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (defaults come from RunConfig)."""
-    p = argparse.ArgumentParser(
-        prog="python -m collector.run",
-        description="Run a large and a small model together and record every generated token.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        "python -m collector.run",
+        "Run a large and a small model together and record every generated token.",
+        EXAMPLES,
     )
     add = p.add_argument
     add("--llm", help="large model (System 2): local path, .gguf file, hub id, hf:<name> or zoo:<name>")

@@ -27,7 +27,7 @@ from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
 from warehouse.db import WarehouseLocked
 from warehouse.errors import UserError
-from warehouse.settings import add_warehouse_argument, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
 
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
@@ -182,12 +182,7 @@ def model_table(sweep: SweepPlan) -> Table:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = argparse.ArgumentParser(
-        prog="python -m collector.sweep",
-        description=__doc__,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser("python -m collector.sweep", __doc__, EXAMPLE)
     p.add_argument("config", help=f"sweep file (TOML), or a shipped sweep: {', '.join(shipped_sweeps())}")
     add_warehouse_argument(p)
     p.add_argument("--dry-run", action="store_true", help="print the cells as a table and stop")

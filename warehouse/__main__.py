@@ -23,7 +23,7 @@ from warehouse.migrate import current_revision, downgrade, head_revision, requir
 from warehouse.recover import default_out, print_recovery, recover
 from warehouse.runs import add_runs_parser, runs_command
 from warehouse.serving import ENGINES, import_served, print_report
-from warehouse.settings import add_warehouse_argument, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
 from warehouse.sql import FORMATS, sql_door
 from warehouse.status import print_status
 from warehouse.summaries import rebuild
@@ -50,12 +50,7 @@ EXAMPLES = """examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="python -m warehouse",
-        description="Manage the fsgen DuckDB warehouse.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("python -m warehouse", "Manage the fsgen DuckDB warehouse.", EXAMPLES)
     add_warehouse_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(

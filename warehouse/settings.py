@@ -34,3 +34,14 @@ def add_warehouse_argument(parser: argparse.ArgumentParser) -> None:
 def staging_dir(warehouse: Path) -> Path:
     """Shards wait here, next to the warehouse file, until they are ingested."""
     return warehouse.with_name(warehouse.name + ".staging")
+
+
+def command_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
+    """An entry point's parser: its `python -m` name, one line of what it does, and its examples as the
+    epilog of `--help`, laid out as written."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

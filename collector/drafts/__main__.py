@@ -14,6 +14,7 @@ import torch
 from collector.drafts import HF_PREFIX, REAL_MODELS, parse_recipe, resolve_named
 from collector.drafts.build import read_record
 from warehouse.errors import UserError
+from warehouse.settings import command_parser
 
 EXAMPLES = """examples:
   python -m collector.drafts build                          # every default draft of smollm2-135m-instruct
@@ -24,11 +25,10 @@ The cache is $FSGEN_CACHE, else ~/.cache/fsgen (the real model dequantized: 0.5 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m collector.drafts",
-        description="Build System 1 drafts from a real model (quantized, early-exit) and measure agreement.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        "python -m collector.drafts",
+        "Build System 1 drafts from a real model (quantized, early-exit) and measure agreement.",
+        EXAMPLES,
     )
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("build", "list"):

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from collector.routers.learned import LearnedModel, features_from_events, fit_router
 from warehouse.db import WarehouseError, WarehouseLocked, duckdb_connection
 from warehouse.errors import UserError
-from warehouse.settings import add_warehouse_argument, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.router train --run 3 --out routers/xs-l.json
@@ -88,11 +88,10 @@ def train(warehouse: Path, run_id: int, out: Path, threshold: float = 0.5) -> Tr
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
-    p = argparse.ArgumentParser(
-        prog="python -m collector.router",
-        description="Learned routers: predict from System 1's figures where System 2 would disagree.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = command_parser(
+        "python -m collector.router",
+        "Learned routers: predict from System 1's figures where System 2 would disagree.",
+        EXAMPLES,
     )
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fit a router on a finished run's events (an `always` run is best)")

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from collector.zoo import ZOO_DIR, ZooEntry, zoo_models
+from warehouse.settings import command_parser
 
 EXAMPLES = """examples:
   python -m collector.zoo list                      # table of models, sizes, losses, accuracies
@@ -36,11 +37,10 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
 def _parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(
-        prog="python -m collector.zoo",
-        description="The zoo: tiny GPT-NeoX models sharing one tokenizer, trained on the built-in tasks.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = command_parser(
+        "python -m collector.zoo",
+        "The zoo: tiny GPT-NeoX models sharing one tokenizer, trained on the built-in tasks.",
+        EXAMPLES,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     lst = sub.add_parser("list", help="show the shipped models", epilog=EXAMPLES,
