@@ -28,7 +28,7 @@ from warehouse.errors import UserError
 from warehouse.migrate import require_head
 from warehouse.models import Run
 from warehouse.settings import resolve_warehouse
-from warehouse.vocabulary import method_params, method_term
+from warehouse.vocabulary import NOT_DEFINING_SETTINGS, method_params, method_term
 
 Source = str | Path | duckdb.DuckDBPyConnection
 Filters = Mapping[str, Any]
@@ -237,8 +237,9 @@ def own_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in others}
 
 
-# Settings a label never repeats: the columns every table shows already.
-SHOWN_SETTINGS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", "experiment")
+# Settings a label never names: the columns every table shows already, and those that define no run (a batch
+# size or a calibration tells no two setups apart).
+SHOWN_SETTINGS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", *NOT_DEFINING_SETTINGS)
 
 
 def setting_labels(source: Source, key: str = "identity", filters: Filters | None = None) -> pl.DataFrame:

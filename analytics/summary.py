@@ -232,6 +232,11 @@ def headline(source: Source, experiment: str | None = None) -> Headline:
         early = early_share(con, ["method", "setup"], fraction=0.1, filters=paper)
         labels = setting_labels(con, "identity", scope)
         setups = setting_labels(con, "setup", paper)
+        where, params = runs_where(paper)
+        # a setup is one dataset's: the per-setup tables name it (one row per method and dataset)
+        named = setups.join(
+            query(con, f"SELECT DISTINCT r.setup, r.dataset FROM runs r {where}", params), on="setup"
+        )
         spec = speculative_runs(con, filters={**scope, "status": "complete"})
     cof = with_sample_intervals(cof_with_accuracy(runs), intervals)
     cof = cof.join(labels, on="identity", how="left")
@@ -243,11 +248,12 @@ def headline(source: Source, experiment: str | None = None) -> Headline:
         fits=fits_frame(fits).join(setups, on="setup", how="left"),
         group_fits=fits,
         power=power,
-        entropy_auroc=auroc.join(setups, on="setup", how="left").select(
-            "method", "settings", "tokens", "mismatches", "auroc", "spearman", "point_biserial"
+        entropy_auroc=auroc.join(named, on="setup", how="left").select(
+            "method", "dataset", "settings", "tokens", "mismatches", "auroc", "spearman", "point_biserial"
         ),
-        early=early.join(setups, on="setup", how="left").select(
+        early=early.join(named, on="setup", how="left").select(
             "method",
+            "dataset",
             "settings",
             "samples",
             "mismatches",
@@ -434,14 +440,12 @@ def compact_sections(h: Headline) -> list[tuple[str, str]]:
     method how well entropy predicts a mismatch and how early mismatches fall."""
     laws = h.fits.select("method", "dataset", "pairs", "law", "law_nested_loo_rmse", paper_law_column(h.fits))
     early = h.early.select(
-        "method", "enrichment", "enrichment_lo", "enrichment_hi", "p_value", "fixed_steps",
-        "enrichment_without_fixed", "p_value_without_fixed",
+        "method", "dataset", "settings", "enrichment", "enrichment_lo", "enrichment_hi", "p_value",
+        "fixed_steps", "enrichment_without_fixed", "p_value_without_fixed",
     )  # fmt: skip
-    per_method = h.entropy_auroc.select("method", pl.col("auroc").alias("entropy_auroc")).join(
-        early,
-        on="method",
-        how="full",
-        coalesce=True,
+    keys = ["method", "dataset", "settings"]
+    per_method = h.entropy_auroc.select(*keys, pl.col("auroc").alias("entropy_auroc")).join(
+        early, on=keys, how="full", coalesce=True, nulls_equal=True
     )
     return [
         (
@@ -458,7 +462,7 @@ def compact_sections(h: Headline) -> list[tuple[str, str]]:
             "Per method: entropy AUROC for a mismatch; enrichment of mismatches in the first 10% of tokens "
             "(share / uniform share, 95% interval by sample; p two-sided, clustered by sample; fixed_steps: "
             "steps the prompt format fixes, and the enrichment without them)",
-            table_or_note(per_method.sort("method"), "no events"),
+            table_or_note(per_method.sort(keys, nulls_last=True), "no events"),
         ),
     ]
 

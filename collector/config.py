@@ -15,10 +15,6 @@ from warehouse.errors import UserError
 CHAT_TEMPLATE_MODES = ("auto", "on", "off")  # auto: where the LLM's tokenizer has a chat template
 DEFAULT_EXPERIMENT = "default"
 
-# Field metadata of a setting that does not define what a run is (how many samples, how it was batched or
-# placed, where it is filed): runs that differ only in these pool. Every other field changes the tokens or
-# their meaning, so it is part of the run's identity.
-NOT_DEFINING = {"defines": False}
 # Field metadata of the models of the pair: a run's identity without them is its setup (one scaling fit).
 PAIR = {"pair": True}
 
@@ -37,10 +33,10 @@ class RunConfig:
     dataset: str | None = None
     dataset_path: str | None = None
     prompts: str | None = None
-    samples: int | None = field(default=None, metadata=NOT_DEFINING)  # a second batch of samples pools
+    samples: int | None = field(default=None)  # a second batch of samples pools
     seed: int = 0
     shots: int | None = None
-    batch_size: int = field(default=16, metadata=NOT_DEFINING)
+    batch_size: int = field(default=16)
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
@@ -48,21 +44,21 @@ class RunConfig:
     draft_stop: str | None = None
     draft_threshold: float | None = None
     # record the pair's costs (timed once per pair, device and dtype, then reused by later runs)
-    calibrate: bool = field(default=True, metadata=NOT_DEFINING)
-    recalibrate: bool = field(default=False, metadata=NOT_DEFINING)  # time them again all the same
+    calibrate: bool = field(default=True)
+    recalibrate: bool = field(default=False)  # time them again all the same
     # prompts whose whole decodes a calibration times at batch 1 (each twice): fewer is cheaper, noisier
-    calibration_prompts: int = field(default=4, metadata=NOT_DEFINING)
+    calibration_prompts: int = field(default=4)
     alpha: float = 0.1
     lam: float = 0.5
     weight: float = 1.0
     device: str | None = None
     dtype: str | None = None
     # accelerate's placement over one machine's GPUs ("auto")
-    device_map: str | None = field(default=None, metadata=NOT_DEFINING)
+    device_map: str | None = field(default=None)
     truncate_prompt: bool = False
-    experiment: str = field(default=DEFAULT_EXPERIMENT, metadata=NOT_DEFINING)  # the named set of runs
+    experiment: str = field(default=DEFAULT_EXPERIMENT)  # the named set of runs
     # run a pair whose System 2 is not larger than System 1 (counted parameters)
-    allow_inverted: bool = field(default=False, metadata=NOT_DEFINING)
+    allow_inverted: bool = field(default=False)
     chat_template: str = "auto"  # prompts in the LLM's chat format: auto (where it has one), on, off
 
     def settings(self) -> dict[str, Any]:
@@ -175,7 +171,10 @@ class RunConfig:
         return next((p for p in (spec.check(self) for spec in method_specs()) if p), None)
 
 
-DEFINING: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.metadata.get("defines", True))
+# What defines a run: every field but the vocabulary's NOT_DEFINING_SETTINGS (analytics reads that list too).
+DEFINING: tuple[str, ...] = tuple(
+    f.name for f in fields(RunConfig) if f.name not in vocabulary.NOT_DEFINING_SETTINGS
+)
 PAIR_SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.metadata.get("pair"))
 
 

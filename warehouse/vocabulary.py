@@ -90,6 +90,13 @@ PREDICTORS: dict[str, Predictor] = {
         Predictor("one_minus_margin", "1 - s1_margin", 1000),
     )
 }
+# Run settings (`RunConfig` fields, recorded in runs.settings) that do not define what a run is: how many
+# samples, how it was batched, placed or timed, where it is filed. Runs that differ only in these pool; every
+# other setting changes the tokens or their meaning, so it is part of the run's identity (and of its labels).
+NOT_DEFINING_SETTINGS = (
+    "samples", "batch_size", "calibrate", "recalibrate", "calibration_prompts", "device_map", "experiment",
+    "allow_inverted",
+)  # fmt: skip
 RUN_STATUSES = ("running", "complete", "failed")  # as stored in runs.status
 STALE = "stale"  # a derived status: running, but its collector is gone
 STATUSES = (*RUN_STATUSES, STALE)

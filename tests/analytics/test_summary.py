@@ -188,3 +188,9 @@ def test_the_compact_headline_is_a_screenful_with_a_column_per_method(
         (row,) = [c for c in cells if (c[0], c[1], c[3]) == (r["llm"], r["slm"], r["dataset"])]
         assert float(row[header.index(r["method"])]) == pytest.approx(r["cof"], rel=1e-3)
     assert "Which law the pairs support" in text and "entropy_auroc" in text
+    # the per-setup table: one row per method, dataset and settings (never one per join partner)
+    section = next(b for b in text.split("\n\n") if b.startswith("Per method"))
+    head = [c.strip() for c in section.splitlines()[1].strip("|").split("|")]
+    assert head[:4] == ["method", "dataset", "settings", "entropy_auroc"]
+    rows = [tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in section.splitlines()[3:]]
+    assert len(rows) == len(set(rows)) == h.entropy_auroc.select("method", "dataset", "settings").unique().height

@@ -6,6 +6,7 @@ from dataclasses import fields, replace
 
 from collector.config import DEFINING, PAIR_SETTINGS, RunConfig, run_identity
 from collector.sweeps.local import label
+from warehouse.vocabulary import NOT_DEFINING_SETTINGS
 
 BASE = RunConfig(llm="L", slm="S", dataset="builtin:arith", router="entropy", threshold=1.0)
 
@@ -19,7 +20,10 @@ def test_the_defining_settings_come_from_the_fields_marks() -> None:
     assert not {"samples", "batch_size", "calibrate", "device_map", "experiment", "allow_inverted"} & set(
         DEFINING
     )
-    assert set(DEFINING) == {f.name for f in fields(RunConfig) if f.metadata.get("defines", True)}
+    assert set(NOT_DEFINING_SETTINGS) <= {
+        f.name for f in fields(RunConfig)
+    }  # no stale name in the vocabulary
+    assert set(DEFINING) == {f.name for f in fields(RunConfig)} - set(NOT_DEFINING_SETTINGS)
 
 
 def test_runs_differing_in_a_defining_setting_differ_in_identity() -> None:
