@@ -193,4 +193,6 @@ def test_the_compact_headline_is_a_screenful_with_a_column_per_method(
     head = [c.strip() for c in section.splitlines()[1].strip("|").split("|")]
     assert head[:4] == ["method", "dataset", "settings", "entropy_auroc"]
     rows = [tuple(c.strip() for c in line.strip("|").split("|")[:3]) for line in section.splitlines()[3:]]
-    assert len(rows) == len(set(rows)) == h.entropy_auroc.select("method", "dataset", "settings").unique().height
+    assert (
+        len(rows) == len(set(rows)) == h.entropy_auroc.select("method", "dataset", "settings").unique().height
+    )
