@@ -69,7 +69,8 @@ def _damage(path: Path, kind: str, table: str = "runs") -> None:
     else:
         _wal_holding_a_run(path)
         wal = Path(f"{path}.wal")
-        _overwrite(wal, wal.stat().st_size // 2, 16)
+        size = wal.stat().st_size  # garble its middle half: 16 bytes at one offset can miss every entry
+        _overwrite(wal, size // 4, size // 2)
 
 
 def _digest(path: Path) -> str:
