@@ -32,8 +32,11 @@ from warehouse.settings import add_warehouse_argument, command_parser, resolve_w
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
 # The default job: every zoo pair, every method, the built-in tasks, a few dozen samples each.
-DEFAULT_SAMPLES = 32  # as many as keep `time make run` on a fresh clone under 5 minutes on two cores
+DEFAULT_SAMPLES = (
+    24  # as many as keep `time make run` on a fresh clone under 5 minutes on two cores (32: 5:47)
+)
 DEFAULT_MAX_NEW_TOKENS = 40
+DEFAULT_CALIBRATION_PROMPTS = 2  # each pair's batch-1 costs from 2 prompts (4 took a fifth of the job)
 
 EXAMPLE = """example CONFIG.toml (any run setting may be set sweep-wide or in an entry; numbers may be lists):
   pairs = [["zoo:zoo-l", "zoo:zoo-xs"], ["zoo:zoo-m", "zoo:zoo-xs"]]   # or pairs = "zoo"
@@ -67,7 +70,14 @@ def default_cells(
     """The default job: all zoo pairs × all methods × built-in tasks, plus every zoo model alone."""
     from collector.zoo import zoo_models
 
-    cells = expand({"pairs": "zoo", "samples": samples, "max_new_tokens": max_new_tokens})
+    cells = expand(
+        {
+            "pairs": "zoo",
+            "samples": samples,
+            "max_new_tokens": max_new_tokens,
+            "calibration_prompts": DEFAULT_CALIBRATION_PROMPTS,
+        }
+    )
     # System 1 alone (router `never`) gives the SLM-alone accuracy of every model.
     for dataset in DEFAULT_DATASETS:
         for m in zoo_models():
