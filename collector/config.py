@@ -126,6 +126,8 @@ class RunConfig:
             return "give exactly one of --prompts FILE.jsonl or --dataset NAME"
         if not self.experiment.strip():
             return "--experiment is empty; name the experiment (or leave it out for 'default')"
+        if self.recalibrate and not self.calibrate:
+            return "--recalibrate times the costs again, --no-calibrate records none: give one of them"
         return None
 
     def _method_problem(self) -> str | None:

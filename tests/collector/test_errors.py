@@ -219,6 +219,10 @@ def _nothing_staged_or_complete(warehouse: Path) -> None:
         (["--method", "contrastive", "--lambda", "nan"], "--lambda nan is not a finite number"),
         (["--router", "entropy", "--threshold", "nan"], "--threshold nan is not a finite number"),
         (["--top-p", "nan"], "--top-p nan is not a finite number"),
+        (
+            ["--no-calibrate", "--recalibrate"],
+            "--recalibrate times the costs again, --no-calibrate records none",
+        ),
     ],
 )
 def test_bad_numbers_are_refused_up_front(
