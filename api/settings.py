@@ -17,20 +17,25 @@ class ApiSettings(BaseSettings):
 
     warehouse: Path = DEFAULT_WAREHOUSE
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     api_token: str | None = None  # FSGEN_API_TOKEN: when set, every /v1 request needs `Bearer <token>`
     cors_origins: list[str] = []  # FSGEN_CORS_ORIGINS='["http://localhost:3000"]'; empty = CORS off
-    query_timeout_ms: int = 5000  # a client may lower it with ?timeout_ms=, never raise it
-    max_rows: int = 1000  # hard cap on any page
+    # a client may lower it with ?timeout_ms=, never raise it
+    query_timeout_ms: int = Field(default=5000, ge=1)
+    max_rows: int = Field(default=1000, ge=1)  # hard cap on any page
     ingest: bool = True  # hold the file and ingest staged shards in the background (else read-only)
-    ingest_interval_s: float = 0.5
+    ingest_interval_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
     # a collector holds the file for its short ingests: startup waits this long for it before giving up
-    startup_wait_s: float = Field(default=10.0, ge=0)
-    header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive within this
-    keep_alive_s: int = 75  # idle keep-alive; uvicorn's 5 s races clients that reuse a connection late
+    startup_wait_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
+    # a request's headers must arrive within this
+    header_timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # idle keep-alive; uvicorn's 5 s races clients that reuse a connection late
+    keep_alive_s: int = Field(default=75, ge=1)
     memory_limit: str | None = (
         None  # DuckDB's memory_limit for the server (e.g. '1GB'); None: DuckDB's default
     )
     # FSGEN_WORKER_THREADS: requests computed at once (cached answers don't count)
     worker_threads: int = Field(default=4, ge=1, le=256)
-    cache_size: int = 256  # analysis results kept until the ingester moves a shard in (0: off)
+    cache_size: int = Field(
+        default=256, ge=0
+    )  # analysis results kept until the ingester moves a shard in (0: off)

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
+from api.settings import ApiSettings
 from tests.api.conftest import api_server
 
 
@@ -27,6 +30,18 @@ def test_python_m_api_refuses_a_missing_file(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "python -m warehouse upgrade" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("FSGEN_CACHE_SIZE", "-1"), ("FSGEN_INGEST_INTERVAL_S", "nan"), ("FSGEN_INGEST_INTERVAL_S", "0"),
+     ("FSGEN_MAX_ROWS", "0"), ("FSGEN_QUERY_TIMEOUT_MS", "-5"), ("FSGEN_HEADER_TIMEOUT_S", "inf"),
+     ("FSGEN_KEEP_ALIVE_S", "0"), ("FSGEN_PORT", "70000")],
+)  # fmt: skip
+def test_settings_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        ApiSettings()
 
 
 def test_python_m_api_names_a_bad_setting(tmp_path: Path) -> None:
