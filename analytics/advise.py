@@ -42,7 +42,7 @@ from analytics.frames import Col, FrameSchema
 from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse import vocabulary
-from warehouse.settings import add_warehouse_argument
+from warehouse.settings import add_warehouse_argument, positive_int
 
 K_GRID = vocabulary.ADVISE_K  # the draft lengths the collector's calibration times (no extrapolation)
 THRESHOLDS = {"max_prob": (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "entropy": (0.25, 0.5, 1.0, 1.5, 2.0, 3.0)}
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--verify", action="store_true", help="run each advised setting and print measured beside it"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the verification runs")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads of the verification runs")
     p.add_argument("--emit", choices=("vllm", "hf", "llama.cpp"), help="write the settings an engine takes")
     p.add_argument("--llm", help="with --emit: the LLM to emit for (when the warehouse advises several)")
     p.add_argument("--dataset", help="with --emit: the dataset to emit for")

@@ -18,7 +18,7 @@ from warehouse import vocabulary
 from warehouse.db import named_damage
 from warehouse.errors import UserError
 from warehouse.migrate import head_revision, upgrade
-from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, positive_int, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m collector.run                                   # the default job: every zoo pair, every method
@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--resume", metavar="RUN", help="continue a run (its id or key) after its last committed sample")
     add("--like", metavar="RUN",
         help="a new run with every setting of run RUN (its id or key) but the flags given")  # fmt: skip
-    add("--threads", type=int, help="CPU threads for torch (default: torch's; the default job uses 1)")
+    add(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch (default: torch's; the default job uses 1)",
+    )
     add("--quiet", action="store_true", help="no progress bar")
     return p
 

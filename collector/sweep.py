@@ -27,7 +27,7 @@ from collector.sweeps.local import CellOutcome, run_local
 from collector.sweeps.spec import DEFAULT_DATASETS, SweepError, SweepPlan, expand, plan
 from warehouse.db import WarehouseLocked
 from warehouse.errors import UserError
-from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
+from warehouse.settings import add_warehouse_argument, command_parser, positive_int, resolve_warehouse
 
 __all__ = ["default_cells", "expand", "main", "run_default_job", "run_sweep"]
 
@@ -199,8 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="where the cells run")
     p.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a new local one)")
     p.add_argument("--max-retries", type=int, default=3, help="Ray: retries of a cell whose worker died")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per cell (Ray: CPUs per cell)")
-    p.add_argument("--num-cpus", type=int, help="Ray: CPUs of a new local cluster (default: every core)")
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads per cell (Ray: CPUs per cell)"
+    )
+    p.add_argument(
+        "--num-cpus", type=positive_int, help="Ray: CPUs of a new local cluster (default: every core)"
+    )
     p.add_argument("--device-map", help="auto: place each model over a machine's GPUs (every cell)")
     return p
 

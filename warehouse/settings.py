@@ -36,6 +36,17 @@ def staging_dir(warehouse: Path) -> Path:
     return warehouse.with_name(warehouse.name + ".staging")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts that must be at least 1 (threads, CPUs): a clear error, not a crash."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def command_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:
     """An entry point's parser: its `python -m` name, one line of what it does, and its examples as the
     epilog of `--help`, laid out as written."""

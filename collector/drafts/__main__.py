@@ -14,7 +14,7 @@ import torch
 from collector.drafts import HF_PREFIX, REAL_MODELS, parse_recipe, resolve_named
 from collector.drafts.build import read_record
 from warehouse.errors import UserError
-from warehouse.settings import command_parser
+from warehouse.settings import command_parser, positive_int
 
 EXAMPLES = """examples:
   python -m collector.drafts build                          # every default draft of smollm2-135m-instruct
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.choices["build"]
     build.add_argument("--samples", type=int, default=8, help="items per built-in task for the agreement")
     build.add_argument("--max-new-tokens", type=int, default=32, help="tokens the real model writes per item")
-    build.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    build.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     return p
 
 

@@ -423,3 +423,15 @@ def test_swapped_pair_is_refused_with_both_counts(
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
         got = con.execute("SELECT name, params FROM models ORDER BY params").fetchall()
     assert [p for _, p in got] == sorted(counts)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_thread_counts_below_one_are_refused(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    from collector.sweep import main as sweep_main
+
+    for entry, flag in ((main, "--threads"), (sweep_main, "--threads"), (sweep_main, "--num-cpus")):
+        with pytest.raises(SystemExit) as stop:
+            entry(["paper", "--dry-run", flag, value] if entry is sweep_main else [flag, value])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"argument {flag}:" in err and "Traceback" not in err
+        assert ("must be at least 1" if value != "two" else "is not a whole number") in err
