@@ -6,9 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from analytics.source import open_warehouse
+from analytics.source import open_warehouse, require_experiment
 from analytics.summary import format_headline, headline
 from warehouse.db import WarehouseError
+from warehouse.errors import UserError
 from warehouse.settings import add_warehouse_argument
 
 
@@ -28,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
+        require_experiment(con, args.experiment)
         print(format_headline(headline(con, args.experiment)))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         con.close()
     return 0

@@ -35,7 +35,15 @@ from analytics.scaling import (
     pair_points,
 )
 from analytics.served import served_by_position, served_summary
-from analytics.source import Filters, open_warehouse, query, runs_where, scoped, setting_labels
+from analytics.source import (
+    Filters,
+    open_warehouse,
+    query,
+    require_experiment,
+    runs_where,
+    scoped,
+    setting_labels,
+)
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import (
     PAPER_FILTERS,
@@ -47,7 +55,8 @@ from analytics.summary import (
 )
 from analytics.uncertainty import entropy_histogram
 from warehouse.db import WarehouseError
-from warehouse.settings import add_warehouse_argument, command_parser, resolve_warehouse
+from warehouse.errors import UserError
+from warehouse.settings import add_warehouse_argument, command_parser, non_negative_int, resolve_warehouse
 
 EXAMPLES = """examples:
   python -m analytics.report                          # ./fsgen.duckdb (or $FSGEN_WAREHOUSE) -> ./report
@@ -371,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--formats", nargs="+", default=list(DEFAULTS.formats), choices=["png", "svg", "pdf"])
     parser.add_argument(
         "--bootstrap",
-        type=int,
+        type=non_negative_int,
         default=DEFAULTS.bootstrap,
         help=f"resamples for fit intervals (0: none; default {DEFAULTS.bootstrap})",
     )
@@ -393,7 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
+        require_experiment(con, args.experiment)
         files = write_report(con, str(resolve_warehouse(args.warehouse)), opts)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         con.close()
     if not opts.quiet:

@@ -211,6 +211,17 @@ def experiments(source: Source) -> pl.DataFrame:
     )
 
 
+def require_experiment(source: Source, name: str | None) -> None:
+    """Refuse an experiment the warehouse does not hold (a typo would otherwise read as an empty one);
+    None (the most recent) passes."""
+    if name is None:
+        return
+    known = experiments(source)["experiment"].to_list()
+    if name not in known:
+        have = ", ".join(repr(e) for e in known) or "none (no runs yet)"
+        raise AnalyticsError(f"no experiment {name!r} in this warehouse; it has: {have}")
+
+
 def profile_sums(
     source: Source, view: str, bin_cols: Sequence[str], group_by: Sequence[str], filters: Filters | None
 ) -> pl.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,15 +37,24 @@ def staging_dir(warehouse: Path) -> Path:
     return warehouse.with_name(warehouse.name + ".staging")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type for counts that must be at least 1 (threads, CPUs): a clear error, not a crash."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+def whole_number(lowest: int) -> Callable[[str], int]:
+    """An argparse type for a count of at least `lowest` (threads, CPUs, resamples): a clear error, not a
+    crash or a silent default."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {lowest}")
+        return value
+
+    return parse
+
+
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 def command_parser(prog: str, description: str, examples: str) -> argparse.ArgumentParser:

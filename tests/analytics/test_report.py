@@ -83,6 +83,19 @@ def test_headline_cli_prints_the_table(sweep: Path, capsys: pytest.CaptureFixtur
     assert "fsgen headline, experiment default: 6 complete run(s)" in capsys.readouterr().out
 
 
+def test_an_unknown_experiment_is_named_not_reported_empty(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert headline_main(["--warehouse", str(sweep), "--experiment", "defualt"]) == 2
+    assert "no experiment 'defualt' in this warehouse; it has: 'default'" in capsys.readouterr().err
+    assert main(["--warehouse", str(sweep), "--out", str(out), "--experiment", "defualt", "--quiet"]) == 2
+    assert "no experiment 'defualt'" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--warehouse", str(sweep), "--out", str(out), "--bootstrap", "-1"])
+    assert "--bootstrap: -1 must be at least 0" in capsys.readouterr().err
+
+
 def test_help_has_examples() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "analytics.report", "--help"], capture_output=True, text=True, check=True
