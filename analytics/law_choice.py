@@ -13,14 +13,23 @@ interval is as wide as out-of-sample errors are, and wider where few pairs estim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from analytics.laws import ALPHA_BOUNDS, LAWS, FloatArray, Law, distinct_count, fit_rows, leave_one_out
+from analytics.laws import (
+    ALPHA_BOUNDS,
+    LAWS,
+    DropFits,
+    FloatArray,
+    Law,
+    distinct_count,
+    fit_rows,
+    leave_one_out,
+)
 from analytics.laws import jacobian_condition as _jacobian_condition
 from analytics.laws import values as _values
 from analytics.source import AnalyticsError
@@ -29,7 +38,6 @@ COND_MAX = 1e4
 TIE_RTOL = 0.05
 BOUND_RTOL = 1.05
 SPAN_SHARE = 0.9
-BOOT_CHUNK = 250
 
 
 class CofPrediction(NamedTuple):
@@ -235,12 +243,8 @@ def _bootstrap(
     """Residual-bootstrap parameter draws [B', k] (undefined refits dropped)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, pool.size, size=(resamples, pool.size))
-    out = []
-    for start in range(0, resamples, BOOT_CHUNK):
-        ystar = fitted[None, :] + pool[idx[start : start + BOOT_CHUNK]]
-        params, ok = fit_rows(law.form, x[None], ystar, bounds)
-        out.append(params[ok])
-    return np.concatenate(out) if out else np.empty((0, law.k))
+    params, ok = fit_rows(law.form, x[None], fitted[None, :] + pool[idx], bounds)
+    return np.asarray(params[ok])
 
 
 def _identify(
@@ -277,10 +281,19 @@ def _identify(
 
 
 def _fit_law(
-    law: Law, x: FloatArray, y: FloatArray, loo: FloatArray, resamples: int, seed: int, bounds: tuple
+    law: Law,
+    x: FloatArray,
+    y: FloatArray,
+    given: tuple[FloatArray | None, FloatArray],
+    resamples: int,
+    seed: int,
+    bounds: tuple,
 ) -> tuple[LawFit, FloatArray | None]:
-    """One candidate fitted, checked and (when asked) bootstrapped; also its bootstrap draws."""
-    params, _ = fit_rows(law.form, x[None], y[None], bounds)
+    """One candidate checked and (when asked) bootstrapped, from its fit (params [1, k]; None: fitted here)
+    and its leave-one-out predictions [n]; also its bootstrap draws."""
+    params, loo = given
+    if params is None:
+        params, _ = fit_rows(law.form, x[None], y[None], bounds)
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
     n = y.size
@@ -322,6 +335,52 @@ def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
     return [chosen, *rest]
 
 
+# The power law's fit to the table at hand, params [1, 3], and its leave-one-out predictions [n] (None: some
+# pair cannot be left out), read from a batch of fits (`_power_fits`).
+PowerFits = Callable[[], tuple[FloatArray, FloatArray | None]]
+
+
+def _power_fits(
+    fits: DropFits, x: FloatArray, at: npt.NDArray[np.int64], dropped: tuple[int, ...]
+) -> PowerFits:
+    """The power law's fit and leave-one-out predictions for the table x = the full one's rows `at` (pairs
+    `dropped` left out), read from a batch of fits to the full table's subsets."""
+
+    def read() -> tuple[FloatArray, FloatArray | None]:
+        own = fits.params(dropped)[None, :]
+        drops = [(*dropped, int(i)) for i in at]
+        if not all(fits.defined(d) for d in drops):
+            return own, None
+        params = np.stack([fits.params(d) for d in drops])
+        return own, np.asarray(np.diagonal(_values("power_ratio", params, x)))
+
+    return read
+
+
+def _candidates(
+    x: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple, power: PowerFits | None
+) -> tuple[list[LawFit], list[tuple[str, str]], dict[str, FloatArray | None]]:
+    """Every law that these pairs allow fitted and checked: (fits, skipped with why, bootstrap draws)."""
+    fits: list[LawFit] = []
+    skipped: list[tuple[str, str]] = []
+    draws: dict[str, FloatArray | None] = {}
+    for law in LAWS.values():
+        why = _why_skip(law, x)
+        params: FloatArray | None = None
+        if why:
+            loo = None
+        elif law.form == "power_ratio" and power is not None:
+            params, loo = power()
+        else:
+            loo = leave_one_out(law.form, x, y, bounds)
+        if loo is None:
+            skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
+            continue
+        fit, draws[law.form] = _fit_law(law, x, y, (params, loo), resamples, seed, bounds)
+        fits.append(fit)
+    return fits, skipped, draws
+
+
 def fit_cof(
     llm_params: npt.ArrayLike,
     slm_params: npt.ArrayLike,
@@ -334,24 +393,22 @@ def fit_cof(
 ) -> CofFit:
     """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits;
     with `nested`, also the chosen law's nested leave-one-pair-out error (the choice re-run without each
-    pair: the error of the whole procedure on an unseen pair, not of a law picked after seeing them all)."""
+    pair: the error of the whole procedure on an unseen pair, not of a law picked after seeing them all).
+
+    The power law's fits to every subset this needs (each pair left out; with `nested`, each two) are
+    solved in one batch (`DropFits`); each equals the fit to that subset alone."""
     x = _design(llm_params, slm_params)
     y = np.asarray(cof, dtype=float).ravel()
     if y.size != x.shape[0]:
         raise ValueError(f"cof has {y.size} values for {x.shape[0]} pairs")
     keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
     x, y = x[keep], y[keep]
-    fits: list[LawFit] = []
-    skipped: list[tuple[str, str]] = []
-    draws: dict[str, FloatArray | None] = {}
-    for law in LAWS.values():
-        why = _why_skip(law, x)
-        loo = None if why else leave_one_out(law.form, x, y, alpha_bounds)
-        if loo is None:
-            skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
-            continue
-        fit, draws[law.form] = _fit_law(law, x, y, loo, bootstrap, seed, alpha_bounds)
-        fits.append(fit)
+    batch = None
+    if _why_skip(LAWS["power_ratio"], x) is None:  # a subset has no more distinct ratios than the table
+        batch = DropFits(x[:, 0] - x[:, 1], y, 2 if nested else 1, alpha_bounds)
+    every = np.arange(y.size)
+    power = None if batch is None else _power_fits(batch, x, every, ())
+    fits, skipped, draws = _candidates(x, y, bootstrap, seed, alpha_bounds, power)
     if not fits:
         raise TooFewPairs(
             f"no law can be fitted and checked on {y.size} pair(s): "
@@ -360,23 +417,26 @@ def fit_cof(
     ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
     df = max(y.size - len(ranked[0].names), 1)
     kept = {form: d for form, d in draws.items() if d is not None}
-    nested_rmse, nested_n = _nested_error(x, y, alpha_bounds) if nested else (None, 0)
+    nested_rmse, nested_n = _nested_error(x, y, alpha_bounds, batch) if nested else (None, 0)
     return CofFit(
         tuple(ranked), tuple(skipped), int(y.size), bootstrap, seed, ranked[0].loo_rmse, df,
         nested_rmse, nested_n, measured_range(x), kept,
     )  # fmt: skip
 
 
-def _nested_error(x: FloatArray, y: FloatArray, bounds: tuple[float, float]) -> tuple[float | None, int]:
+def _nested_error(
+    x: FloatArray, y: FloatArray, bounds: tuple[float, float], batch: DropFits | None
+) -> tuple[float | None, int]:
     """RMS error on each pair of the law chosen without it (the whole choice re-run on n − 1 pairs)."""
     errors = []
     for i in range(y.size):
-        keep = np.arange(y.size) != i
-        try:
-            inner = fit_cof(np.exp(x[keep, 0]), np.exp(x[keep, 1]), y[keep], alpha_bounds=bounds)
-        except TooFewPairs:
+        at = np.flatnonzero(np.arange(y.size) != i)
+        xi, yi = x[at], y[at]
+        power = None if batch is None else _power_fits(batch, xi, at, (i,))
+        fits, _, _ = _candidates(xi, yi, 0, 0, bounds, power)
+        if not fits:
             continue
-        c = inner.chosen
+        c = _ranked(fits, float(np.max(np.abs(yi))) + 1e-12)[0]
         errors.append(float(_values(c.form, np.asarray([c.params]), x[i : i + 1])[0, 0]) - y[i])
     if not errors:
         return None, 0

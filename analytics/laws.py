@@ -1,7 +1,9 @@
 """Candidate laws for CoF over (LLM, SLM) pairs, each fitted by least squares row by row (vectorised).
 
 Every law sees the pairs as x = (ln N_LLM, ln N_SLM), shape [..., n, 2], so ln R = x₀ − x₁. Rows are
-independent fits (leave-one-out subsets, bootstrap resamples), so one call fits hundreds at once.
+independent fits (leave-one-out subsets, bootstrap resamples), so one call fits hundreds at once; the power
+law's rows share the points and weigh them (a resample's counts, 0 for a pair left out), so every fit one
+table needs is one batch (`DropFits`).
 
 - `constant`: CoF = a
 - `log_ratio`: CoF = a + b·ln R
@@ -14,6 +16,7 @@ independent fits (leave-one-out subsets, bootstrap resamples), so one call fits 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,38 +58,60 @@ LAWS: dict[str, Law] = {
 }
 
 
-def _linear_given_alpha(
-    alpha: FloatArray, log_r: FloatArray, y: FloatArray
+def _given_alpha(
+    alpha: FloatArray, neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, ybar: FloatArray, yc: FloatArray
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """γ, β and SSE at each α; shapes broadcast: alpha [..., 1], log_r and y [..., n]."""
-    z = np.exp(-alpha * log_r)  # R^(−α): [..., n]
-    zc = z - z.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
-    szz = (zc * zc).sum(axis=-1)
-    szy = (zc * yc).sum(axis=-1)
-    flat = szz <= 1e-300
-    gamma = np.where(flat, 0.0, szy / np.where(flat, 1.0, szz))
-    beta = y.mean(axis=-1) - gamma * z.mean(axis=-1)
-    resid = y - gamma[..., None] * z - beta[..., None]
-    return gamma, beta, (resid * resid).sum(axis=-1)
+    """γ, β and the weighted SSE of each row at its α [B]: rows of yc = y − ȳ [B, n] with weights w [B, n]
+    (sw = Σw, ȳ the weighted mean) over the shared points −ln R [n]."""
+    z = np.exp(alpha[:, None] * neg_log_r)  # R^(−α): [B, n]
+    zbar = (w * z).sum(axis=1) / sw
+    zc = z - zbar[:, None]
+    wzc = w * zc
+    # Σw·zc·yc over Σw·zc² (0 where every weighted z is equal: then Σw·zc·yc is 0 too)
+    gamma = (wzc * yc).sum(axis=1) / np.maximum((wzc * zc).sum(axis=1), 1e-300)
+    resid = yc - gamma[:, None] * zc  # y − γz − β
+    return gamma, ybar - gamma * zbar, (w * resid * resid).sum(axis=1)
 
 
 def _grid_bracket(
-    log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]
+    neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, yc: FloatArray, bounds: tuple[float, float]
 ) -> tuple[FloatArray, FloatArray]:
-    """The grid cell around the best α of each row: (lo, hi), each [B]."""
+    """The grid cell around the best α of each row: (lo, hi), each [B]. The weighted sums at every grid
+    point are matrix products (the points are shared), with z centred per grid point against cancellation."""
     grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
-    _, _, sse = _linear_given_alpha(grid[None, :, None], log_r[:, None, :], y[:, None, :])  # [B, G]
+    z = np.exp(grid[:, None] * neg_log_r[None, :])  # [G, n]
+    z = z - z.mean(axis=1, keepdims=True)
+    wy = w * yc
+    sz = w @ z.T  # [B, G]
+    szz = w @ (z * z).T - sz * sz / sw[:, None]
+    szy = wy @ z.T  # Σw·yc = 0, so no correction
+    syy = (wy * yc).sum(axis=1)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sse = np.where(szz > 1e-300, syy - szy * szy / szz, syy)
     best = np.argmin(np.where(np.isfinite(sse), sse, np.inf), axis=1)
     return grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, GRID_POINTS - 1)]
 
 
-def power_fit_rows(log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]) -> FloatArray:
-    """Fit γ·R^(−α) + β to each row of log_r / y [B, n]; returns [B, 4] = (γ, α, β, SSE)."""
-    lo, hi = _grid_bracket(log_r, y, bounds)
+def power_fit(
+    log_r: FloatArray, y: FloatArray, w: FloatArray | None = None, bounds: tuple[float, float] = ALPHA_BOUNDS
+) -> FloatArray:
+    """Fit γ·R^(−α) + β to each row of y [B, n] at the shared ratios ln R [n], weighting the points by w
+    [B, n] (None: all 1); returns [B, 4] = (γ, α, β, weighted SSE).
+
+    A weight is how often a point is in a row's table, so one call fits many tables drawn from the same
+    points: a bootstrap resample is its counts, leaving pairs out is a weight of 0 (every row needs positive
+    weight on at least one point). The fit equals the unweighted fit to the table itself (to rounding).
+    """
+    y = np.atleast_2d(np.asarray(y, dtype=float))
+    w = np.ones_like(y) if w is None else np.broadcast_to(np.asarray(w, dtype=float), y.shape)
+    neg_log_r = -np.asarray(log_r, dtype=float)
+    sw = w.sum(axis=1)
+    ybar = (w * y).sum(axis=1) / sw
+    yc = y - ybar[:, None]
+    lo, hi = _grid_bracket(neg_log_r, w, sw, yc, bounds)
 
     def sse_at(alpha: FloatArray) -> FloatArray:
-        return _linear_given_alpha(alpha[:, None], log_r, y)[2]
+        return _given_alpha(alpha, neg_log_r, w, sw, ybar, yc)[2]
 
     # Golden-section search, vectorised over rows: one new evaluation per step.
     inv_phi = (np.sqrt(5.0) - 1) / 2
@@ -104,7 +129,7 @@ def power_fit_rows(log_r: FloatArray, y: FloatArray, bounds: tuple[float, float]
             np.where(left, fc, fx),
         )
     alpha = (lo + hi) / 2
-    gamma, beta, sse = _linear_given_alpha(alpha[:, None], log_r, y)
+    gamma, beta, sse = _given_alpha(alpha, neg_log_r, w, sw, ybar, yc)
     return np.stack([gamma, alpha, beta, sse], axis=1)
 
 
@@ -154,11 +179,14 @@ def _linear_fit_rows(form: str, x: FloatArray, y: FloatArray) -> tuple[FloatArra
 def fit_rows(
     form: str, x: FloatArray, y: FloatArray, bounds: tuple[float, float] = ALPHA_BOUNDS
 ) -> tuple[FloatArray, BoolArray]:
-    """Fit one law to each row: x [B or 1, n, 2], y [B, n] -> (params [B, k], defined [B])."""
+    """Fit one law to each row: x [B or 1, n, 2] (the power law: [1, n, 2], points shared by the rows),
+    y [B, n] -> (params [B, k], defined [B])."""
     if form == "power_ratio":
-        log_r = np.broadcast_to(x[..., 0] - x[..., 1], y.shape)
-        params = power_fit_rows(np.ascontiguousarray(log_r), y, bounds)[:, :3]
-        return params, distinct_count(log_r) >= 3
+        if x.shape[0] != 1:
+            raise ValueError("the power law fits rows at shared points: weight them with power_fit")
+        log_r = x[0, :, 0] - x[0, :, 1]
+        defined = int(distinct_count(log_r[None])[0]) >= 3
+        return power_fit(log_r, y, None, bounds)[:, :3], np.full(y.shape[0], defined)
     if form not in LAWS:
         raise AnalyticsError(f"unknown law {form!r}; choose from: {', '.join(LAWS)}")
     if form == "constant":
@@ -199,8 +227,43 @@ def leave_one_out(
 ) -> FloatArray | None:
     """Each pair predicted by the law fitted to the others: [n], or None when some subset cannot be fit."""
     n = y.size
-    others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # [n, n-1]
-    params, ok = fit_rows(form, x[others], y[others], bounds)
-    if not ok.all():
-        return None
+    if form == "power_ratio":
+        fits = DropFits(x[:, 0] - x[:, 1], y, 1, bounds)
+        if not all(fits.defined((i,)) for i in range(n)):
+            return None
+        params = np.stack([fits.params((i,)) for i in range(n)])
+    else:
+        others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # [n, n-1]
+        params, ok = fit_rows(form, x[others], y[others], bounds)
+        if not ok.all():
+            return None
     return np.asarray(np.diagonal(values(form, params, x)))
+
+
+class DropFits:
+    """The power law fitted to one table of pairs (ln R [n], y [n]) and to it without each set of up to
+    `depth` pairs, all in one `power_fit` call (a left-out pair weighs 0): leave-one-out and nested
+    leave-one-out need every such subset, and one batch costs about what one fit does."""
+
+    def __init__(self, log_r: FloatArray, y: FloatArray, depth: int, bounds: tuple[float, float]) -> None:
+        n = y.size
+        self._row = {
+            drop: i
+            for i, drop in enumerate(
+                d for k in range(min(depth, n - 1) + 1) for d in itertools.combinations(range(n), k)
+            )
+        }
+        w = np.ones((len(self._row), n))
+        for drop, i in self._row.items():
+            w[i, list(drop)] = 0.0
+        self._fits = power_fit(log_r, np.broadcast_to(y, w.shape), w, bounds)[:, :3]
+        kept = np.where(w > 0, log_r[None, :], np.nan)  # NaN sorts last and never counts as distinct
+        self._defined = distinct_count(kept) >= 3
+
+    def params(self, drop: tuple[int, ...]) -> FloatArray:
+        """(γ, α, β) of the table without the pairs `drop` (indices into the full table)."""
+        return np.asarray(self._fits[self._row[tuple(sorted(drop))]])
+
+    def defined(self, drop: tuple[int, ...]) -> bool:
+        """Whether the pairs left after `drop` have the 3 distinct ratios the law needs."""
+        return bool(self._defined[self._row[tuple(sorted(drop))]])

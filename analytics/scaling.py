@@ -30,11 +30,10 @@ from analytics.law_choice import (
     fit_cof,
     loo_coverage,
 )
-from analytics.laws import ALPHA_BOUNDS, FloatArray, power_fit_rows
+from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit
 from analytics.source import AnalyticsError, Filters, Source, query, runs_where
 
 MIN_RATIOS = 3
-BOOT_CHUNK = 250
 
 
 class TooFewPoints(AnalyticsError):
@@ -126,21 +125,16 @@ def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, Fl
     return r, y
 
 
-def _bootstrap_draws(
-    log_r: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple[float, float]
-) -> FloatArray:
-    """Parameter draws [B', 3] from resampling points with replacement; degenerate resamples dropped."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, y.size, size=(resamples, y.size))
-    out = []
-    for start in range(0, resamples, BOOT_CHUNK):
-        block = idx[start : start + BOOT_CHUNK]
-        lr = log_r[block]
-        srt = np.sort(lr, axis=1)
-        distinct = 1 + (np.diff(srt, axis=1) > 0).sum(axis=1)
-        ok = distinct >= MIN_RATIOS
-        out.append(power_fit_rows(lr[ok], y[block][ok], bounds)[:, :3])
-    return np.concatenate(out) if out else np.empty((0, 3))
+def _resample_counts(log_r: FloatArray, resamples: int, seed: int) -> FloatArray:
+    """How often each point is drawn [B', n] in resampling the points with replacement; resamples with
+    fewer than three distinct ratios dropped."""
+    n = log_r.size
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    counts = np.zeros((resamples, n))
+    np.add.at(counts, (np.arange(resamples).repeat(n), idx.ravel()), 1.0)
+    drawn = np.sort(np.where(counts > 0, log_r[None, :], np.nan), axis=1)
+    distinct = 1 + (np.diff(drawn, axis=1) > 0).sum(axis=1)  # NaN (not drawn) never differs
+    return counts[distinct >= MIN_RATIOS]
 
 
 def _intervals(draws: FloatArray, confidence: float, resamples: int) -> ParamIntervals:
@@ -161,12 +155,17 @@ def fit_scaling_law(
     """Least-squares fit of CoF = γ·R^(−α) + β (γ's sign free), with bootstrap intervals when asked."""
     r, y = _validated(ratio, cof)
     log_r = np.log(r)
-    gamma, alpha, beta, sse = power_fit_rows(log_r[None, :], y[None, :], alpha_bounds)[0]
+    # The fit and every bootstrap resample (its counts as weights) in one batch: the first row is the fit.
+    weights = np.ones((1, y.size))
+    if bootstrap > 0:
+        weights = np.concatenate([weights, _resample_counts(log_r, bootstrap, seed)])
+    fits = power_fit(log_r, np.broadcast_to(y, weights.shape), weights, alpha_bounds)
+    gamma, alpha, beta, sse = fits[0]
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - sse / sst if sst > 0 else float("nan")
     draws, ci = None, None
     if bootstrap > 0:
-        draws = _bootstrap_draws(log_r, y, bootstrap, seed, alpha_bounds)
+        draws = fits[1:, :3]
         ci = _intervals(draws, confidence, bootstrap) if len(draws) else None
     return ScalingFit(
         float(gamma), float(alpha), float(beta), float(r2), float(sse), int(y.size), ci,
@@ -177,13 +176,15 @@ def fit_scaling_law(
 def leave_one_out_error(
     ratio: npt.ArrayLike, cof: npt.ArrayLike, *, alpha_bounds: tuple[float, float] = ALPHA_BOUNDS
 ) -> LeaveOneOut:
-    """Fit without each point in turn and predict it: the error on an unseen pair."""
+    """Fit without each point in turn and predict it: the error on an unseen pair (the n fits in one batch,
+    the point left out weighing 0)."""
     r, y = _validated(ratio, cof)
+    fits = DropFits(np.log(r), y, 1, alpha_bounds)
     preds = np.full(y.size, np.nan)
     for i in range(y.size):
-        keep = np.arange(y.size) != i
-        if np.unique(r[keep]).size >= MIN_RATIOS:
-            preds[i] = fit_scaling_law(r[keep], y[keep], alpha_bounds=alpha_bounds).value(r[i])
+        if np.unique(np.delete(r, i)).size >= MIN_RATIOS:
+            g, a, b = fits.params((i,))
+            preds[i] = g * r[i] ** (-a) + b
     err = preds - y
     frame = pl.DataFrame({"ratio": r, "cof": y, "predicted": preds, "error": err})
     ok = np.isfinite(err)

@@ -154,3 +154,24 @@ def test_intervals_stay_in_the_unit_range_and_are_seeded() -> None:
     assert again.predict(3e9, 1e9) == fit.predict(3e9, 1e9)
     with pytest.raises(ValueError, match="confidence"):
         fit.predict(3e9, 1e9, confidence=1.5)
+
+
+def test_the_power_laws_batched_subset_fits_equal_each_subset_fitted_alone() -> None:
+    # fit_cof fits the power law to every pair left out (and every two, nested) in one weighted batch.
+    rng = np.random.default_rng(12)
+    pick = rng.permutation(len(PAIRS))[:9]
+    nl, ns = NL[pick], NS[pick]
+    y = truth("power_ratio", nl, ns) + rng.normal(0, 0.004, pick.size)
+    fit = fit_cof(nl, ns, y, nested=True)
+    power = fit.candidate("power_ratio")
+    assert power is not None and fit.nested_pairs == pick.size
+    errors, inner_errors = [], []
+    for i in range(pick.size):
+        keep = np.arange(pick.size) != i
+        alone = fit_cof(nl[keep], ns[keep], y[keep])  # its own LOO: the pairs left two at a time
+        own = alone.candidate("power_ratio")
+        assert own is not None
+        errors.append(own.value(nl[i : i + 1], ns[i : i + 1])[0] - y[i])
+        inner_errors.append(alone.chosen.value(nl[i : i + 1], ns[i : i + 1])[0] - y[i])
+    assert power.loo_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))), rel=1e-6)
+    assert fit.nested_loo_rmse == pytest.approx(float(np.sqrt(np.mean(np.square(inner_errors)))), rel=1e-6)

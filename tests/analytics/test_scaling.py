@@ -152,3 +152,39 @@ def test_a_pairs_bootstrap_spanning_alpha_marks_the_paper_law_unidentified() -> 
     assert group.fit is not None and group.fit.ci is not None
     assert group.note.startswith("unidentified"), group.note
     assert "spans the search range" in group.note
+
+
+def _resamples(n: int, count: int, seed: int) -> list[np.ndarray]:
+    """The bootstrap's draws for a seed, rebuilt here: resamples with at least 3 distinct points."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(count, n))
+    return [row for row in idx if np.unique(row).size >= 3]
+
+
+def test_the_batched_bootstrap_equals_each_resample_fitted_alone() -> None:
+    # One weighted batch (counts as weights) against every resample fitted on its own, duplicates as points.
+    rng = np.random.default_rng(8)
+    ratio = np.array([1.5, 3.0, 6.0, 12.0, 30.0, 80.0, 200.0])
+    cof = -0.12 * ratio**-0.4 + 0.2 + rng.normal(0, 0.004, ratio.size)
+    fit = fit_scaling_law(ratio, cof, bootstrap=60, seed=5)
+    rows = _resamples(ratio.size, 60, 5)
+    assert fit.draws is not None and len(fit.draws) == len(rows) > 40
+    for draw, row in zip(fit.draws, rows, strict=True):
+        alone = fit_scaling_law(ratio[row], cof[row])
+        assert draw == pytest.approx([alone.gamma, alone.alpha, alone.beta], rel=1e-5, abs=1e-9)
+        gamma, alpha, beta = draw
+        sse = float(np.sum((cof[row] - gamma * ratio[row] ** -alpha - beta) ** 2))
+        assert sse == pytest.approx(alone.sse, rel=1e-6, abs=1e-15)
+    assert fit.ci is not None and fit.ci.alpha == pytest.approx(
+        tuple(np.quantile(fit.draws[:, 1], [0.025, 0.975])), rel=1e-12
+    )
+
+
+def test_batched_leave_one_out_equals_each_subset_fitted_alone() -> None:
+    rng = np.random.default_rng(9)
+    ratio = np.geomspace(1.5, 400, 9)
+    cof = 0.2 * ratio**-0.6 + 0.05 + rng.normal(0, 0.003, ratio.size)
+    loo = leave_one_out_error(ratio, cof)
+    for i, got in enumerate(loo.frame["predicted"]):
+        keep = np.arange(ratio.size) != i
+        want = float(fit_scaling_law(ratio[keep], cof[keep]).value(ratio[i]))
+        assert got == pytest.approx(want, rel=1e-7)
