@@ -39,9 +39,19 @@ import polars as pl
 
 from analytics.costs import RunCosts, acceptance, cycles_seconds, paired_throughputs, run_costs
 from analytics.frames import Col, FrameSchema
-from analytics.source import AnalyticsError, Source, connect, query, runs_where, scoped, table_columns
+from analytics.source import (
+    AnalyticsError,
+    Source,
+    connect,
+    query,
+    require_experiment,
+    runs_where,
+    scoped,
+    table_columns,
+)
 from analytics.speculative import OracleTrace, oracle_trace, replay_cycles
 from warehouse import vocabulary
+from warehouse.errors import UserError
 from warehouse.settings import add_warehouse_argument, positive_int
 
 K_GRID = vocabulary.ADVISE_K  # the draft lengths the collector's calibration times (no extrapolation)
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print_against(against(warehouse, args.against), args.against)
             return 0
+        require_experiment(warehouse, args.experiment)
         advice = advise(warehouse, args.method, args.experiment)
         if advice.best.height == 0:
             raise AnalyticsError(
@@ -417,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
 
         by_batch = best_by_batch_size(advise_by_batch_size(warehouse, args.method))
         coverage = cost_coverage(warehouse, args.experiment)
-    except (AnalyticsError, FileNotFoundError) as exc:
+    except (UserError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -109,6 +109,17 @@ def test_advise_refuses_other_methods(tmp_path: Path) -> None:
     assert main(["--warehouse", str(path)]) == 2  # no oracle run with costs: a clear error, exit 2
 
 
+def test_advise_names_a_missing_file_and_an_unknown_experiment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "w.duckdb"
+    assert main(["--warehouse", str(path)]) == 2  # was a WarehouseError traceback
+    assert f"no warehouse at {path}" in capsys.readouterr().err
+    upgrade(path)
+    assert main(["--warehouse", str(path), "--experiment", "x"]) == 2
+    assert "no experiment 'x' in this warehouse; it has: none (no runs yet)" in capsys.readouterr().err
+
+
 def test_verify_on_the_zoo_measures_the_predicted_cycles(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
