@@ -15,6 +15,7 @@ from warehouse.db import (
     duckdb_connection,
     is_lock_error,
     named_damage,
+    require_file,
 )
 from warehouse.errors import UserError
 from warehouse.export import export_parquet
@@ -116,6 +117,8 @@ def run_upgrade(path: Path) -> None:
 
 def run_command(args: argparse.Namespace, path: Path) -> int:
     """Dispatch one subcommand; returns the exit status."""
+    if args.command in ("downgrade", "rebuild-summaries", "import"):  # these never create the file
+        require_file(path)
     if args.command == "upgrade":
         run_upgrade(path)
     elif args.command == "downgrade":

@@ -191,12 +191,19 @@ def make_engine(path: Path, *, read_only: bool = False) -> sa.Engine:
     return sa.create_engine(url_for(path), connect_args=connect_args, poolclass=sa.pool.NullPool)
 
 
-def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A raw DuckDB connection; raises WarehouseLocked instead of DuckDB's IO error."""
-    if read_only and not path.exists():
+def require_file(path: Path) -> None:
+    """Refuse a warehouse path with no file behind it (so a command that only reads or rewrites one never
+    leaves an empty file behind)."""
+    if not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}; create it with: python -m warehouse upgrade --warehouse {path}"
         )
+
+
+def open_duckdb(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A raw DuckDB connection; raises WarehouseLocked instead of DuckDB's IO error."""
+    if read_only:
+        require_file(path)
     check_warehouse_file(path)
     try:
         if not read_only and not path.exists():

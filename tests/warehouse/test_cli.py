@@ -46,3 +46,15 @@ def test_env_var_names_the_default_warehouse(
     monkeypatch.setenv("FSGEN_WAREHOUSE", str(tmp_path / "env.duckdb"))
     assert main(["upgrade"]) == 0
     assert (tmp_path / "env.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["rebuild-summaries"], ["downgrade", "base"], ["import", "vllm", "r.jsonl", "--draft", "d"]]
+)
+def test_commands_that_need_a_file_refuse_a_missing_one_and_create_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    path = tmp_path / "typo.duckdb"
+    assert main(["--warehouse", str(path), *command]) == 2
+    assert f"no warehouse at {path}" in capsys.readouterr().err
+    assert not path.exists()  # rebuild-summaries and downgrade left an empty file behind
