@@ -70,14 +70,26 @@ def acceptance(drafted: npt.NDArray[np.int64], accepted: npt.NDArray[np.int64]) 
 
 
 def cycles_seconds(
-    drafted: npt.NDArray[np.int64], k: int, stop: str | None, costs: RunCosts, prompts: int
+    drafted: npt.NDArray[np.int64],
+    k: int,
+    stop: str | None,
+    costs: RunCosts,
+    prompts: int,
+    counts: npt.NDArray[np.int64] | None = None,
 ) -> float:
     """Predicted seconds of these cycles with these costs: a prefill per prompt plus each cycle's cost (a
-    cycle without a stop rule really drafted K, a cut last cycle only records fewer)."""
+    cycle without a stop rule really drafted K, a cut last cycle only records fewer). `counts`: cycles of
+    each `drafted` value (None: one each). Summed per drafted length, so any order of the same cycles
+    gives the same float."""
+    if counts is None:
+        drafted, counts = np.unique(drafted, return_counts=True)
     work = np.full_like(drafted, k) if stop is None else np.clip(drafted, 1, k)
     cost = costs.cycle if stop is None else lambda d: costs.stop_cycle(d, k)
-    per_d = {d: cost(d) for d in np.unique(work).tolist()}
-    return prompts * costs.prefill_s + float(sum(per_d[d] for d in work.tolist()))
+    lengths, where = np.unique(work, return_inverse=True)
+    per_length = np.bincount(where.ravel(), weights=counts, minlength=len(lengths))
+    return prompts * costs.prefill_s + float(
+        sum(n * cost(int(d)) for d, n in zip(lengths, per_length, strict=True))
+    )
 
 
 def paired_throughputs(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[float, float]]:

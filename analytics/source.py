@@ -106,15 +106,14 @@ def query(source: Source, sql: str, params: Sequence[Any] | None = None) -> pl.D
 
 
 def table_columns(source: Source, table: str) -> frozenset[str]:
-    """Column names of a table or view in the main schema; empty when it does not exist."""
-    # duckdb_columns(), not information_schema.columns: 1-3 ms against 7-19 ms a call on a 10M-event file
-    rows = query(
-        source,
-        "SELECT column_name AS name FROM duckdb_columns() "
-        "WHERE table_name = ? AND schema_name = 'main' AND database_name = current_database()",
-        [table],
-    )
-    return frozenset(rows["name"].to_list())
+    """Column names of a table or view of the connection's database; empty when it does not exist."""
+    # The catalogue's own entry, not a query of duckdb_columns(): 0.15 ms against 0.6-1.5 ms a probe, and
+    # a speculative answer probes four times.
+    with connect(source) as con:
+        try:
+            return frozenset(con.table(table).columns)
+        except duckdb.CatalogException:
+            return frozenset()
 
 
 def run_column_dtype(column: str) -> pl.DataType:

@@ -26,7 +26,6 @@ from analytics.source import (
     Source,
     check_group_by,
     connect,
-    group_select,
     query,
     run_column_dtype,
     runs_where,
@@ -83,6 +82,49 @@ def has_speculative_data(source: Source) -> bool:
     return bool(table_columns(source, "spec_cycles") >= {"run_id", "drafted", "accepted"})
 
 
+def _cycles(con: Source, filters: Filters | None) -> pl.DataFrame:
+    """The one scan of `spec_cycles`: cycles of each run in scope by (drafted, accepted), `n`, beside every
+    column of the run and its pair's cost ratio (a few dozen rows a run)."""
+    where, params = runs_where(filters)
+    return query(
+        con,
+        f"""WITH c AS (
+                SELECT run_id, drafted, accepted, count(*) AS n FROM spec_cycles
+                WHERE run_id IN (SELECT r.run_id FROM runs r {where}) GROUP BY ALL
+            )
+            SELECT r.*, CAST(c.drafted AS BIGINT) AS cycle_drafted,
+                   CAST(c.accepted AS BIGINT) AS cycle_accepted, CAST(c.n AS BIGINT) AS cycle_count,
+                   CAST(ms.params AS DOUBLE) / ml.params AS pair_cost_ratio
+            FROM c JOIN runs r ON r.run_id = c.run_id
+            LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm""",
+        params,
+    )
+
+
+# `_cycles`' own columns (apart from the runs columns a group-by names).
+_D, _A, _N = pl.col("cycle_drafted"), pl.col("cycle_accepted"), pl.col("cycle_count")
+
+
+def acceptance_from_cycles(cycles: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+    """Per group and draft position i < drafted: cycles reaching i (accepted ≥ i), accepted at i (accepted >
+    i), all the group's cycles, and the rates, from `_cycles` rows."""
+    keys = list(cols)
+    position = pl.col("position")
+    counts = (
+        cycles.filter(_D > 0)
+        .with_columns(pl.int_ranges(0, _D, dtype=pl.Int64).alias("position"))
+        .explode("position")
+        .group_by([*keys, "position"])
+        .agg(
+            _N.filter(position <= _A).sum().cast(pl.Int64).alias("reached"),
+            _N.filter(position < _A).sum().cast(pl.Int64).alias("accepted"),
+        )
+    )
+    totals = cycles.group_by(keys).agg(_N.sum().cast(pl.Int64).alias("cycles"))
+    rated = acceptance_rates(counts, totals, keys).sort([*keys, "position"], nulls_last=True)
+    return ACCEPTANCE.select(rated, tuple(keys))
+
+
 def acceptance_by_position(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
@@ -91,30 +133,7 @@ def acceptance_by_position(
     with connect(source) as con:
         if not has_speculative_data(con):
             return pl.DataFrame(schema={**{c: run_column_dtype(c) for c in cols}, **ACCEPTANCE_SCHEMA})
-        out = ", ".join(f'"{c}"' for c in cols)
-        where, params = runs_where(filters)
-        counts = query(
-            con,
-            f"""WITH h AS (
-                    SELECT run_id, drafted, accepted, count(*) AS n FROM spec_cycles GROUP BY ALL
-                ), g AS (
-                    SELECT {group_select(cols)}, h.drafted, h.accepted, sum(h.n) AS n
-                    FROM h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL
-                )
-                SELECT {out}, CAST(t.i AS BIGINT) AS position,
-                       CAST(coalesce(sum(n) FILTER (WHERE g.accepted >= t.i), 0) AS BIGINT) AS reached,
-                       CAST(coalesce(sum(n) FILTER (WHERE g.accepted > t.i), 0) AS BIGINT) AS accepted
-                FROM g, range(g.drafted) t(i)
-                GROUP BY ALL ORDER BY {out}, position""",
-            params,
-        )
-        totals = query(
-            con,
-            f"""SELECT {group_select(cols)}, CAST(count(*) AS BIGINT) AS cycles
-                FROM spec_cycles s JOIN runs r ON r.run_id = s.run_id {where} GROUP BY ALL""",
-            params,
-        )
-    return acceptance_rates(counts, totals, cols)
+        return acceptance_from_cycles(_cycles(con, filters), cols)
 
 
 def acceptance_rates(counts: pl.DataFrame, totals: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -125,25 +144,22 @@ def acceptance_rates(counts: pl.DataFrame, totals: pl.DataFrame, keys: Sequence[
     )
 
 
-def _run_sums(con: Source, filters: Filters | None) -> pl.DataFrame:
-    where, params = runs_where(filters)
-    return query(
-        con,
-        f"""WITH c AS (
-                SELECT run_id, count(*) AS cycles, sum(drafted) AS drafted, sum(accepted) AS accepted,
-                       sum(accepted + CASE WHEN accepted < drafted THEN 1 ELSE 0 END) AS trials,
-                       max(drafted) AS max_drafted
-                FROM spec_cycles WHERE run_id IN (SELECT r.run_id FROM runs r {where}) GROUP BY run_id
-            )
-            SELECT r.run_id, r.llm, r.slm, r.dataset, r.settings, r.tokens_per_s,
-                   CAST(c.cycles AS BIGINT) AS cycles, CAST(c.drafted AS BIGINT) AS drafted,
-                   CAST(c.accepted AS BIGINT) AS accepted, CAST(c.trials AS BIGINT) AS trials,
-                   CAST(c.max_drafted AS BIGINT) AS max_drafted,
-                   CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio
-            FROM c JOIN runs r ON r.run_id = c.run_id
-            LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
-            {where} ORDER BY r.run_id""",
-        [*params, *params],
+def _run_sums(cycles: pl.DataFrame) -> pl.DataFrame:
+    """Per run of `_cycles` rows: cycles, drafted, accepted, trials (accepted + a rejection that ended a
+    cycle), the longest draft, and the run's columns the table shows."""
+    trials = _A + (_A < _D).cast(pl.Int64)
+    return (
+        cycles.group_by("run_id")
+        .agg(
+            pl.col("llm", "slm", "dataset", "settings").first(),
+            pl.col("pair_cost_ratio").first().alias("cost_ratio"),
+            _N.sum().alias("cycles"),
+            (_N * _D).sum().alias("drafted"),
+            (_N * _A).sum().alias("accepted"),
+            (_N * trials).sum().alias("trials"),
+            _D.max().alias("max_drafted"),
+        )
+        .sort("run_id")
     )
 
 
@@ -166,15 +182,32 @@ def speedup_table(sums: pl.DataFrame, speedups: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def runs_from_cycles(con: Source, cycles: pl.DataFrame) -> pl.DataFrame:
+    """`speculative_runs` from `_cycles` rows (the speed-ups read their drafted counts: no second scan)."""
+    sums = _run_sums(cycles)
+    drafted = cycles.select("run_id", _D.alias("drafted"), _N.alias("n"))
+    return speedup_table(sums, run_speedups(con, sums["run_id"].to_list(), drafted))
+
+
 def speculative_runs(source: Source, *, filters: Filters | None = None) -> pl.DataFrame:
     """Per speculative run: K, acceptance, mean accepted length, the predicted and measured speed-up
     (`analytics.speedup`) and the FLOP model's."""
     with connect(source) as con:
         if not has_speculative_data(con):
             return pl.DataFrame(schema=RUN_SCHEMA)
-        sums = _run_sums(con, filters)
-        speedups = run_speedups(con, sums["run_id"].to_list())
-    return speedup_table(sums, speedups)
+        return runs_from_cycles(con, _cycles(con, filters))
+
+
+def speculative_tables(
+    source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`speculative_runs` and `acceptance_by_position` from one scan of the cycles."""
+    cols = check_group_by(group_by)
+    with connect(source) as con:
+        if not has_speculative_data(con):
+            return speculative_runs(con, filters=filters), acceptance_by_position(con, cols, filters=filters)
+        cycles = _cycles(con, filters)
+        return runs_from_cycles(con, cycles), acceptance_from_cycles(cycles, cols)
 
 
 def emitted_by_draft_index(source: Source, *, filters: Filters | None = None) -> pl.DataFrame:

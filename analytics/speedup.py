@@ -46,13 +46,16 @@ def _runs(con: Source, run_ids: Sequence[int]) -> pl.DataFrame:
     marks = ", ".join("?" for _ in run_ids)
     return query(
         con,
-        f"""SELECT r.run_id, r.llm, r.slm, r.device, r.dtype,
+        f"""WITH s AS (
+                SELECT run_id, count(*) AS prompts, CAST(sum(n_tokens) AS DOUBLE) AS tokens
+                FROM samples WHERE run_id IN ({marks}) GROUP BY run_id
+            )
+            SELECT r.run_id, r.llm, r.slm, r.device, r.dtype,
                    CAST(coalesce(json_extract(r.settings, '$.draft_k'), 0) AS BIGINT) AS k,
                    json_extract_string(r.settings, '$.draft_stop') AS stop,
-                   (SELECT count(*) FROM samples s WHERE s.run_id = r.run_id) AS prompts,
-                   CAST((SELECT sum(n_tokens) FROM samples s WHERE s.run_id = r.run_id) AS DOUBLE) AS tokens
-            FROM runs r WHERE r.run_id IN ({marks})""",
-        list(run_ids),
+                   coalesce(s.prompts, 0) AS prompts, s.tokens
+            FROM runs r LEFT JOIN s ON s.run_id = r.run_id WHERE r.run_id IN ({marks})""",
+        [*run_ids, *run_ids],
     )
 
 
@@ -83,14 +86,15 @@ def _pick_costs(con: Source, run: dict[str, object], sources: pl.DataFrame) -> t
 
 
 def _predicted(
-    con: Source, run: dict[str, object], drafted: np.ndarray, sources: pl.DataFrame
+    con: Source, run: dict[str, object], drafted: tuple[np.ndarray, np.ndarray], sources: pl.DataFrame
 ) -> tuple[float | None, str]:
     found = _pick_costs(con, run, sources)
-    if found is None or not run["tokens"] or drafted.size == 0:
+    values, counts = drafted
+    if found is None or not run["tokens"] or values.size == 0:
         return None, NO_COSTS
     costs, from_run = found
-    k = int(run["k"] or 0) or int(drafted.max())  # type: ignore[call-overload]
-    seconds = cycles_seconds(drafted, k, run["stop"], costs, int(run["prompts"]))  # type: ignore[arg-type, call-overload]
+    k = int(run["k"] or 0) or int(values.max())  # type: ignore[call-overload]
+    seconds = cycles_seconds(values, k, run["stop"], costs, int(run["prompts"]), counts)  # type: ignore[arg-type, call-overload]
     if seconds <= 0:
         return None, NO_COSTS
     where = "its own costs" if from_run == run["run_id"] else f"the costs run {from_run} of the pair measured"
@@ -98,8 +102,9 @@ def _predicted(
     return costs.rows * tokens / seconds / costs.baseline_tokens_per_s, f"{PREDICTED}; {where}"
 
 
-def run_speedups(source: Source, run_ids: Sequence[int]) -> pl.DataFrame:
-    """Predicted and measured speed-up of each speculative run (see the module docstring)."""
+def run_speedups(source: Source, run_ids: Sequence[int], drafted: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Predicted and measured speed-up of each speculative run (see the module docstring); `drafted`: the
+    runs' cycles as (run_id, drafted, n) counts when the caller has them (else they are counted here)."""
     if not run_ids:
         return pl.DataFrame(schema=SPEEDUP_SCHEMA)
     rows = []
@@ -107,19 +112,25 @@ def run_speedups(source: Source, run_ids: Sequence[int]) -> pl.DataFrame:
     with connect(source) as con:
         has_costs = bool(table_columns(con, "run_costs"))
         runs = _runs(con, run_ids)
-        cycles = query(
-            con,
-            f"SELECT run_id, drafted FROM spec_cycles WHERE run_id IN ({marks}) ORDER BY run_id",
-            list(run_ids),
-        )
+        if drafted is None:
+            drafted = query(
+                con,
+                f"""SELECT run_id, drafted, count(*) AS n FROM spec_cycles
+                    WHERE run_id IN ({marks}) GROUP BY ALL""",
+                list(run_ids),
+            )
         sources = _cost_sources(con) if has_costs else pl.DataFrame()
         paired = paired_throughputs(con, run_ids) if has_costs else {}
-        drafted_by = {int(k[0]): g["drafted"].to_numpy().astype(np.int64)
-                      for k, g in cycles.group_by(["run_id"])}  # fmt: skip
+        hist = drafted.group_by("run_id", "drafted").agg(pl.col("n").sum()).sort("run_id", "drafted")
+        drafted_by = {
+            int(k[0]): (g["drafted"].to_numpy().astype(np.int64), g["n"].to_numpy().astype(np.int64))
+            for k, g in hist.group_by(["run_id"])
+        }
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         for run in runs.iter_rows(named=True):
             rid = int(run["run_id"])
-            drafted = drafted_by.get(rid, np.zeros(0, np.int64))
-            predicted, note = _predicted(con, run, drafted, sources) if has_costs else (None, NO_COSTS)
+            found = drafted_by.get(rid, none)
+            predicted, note = _predicted(con, run, found, sources) if has_costs else (None, NO_COSTS)
             pair = paired.get(rid)
             measured = None if pair is None else pair[0] / pair[1]
             rows.append((rid, predicted, note, measured, MEASURED if pair else NO_BASELINE))

@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 
 from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
-from analytics.speculative import ACCEPTANCE, RUN, acceptance_by_position, speculative_runs
+from analytics.speculative import ACCEPTANCE, RUN, speculative_tables
 from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -57,7 +57,7 @@ DEFAULT_GROUP_BY = ("run_id",)
 def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
           filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
     spec = {**filters, "method": "speculative"}
-    return speculative_runs(cur, filters=spec), acceptance_by_position(cur, group_by, filters=spec)
+    return speculative_tables(cur, group_by, filters=spec)
 
 
 def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
