@@ -82,17 +82,22 @@ def has_speculative_data(source: Source) -> bool:
     return bool(table_columns(source, "spec_cycles") >= {"run_id", "drafted", "accepted"})
 
 
-def _cycles(con: Source, filters: Filters | None) -> pl.DataFrame:
-    """The one scan of `spec_cycles`: cycles of each run in scope by (drafted, accepted), `n`, beside every
-    column of the run and its pair's cost ratio (a few dozen rows a run)."""
+# The runs columns the runs table shows beside its sums.
+_SHOWN = ("run_id", "llm", "slm", "dataset", "settings")
+
+
+def _cycles(con: Source, filters: Filters | None, cols: Sequence[str] = ()) -> pl.DataFrame:
+    """The one scan of `spec_cycles`: cycles of each run in scope by (drafted, accepted), `n`, beside the
+    run's group-by `cols`, the columns its table shows and its pair's cost ratio (a few dozen rows a run)."""
     where, params = runs_where(filters)
+    shown = ", ".join(f'r."{c}"' for c in dict.fromkeys([*_SHOWN, *check_group_by(cols or ["run_id"])]))
     return query(
         con,
         f"""WITH c AS (
                 SELECT run_id, drafted, accepted, count(*) AS n FROM spec_cycles
                 WHERE run_id IN (SELECT r.run_id FROM runs r {where}) GROUP BY ALL
             )
-            SELECT r.*, CAST(c.drafted AS BIGINT) AS cycle_drafted,
+            SELECT {shown}, CAST(c.drafted AS BIGINT) AS cycle_drafted,
                    CAST(c.accepted AS BIGINT) AS cycle_accepted, CAST(c.n AS BIGINT) AS cycle_count,
                    CAST(ms.params AS DOUBLE) / ml.params AS pair_cost_ratio
             FROM c JOIN runs r ON r.run_id = c.run_id
@@ -133,7 +138,7 @@ def acceptance_by_position(
     with connect(source) as con:
         if not has_speculative_data(con):
             return pl.DataFrame(schema={**{c: run_column_dtype(c) for c in cols}, **ACCEPTANCE_SCHEMA})
-        return acceptance_from_cycles(_cycles(con, filters), cols)
+        return acceptance_from_cycles(_cycles(con, filters, cols), cols)
 
 
 def acceptance_rates(counts: pl.DataFrame, totals: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -206,7 +211,7 @@ def speculative_tables(
     with connect(source) as con:
         if not has_speculative_data(con):
             return speculative_runs(con, filters=filters), acceptance_by_position(con, cols, filters=filters)
-        cycles = _cycles(con, filters)
+        cycles = _cycles(con, filters, cols)
         return runs_from_cycles(con, cycles), acceptance_from_cycles(cycles, cols)
 
 
