@@ -27,7 +27,6 @@ from analytics.source import (
     Filters,
     Source,
     check_group_by,
-    events_where,
     group_select,
     query,
     runs_where,
@@ -39,14 +38,11 @@ DEFAULT_GROUP_BY: tuple[str, ...] = ("run_id",)
 def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[str, list[object]]:
     """SQL reducing the per-sample summary (`sample_sums`) to sums over samples, one row per group."""
     cols = check_group_by(group_by)
-    ev_where, ev_params = events_where(filters)
     where, params = runs_where(filters)
     out = ", ".join(f'"{c}"' for c in cols)
+    # The join with the runs in scope is the only filter: a semi-join of the samples on the same scope as
+    # well planned and ran the scope twice (2 ms of 10 at 10 M events).
     sql = f"""
-        WITH s AS (
-            SELECT e.run_id, e.sample_id, e.tokens, e.mismatches, e.consulted
-            FROM sample_sums e {ev_where}
-        )
         SELECT {group_select(cols)},
                CAST(count(*) AS BIGINT) AS samples,
                CAST(sum(s.tokens) AS BIGINT) AS tokens,
@@ -57,12 +53,12 @@ def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[
                sum(CAST(s.mismatches AS DOUBLE) * s.mismatches) AS m_sq,
                sum(CAST(s.mismatches AS DOUBLE) * s.tokens) AS mn,
                sum(CAST(s.tokens AS DOUBLE) * s.tokens) AS n_sq
-        FROM s JOIN runs r ON r.run_id = s.run_id
+        FROM sample_sums s JOIN runs r ON r.run_id = s.run_id
         {where}
         GROUP BY ALL
         ORDER BY {out}
     """
-    return sql, ev_params + params
+    return sql, params
 
 
 def pooled_cof() -> pl.Expr:
