@@ -20,17 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from analytics.laws import (
-    ALPHA_BOUNDS,
-    LAWS,
-    DropFits,
-    FloatArray,
-    Law,
-    distinct_count,
-    fit_rows,
-    leave_one_out,
-)
-from analytics.laws import jacobian_condition as _jacobian_condition
+from analytics.laws import ALPHA_BOUNDS, LAWS, DropFits, FloatArray, Law, distinct_count, fit_rows
 from analytics.laws import values as _values
 from analytics.source import AnalyticsError
 
@@ -243,7 +233,7 @@ def _bootstrap(
     """Residual-bootstrap parameter draws [B', k] (undefined refits dropped)."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, pool.size, size=(resamples, pool.size))
-    params, ok = fit_rows(law.form, x[None], fitted[None, :] + pool[idx], bounds)
+    params, ok = fit_rows(law.form, x, fitted[None, :] + pool[idx], bounds)
     return np.asarray(params[ok])
 
 
@@ -284,22 +274,19 @@ def _fit_law(
     law: Law,
     x: FloatArray,
     y: FloatArray,
-    given: tuple[FloatArray | None, FloatArray],
+    given: tuple[FloatArray, FloatArray, float],
     resamples: int,
     seed: int,
     bounds: tuple,
 ) -> tuple[LawFit, FloatArray | None]:
-    """One candidate checked and (when asked) bootstrapped, from its fit (params [1, k]; None: fitted here)
-    and its leave-one-out predictions [n]; also its bootstrap draws."""
-    params, loo = given
-    if params is None:
-        params, _ = fit_rows(law.form, x[None], y[None], bounds)
+    """One candidate checked and (when asked) bootstrapped, from its fit (params [1, k], its leave-one-out
+    predictions [n] and its condition number); also its bootstrap draws."""
+    params, loo, cond = given
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
     n = y.size
     pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
     sse = float(resid @ resid)
-    cond = _jacobian_condition(law.form, params[0], x)
     draws, intervals = None, None
     if resamples > 0:
         draws = _bootstrap(law, x, fitted, pool, resamples, seed, bounds)
@@ -335,30 +322,30 @@ def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
     return [chosen, *rest]
 
 
-# The power law's fit to the table at hand, params [1, 3], and its leave-one-out predictions [n] (None: some
-# pair cannot be left out), read from a batch of fits (`_power_fits`).
-PowerFits = Callable[[], tuple[FloatArray, FloatArray | None]]
+# One law's fit to the table at hand: params [1, k], its leave-one-out predictions [n] (None: some pair
+# cannot be left out and the rest still fitted) and its condition number, read from a batch (`_table_fits`).
+TableFits = Callable[[Law], tuple[FloatArray, FloatArray | None, float]]
 
 
-def _power_fits(
+def _table_fits(
     fits: DropFits, x: FloatArray, at: npt.NDArray[np.int64], dropped: tuple[int, ...]
-) -> PowerFits:
-    """The power law's fit and leave-one-out predictions for the table x = the full one's rows `at` (pairs
-    `dropped` left out), read from a batch of fits to the full table's subsets."""
+) -> TableFits:
+    """The fits of the table x = the full one's rows `at` (the pairs `dropped` left out) and its
+    leave-one-out fits, read from a batch of fits to the full table's subsets."""
 
-    def read() -> tuple[FloatArray, FloatArray | None]:
-        own = fits.params(dropped)[None, :]
-        drops = [(*dropped, int(i)) for i in at]
-        if not all(fits.defined(d) for d in drops):
-            return own, None
-        params = np.stack([fits.params(d) for d in drops])
-        return own, np.asarray(np.diagonal(_values("power_ratio", params, x)))
+    def read(law: Law) -> tuple[FloatArray, FloatArray | None, float]:
+        own, _, cond = fits.fit(law.form, dropped)
+        loo = [fits.fit(law.form, (*dropped, int(i))) for i in at]
+        if not all(defined for _, defined, _ in loo):
+            return own[None, :], None, cond
+        params = np.stack([p for p, _, _ in loo])
+        return own[None, :], np.asarray(np.diagonal(_values(law.form, params, x))), cond
 
     return read
 
 
 def _candidates(
-    x: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple, power: PowerFits | None
+    x: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple, table: TableFits
 ) -> tuple[list[LawFit], list[tuple[str, str]], dict[str, FloatArray | None]]:
     """Every law that these pairs allow fitted and checked: (fits, skipped with why, bootstrap draws)."""
     fits: list[LawFit] = []
@@ -366,17 +353,11 @@ def _candidates(
     draws: dict[str, FloatArray | None] = {}
     for law in LAWS.values():
         why = _why_skip(law, x)
-        params: FloatArray | None = None
-        if why:
-            loo = None
-        elif law.form == "power_ratio" and power is not None:
-            params, loo = power()
-        else:
-            loo = leave_one_out(law.form, x, y, bounds)
-        if loo is None:
+        params, loo, cond = (None, None, 0.0) if why else table(law)
+        if params is None or loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
             continue
-        fit, draws[law.form] = _fit_law(law, x, y, (params, loo), resamples, seed, bounds)
+        fit, draws[law.form] = _fit_law(law, x, y, (params, loo, cond), resamples, seed, bounds)
         fits.append(fit)
     return fits, skipped, draws
 
@@ -395,20 +376,19 @@ def fit_cof(
     with `nested`, also the chosen law's nested leave-one-pair-out error (the choice re-run without each
     pair: the error of the whole procedure on an unseen pair, not of a law picked after seeing them all).
 
-    The power law's fits to every subset this needs (each pair left out; with `nested`, each two) are
-    solved in one batch (`DropFits`); each equals the fit to that subset alone."""
+    Each law's fits to every subset this needs (each pair left out; with `nested`, each two) are solved in
+    one batch (`DropFits`); each equals the fit to that subset alone."""
     x = _design(llm_params, slm_params)
     y = np.asarray(cof, dtype=float).ravel()
     if y.size != x.shape[0]:
         raise ValueError(f"cof has {y.size} values for {x.shape[0]} pairs")
     keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
     x, y = x[keep], y[keep]
-    batch = None
-    if _why_skip(LAWS["power_ratio"], x) is None:  # a subset has no more distinct ratios than the table
-        batch = DropFits(x[:, 0] - x[:, 1], y, 2 if nested else 1, alpha_bounds)
-    every = np.arange(y.size)
-    power = None if batch is None else _power_fits(batch, x, every, ())
-    fits, skipped, draws = _candidates(x, y, bootstrap, seed, alpha_bounds, power)
+    # A law these pairs cannot support, no subset of them can: only the others are fitted.
+    forms = [law.form for law in LAWS.values() if _why_skip(law, x) is None]
+    batch = DropFits(x, y, 2 if nested else 1, alpha_bounds, forms)
+    table = _table_fits(batch, x, np.arange(y.size), ())
+    fits, skipped, draws = _candidates(x, y, bootstrap, seed, alpha_bounds, table)
     if not fits:
         raise TooFewPairs(
             f"no law can be fitted and checked on {y.size} pair(s): "
@@ -425,15 +405,14 @@ def fit_cof(
 
 
 def _nested_error(
-    x: FloatArray, y: FloatArray, bounds: tuple[float, float], batch: DropFits | None
+    x: FloatArray, y: FloatArray, bounds: tuple[float, float], batch: DropFits
 ) -> tuple[float | None, int]:
     """RMS error on each pair of the law chosen without it (the whole choice re-run on n − 1 pairs)."""
     errors = []
     for i in range(y.size):
         at = np.flatnonzero(np.arange(y.size) != i)
         xi, yi = x[at], y[at]
-        power = None if batch is None else _power_fits(batch, xi, at, (i,))
-        fits, _, _ = _candidates(xi, yi, 0, 0, bounds, power)
+        fits, _, _ = _candidates(xi, yi, 0, 0, bounds, _table_fits(batch, xi, at, (i,)))
         if not fits:
             continue
         c = _ranked(fits, float(np.max(np.abs(yi))) + 1e-12)[0]

@@ -17,6 +17,7 @@ table needs is one batch (`DropFits`).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,14 +78,15 @@ def _grid_bracket(
     neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, yc: FloatArray, bounds: tuple[float, float]
 ) -> tuple[FloatArray, FloatArray]:
     """The grid cell around the best α of each row: (lo, hi), each [B]. The weighted sums at every grid
-    point are matrix products (the points are shared), with z centred per grid point against cancellation."""
+    point are products of [B, n] and [G, n] (the points are shared), with z centred per grid point against
+    cancellation; einsum, not BLAS, whose threads only queue on a busy machine."""
     grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
     z = np.exp(grid[:, None] * neg_log_r[None, :])  # [G, n]
     z = z - z.mean(axis=1, keepdims=True)
     wy = w * yc
-    sz = w @ z.T  # [B, G]
-    szz = w @ (z * z).T - sz * sz / sw[:, None]
-    szy = wy @ z.T  # Σw·yc = 0, so no correction
+    sz = np.einsum("bn,gn->bg", w, z)
+    szz = np.einsum("bn,gn->bg", w, z * z) - sz * sz / sw[:, None]
+    szy = np.einsum("bn,gn->bg", wy, z)  # Σw·yc = 0, so no correction
     syy = (wy * yc).sum(axis=1)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         sse = np.where(szz > 1e-300, syy - szy * szy / szz, syy)
@@ -148,14 +150,6 @@ def _features(form: str, x: FloatArray) -> FloatArray:
     return x[..., :0]  # constant
 
 
-def _scaled(f: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Centred regressors divided by their column norms: (G [..., n, q], means [..., q], norms [..., q])."""
-    mean = f.mean(axis=-2)
-    fc = f - mean[..., None, :]
-    norm = np.sqrt((fc * fc).sum(axis=-2))
-    return fc / np.where(norm > 0, norm, 1.0)[..., None, :], mean, norm
-
-
 def condition(g: FloatArray) -> FloatArray:
     """Condition number of each column-scaled matrix [..., n, q] (inf where a column is zero)."""
     if g.shape[-1] == 0:
@@ -164,34 +158,55 @@ def condition(g: FloatArray) -> FloatArray:
     return np.where(sv[..., -1] > 0, sv[..., 0] / np.where(sv[..., -1] > 0, sv[..., -1], 1.0), np.inf)
 
 
-def _linear_fit_rows(form: str, x: FloatArray, y: FloatArray) -> tuple[FloatArray, BoolArray]:
-    """Least squares of a linear law per row: params [B, 1 + q] and whether each row is full rank."""
-    g, mean, norm = _scaled(_features(form, x))  # g: [B or 1, n, q]
-    ok = (condition(g) < RANK_COND) & np.all(norm > 0, axis=-1)
-    pinv = np.linalg.pinv(g)  # [B or 1, q, n]
-    yc = y - y.mean(axis=-1, keepdims=True)
-    coef = np.einsum("bqn,bn->bq", np.broadcast_to(pinv, (y.shape[0], *pinv.shape[1:])), yc)
+def _scaled_condition(g: FloatArray) -> FloatArray:
+    """Condition number of each matrix [R, n, q] with its columns scaled to unit norm (inf: a zero column)."""
+    norm = np.sqrt((g * g).sum(axis=1))  # [R, q]
+    full = np.all(norm > 0, axis=-1)
+    return np.where(full, condition(g / np.where(norm > 0, norm, 1.0)[:, None, :]), np.inf)
+
+
+def _linear_rows(form: str, x: FloatArray, y: FloatArray, w: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Weighted least squares of a linear law per row: x [n, 2] shared, y and w [R or 1, n] -> (params
+    [R, 1 + q], condition [R or 1] of the centred, column-scaled design √w·(F − F̄), inf: rank-deficient).
+    A weight of 0 drops a pair: the fit and the condition are those of the table without it."""
+    f = _features(form, x)  # [n, q]
+    sw = w.sum(axis=1)
+    ybar = (w * y).sum(axis=1) / sw
+    mean = (w @ f) / sw[:, None]  # [R, q]
+    root = np.sqrt(w)
+    g = root[:, :, None] * (f[None, :, :] - mean[:, None, :])  # [R, n, q]
+    norm = np.sqrt((g * g).sum(axis=1))
+    cond = _scaled_condition(g)
+    if f.shape[1] == 0:  # the constant: the weighted mean
+        return ybar[:, None], cond
+    pinv = np.linalg.pinv(g / np.where(norm > 0, norm, 1.0)[:, None, :])  # [R, q, n]
+    rows = max(y.shape[0], w.shape[0])
+    coef = np.einsum("rqn,rn->rq", np.broadcast_to(pinv, (rows, *pinv.shape[1:])), root * (y - ybar[:, None]))
     coef = coef / np.where(norm > 0, norm, 1.0)
-    intercept = y.mean(axis=-1) - (coef * mean).sum(axis=-1)
-    return np.concatenate([intercept[:, None], coef], axis=1), np.broadcast_to(ok, y.shape[:1])
+    return np.concatenate([ybar[:, None] - (coef * mean).sum(axis=1, keepdims=True), coef], axis=1), cond
+
+
+def _power_condition(params: FloatArray, log_r: FloatArray, w: FloatArray) -> FloatArray:
+    """Condition number of each row's column-scaled, weighted Jacobian at its fit (Gauss-Newton Hessian
+    JᵀJ): params [R, 3], ln R [n] shared, w [R, n]."""
+    gamma, alpha = params[:, :1], params[:, 1:2]
+    z = np.exp(-alpha * log_r[None, :])
+    jac = np.stack([z, -gamma * log_r[None, :] * z, np.ones_like(z)], axis=2)  # [R, n, 3]
+    return np.asarray(_scaled_condition(np.sqrt(w)[:, :, None] * jac))
 
 
 def fit_rows(
     form: str, x: FloatArray, y: FloatArray, bounds: tuple[float, float] = ALPHA_BOUNDS
 ) -> tuple[FloatArray, BoolArray]:
-    """Fit one law to each row: x [B or 1, n, 2] (the power law: [1, n, 2], points shared by the rows),
-    y [B, n] -> (params [B, k], defined [B])."""
-    if form == "power_ratio":
-        if x.shape[0] != 1:
-            raise ValueError("the power law fits rows at shared points: weight them with power_fit")
-        log_r = x[0, :, 0] - x[0, :, 1]
-        defined = int(distinct_count(log_r[None])[0]) >= 3
-        return power_fit(log_r, y, None, bounds)[:, :3], np.full(y.shape[0], defined)
+    """Fit one law to each row of y [B, n] at the shared pairs x [n, 2] -> (params [B, k], defined [B])."""
     if form not in LAWS:
         raise AnalyticsError(f"unknown law {form!r}; choose from: {', '.join(LAWS)}")
-    if form == "constant":
-        return y.mean(axis=-1, keepdims=True), np.full(y.shape[0], y.shape[1] >= 1)
-    return _linear_fit_rows(form, x, y)
+    if form == "power_ratio":
+        log_r = x[:, 0] - x[:, 1]
+        defined = int(distinct_count(log_r[None])[0]) >= 3
+        return power_fit(log_r, y, None, bounds)[:, :3], np.full(y.shape[0], defined)
+    params, cond = _linear_rows(form, x, y, np.ones((1, y.shape[1])))
+    return params, np.broadcast_to(cond < RANK_COND, y.shape[:1])
 
 
 def values(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
@@ -207,63 +222,37 @@ def values(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
     return np.asarray(np.broadcast_to(p[0], (params.shape[0], x.shape[-2])))
 
 
-def jacobian_condition(form: str, params: FloatArray, x: FloatArray) -> float:
-    """Condition number of the column-scaled Jacobian at the fit (Gauss-Newton Hessian = JᵀJ)."""
-    if form != "power_ratio":
-        g, _, norm = _scaled(_features(form, x))
-        return float(condition(g)) if np.all(norm > 0) else float("inf")
-    gamma, alpha, _ = params
-    log_r = x[:, 0] - x[:, 1]
-    z = np.exp(-alpha * log_r)
-    jac = np.stack([z, -gamma * log_r * z, np.ones_like(z)], axis=1)  # [n, 3]
-    norm = np.sqrt((jac * jac).sum(axis=0))
-    if np.any(norm <= 0):
-        return float("inf")
-    return float(condition(jac / norm))
-
-
-def leave_one_out(
-    form: str, x: FloatArray, y: FloatArray, bounds: tuple[float, float] = ALPHA_BOUNDS
-) -> FloatArray | None:
-    """Each pair predicted by the law fitted to the others: [n], or None when some subset cannot be fit."""
-    n = y.size
-    if form == "power_ratio":
-        fits = DropFits(x[:, 0] - x[:, 1], y, 1, bounds)
-        if not all(fits.defined((i,)) for i in range(n)):
-            return None
-        params = np.stack([fits.params((i,)) for i in range(n)])
-    else:
-        others = np.array([[j for j in range(n) if j != i] for i in range(n)])  # [n, n-1]
-        params, ok = fit_rows(form, x[others], y[others], bounds)
-        if not ok.all():
-            return None
-    return np.asarray(np.diagonal(values(form, params, x)))
-
-
 class DropFits:
-    """The power law fitted to one table of pairs (ln R [n], y [n]) and to it without each set of up to
-    `depth` pairs, all in one `power_fit` call (a left-out pair weighs 0): leave-one-out and nested
-    leave-one-out need every such subset, and one batch costs about what one fit does."""
+    """Laws fitted to one table of pairs (x [n, 2], y [n]) and to it without each set of up to `depth`
+    pairs, one batch per law (a left-out pair weighs 0): leave-one-out, and the nested leave-one-out that
+    re-runs the choice without each pair, need every such subset; one batch costs about what one fit does,
+    and each row equals the fit to its subset alone (to rounding)."""
 
-    def __init__(self, log_r: FloatArray, y: FloatArray, depth: int, bounds: tuple[float, float]) -> None:
+    def __init__(
+        self, x: FloatArray, y: FloatArray, depth: int, bounds: tuple[float, float], forms: Sequence[str]
+    ) -> None:
         n = y.size
-        self._row = {
-            drop: i
-            for i, drop in enumerate(
-                d for k in range(min(depth, n - 1) + 1) for d in itertools.combinations(range(n), k)
-            )
-        }
+        drops = (d for k in range(min(depth, n - 1) + 1) for d in itertools.combinations(range(n), k))
+        self._row = {drop: i for i, drop in enumerate(drops)}
         w = np.ones((len(self._row), n))
         for drop, i in self._row.items():
             w[i, list(drop)] = 0.0
-        self._fits = power_fit(log_r, np.broadcast_to(y, w.shape), w, bounds)[:, :3]
+        log_r = x[:, 0] - x[:, 1]
         kept = np.where(w > 0, log_r[None, :], np.nan)  # NaN sorts last and never counts as distinct
-        self._defined = distinct_count(kept) >= 3
+        self._fits: dict[str, tuple[FloatArray, BoolArray, FloatArray]] = {}
+        for form in forms:
+            if form == "power_ratio":
+                params = power_fit(log_r, np.broadcast_to(y, w.shape), w, bounds)[:, :3]
+                cond = _power_condition(params, log_r, w)
+                self._fits[form] = params, distinct_count(kept) >= 3, cond
+            else:
+                params, cond = _linear_rows(form, x, y[None, :], w)
+                self._fits[form] = params, cond < RANK_COND, cond
 
-    def params(self, drop: tuple[int, ...]) -> FloatArray:
-        """(γ, α, β) of the table without the pairs `drop` (indices into the full table)."""
-        return np.asarray(self._fits[self._row[tuple(sorted(drop))]])
-
-    def defined(self, drop: tuple[int, ...]) -> bool:
-        """Whether the pairs left after `drop` have the 3 distinct ratios the law needs."""
-        return bool(self._defined[self._row[tuple(sorted(drop))]])
+    def fit(self, form: str, drop: tuple[int, ...]) -> tuple[FloatArray, bool, float]:
+        """The law's params [k] on the table without the pairs `drop` (indices into the full table),
+        whether that subset pins it down (the law's rank or distinct-ratio need), and its condition number
+        (the column-scaled Jacobian or design)."""
+        params, defined, cond = self._fits[form]
+        i = self._row[tuple(sorted(drop))]
+        return np.asarray(params[i]), bool(defined[i]), float(cond[i])

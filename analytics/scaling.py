@@ -179,11 +179,12 @@ def leave_one_out_error(
     """Fit without each point in turn and predict it: the error on an unseen pair (the n fits in one batch,
     the point left out weighing 0)."""
     r, y = _validated(ratio, cof)
-    fits = DropFits(np.log(r), y, 1, alpha_bounds)
+    x = np.stack([np.log(r), np.zeros_like(r)], axis=1)  # (ln R, ln 1): the law reads R alone
+    fits = DropFits(x, y, 1, alpha_bounds, ["power_ratio"])
     preds = np.full(y.size, np.nan)
     for i in range(y.size):
         if np.unique(np.delete(r, i)).size >= MIN_RATIOS:
-            g, a, b = fits.params((i,))
+            g, a, b = fits.fit("power_ratio", (i,))[0]
             preds[i] = g * r[i] ** (-a) + b
     err = preds - y
     frame = pl.DataFrame({"ratio": r, "cof": y, "predicted": preds, "error": err})
