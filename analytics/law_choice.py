@@ -198,6 +198,34 @@ def _design(llm_params: npt.ArrayLike, slm_params: npt.ArrayLike) -> FloatArray:
     return np.stack([np.log(nl), np.log(ns)], axis=1)
 
 
+def pairs_table(
+    llm_params: npt.ArrayLike, slm_params: npt.ArrayLike, cof: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """The design x = (ln N_LLM, ln N_SLM) [n, 2] and CoF [n] of the pairs with finite values."""
+    x = _design(llm_params, slm_params)
+    y = np.asarray(cof, dtype=float).ravel()
+    if y.size != x.shape[0]:
+        raise ValueError(f"cof has {y.size} values for {x.shape[0]} pairs")
+    keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
+    return x[keep], y[keep]
+
+
+def subset_fits(
+    x: FloatArray,
+    y: FloatArray,
+    *,
+    nested: bool,
+    alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
+    extra: FloatArray | None = None,
+) -> DropFits:
+    """The batch `fit_cof` reads: every law these pairs support (no subset supports one they do not) on each
+    subset it needs; with `extra` weight rows (see `DropFits`), the power law always."""
+    forms = [law.form for law in LAWS.values() if _why_skip(law, x) is None]
+    if extra is not None and "power_ratio" not in forms:
+        forms.append("power_ratio")
+    return DropFits(x, y, 2 if nested else 1, alpha_bounds, forms, extra)
+
+
 def _why_skip(law: Law, x: FloatArray) -> str | None:
     """What a law needs that these pairs lack, or None."""
     n = x.shape[0]
@@ -371,22 +399,20 @@ def fit_cof(
     seed: int = 0,
     alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
     nested: bool = False,
+    batch: DropFits | None = None,
 ) -> CofFit:
     """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits;
     with `nested`, also the chosen law's nested leave-one-pair-out error (the choice re-run without each
     pair: the error of the whole procedure on an unseen pair, not of a law picked after seeing them all).
 
     Each law's fits to every subset this needs (each pair left out; with `nested`, each two) are solved in
-    one batch (`DropFits`); each equals the fit to that subset alone."""
-    x = _design(llm_params, slm_params)
-    y = np.asarray(cof, dtype=float).ravel()
-    if y.size != x.shape[0]:
-        raise ValueError(f"cof has {y.size} values for {x.shape[0]} pairs")
-    keep = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
-    x, y = x[keep], y[keep]
-    # A law these pairs cannot support, no subset of them can: only the others are fitted.
-    forms = [law.form for law in LAWS.values() if _why_skip(law, x) is None]
-    batch = DropFits(x, y, 2 if nested else 1, alpha_bounds, forms)
+    one batch (`DropFits`, or `batch` when the caller made it with `subset_fits`); each equals the fit to
+    that subset alone."""
+    x, y = pairs_table(llm_params, slm_params, cof)
+    if batch is None:
+        batch = subset_fits(x, y, nested=nested, alpha_bounds=alpha_bounds)
+    elif not (np.array_equal(batch.x, x) and np.array_equal(batch.y, y)):
+        raise ValueError("the batch of fits was made for other pairs")
     table = _table_fits(batch, x, np.arange(y.size), ())
     fits, skipped, draws = _candidates(x, y, bootstrap, seed, alpha_bounds, table)
     if not fits:

@@ -226,12 +226,20 @@ class DropFits:
     """Laws fitted to one table of pairs (x [n, 2], y [n]) and to it without each set of up to `depth`
     pairs, one batch per law (a left-out pair weighs 0): leave-one-out, and the nested leave-one-out that
     re-runs the choice without each pair, need every such subset; one batch costs about what one fit does,
-    and each row equals the fit to its subset alone (to rounding)."""
+    and each row equals the fit to its subset alone (to rounding). `extra` weight rows [E, n] (a pairs
+    bootstrap's counts) join the power law's batch; `extra_fits` reads them (γ, α, β, SSE)."""
 
     def __init__(
-        self, x: FloatArray, y: FloatArray, depth: int, bounds: tuple[float, float], forms: Sequence[str]
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        depth: int,
+        bounds: tuple[float, float],
+        forms: Sequence[str],
+        extra: FloatArray | None = None,
     ) -> None:
         n = y.size
+        self.x, self.y = x, y
         drops = (d for k in range(min(depth, n - 1) + 1) for d in itertools.combinations(range(n), k))
         self._row = {drop: i for i, drop in enumerate(drops)}
         w = np.ones((len(self._row), n))
@@ -240,9 +248,12 @@ class DropFits:
         log_r = x[:, 0] - x[:, 1]
         kept = np.where(w > 0, log_r[None, :], np.nan)  # NaN sorts last and never counts as distinct
         self._fits: dict[str, tuple[FloatArray, BoolArray, FloatArray]] = {}
+        self._extra = np.empty((0, 4))
         for form in forms:
             if form == "power_ratio":
-                params = power_fit(log_r, np.broadcast_to(y, w.shape), w, bounds)[:, :3]
+                rows = w if extra is None else np.concatenate([w, extra])
+                solved = power_fit(log_r, np.broadcast_to(y, rows.shape), rows, bounds)
+                params, self._extra = solved[: len(w), :3], solved[len(w) :]
                 cond = _power_condition(params, log_r, w)
                 self._fits[form] = params, distinct_count(kept) >= 3, cond
             else:
@@ -256,3 +267,7 @@ class DropFits:
         params, defined, cond = self._fits[form]
         i = self._row[tuple(sorted(drop))]
         return np.asarray(params[i]), bool(defined[i]), float(cond[i])
+
+    def extra_fits(self) -> FloatArray:
+        """The power law's fits [E, 4] = (γ, α, β, weighted SSE) to the `extra` weight rows."""
+        return self._extra

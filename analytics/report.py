@@ -28,9 +28,7 @@ from analytics.routers import best_threshold, replay_all
 from analytics.scaling import (
     GroupFit,
     LawFit,
-    TooFewPoints,
     fit_groups,
-    leave_one_out_error,
     loo_coverage,
     pair_points,
 )
@@ -129,10 +127,7 @@ def fit_details(points: pl.DataFrame, fits: Sequence[GroupFit]) -> pl.DataFrame:
         if g.fit is None:
             continue
         grp = g.of(points).drop_nulls("cof")
-        try:
-            loo: float | None = leave_one_out_error(grp["param_ratio"], grp["cof"]).rmse
-        except TooFewPoints:
-            loo = None
+        loo = None if g.loo is None else g.loo.rmse
         ci, ok = g.fit.ci, g.note == "ok"
         rows.append(
             {

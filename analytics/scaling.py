@@ -29,6 +29,8 @@ from analytics.law_choice import (
     TooFewPairs,
     fit_cof,
     loo_coverage,
+    pairs_table,
+    subset_fits,
 )
 from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit
 from analytics.source import AnalyticsError, Filters, Source, query, runs_where
@@ -125,16 +127,16 @@ def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, Fl
     return r, y
 
 
-def _resample_counts(log_r: FloatArray, resamples: int, seed: int) -> FloatArray:
-    """How often each point is drawn [B', n] in resampling the points with replacement; resamples with
-    fewer than three distinct ratios dropped."""
+def _fit_weights(log_r: FloatArray, bootstrap: int, seed: int) -> FloatArray:
+    """The fit and each bootstrap resample as weight rows of one batch [1 + B', n]: the fit (all 1) first,
+    then how often each resample draws each point (resamples with under three distinct ratios dropped)."""
     n = log_r.size
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    counts = np.zeros((resamples, n))
-    np.add.at(counts, (np.arange(resamples).repeat(n), idx.ravel()), 1.0)
+    idx = np.random.default_rng(seed).integers(0, n, size=(bootstrap, n))
+    counts = np.zeros((bootstrap, n))
+    np.add.at(counts, (np.arange(bootstrap).repeat(n), idx.ravel()), 1.0)
     drawn = np.sort(np.where(counts > 0, log_r[None, :], np.nan), axis=1)
     distinct = 1 + (np.diff(drawn, axis=1) > 0).sum(axis=1)  # NaN (not drawn) never differs
-    return counts[distinct >= MIN_RATIOS]
+    return np.concatenate([np.ones((1, n)), counts[distinct >= MIN_RATIOS]])
 
 
 def _intervals(draws: FloatArray, confidence: float, resamples: int) -> ParamIntervals:
@@ -155,11 +157,15 @@ def fit_scaling_law(
     """Least-squares fit of CoF = γ·R^(−α) + β (γ's sign free), with bootstrap intervals when asked."""
     r, y = _validated(ratio, cof)
     log_r = np.log(r)
-    # The fit and every bootstrap resample (its counts as weights) in one batch: the first row is the fit.
-    weights = np.ones((1, y.size))
-    if bootstrap > 0:
-        weights = np.concatenate([weights, _resample_counts(log_r, bootstrap, seed)])
+    weights = _fit_weights(log_r, bootstrap, seed)
     fits = power_fit(log_r, np.broadcast_to(y, weights.shape), weights, alpha_bounds)
+    return _scaling_fit(r, y, fits, bootstrap, confidence)
+
+
+def _scaling_fit(
+    r: FloatArray, y: FloatArray, fits: FloatArray, bootstrap: int, confidence: float
+) -> ScalingFit:
+    """The fit from a batch's rows [1 + B', 4] of `_fit_weights`: the fit, then the bootstrap draws."""
     gamma, alpha, beta, sse = fits[0]
     sst = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - sse / sst if sst > 0 else float("nan")
@@ -180,7 +186,11 @@ def leave_one_out_error(
     the point left out weighing 0)."""
     r, y = _validated(ratio, cof)
     x = np.stack([np.log(r), np.zeros_like(r)], axis=1)  # (ln R, ln 1): the law reads R alone
-    fits = DropFits(x, y, 1, alpha_bounds, ["power_ratio"])
+    return _leave_one_out(r, y, DropFits(x, y, 1, alpha_bounds, ["power_ratio"]))
+
+
+def _leave_one_out(r: FloatArray, y: FloatArray, fits: DropFits) -> LeaveOneOut:
+    """Each point predicted by the paper's law fitted without it, read from a batch holding those fits."""
     preds = np.full(y.size, np.nan)
     for i in range(y.size):
         if np.unique(np.delete(r, i)).size >= MIN_RATIOS:
@@ -264,6 +274,8 @@ class GroupFit:
     laws: CofFit | None = None
     laws_note: str = ""
     setup: str | None = None  # the settings beyond the pair the runs share (run identity without the pair)
+    # The paper's law's leave-one-pair-out errors (None: no fit, or no pair can be left out).
+    loo: LeaveOneOut | None = field(default=None, repr=False, compare=False)
 
     def of(self, points: pl.DataFrame) -> pl.DataFrame:
         """The rows of a `pair_points` frame (or one with its columns) that this fit is of."""
@@ -294,25 +306,29 @@ def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
 def _fit_group(
     method: str, dataset: str, setup: str | None, grp: pl.DataFrame, bootstrap: int, seed: int
 ) -> GroupFit:
-    """Both fits of one group; too few pairs for either becomes a note."""
+    """Both fits of one group from one batch (the law comparison's subsets, the paper's law, its pairs
+    bootstrap and leave-one-out); too few pairs for either becomes a note."""
+    sizes = (grp["llm_params"], grp["slm_params"])
+    x, cof = pairs_table(*sizes, grp["cof"])
+    r = grp["param_ratio"].to_numpy().astype(float)
+    power = r.size == cof.size and np.unique(r).size >= MIN_RATIOS
+    weights = _fit_weights(np.log(r), bootstrap, seed) if power else None
+    batch = subset_fits(x, cof, nested=True, extra=weights)
     laws, laws_note = None, ""
     try:
-        laws = fit_cof(
-            grp["llm_params"], grp["slm_params"], grp["cof"], bootstrap=bootstrap, seed=seed, nested=True
-        )
+        laws = fit_cof(*sizes, cof, bootstrap=bootstrap, seed=seed, nested=True, batch=batch)
         laws_note = "; ".join(f"{form} skipped: {why}" for form, why in laws.skipped)
     except TooFewPairs as exc:
         laws_note = str(exc)
+    if not power:
+        note = f"too few pairs to fit ({np.unique(r).size} distinct ratio(s), need {MIN_RATIOS})"
+        return GroupFit(method, dataset, grp.height, None, note, laws, laws_note, setup)
+    fit = _scaling_fit(r, cof, batch.extra_fits(), bootstrap, 0.95)
     try:
-        fit: ScalingFit | None = fit_scaling_law(
-            grp["param_ratio"], grp["cof"], bootstrap=bootstrap, seed=seed
-        )
-        note = power_note(fit, laws)
+        loo: LeaveOneOut | None = _leave_one_out(r, cof, batch)
     except TooFewPoints:
-        fit = None
-        distinct = grp["param_ratio"].n_unique()
-        note = f"too few pairs to fit ({distinct} distinct ratio(s), need {MIN_RATIOS})"
-    return GroupFit(method, dataset, grp.height, fit, note, laws, laws_note, setup)
+        loo = None
+    return GroupFit(method, dataset, grp.height, fit, power_note(fit, laws), laws, laws_note, setup, loo)
 
 
 def fit_groups(points: pl.DataFrame, *, bootstrap: int = 0, seed: int = 0) -> tuple[GroupFit, ...]:

@@ -17,9 +17,7 @@ from analytics.scaling import (
     GroupFit,
     LawPrediction,
     ScalingFit,
-    TooFewPoints,
     fit_groups,
-    leave_one_out_error,
     pair_points,
     predict_cof,
 )
@@ -31,7 +29,8 @@ from api.formats import aggregate_router
 from api.params import Confidence, ExperimentQuery, Method, RouterName
 
 router = aggregate_router(prefix="/v1", tags=["scaling"])
-EXCLUDE = ("draws", "residuals")  # bootstrap draws and residuals stay on the server; intervals travel
+# bootstrap draws and residuals stay on the server (intervals travel); `loo` travels as leave_one_out
+EXCLUDE = ("draws", "residuals", "loo")
 
 
 class PairPointPublic(BaseModel):
@@ -121,13 +120,9 @@ Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="seed of the bootstr
 Router = Annotated[RouterName | None, Query(description="pairs of runs with this router (default always)")]
 
 
-def _leave_one_out(points: pl.DataFrame, fit: GroupFit) -> dict[str, Any] | None:
-    grp = fit.of(points).drop_nulls("cof")
-    try:
-        loo = leave_one_out_error(grp["param_ratio"], grp["cof"])
-    except TooFewPoints:
-        return None
-    return {"rmse": loo.rmse, "mae": loo.mae, "points": records(loo.frame)}
+def _leave_one_out(fit: GroupFit) -> dict[str, Any] | None:
+    loo = fit.loo
+    return None if loo is None else {"rmse": loo.rmse, "mae": loo.mae, "points": records(loo.frame)}
 
 
 def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | None, router: str | None,
@@ -141,8 +136,7 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
     label = dict(labels.iter_rows())
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
     return points, [
-        {**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(points, g), "settings": label.get(g.setup)}
-        for g in fits
+        {**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(g), "settings": label.get(g.setup)} for g in fits
     ]
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from analytics.scaling import (
     TooFewPoints,
+    fit_cof,
     fit_groups,
     fit_pairs,
     fit_scaling_law,
@@ -188,3 +189,35 @@ def test_batched_leave_one_out_equals_each_subset_fitted_alone() -> None:
         keep = np.arange(ratio.size) != i
         want = float(fit_scaling_law(ratio[keep], cof[keep]).value(ratio[i]))
         assert got == pytest.approx(want, rel=1e-7)
+
+
+def test_a_groups_one_batch_equals_the_fits_made_alone() -> None:
+    # fit_groups fits the law comparison, the paper's law, its pairs bootstrap and leave-one-out together.
+    rng = np.random.default_rng(10)
+    sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9]
+    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
+    nl, ns = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    cof = -0.1 * (nl / ns) ** -0.5 + 0.2 + rng.normal(0, 0.003, nl.size)
+    points = pl.DataFrame(
+        {
+            "method": "oracle",
+            "dataset": "d",
+            "llm_params": nl,
+            "slm_params": ns,
+            "param_ratio": nl / ns,
+            "cof": cof,
+        }
+    )
+    (group,) = fit_groups(points, bootstrap=50, seed=2)
+    alone = fit_scaling_law(nl / ns, cof, bootstrap=50, seed=2)
+    assert group.fit is not None and group.fit.draws is not None and alone.draws is not None
+    assert [group.fit.gamma, group.fit.alpha, group.fit.beta] == pytest.approx(
+        [alone.gamma, alone.alpha, alone.beta], rel=1e-6
+    )
+    assert group.fit.draws == pytest.approx(alone.draws, rel=1e-5, abs=1e-9)
+    loo = leave_one_out_error(nl / ns, cof)
+    assert group.loo is not None and group.loo.frame["predicted"].to_list() == pytest.approx(
+        loo.frame["predicted"].to_list(), rel=1e-7
+    )
+    laws = fit_cof(nl, ns, cof, bootstrap=50, seed=2, nested=True)
+    assert group.laws is not None and group.laws.nested_loo_rmse == pytest.approx(laws.nested_loo_rmse)
