@@ -3,19 +3,30 @@
 The early-share test treats the sample as the unit (tokens of one sample are not independent): per sample,
 d_i = early mismatches − mismatches × (early tokens / tokens) has mean 0 when mismatches fall uniformly
 within each sample; the score statistic Σ d_i / √(Σ d_i²) is tested against Student's t(k − 1),
-two-sided unless `alternative` says otherwise. The enrichment (early share of mismatches over early share
-of tokens) gets a percentile interval from a bootstrap by sample.
+two-sided unless `alternative` says otherwise. The enrichment R = (EM / M) / (E / N) (early mismatches over
+mismatches, early tokens over tokens, summed over the k samples) gets a cluster-robust interval by the delta
+method on log R: each sample's influence is ψ_i = em_i/EM − m_i/M − e_i/E + n_i/N, var(log R) =
+k/(k − 1) · Σ ψ_i², and the interval is R · exp(± t(k − 1) · se), the ratio-estimator interval CoF has
+(analytics/frequency.py), taken on the log scale so that it stays positive.
 
 Positions fixed by the prompt format: a step (among the first `FIXED_STEPS`) that never mismatches in any
 sample of a group although the group's CoF would give it at least one mismatch with probability 99% (the
 zoo's first token, whose answer always opens the same way) is named in `fixed_steps`, and the statistic
 is given again with those steps left out of both the window and the sample (`*_without_fixed`).
+
+Reading: everything comes from the summary tables written at ingest (warehouse/summaries.py), exact for
+every window: per-sample early tokens and mismatches from `early_sums` for the first k tokens with
+k ≤ EARLY_STEPS and for fractions 0.05, 0.1, 0.2 and 0.25 (`EARLY_CELLS`), from a scan of `token_events`
+for any other window; per-step counts of a group from `histogram_sums`; and where a group has fixed steps,
+each sample's tokens at them (and in the window) from `step_sums`, or from the events for a fraction off the
+0.001 grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,21 +40,21 @@ from analytics.source import (
     Filters,
     Source,
     check_group_by,
-    events_where,
+    connect,
     group_select,
     profile_sums,
     query,
     runs_where,
 )
-from warehouse.summaries import REL_POS_CELLS
+from warehouse.summaries import EARLY_WINDOWS, FIRST_STEPS, REL_POS_CELLS, cell_window, step_window
 
 Alternative = Literal["two-sided", "greater", "less"]
-FIXED_STEPS = 8  # the first steps checked for a position the prompt format fixes
+FIXED_STEPS = FIRST_STEPS  # the first steps checked for a position the prompt format fixes (step_sums)
 FIXED_P = 0.01  # a step is fixed when zero mismatches in its tokens had this probability or less
-BOOTSTRAP = 1000  # resamples of the samples behind the enrichment's interval
-RESAMPLE_DRAWS = 2_000_000  # row draws per chunk of resamples (bounds the bootstrap's memory)
 CONFIDENCE = 0.95
 TEST_LABEL = "early share of mismatches vs share of tokens: score test clustered by sample, t(k − 1)"
+FloatArray = npt.NDArray[np.float64]
+INTERVAL_LABEL = f"{CONFIDENCE:.0%} interval by sample: delta method on log enrichment, t(samples − 1)"
 
 
 # The columns `position_profile` returns after its group-by columns.
@@ -78,8 +89,21 @@ def with_shares(sums: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     )
 
 
-def _early_condition(k: int | None, fraction: float | None) -> tuple[str, list[object], str]:
-    """SQL condition on token_events `e` selecting the early window, its parameters and its label."""
+@dataclass(frozen=True)
+class Window:
+    """An early window: its condition on token_events `e` (and the condition's parameters), on step_sums `s`
+    (None off the 0.001 rel_pos grid), the `sample_sums` window that counts it (None: counted from the
+    events), and its label."""
+
+    events: str
+    params: tuple[object, ...]
+    steps: str | None
+    served: str | None
+    label: str
+
+
+def early_window(k: int | None, fraction: float | None) -> Window:
+    """The early window asked for: the first k tokens, or the first fraction of each sample (default 0.1)."""
     if k is not None and fraction is not None:
         raise ConflictingParameters(
             "give either k (first k tokens) or fraction (first share of each sample), not both"
@@ -87,59 +111,82 @@ def _early_condition(k: int | None, fraction: float | None) -> tuple[str, list[o
     if k is not None:
         if k < 1:
             raise AnalyticsError(f"k must be at least 1, got {k}")
-        return "e.step < ?", [k], f"first {k} tokens"
+        served = step_window(k) if step_window(k) in EARLY_WINDOWS else None
+        return Window("e.step < ?", (k,), f"s.step < {int(k)}", served, f"first {k} tokens")
     frac = 0.1 if fraction is None else fraction
     if not 0 < frac < 1:
         raise AnalyticsError(f"fraction must lie in (0, 1), got {frac}")
-    cells = frac * REL_POS_CELLS
-    if abs(cells - round(cells)) < 1e-9:  # on the summaries' 0.001 grid: the same cells they count
+    label, cells = f"first {frac:.0%} of tokens", frac * REL_POS_CELLS
+    if abs(cells - round(cells)) < 1e-9:  # on the 0.001 grid: whole rel_pos cells, as the summaries count
+        c = round(cells)
         cond = f"floor(CAST(e.rel_pos AS DOUBLE) * {REL_POS_CELLS}) < ?"
-        return cond, [round(cells)], f"first {frac:.0%} of tokens"
-    return "e.rel_pos < ?", [frac], f"first {frac:.0%} of tokens"
+        served = cell_window(c) if cell_window(c) in EARLY_WINDOWS else None
+        return Window(cond, (c,), f"s.cell < {c}", served, label)
+    return Window("e.rel_pos < ?", (frac,), None, None, label)
 
 
-STEP_COUNTS = ("at", "miss_at", "early_at")  # per sample and step: tokens, mismatches, tokens in the window
-
-
-def _step_columns(cond: str) -> str:
-    """Per-sample counts of each of the first FIXED_STEPS steps: tokens, mismatches, tokens in the window."""
-    return ", ".join(
-        f"count_if(e.step = {s}) AS at_{s}, count_if(e.step = {s} AND e.mismatch) AS miss_at_{s}, "
-        f"count_if(e.step = {s} AND {cond}) AS early_at_{s}"
-        for s in range(FIXED_STEPS)
+def scope_steps(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
+    """The runs in scope with their group, and per first step their tokens and mismatches (`histogram_sums`;
+    one row per run and step, a null step for a run without events)."""
+    where, params = runs_where(filters)
+    return query(
+        source,
+        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, h.cell AS step,
+                   CAST(h.tokens AS BIGINT) AS at, CAST(h.mismatches AS BIGINT) AS miss_at
+            FROM runs r LEFT JOIN histogram_sums h ON h.run_id = r.run_id AND h.feature = 'step'
+                 AND h.cell >= 0 AND h.cell < {FIXED_STEPS}
+            {where}""",
+        params,
     )
 
 
+SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  # of `sample_windows` rows
+
+
 def sample_windows(
-    source: Source, group_by: Sequence[str], k: int | None, fraction: float | None, filters: Filters | None
+    source: Source, runs: Sequence[int], window: Window, *, from_events: bool = False
 ) -> pl.DataFrame:
-    """One row per sample: its group, tokens and mismatches (`sample_sums`), the early window's tokens and
-    mismatches, and its tokens at each of the first FIXED_STEPS steps (in the window and at all)."""
-    cond, cond_params, _ = _early_condition(k, fraction)
-    cols = check_group_by(group_by)
-    ev_where, ev_params = events_where(filters)
-    where, params = runs_where(filters)
-    steps = ", ".join(f"CAST(coalesce(w.{c}_{s}, 0) AS BIGINT) AS {c}_{s}"
-                      for s in range(FIXED_STEPS) for c in STEP_COUNTS)  # fmt: skip
-    scan_where = f"WHERE e.step < {FIXED_STEPS} OR {cond}"
-    sem = ev_where.replace("WHERE", "AND", 1) if ev_where else ""
-    return query(
-        source,
-        f"""WITH w AS (
-                SELECT e.run_id, e.sample_id, count_if({cond}) AS early_tokens,
-                       count_if(e.mismatch AND {cond}) AS early_mismatches, {_step_columns(cond)}
-                FROM token_events e {scan_where} {sem} GROUP BY ALL
-            )
-            SELECT {group_select(cols)},
-                   CAST(e.tokens AS BIGINT) AS tokens, CAST(e.mismatches AS BIGINT) AS mismatches,
-                   CAST(coalesce(w.early_tokens, 0) AS BIGINT) AS early_tokens,
-                   CAST(coalesce(w.early_mismatches, 0) AS BIGINT) AS early_mismatches, {steps}
-            FROM sample_sums e JOIN runs r ON r.run_id = e.run_id
-            LEFT JOIN w ON w.run_id = e.run_id AND w.sample_id = e.sample_id
-            {where} ORDER BY e.run_id, e.sample_id""",
-        [*cond_params, *cond_params, *[p for _ in range(FIXED_STEPS) for p in cond_params],
-         *cond_params, *ev_params, *params],
-    )  # fmt: skip
+    """One row per sample of `runs` (`of_run`, `sample_id`): its tokens and mismatches, and those in the
+    window (`sample_sums`, from the events where it does not count the window or `from_events`)."""
+    span = [min(runs, default=0), max(runs, default=-1)]  # the runs' span, then only theirs
+    if window.served is not None and not from_events:
+        frame = query(
+            source,
+            f"""SELECT run_id AS of_run, sample_id, tokens, mismatches,
+                       tokens_{window.served} AS early_tokens, mismatches_{window.served} AS early_mismatches
+                FROM sample_sums WHERE run_id BETWEEN ? AND ?""",
+            span,
+        )
+    else:
+        frame = query(
+            source,
+            f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
+                       CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
+                       CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
+                FROM sample_sums ss LEFT JOIN (
+                    SELECT e.run_id, e.sample_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches
+                    FROM token_events e WHERE e.run_id BETWEEN ? AND ? AND {window.events} GROUP BY ALL
+                ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
+                WHERE ss.run_id BETWEEN ? AND ? ORDER BY ss.run_id, ss.sample_id""",
+            [*span, *window.params, *span],
+        )
+    return frame.filter(pl.col("of_run").is_in(list(runs)))
+
+
+def fixed_step_windows(
+    source: Source, pairs: Sequence[tuple[int, int]], window: Window, *, from_events: bool = False
+) -> pl.DataFrame:
+    """Per sample (`of_run`, `sample_id`), summed over the (run, step) pairs of its run: its tokens at those
+    steps (`at`) and those of them in the window (`early_at`), from `step_sums` (the events off the grid)."""
+    values = ", ".join(f"({int(r)}, {int(s)})" for r, s in pairs)
+    if window.steps is not None and not from_events:
+        sql = f"""SELECT s.run_id AS of_run, s.sample_id, CAST(sum(s.tokens) AS BIGINT) AS at,
+                         CAST(coalesce(sum(s.tokens) FILTER (WHERE {window.steps}), 0) AS BIGINT) AS early_at
+                  FROM step_sums s JOIN (VALUES {values}) f(run_id, step) USING (run_id, step) GROUP BY ALL"""
+        return query(source, sql)
+    sql = f"""SELECT e.run_id AS of_run, e.sample_id, count(*) AS at, count_if({window.events}) AS early_at
+              FROM token_events e JOIN (VALUES {values}) f(run_id, step) USING (run_id, step) GROUP BY ALL"""
+    return query(source, sql, list(window.params))
 
 
 def early_share(
@@ -150,21 +197,67 @@ def early_share(
     fraction: float | None = None,
     filters: Filters | None = None,
     alternative: Alternative = "two-sided",
-    seed: int = 0,
+    from_events: bool = False,
 ) -> pl.DataFrame:
     """Share of mismatches in the first k tokens (or first fraction, default 10%) vs the uniform baseline,
-    tested clustered by sample, with the enrichment's interval, and without the steps the format fixes."""
-    _, _, label = _early_condition(k, fraction)
+    tested clustered by sample, with the enrichment's interval, and without the steps the format fixes;
+    `from_events` counts the windows from token_events instead of the summaries (the same answer)."""
+    window = early_window(k, fraction)
     cols = list(check_group_by(group_by))
-    samples = sample_windows(source, cols, k, fraction, filters)
-    rows = [
-        {**dict(zip(cols, key, strict=True)), **early_share_row(part, alternative, seed)}
-        for key, part in samples.group_by(cols, maintain_order=True)
-    ]
-    schema = {c: samples.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
-    frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
-    labelled = frame.sort(cols).with_columns(pl.lit(label).alias("window"), pl.lit(TEST_LABEL).alias("test"))
+    with connect(source) as con:
+        scope = scope_steps(con, cols, filters)
+        keyed = scope.unique("of_run", keep="first", maintain_order=True).group_by(cols, maintain_order=True)
+        groups = keyed.agg(pl.col("of_run"))
+        runs = {r: g for g, rs in enumerate(groups["of_run"].to_list()) for r in rs}
+        samples = sample_windows(con, list(runs), window, from_events=from_events)
+        of = _group_of(runs, samples["of_run"].to_numpy())
+        x = samples.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
+        fixed = _fixed(scope, runs, x, of, groups.height)
+        y = x
+        pairs = [
+            (r, s) for rs, f in zip(groups["of_run"].to_list(), fixed, strict=True) for r in rs for s in f
+        ]
+        if pairs:
+            found = fixed_step_windows(con, pairs, window, from_events=from_events)
+            y = x - _left_out(samples, found)
+    rows = _rows(x, y, of, fixed, alternative)
+    schema = {c: scope.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
+    frame = pl.DataFrame({**groups.select(cols).to_dict(), **rows}, schema=schema)
+    labelled = frame.sort(cols).with_columns(
+        pl.lit(window.label).alias("window"), pl.lit(TEST_LABEL).alias("test")
+    )
     return EARLY.select(labelled, tuple(cols))
+
+
+def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Each row's group from its run (`runs`: run -> group; every row's run is among them)."""
+    keys = np.array(sorted(runs), dtype=np.int64)
+    return np.array([runs[r] for r in keys.tolist()], dtype=np.int64)[np.searchsorted(keys, of_run)]
+
+
+def _fixed(
+    scope: pl.DataFrame, runs: Mapping[int, int], x: FloatArray, of: npt.NDArray[np.int64], count: int
+) -> list[list[int]]:
+    """Each group's fixed steps, from its runs' per-step counts and its samples' tokens and mismatches."""
+    at = np.zeros((count, FIXED_STEPS), dtype=np.int64)
+    miss_at = np.zeros_like(at)
+    steps = scope.drop_nulls("step")
+    cells = (_group_of(runs, steps["of_run"].to_numpy()), steps["step"].to_numpy())
+    np.add.at(at, cells, steps["at"].to_numpy())
+    np.add.at(miss_at, cells, steps["miss_at"].to_numpy())
+    n, m = (np.bincount(of, x[:, j], minlength=count) for j in (0, 1))
+    return [fixed_steps(int(n[g]), int(m[g]), list(at[g]), list(miss_at[g])) for g in range(count)]
+
+
+def _left_out(samples: pl.DataFrame, found: pl.DataFrame) -> FloatArray:
+    """Per sample row, its tokens at its group's fixed steps and those of them in the window, as [samples, 4]
+    columns n, m, e, em (fixed steps carry no mismatch)."""
+    joined = samples.select("of_run", "sample_id").join(
+        found, on=["of_run", "sample_id"], how="left", maintain_order="left"
+    )
+    at, early_at = (joined[c].fill_null(0).to_numpy().astype(np.float64) for c in ("at", "early_at"))
+    zero = np.zeros_like(at)
+    return np.stack([at, zero, early_at, zero], axis=1)
 
 
 # The columns `early_share` returns after its group-by columns.
@@ -173,7 +266,7 @@ EARLY = FrameSchema.of(
     mismatch_share=Col(float),
     baseline_share=Col(float, "the window's share of tokens (uniform baseline)"),
     enrichment=Col(float, "mismatch_share / baseline_share"),
-    enrichment_lo=Col(float, f"{CONFIDENCE:.0%} interval of enrichment: bootstrap by sample"),
+    enrichment_lo=Col(float, INTERVAL_LABEL),
     enrichment_hi=Col(float),
     p_value=Col(float, "score test clustered by sample, t(samples − 1)"),
     alternative=Col(str),
@@ -191,109 +284,104 @@ EARLY = FrameSchema.of(
     test=Col(str, "what p_value tests, and how"),
 )
 LABELS = ("window", "test")  # the same on every row: set after the rows are computed
+STATS = ("baseline_share", "enrichment", "enrichment_lo", "enrichment_hi", "p_value")  # of `window_stats`
+WITHOUT_FIXED = {
+    "baseline_share": "baseline_share_without_fixed",
+    "enrichment": "enrichment_without_fixed",
+    "enrichment_lo": "enrichment_without_fixed_lo",
+    "enrichment_hi": "enrichment_without_fixed_hi",
+    "p_value": "p_value_without_fixed",
+}
 
 
-WITHOUT_FIXED = tuple(k for k in EARLY.names if k.endswith("_without_fixed") or "_without_fixed_" in k)
-
-
-def fixed_steps(part: pl.DataFrame) -> list[int]:
-    """Steps among the first FIXED_STEPS that no sample of the group mismatches at although the group's
-    CoF would give them a mismatch with probability ≥ 1 − FIXED_P: positions the prompt format fixes."""
-    tokens, mismatches = int(part["tokens"].sum()), int(part["mismatches"].sum())
+def fixed_steps(tokens: int, mismatches: int, at: Sequence[int], miss_at: Sequence[int]) -> list[int]:
+    """Steps among the first FIXED_STEPS (a group's tokens `at[s]` and mismatches `miss_at[s]` there) that no
+    sample mismatches at although the group's CoF would give them a mismatch with probability ≥ 1 − FIXED_P:
+    positions the prompt format fixes."""
     if tokens == 0 or mismatches == 0:
         return []
     rate = mismatches / tokens
-    out = []
-    for s in range(FIXED_STEPS):
-        n = int(part[f"at_{s}"].sum())
-        if n and int(part[f"miss_at_{s}"].sum()) == 0 and (1 - rate) ** n <= FIXED_P:
-            out.append(s)
-    return out
+    pairs = enumerate(zip(at, miss_at, strict=True))
+    return [s for s, (n, m) in pairs if n and m == 0 and (1 - rate) ** n <= FIXED_P]
 
 
-def _score_p(d: npt.NDArray[np.float64], alternative: Alternative) -> float | None:
-    """p-value of Σ d_i = 0 by the self-normalised score Σ d_i / √(Σ d_i²) against t(k − 1)."""
-    if d.size < 2 or not np.any(d):
-        return None
-    t = float(d.sum() / np.sqrt((d**2).sum()))
-    dist = stats.t(d.size - 1)
+def _p_values(t: FloatArray, df: FloatArray, alternative: Alternative) -> FloatArray:
+    """p-values of score statistics t against Student's t(df)."""
     if alternative == "greater":
-        return float(dist.sf(t))
+        return np.asarray(stats.t.sf(t, df), dtype=np.float64)
     if alternative == "less":
-        return float(dist.cdf(t))
-    return float(min(1.0, 2 * dist.sf(abs(t))))
+        return np.asarray(stats.t.cdf(t, df), dtype=np.float64)
+    return np.minimum(1.0, 2 * np.asarray(stats.t.sf(np.abs(t), df), dtype=np.float64))
 
 
-def _resampled_sums(x: npt.NDArray[np.float64], seed: int, resamples: int) -> npt.NDArray[np.float64]:
-    """Column sums of `resamples` bootstrap resamples of the rows of x [k, c]: [resamples, c].
-
-    Each resample's weights are the counts of k uniform row draws (multinomial(k, 1/k), as a bootstrap
-    by sample wants), counted with one bincount per chunk: `rng.multinomial` over k = 10,000 samples took
-    2.4 s for 1,000 resamples, this 0.1-0.6 s."""
-    k = x.shape[0]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, RESAMPLE_DRAWS // k)
-    out = []
-    for start in range(0, resamples, chunk):
-        rows = min(chunk, resamples - start)
-        draws = rng.integers(0, k, size=(rows, k)) + (np.arange(rows) * k)[:, None]
-        out.append(np.bincount(draws.ravel(), minlength=rows * k).reshape(rows, k) @ x)
-    return np.concatenate(out)
+def _nullable(values: FloatArray, valid: npt.NDArray[np.bool_]) -> list[float | None]:
+    return [float(v) if ok else None for v, ok in zip(values, valid, strict=True)]
 
 
-def _enrichment_interval(
-    x: npt.NDArray[np.float64], seed: int, resamples: int
-) -> tuple[float | None, float | None]:
-    """Percentile interval of (Σ em / Σ m) / (Σ e / Σ n) over a bootstrap by sample; x: [k, 4] columns
-    n, m, e, em."""
-    k = x.shape[0]
-    if k < 2 or resamples < 1:
-        return None, None
-    n, m, e, em = _resampled_sums(x, seed, resamples).T
+def window_stats(
+    x: FloatArray, groups: npt.NDArray[np.int64], count: int, alternative: Alternative
+) -> dict[str, list[float | None]]:
+    """Per group of samples (`groups`: each row's group, 0..count − 1; x: [samples, 4] columns n, m, e, em):
+    baseline share, enrichment with its delta-method interval and the score test's p-value (module
+    docstring); None where undefined."""
+    k = np.bincount(groups, minlength=count).astype(np.float64)
+    n, m, e, em = (np.bincount(groups, x[:, j], minlength=count) for j in range(4))
+    df = np.maximum(k - 1, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = (em / m) / (e / n)
-    ratio = ratio[np.isfinite(ratio)]
-    if ratio.size < resamples // 2:
-        return None, None
-    lo, hi = np.quantile(ratio, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return float(lo), float(hi)
-
-
-def _window_stats(
-    x: npt.NDArray[np.float64], alternative: Alternative, seed: int, resamples: int
-) -> tuple[float | None, float | None, float | None, float | None, float | None]:
-    """(baseline share, enrichment, its interval, p-value) of per-sample columns n, m, e, em."""
-    n, m, e, em = x.sum(0)
-    base = e / n if n else None
-    enrich = (em / m) / base if m and base else None
-    lo, hi = _enrichment_interval(x, seed, resamples) if enrich is not None else (None, None)
-    with np.errstate(divide="ignore", invalid="ignore"):
+        base = e / n
+        enrich = (em / m) / base
         d = x[:, 3] - x[:, 1] * np.where(x[:, 0] > 0, x[:, 2] / x[:, 0], 0.0)
-    p = _score_p(d, alternative) if base is not None and 0 < base < 1 else None
-    return base, enrich, lo, hi, p
+        dd = np.bincount(groups, d * d, minlength=count)
+        p = _p_values(np.bincount(groups, d, minlength=count) / np.sqrt(dd), df, alternative)
+        psi = x[:, 3] / em[groups] - x[:, 1] / m[groups] - x[:, 2] / e[groups] + x[:, 0] / n[groups]
+        se = np.sqrt(k / (k - 1) * np.bincount(groups, psi * psi, minlength=count))
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, df) * se
+    has_enrich = (n > 0) & (e > 0) & (m > 0)
+    has_interval = has_enrich & (em > 0) & (k >= 2)
+    has_p = (n > 0) & (e > 0) & (e < n) & (k >= 2) & (dd > 0)
+    values = (base, enrich, enrich * np.exp(-half), enrich * np.exp(half), p)
+    valid = (n > 0, has_enrich, has_interval, has_interval, has_p)
+    return {name: _nullable(v, ok) for name, v, ok in zip(STATS, values, valid, strict=True)}
+
+
+def _rows(
+    x: FloatArray,
+    y: FloatArray,
+    groups: npt.NDArray[np.int64],
+    fixed: Sequence[list[int]],
+    alternative: Alternative,
+) -> dict[str, list[Any]]:
+    """The `EARLY` columns (but the labels) of each group of samples (rows x: n, m, e, em), and those without
+    its fixed steps (rows y: the same less the tokens at them; a sample with none left is dropped)."""
+    count = len(fixed)
+    sums = [np.bincount(groups, x[:, j], minlength=count) for j in range(4)]
+    counts = {name: [int(v) for v in col] for name, col in zip(SAMPLE_COLUMNS, sums, strict=True)}
+    m, em = counts["mismatches"], counts["early_mismatches"]
+    kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[:, 0] > 0)
+    left = window_stats(y[kept], groups[kept], count, alternative)
+    return {
+        "samples": np.bincount(groups, minlength=count).tolist(),
+        **counts,
+        "mismatch_share": [b / a if a else None for a, b in zip(m, em, strict=True)],
+        **window_stats(x, groups, count, alternative),
+        "alternative": [alternative] * count,
+        "fixed_steps": [list(f) for f in fixed],
+        **{
+            WITHOUT_FIXED[name]: [v if f else None for v, f in zip(left[name], fixed, strict=True)]
+            for name in STATS
+        },
+    }
 
 
 def early_share_row(
-    part: pl.DataFrame, alternative: Alternative = "two-sided", seed: int = 0, resamples: int = BOOTSTRAP
-) -> dict[str, object]:
-    """The early-share figures of one group of samples (`sample_windows` rows); `resamples` = 0: no
-    interval."""
-    x = part.select("tokens", "mismatches", "early_tokens", "early_mismatches").to_numpy().astype(float)
-    n, m, e, em = (int(v) for v in x.sum(0))
-    base, enrich, lo, hi, p = _window_stats(x, alternative, seed, resamples)
-    fixed = fixed_steps(part)
-    plain: dict[str, object] = {
-             "samples": part.height, "tokens": n, "mismatches": m, "early_tokens": e, "early_mismatches": em,
-             "mismatch_share": em / m if m else None, "baseline_share": base, "enrichment": enrich,
-             "enrichment_lo": lo, "enrichment_hi": hi, "p_value": p, "alternative": alternative,
-             "fixed_steps": fixed}  # fmt: skip
-    without: dict[str, float | None] = dict.fromkeys(WITHOUT_FIXED)
-    if fixed:  # fixed steps carry no mismatch: drop their tokens from the sample and from the window
-        at = part.select(pl.sum_horizontal(f"at_{s}" for s in fixed)).to_numpy().ravel()
-        early_at = part.select(pl.sum_horizontal(f"early_at_{s}" for s in fixed)).to_numpy().ravel()
-        y = x - np.stack([at, np.zeros_like(at), early_at, np.zeros_like(at)], axis=1)
-        b, en, lo2, hi2, p2 = _window_stats(y[y[:, 0] > 0], alternative, seed, resamples)
-        without = {"baseline_share_without_fixed": b, "enrichment_without_fixed": en,
-                   "enrichment_without_fixed_lo": lo2, "enrichment_without_fixed_hi": hi2,
-                   "p_value_without_fixed": p2}  # fmt: skip
-    return plain | without
+    part: pl.DataFrame, fixed: Sequence[int] = (), alternative: Alternative = "two-sided"
+) -> dict[str, Any]:
+    """The early-share figures of one group of samples given one row each (columns `SAMPLE_COLUMNS`, and
+    `at_{s}` and `early_at_{s}`, its tokens at step s and those in the window, for each fixed step s)."""
+    x = part.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
+    y = x.copy()
+    for s in fixed:
+        y[:, 0] -= part[f"at_{s}"].to_numpy()
+        y[:, 2] -= part[f"early_at_{s}"].to_numpy()
+    rows = _rows(x, y, np.zeros(x.shape[0], dtype=np.int64), [list(fixed)], alternative)
+    return {name: values[0] for name, values in rows.items()}

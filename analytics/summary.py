@@ -11,7 +11,7 @@ import polars as pl
 from scipy import stats
 
 from analytics.frequency import MEAN_INTERVAL, POOLED_INTERVAL, collaboration_frequency, pooled_cof
-from analytics.positions import early_share
+from analytics.positions import INTERVAL_LABEL, early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import (
     BASELINE,
@@ -398,7 +398,7 @@ def headline_sections(h: Headline) -> list[tuple[str, str]]:
         ),
         (
             "Share of mismatches in the first 10% of tokens (uniform = baseline; enrichment = share / "
-            "baseline with its 95% interval, a bootstrap by sample; p_value: two-sided, clustered by sample; "
+            f"baseline with its {INTERVAL_LABEL}; p_value: two-sided, clustered by sample; "
             "fixed_steps: steps no sample ever mismatches at, fixed by the prompt format, and the statistic "
             "without them)",
             table_or_note(h.early, "no events"),

@@ -19,6 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from warehouse.summaries import EARLY_COLUMNS
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -230,6 +232,12 @@ class SampleSum(Base):
     mismatches: Mapped[int] = mapped_column(BigInteger)
 
 
+# Its tokens and mismatches in each early window the early-share test reads (one definition: the windows of
+# warehouse.summaries), added by migration 0012 with 0 as the default.
+for _column in EARLY_COLUMNS:
+    setattr(SampleSum, _column, mapped_column(BigInteger, nullable=False, server_default="0"))
+
+
 class PositionSum(Base):
     """Tokens and mismatches of one run in one relative-position decile (bin 0..9)."""
 
@@ -274,6 +282,19 @@ class RouterSum(Base):
     cell: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger)
     replay_mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class StepSum(Base):
+    """Tokens and mismatches of one sample at one of its first steps, per rel_pos cell of that step."""
+
+    __tablename__ = "step_sums"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cell: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    mismatches: Mapped[int] = mapped_column(BigInteger)
 
 
 # Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).

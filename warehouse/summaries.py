@@ -1,7 +1,8 @@
 """Summary tables: additive sums of token events per run, sample, position decile, entropy bin, grid cell.
 
 `router_sums` (migration 0011) holds what router replay needs: tokens and replay mismatches per router
-kind and cell of its feature's exact grid (see `router_cell_sql`).
+kind and cell of its feature's exact grid (see `router_cell_sql`). Migration 0012 gave `sample_sums` a
+column pair per early window (`EARLY_WINDOWS`) and added `step_sums`: what the early-share test needs.
 
 Ingest adds a shard's sums in the shard's own transaction (upserts that add), so together with the ingest
 ledger they stay equal to an aggregation of `token_events` from scratch; `rebuild` recomputes them from
@@ -24,6 +25,14 @@ ENTROPY_BINS = 12
 POSITION_BINS = 10
 # Early-share windows: a fraction of each sample on a 0.001 grid of rel_pos, or the first k steps.
 REL_POS_CELLS = 1000
+# The early windows `sample_sums` counts per sample, `tokens_<window>` and `mismatches_<window>` (other
+# windows analytics/positions.py counts from the events): the first k steps for k = 1..EARLY_STEPS, and
+# the rel_pos cells below each of EARLY_CELLS (the first 5%, 10%, 20% and 25% of a sample). `step_sums`
+# counts each of the first FIRST_STEPS steps per sample and rel_pos cell (the positions a prompt format
+# may fix).
+EARLY_STEPS = 16
+EARLY_CELLS = (50, 100, 200, 250)
+FIRST_STEPS = 8
 
 # Histogram features -> (expression over token_events columns, cells per unit): the uncertainty
 # predictors (oriented so that larger = less certain) are ranked on this grid; `step` and `rel_pos`
@@ -34,6 +43,26 @@ HISTOGRAM_CELLS: dict[str, str] = {
     "step": "step",
     "rel_pos": f"CAST(floor(CAST(rel_pos AS DOUBLE) * {REL_POS_CELLS}) AS INTEGER)",
 }
+
+
+def step_window(k: int) -> str:
+    """The name of the window of the first k steps (`step < k`)."""
+    return f"step_lt_{k}"
+
+
+def cell_window(cells: int) -> str:
+    """The name of the window of the rel_pos cells below `cells` (the first cells / REL_POS_CELLS)."""
+    return f"cell_lt_{cells}"
+
+
+# window -> its condition over token_events columns
+EARLY_WINDOWS: dict[str, str] = {
+    **{step_window(k): f"step < {k}" for k in range(1, EARLY_STEPS + 1)},
+    **{cell_window(c): f"{HISTOGRAM_CELLS['rel_pos']} < {c}" for c in EARLY_CELLS},
+}
+EARLY_COLUMNS: tuple[str, ...] = tuple(
+    f"{what}_{w}" for w in EARLY_WINDOWS for what in ("tokens", "mismatches")
+)
 
 
 def router_cell_sql(rule: ThresholdRule) -> str:
@@ -108,6 +137,14 @@ def _router_select() -> str:
     return " UNION ALL ".join(parts)
 
 
+def _sample_select() -> str:
+    windows = ", ".join(
+        f"count_if({cond}) AS tokens_{w}, count_if(mismatch AND {cond}) AS mismatches_{w}"
+        for w, cond in EARLY_WINDOWS.items()
+    )
+    return f"SELECT run_id, sample_id, {COUNTS}, {windows} FROM {{src}} GROUP BY run_id, sample_id"
+
+
 TABLES: tuple[SummaryTable, ...] = (
     SummaryTable(
         "run_sums",
@@ -118,8 +155,8 @@ TABLES: tuple[SummaryTable, ...] = (
     SummaryTable(
         "sample_sums",
         ("run_id", "sample_id"),
-        ("tokens", "consulted", "mismatches"),
-        f"SELECT run_id, sample_id, {COUNTS} FROM {{src}} GROUP BY run_id, sample_id",
+        ("tokens", "consulted", "mismatches", *EARLY_COLUMNS),
+        _sample_select(),
     ),
     SummaryTable(
         "position_sums",
@@ -140,6 +177,13 @@ TABLES: tuple[SummaryTable, ...] = (
     ),
     SummaryTable(
         "router_sums", ("run_id", "router", "cell"), ("tokens", "replay_mismatches"), _router_select()
+    ),
+    SummaryTable(
+        "step_sums",
+        ("run_id", "sample_id", "step", "cell"),
+        ("tokens", "mismatches"),
+        f"SELECT run_id, sample_id, step, {HISTOGRAM_CELLS['rel_pos']} AS cell, {TOKENS_MISMATCHES} "
+        f"FROM {{src}} WHERE step >= 0 AND step < {FIRST_STEPS} GROUP BY ALL",
     ),
 )
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

@@ -9,7 +9,14 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy import stats
 
-from analytics.positions import FIXED_STEPS, early_share, early_share_row, position_profile
+from analytics.positions import (
+    FIXED_STEPS,
+    Alternative,
+    early_share,
+    early_share_row,
+    fixed_steps,
+    position_profile,
+)
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
 
 
@@ -79,6 +86,15 @@ def _sample_rows(mismatch: np.ndarray, window: int) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+def _row(mismatch: np.ndarray, window: int, alternative: Alternative = "two-sided") -> dict[str, object]:
+    """`early_share_row` of the samples of a [k, L] mismatch matrix, with the steps `fixed_steps` finds."""
+    part = _sample_rows(mismatch, window)
+    at = [int(part[f"at_{s}"].sum()) for s in range(FIXED_STEPS)]
+    miss_at = [int(part[f"miss_at_{s}"].sum()) for s in range(FIXED_STEPS)]
+    fixed = fixed_steps(int(part["tokens"].sum()), int(part["mismatches"].sum()), at, miss_at)
+    return early_share_row(part, fixed, alternative)
+
+
 def test_the_clustered_test_holds_its_level_where_mismatches_come_in_bursts() -> None:
     """Uniform positions, but each sample's mismatches come as one burst of 6 (placed uniformly, wrapping):
     tokens are not independent. Over 400 groups of 60 samples the clustered test rejects at the 5% level
@@ -90,7 +106,7 @@ def test_the_clustered_test_holds_its_level_where_mismatches_come_in_bursts() ->
         pos = (rng.integers(0, length, k)[:, None] + np.arange(6)) % length
         mismatch = np.zeros((k, length), bool)
         mismatch[np.repeat(np.arange(k), 6), pos.ravel()] = np.repeat(rng.random(k) < 0.9, 6)
-        row = early_share_row(_sample_rows(mismatch, window), resamples=0)
+        row = _row(mismatch, window)
         rejected += row["p_value"] is not None and row["p_value"] < 0.05  # type: ignore[operator]
         m, em = int(mismatch.sum()), int(mismatch[:, :window].sum())
         naive += m > 0 and stats.binomtest(em, m, window / length).pvalue < 0.05
@@ -104,10 +120,10 @@ def test_a_step_the_format_fixes_is_named_and_left_out(con: duckdb.DuckDBPyConne
     rng = np.random.default_rng(5)
     mismatch = rng.random((200, 20)) < 0.2
     mismatch[:, 0] = False
-    row = early_share_row(_sample_rows(mismatch, 2))
+    row = _row(mismatch, 2)
     assert row["fixed_steps"] == [0]
     assert row["enrichment"] < 0.7 and row["p_value"] < 1e-3  # type: ignore[operator]
-    greater = early_share_row(_sample_rows(mismatch, 2), "greater")
+    greater = _row(mismatch, 2, "greater")
     assert greater["p_value"] > 0.99  # type: ignore[operator]  # what the one-sided test used to print
     lo, hi = row["enrichment_without_fixed_lo"], row["enrichment_without_fixed_hi"]
     assert lo < 1 < hi and row["p_value_without_fixed"] > 0.01  # type: ignore[operator]
@@ -143,6 +159,6 @@ def test_early_clustering_is_significant_and_uniform_is_not(con: duckdb.DuckDBPy
 
 
 def test_early_share_handles_no_mismatches() -> None:
-    row = early_share_row(_sample_rows(np.zeros((3, 10), bool), 1))
+    row = _row(np.zeros((3, 10), bool), 1)
     assert row["p_value"] is None and row["mismatch_share"] is None and row["enrichment"] is None
     assert row["baseline_share"] == 0.1 and row["fixed_steps"] == []
