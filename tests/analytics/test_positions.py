@@ -162,3 +162,25 @@ def test_early_share_handles_no_mismatches() -> None:
     row = _row(np.zeros((3, 10), bool), 1)
     assert row["p_value"] is None and row["mismatch_share"] is None and row["enrichment"] is None
     assert row["baseline_share"] == 0.1 and row["fixed_steps"] == []
+
+
+def test_the_delta_interval_agrees_with_a_bootstrap_by_sample_when_samples_are_many() -> None:
+    """The enrichment's interval (delta method on its log, clustered by sample, t(k − 1)) against a
+    percentile bootstrap by sample on the same 2,000 samples (lengths 20..80, mismatches 2× as likely in the
+    first 10%): the ends agree within a tenth of the interval's width."""
+    rng = np.random.default_rng(8)
+    k = 2000
+    n = rng.integers(20, 81, k)
+    e = np.ceil(n / 10).astype(int)
+    em = rng.binomial(e, 0.2)
+    x = np.stack([n, em + rng.binomial(n - e, 0.1), e, em], axis=1).astype(float)  # n, m, e, em
+    row = early_share_row(pl.DataFrame(x.astype(int), schema=["tokens", "mismatches", "early_tokens",
+                                                              "early_mismatches"], orient="row"))  # fmt: skip
+    draws = rng.integers(0, k, (2000, k))
+    sums = np.stack([x[d].sum(0) for d in draws])
+    ratio = (sums[:, 3] / sums[:, 1]) / (sums[:, 2] / sums[:, 0])
+    lo, hi = np.quantile(ratio, [0.025, 0.975])
+    width = hi - lo
+    assert row["enrichment_lo"] < row["enrichment"] < row["enrichment_hi"]
+    assert abs(row["enrichment_lo"] - lo) < width / 10 and abs(row["enrichment_hi"] - hi) < width / 10
+    assert 1.6 < row["enrichment"] < 2.4 and row["p_value"] < 1e-6
