@@ -33,7 +33,8 @@ from analytics.law_choice import (
     subset_fits,
 )
 from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit
-from analytics.source import AnalyticsError, Filters, Source, query, runs_where
+from analytics.pairs import pair_points
+from analytics.source import AnalyticsError, Filters, Source
 
 MIN_RATIOS = 3
 
@@ -202,30 +203,6 @@ def _leave_one_out(r: FloatArray, y: FloatArray, fits: DropFits) -> LeaveOneOut:
     if not ok.any():
         raise TooFewPoints("no point can be left out and still leave three distinct ratios")
     return LeaveOneOut(frame, float(np.sqrt(np.mean(err[ok] ** 2))), float(np.mean(np.abs(err[ok]))))
-
-
-def pair_points(
-    source: Source,
-    *,
-    method: str | None = None,
-    dataset: str | None = None,
-    router: str | None = "always",
-    filters: Filters | None = None,
-) -> pl.DataFrame:
-    """Per-pair CoF with parameter ratio from the `pair_cof` view (complete runs only), one row per pair and
-    identity of the runs in scope (one experiment, no baselines: `analytics.source`)."""
-    given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
-    where, params = runs_where({**(filters or {}), **given})
-    return query(
-        source,
-        "SELECT experiment, setup, identity, llm, slm, llm_params, slm_params, param_ratio, method, router, "
-        "dataset, runs, tokens, mismatches, cof FROM pair_cof p WHERE EXISTS (SELECT 1 FROM runs r "
-        f"{where} AND r.experiment = p.experiment AND r.identity IS NOT DISTINCT FROM p.identity "
-        "AND r.llm = p.llm AND r.slm = p.slm AND r.method = p.method AND r.router = p.router "
-        "AND r.dataset = p.dataset) "
-        "ORDER BY method, dataset, setup, router, param_ratio, llm, slm",
-        params,
-    )
 
 
 def one_setup(points: pl.DataFrame) -> pl.DataFrame:

@@ -252,17 +252,26 @@ def own_settings(settings: dict[str, Any]) -> dict[str, Any]:
 SHOWN_SETTINGS = ("llm", "slm", "slm_tuned", "method", "router", "dataset", *NOT_DEFINING_SETTINGS)
 
 
-def setting_labels(source: Source, key: str = "identity", filters: Filters | None = None) -> pl.DataFrame:
+def runs_in_scope(source: Source, filters: Filters | None, columns: Sequence[str]) -> pl.DataFrame:
+    """Columns (named by the code, not a caller) of the runs in scope matching `filters`, by run_id."""
+    where, params = runs_where(filters)
+    cols = ", ".join(f'r."{c}"' for c in columns)
+    return query(source, f"SELECT {cols} FROM runs r {where} ORDER BY r.run_id", params)
+
+
+def setting_labels(
+    source: Source, key: str = "identity", filters: Filters | None = None, runs: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per `identity` (or `setup`) of the runs in scope: the settings that tell it from the others of its
     method, as `name=value` text (`settings`): the same within each, different between them, and read by
     its method (empty when its method has one). The method itself, the pair and the dataset are named
-    elsewhere in every table, so never here."""
+    elsewhere in every table, so never here. `runs`: the caller's `runs_in_scope` frame of the same filters
+    (with `key` and settings), read instead of querying again."""
     if key not in ("identity", "setup"):
         raise AnalyticsError(f"labels are by identity or setup, not {key!r}")
-    where, params = runs_where(filters)
-    runs = query(source, f"SELECT r.{key} AS k, r.settings FROM runs r {where} ORDER BY r.run_id", params)
+    runs = runs_in_scope(source, filters, (key, "settings")) if runs is None else runs
     by_key: dict[Any, list[dict[str, Any]]] = {}
-    for k, text in runs.iter_rows():
+    for k, text in runs.select(key, "settings").iter_rows():
         by_key.setdefault(k, []).append(own_settings(json.loads(text or "{}")))
     values: dict[Any, dict[str, Any]] = {}
     for k, rows in by_key.items():

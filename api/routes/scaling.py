@@ -13,6 +13,7 @@ import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field, create_model
 
+from analytics.pairs import PAIR_KEYS
 from analytics.scaling import (
     GroupFit,
     LawPrediction,
@@ -21,7 +22,7 @@ from analytics.scaling import (
     pair_points,
     predict_cof,
 )
-from analytics.source import scoped, setting_labels
+from analytics.source import runs_in_scope, scoped, setting_labels
 from api.convert import dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -129,9 +130,10 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
           bootstrap: int, seed: int, experiment: str | None,
           ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
     scope = scoped(None, experiment)
-    points = pair_points(cur, method=method, dataset=dataset, router=router, filters=scope)
     given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
-    labels = setting_labels(cur, "setup", {**scope, **given})
+    runs = runs_in_scope(cur, {**scope, **given}, (*PAIR_KEYS, "setup", "settings"))  # read once, used twice
+    points = pair_points(cur, method=method, dataset=dataset, router=router, filters=scope, runs=runs)
+    labels = setting_labels(cur, "setup", {**scope, **given}, runs=runs)
     points = points.join(labels, on="setup", how="left")
     label = dict(labels.iter_rows())
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)

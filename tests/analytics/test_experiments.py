@@ -26,6 +26,7 @@ from analytics.frequency import collaboration_frequency
 from analytics.positions import early_share, position_profile
 from analytics.report import ReportOptions, write_report
 from analytics.scaling import fit_groups, fits_frame, pair_points
+from analytics.source import runs_where
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import format_headline, headline
 from analytics.uncertainty import entropy_histogram, mismatch_by_entropy_bin, mismatch_predictors
@@ -186,3 +187,35 @@ def test_baselines_stay_out_of_pairs_and_show_as_models_alone(base: Path) -> Non
     assert not (points["llm"] == points["slm"]).any()
     assert h.alone.select("model", "dataset").rows() == [("S", "builtin:arith")]
     assert h.cof.filter(pl.col("llm") == pl.col("slm")).height == 0
+
+
+def _pairs_by_exists(con: duckdb.DuckDBPyConnection, filters: dict[str, Any]) -> pl.DataFrame:
+    """The pairs as one query, the scope an EXISTS over runs: how pair_points read them before it split."""
+    where, params = runs_where(filters)
+    sql = (
+        "SELECT experiment, setup, identity, llm, slm, llm_params, slm_params, param_ratio, method, router, "
+        "dataset, runs, tokens, mismatches, cof FROM pair_cof p WHERE EXISTS (SELECT 1 FROM runs r "
+        f"{where} AND r.experiment = p.experiment AND r.identity IS NOT DISTINCT FROM p.identity "
+        "AND r.llm = p.llm AND r.slm = p.slm AND r.method = p.method AND r.router = p.router "
+        "AND r.dataset = p.dataset) ORDER BY method, dataset, setup, router, param_ratio, llm, slm"
+    )
+    return pl.from_arrow(con.sql(sql, params=params).to_arrow_table())  # type: ignore[return-value]
+
+
+def test_pair_points_equal_one_query_with_the_scope_as_exists(base: Path, tmp_path: Path) -> None:
+    with copy_of(base, tmp_path) as path:
+        add_elsewhere(path, config("L", "S", method="oracle", seed=2), [5, 7], excluded=True)
+        add_elsewhere(path, config("M", "XS", method="oracle"), [4, 9], excluded=False)
+        cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
+            ({}, {}), ({"experiment": A}, {}), ({"experiment": None}, {}), ({"excluded": True}, {}),
+            ({"experiment": A, "baseline": None}, {"router": None}),
+            ({"experiment": "b"}, {"method": "oracle"}),
+            ({"experiment": [A, "b"], "llm": "L"}, {"dataset": "builtin:arith"}),
+        ]  # fmt: skip
+        with duckdb.connect(str(path), read_only=True) as con:
+            for filters, args in cases:
+                got = pair_points(con, filters=filters, **args)
+                given = {"router": "always", **args}
+                want = _pairs_by_exists(con, {**filters, **{k: v for k, v in given.items() if v is not None}})
+                assert_frame_equal(got, want), (filters, args)
+                assert got.height > 0 or filters == {"excluded": True}, (filters, args)
