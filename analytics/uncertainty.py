@@ -25,9 +25,10 @@ from analytics.source import (
     connect,
     events_where,
     group_select,
-    profile_sums,
+    in_runs,
     query,
     runs_where,
+    scope_runs,
 )
 from warehouse.summaries import PREDICTOR_GRID
 
@@ -105,11 +106,11 @@ def rank_sums(
     ).sort(["order", *keys, "x"])
     # Each (group, predictor) is a run of rows in x order: numpy sums them (a polars window over the
     # groups took twice as long).
-    first = ranked.select(pl.struct(over).rle_id().alias("seg"))["seg"].to_numpy()
+    first = ranked.select(pl.struct(over).rle_id().alias("seg"))["seg"].to_numpy().astype(np.int64)
     n, pos = ranked["n"].to_numpy(), ranked["pos"].to_numpy()
     x = ranked["x"].fill_null(0.0).to_numpy()  # a missing value ranks first and adds no moment
     neg = n - pos
-    starts = np.flatnonzero(np.r_[True, first[1:] != first[:-1]])
+    starts = np.flatnonzero(np.diff(first, prepend=-1))  # none for an empty histogram
     cum = np.cumsum(neg)
     neg_below = cum - neg - np.repeat(cum[starts] - neg[starts], np.diff(np.r_[starts, len(first)]))
 
@@ -174,20 +175,74 @@ def mismatch_predictors(
     """
     names = check_predictors(predictors)
     cols = list(check_group_by(group_by))
-    hist = query(source, *histogram_sql(names, cols, filters, exact))
-    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
+    if exact:
+        hist = query(source, *histogram_sql(names, cols, filters, exact))
+        return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
+    with connect(source) as con:
+        return _grid_predictors(con, scope_runs(con, cols, filters), cols, names)
+
+
+def _grid_predictors(
+    con: Source, runs: pl.DataFrame, cols: Sequence[str], names: Sequence[str]
+) -> pl.DataFrame:
+    """`mismatch_predictors` on the grid of `histogram_sums`, over the runs of a `scope_runs` frame."""
+    in_scope, ids = in_runs(runs, "h")
+    marks = ", ".join("?" for _ in names)
+    hist = query(
+        con,
+        f"""SELECT {group_select(cols)}, h.feature AS predictor, CAST(h.cell AS DOUBLE) AS v,
+                   CAST(sum(h.tokens) AS DOUBLE) AS n, CAST(sum(h.mismatches) AS DOUBLE) AS pos
+            FROM histogram_sums h JOIN runs r ON r.run_id = h.run_id
+            WHERE {in_scope} AND h.feature IN ({marks}) GROUP BY ALL""",
+        [*ids, *names],
+    )
+    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, False)), tuple(cols))
 
 
 def mismatch_by_entropy_bin(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
-    sums = profile_sums(source, "entropy_profile", ["bin", "lo", "hi"], group_by, filters)
-    rated = sums.with_columns(
-        pl.col("lo", "hi").cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL: the edges are floats
-        (pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"),
+    cols = check_group_by(group_by)
+    with connect(source) as con:
+        return _entropy_bins(con, scope_runs(con, cols, filters), cols)
+
+
+def _entropy_bins(con: Source, runs: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+    """`mismatch_by_entropy_bin` over the runs of a `scope_runs` frame (a few dozen rows a run, summed
+    here)."""
+    in_scope, ids = in_runs(runs)
+    per_run = query(
+        con, f"SELECT run_id, bin, lo, hi, tokens, mismatches FROM entropy_profile WHERE {in_scope}", ids
     )
-    return ENTROPY_BINS.select(rated, check_group_by(group_by))
+    keys = list(cols)
+    sums = (
+        per_run.join(runs, on="run_id")
+        .group_by([*keys, "bin"])
+        .agg(
+            pl.col("lo", "hi").first().cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL
+            pl.col("tokens").sum().cast(pl.Int64),
+            pl.col("mismatches").sum().cast(pl.Int64),
+        )
+        .sort([*keys, "bin"], nulls_last=True)
+    )
+    rated = sums.with_columns((pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"))
+    return ENTROPY_BINS.select(rated, tuple(keys))
+
+
+def uncertainty_tables(
+    source: Source,
+    group_by: Sequence[str] = ("run_id",),
+    *,
+    predictors: Sequence[str] = tuple(PREDICTORS),
+    filters: Filters | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`mismatch_predictors` (on the grid) and `mismatch_by_entropy_bin`, reading the scope once."""
+    names = check_predictors(predictors)
+    cols = check_group_by(group_by)
+    with connect(source) as con:
+        runs = scope_runs(con, cols, filters)
+        return _grid_predictors(con, runs, cols, names), _entropy_bins(con, runs, cols)
 
 
 def entropy_histogram(
