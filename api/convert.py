@@ -44,13 +44,21 @@ def clean(value: Any) -> Any:
 
 
 def records(frame: pl.DataFrame, keys: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Rows of a frame as dicts; the `keys` columns move into a `group` dict."""
+    """Rows of a frame as dicts (JSON-safe, as `clean` makes them); the `keys` columns move into a `group`
+    dict."""
+    # NaN and ±inf become null in polars, column by column; only nested values still go through `clean`
+    # (value by value, it cost a millisecond on a 200-row replay).
+    floats = [c for c, t in frame.schema.items() if t.is_float()]
+    frame = frame.with_columns(pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in floats)
+    nested = [c for c, t in frame.schema.items() if t.is_nested()]
     out = []
     for row in frame.iter_rows(named=True):
-        rec = {k: clean(v) for k, v in row.items() if k not in keys}
+        for c in nested:
+            row[c] = clean(row[c])
+        group = {k: row.pop(k) for k in keys}
         if keys:
-            rec["group"] = {k: clean(row[k]) for k in keys}
-        out.append(rec)
+            row["group"] = group
+        out.append(row)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -42,8 +43,12 @@ class NotASelect(ApiError):
         super().__init__(400, "not_a_select", message)
 
 
+@functools.lru_cache(maxsize=1024)
 def require_select(sql: str) -> None:
-    """Refuse unless DuckDB's own parser finds exactly one statement and classifies it as SELECT."""
+    """Refuse unless DuckDB's own parser finds exactly one statement and classifies it as SELECT.
+
+    A statement that passed is remembered (the routes' statements are a fixed set of texts with `?` for
+    their values): parsing it again cost 0.1-0.3 ms a request. A refusal raises, so it is never kept."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -201,12 +206,17 @@ class Watchdog:
     def arm(self, after_s: float, action: Callable[[], None]) -> int:
         """Call `action` in `after_s` seconds; returns the ticket that disarms it."""
         ticket = next(self._seq)
+        at = time.monotonic() + after_s
         with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + after_s, ticket, action))
+            # The thread waits until the earliest deadline: it needs waking only for an earlier one (woken
+            # for every query, it took the GIL from the query it was timing).
+            earlier = not self._heap or at < self._heap[0][0]
+            heapq.heappush(self._heap, (at, ticket, action))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="fsgen-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if earlier:
+                self._cond.notify()
         return ticket
 
     def disarm(self, ticket: int) -> None:
