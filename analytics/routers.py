@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -204,17 +204,30 @@ def replay_all(
     return pl.concat([_replayed(hists[r], r, n_thresholds, run_id, exact) for r in kinds])
 
 
-def best_threshold(replayed: pl.DataFrame, budget: float) -> RouterChoice | None:
-    """The row that catches the most mismatches with consult rate ≤ budget (None if none fits)."""
-    fits = replayed.filter(pl.col("consult_rate") <= budget).sort(
-        ["caught", "consult_rate"], descending=[True, False]
+def _fits(replayed: pl.DataFrame, budget: float) -> pl.DataFrame:
+    """Rows with consult rate ≤ budget, the most mismatches caught first, then the lowest consult rate
+    (ties keep the frame's order)."""
+    return replayed.filter(pl.col("consult_rate") <= budget).sort(
+        ["caught", "consult_rate"], descending=[True, False], maintain_order=True
     )
-    if fits.height == 0:
-        return None
-    row = fits.row(0, named=True)
+
+
+def _choice(row: dict[str, Any], budget: float) -> RouterChoice:
     return RouterChoice(
         row["router"], row["threshold"], row["consult_rate"], row["caught"], row["precision"], budget
     )
+
+
+def best_threshold(replayed: pl.DataFrame, budget: float) -> RouterChoice | None:
+    """The row that catches the most mismatches with consult rate ≤ budget (None if none fits)."""
+    fits = _fits(replayed, budget)
+    return _choice(fits.row(0, named=True), budget) if fits.height else None
+
+
+def best_per_router(replayed: pl.DataFrame, budget: float) -> dict[str, RouterChoice]:
+    """`best_threshold` of each router that has a row within the budget (one sort, not one per router)."""
+    firsts = _fits(replayed, budget).unique("router", keep="first", maintain_order=True)
+    return {row["router"]: _choice(row, budget) for row in firsts.iter_rows(named=True)}
 
 
 def pareto_front(replayed: pl.DataFrame) -> pl.DataFrame:

@@ -9,7 +9,15 @@ import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-from analytics.routers import DEFAULT_THRESHOLDS, ROUTERS, RouterKind, best_threshold, replay, replay_all
+from analytics.routers import (
+    DEFAULT_THRESHOLDS,
+    ROUTERS,
+    RouterKind,
+    best_per_router,
+    best_threshold,
+    replay,
+    replay_all,
+)
 from api.convert import records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -123,7 +131,8 @@ def best_router(
     kinds = _choose(router)
     frame = analyst(limit_ms, _replayed, run_id, kinds, None, n_thresholds or DEFAULT_THRESHOLDS)
     best = best_threshold(frame, budget)
-    per = [best_threshold(frame.filter(pl.col("router") == k), budget) for k in kinds]
+    by_router = best_per_router(frame, budget)
+    per = [by_router.get(k) for k in kinds]
 
     def public(c: object) -> RouterChoicePublic:
         return RouterChoicePublic.model_validate(c, from_attributes=True)
