@@ -193,15 +193,8 @@ def runs_where(filters: Filters | None, alias: str = "r") -> tuple[str, list[Any
     return "WHERE " + (" AND ".join(clauses) or "TRUE"), params
 
 
-def scope_runs(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
-    """The runs in scope (`runs_where`): `run_id` and the group-by columns, one row a run."""
-    where, params = runs_where(filters)
-    cols = ", ".join(f'r."{c}"' for c in dict.fromkeys(["run_id", *check_group_by(group_by)]))
-    return query(source, f"SELECT {cols} FROM runs r {where} ORDER BY r.run_id", params)
-
-
 def in_runs(runs: pl.DataFrame, alias: str = "") -> tuple[str, list[int]]:
-    """`run_id IN (?, ...)` over the runs of a `scope_runs` frame (FALSE for none): a list of constants,
+    """`run_id IN (?, ...)` over the runs of a `runs_in_scope` frame (FALSE for none): a list of constants,
     which DuckDB prunes a scan by and plans in a fraction of the scope's subquery and join."""
     ids = [int(i) for i in runs["run_id"]]
     column = f"{alias}.run_id" if alias else "run_id"

@@ -27,8 +27,8 @@ from analytics.source import (
     group_select,
     in_runs,
     query,
+    runs_in_scope,
     runs_where,
-    scope_runs,
 )
 from warehouse.summaries import PREDICTOR_GRID
 
@@ -179,13 +179,18 @@ def mismatch_predictors(
         hist = query(source, *histogram_sql(names, cols, filters, exact))
         return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
     with connect(source) as con:
-        return _grid_predictors(con, scope_runs(con, cols, filters), cols, names)
+        return _grid_predictors(con, _scope(con, cols, filters), cols, names)
+
+
+def _scope(con: Source, cols: Sequence[str], filters: Filters | None) -> pl.DataFrame:
+    """run_id and the group-by columns of the runs in scope."""
+    return runs_in_scope(con, filters, tuple(dict.fromkeys(["run_id", *check_group_by(cols)])))
 
 
 def _grid_predictors(
     con: Source, runs: pl.DataFrame, cols: Sequence[str], names: Sequence[str]
 ) -> pl.DataFrame:
-    """`mismatch_predictors` on the grid of `histogram_sums`, over the runs of a `scope_runs` frame."""
+    """`mismatch_predictors` on the grid of `histogram_sums`, over the runs of a `runs_in_scope` frame."""
     in_scope, ids = in_runs(runs, "h")
     marks = ", ".join("?" for _ in names)
     hist = query(
@@ -205,11 +210,11 @@ def mismatch_by_entropy_bin(
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
     cols = check_group_by(group_by)
     with connect(source) as con:
-        return _entropy_bins(con, scope_runs(con, cols, filters), cols)
+        return _entropy_bins(con, _scope(con, cols, filters), cols)
 
 
 def _entropy_bins(con: Source, runs: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
-    """`mismatch_by_entropy_bin` over the runs of a `scope_runs` frame (a few dozen rows a run, summed
+    """`mismatch_by_entropy_bin` over the runs of a `runs_in_scope` frame (a few dozen rows a run, summed
     here)."""
     in_scope, ids = in_runs(runs)
     per_run = query(
@@ -241,7 +246,7 @@ def uncertainty_tables(
     names = check_predictors(predictors)
     cols = check_group_by(group_by)
     with connect(source) as con:
-        runs = scope_runs(con, cols, filters)
+        runs = _scope(con, cols, filters)
         return _grid_predictors(con, runs, cols, names), _entropy_bins(con, runs, cols)
 
 
