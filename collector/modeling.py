@@ -188,7 +188,31 @@ def cache_kwarg(model: Any) -> str:
     return _CACHE_KWARG[cls]
 
 
-def forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any = None) -> Any:
-    """One forward pass with an optional KV cache; returns the model output (logits, cache)."""
+_LOGITS_TO_KEEP: dict[type, str | None] = {}
+
+
+def last_logits(model: Any, n: int) -> dict[str, int]:
+    """Forward kwargs that make the LM head score only the last n positions (a prefill needs one), where the
+    model can; a model that cannot scores every position."""
+    cls = type(model)
+    if cls not in _LOGITS_TO_KEEP:
+        params = inspect.signature(cls.forward).parameters
+        names = ("logits_to_keep", "num_logits_to_keep")  # transformers ≥ 4.50, 4.45–4.49
+        _LOGITS_TO_KEEP[cls] = next((k for k in names if k in params), None)
+    name = _LOGITS_TO_KEEP[cls]
+    return {name: n} if name and n > 0 else {}  # 0 would keep every position
+
+
+def forward(
+    model: Any,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    pos: torch.Tensor,
+    cache: Any = None,
+    last: int = 0,
+) -> Any:
+    """One forward pass with an optional KV cache; returns the model output (logits, cache). With `last`,
+    the logits may cover only the last `last` positions (`last_logits`): take them as `logits[:, -last:]`."""
     kwargs = {cache_kwarg(model): cache} if cache is not None else {}
+    kwargs |= last_logits(model, last)
     return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=cache is not None, **kwargs)

@@ -28,7 +28,7 @@ from transformers import DynamicCache, PreTrainedTokenizerBase, StaticCache
 
 from collector.methods import method_spec
 from collector.methods.base import BatchOutput, CollectContext, LockstepRule
-from collector.modeling import cache_kwarg, forward
+from collector.modeling import cache_kwarg, forward, last_logits
 from collector.routers.threshold import AlwaysRouter
 from collector.sampling import gumbel_no_sync, pick_no_sync
 from collector.token_stats import Figures, StepTrace, accept_prob_no_sync, figures_no_sync, log_probs
@@ -49,20 +49,6 @@ def new_cache(model: Any, max_len: int | None, rollback: bool = False) -> Any:
 
         return StaticCache(config=model.config, max_cache_len=max_len)
     return DynamicCache(config=model.config)
-
-
-_LOGITS_TO_KEEP: dict[type, str | None] = {}
-
-
-def _last_logits_only(model: Any) -> dict[str, int]:
-    """Forward kwargs that make the LM head score only the last position (a prefill needs no more)."""
-    cls = type(model)
-    if cls not in _LOGITS_TO_KEEP:
-        params = inspect.signature(cls.forward).parameters
-        names = ("logits_to_keep", "num_logits_to_keep")  # transformers ≥ 4.50, 4.45–4.49
-        _LOGITS_TO_KEEP[cls] = next((n for n in names if n in params), None)
-    name = _LOGITS_TO_KEEP[cls]
-    return {name: 1} if name else {}
 
 
 @functools.cache
@@ -96,7 +82,7 @@ class Decoder:
         pos = (self.mask.cumsum(-1) - 1).clamp(min=0)  # as generate computes them under left padding
         out = self.model(
             input_ids=ids, attention_mask=self.model_mask(), position_ids=pos, use_cache=True,
-            **{cache_kwarg(self.model): self.cache}, **_last_logits_only(self.model),
+            **{cache_kwarg(self.model): self.cache}, **last_logits(self.model, 1),
         )  # fmt: skip
         return log_probs(out.logits[:, -1], self.vocab)
 

@@ -65,8 +65,8 @@ def teacher_forced_output(
     P, T = input_ids.shape[1], generated.shape[1]
     full_mask = torch.cat([mask, torch.ones_like(generated)], dim=1)[:, : P + T - 1]
     seq = torch.cat([input_ids, generated], dim=1)[:, : P + T - 1]
-    s_out = forward(ctx.system1.model, seq, full_mask, positions(full_mask))
-    s_logp = log_probs(s_out.logits[:, P - 1 :], ctx.vocab)  # [B, T, V]: position P-1+t predicts token t
+    s_out = forward(ctx.system1.model, seq, full_mask, positions(full_mask), last=T)  # the prompt's: none
+    s_logp = log_probs(s_out.logits[:, -T:], ctx.vocab)  # [B, T, V]: position P-1+t predicts token t
     choice = oracle_step(s_logp, l_logp)
     consulted = torch.ones_like(generated, dtype=torch.bool)
     trace = trace_no_sync(generated, s_logp, l_logp, choice.s2_token, consulted)
