@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -42,11 +43,16 @@ from analytics.source import (
     check_group_by,
     connect,
     group_select,
-    profile_sums,
     query,
     runs_where,
 )
-from warehouse.summaries import EARLY_WINDOWS, FIRST_STEPS, REL_POS_CELLS, cell_window, step_window
+from warehouse.summaries import (
+    EARLY_WINDOWS,
+    FIRST_STEPS,
+    REL_POS_CELLS,
+    cell_window,
+    step_window,
+)
 
 Alternative = Literal["two-sided", "greater", "less"]
 FIXED_STEPS = FIRST_STEPS  # the first steps checked for a position the prompt format fixes (step_sums)
@@ -73,11 +79,43 @@ def position_profile(
 ) -> pl.DataFrame:
     """Per group and relative-position decile: tokens, mismatch rate, share of the group's mismatches."""
     cols = check_group_by(group_by)
-    sums = profile_sums(source, "position_profile", ["bin"], cols, filters)
-    return DECILES.select(with_shares(sums, cols), cols)
+    return _deciles(run_rows(source, cols, filters), cols)
 
 
-def with_shares(sums: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
+    """The runs in scope (`of_run`) with their group, and their tokens and mismatches per decile of relative
+    position (`kind` 'decile', `bin` 0..9: `position_sums`) and per first step (`kind` 'step', `bin`
+    0..FIXED_STEPS − 1: `histogram_sums`); a run without events has one row of nulls."""
+    where, params = runs_where(filters)
+    return query(
+        source,
+        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, c.kind, c.bin,
+                   CAST(c.tokens AS BIGINT) AS tokens, CAST(c.mismatches AS BIGINT) AS mismatches
+            FROM runs r LEFT JOIN (
+                SELECT run_id, 'decile' AS kind, bin, tokens, mismatches FROM position_sums
+                UNION ALL
+                SELECT run_id, 'step' AS kind, cell AS bin, tokens, mismatches FROM histogram_sums
+                WHERE feature = 'step' AND cell >= 0 AND cell < {FIXED_STEPS}
+            ) c ON c.run_id = r.run_id
+            {where}""",
+        params,
+    )
+
+
+def _deciles(rows: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+    """`position_profile` from `run_rows`."""
+    keys = [*cols, "bin"]
+    sums = (
+        rows.lazy()
+        .filter(pl.col("kind") == "decile")
+        .group_by(keys)
+        .agg(pl.col("tokens").sum(), pl.col("mismatches").sum())
+        .sort(keys, nulls_last=True)
+    )
+    return with_shares(sums, cols).select(*cols, *DECILES.names).collect()
+
+
+def with_shares(sums: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
     """Add mismatch rate, mismatch share and token share (the uniform baseline) within each group."""
     over = list(keys)
     return sums.with_columns(
@@ -87,6 +125,29 @@ def with_shares(sums: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
         .alias("mismatch_share"),
         (pl.col("tokens") / pl.col("tokens").sum().over(over)).alias("token_share"),
     )
+
+
+def _groups(rows: pl.DataFrame, cols: Sequence[str]) -> tuple[pl.DataFrame, dict[int, int]]:
+    """The groups of `run_rows` (their keys, `of_run`: their runs) and each run's group."""
+    keyed = rows.unique("of_run", keep="first").group_by(cols).agg(pl.col("of_run"))
+    return keyed, {r: g for g, rs in enumerate(keyed["of_run"].to_list()) for r in rs}
+
+
+def positions(
+    source: Source,
+    group_by: Sequence[str] = ("run_id",),
+    *,
+    k: int | None = None,
+    fraction: float | None = None,
+    filters: Filters | None = None,
+    alternative: Alternative = "two-sided",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`position_profile` and `early_share` of the same runs, reading the runs in scope once."""
+    window = early_window(k, fraction)
+    cols = check_group_by(group_by)
+    with connect(source) as con:
+        rows = run_rows(con, cols, filters)
+        return _deciles(rows, cols), _early_share(con, rows, cols, window, alternative, from_events=False)
 
 
 @dataclass(frozen=True)
@@ -125,21 +186,6 @@ def early_window(k: int | None, fraction: float | None) -> Window:
     return Window("e.rel_pos < ?", (frac,), None, None, label)
 
 
-def scope_steps(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
-    """The runs in scope with their group, and per first step their tokens and mismatches (`histogram_sums`;
-    one row per run and step, a null step for a run without events)."""
-    where, params = runs_where(filters)
-    return query(
-        source,
-        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, h.cell AS step,
-                   CAST(h.tokens AS BIGINT) AS at, CAST(h.mismatches AS BIGINT) AS miss_at
-            FROM runs r LEFT JOIN histogram_sums h ON h.run_id = r.run_id AND h.feature = 'step'
-                 AND h.cell >= 0 AND h.cell < {FIXED_STEPS}
-            {where}""",
-        params,
-    )
-
-
 SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  # of `sample_windows` rows
 
 
@@ -170,7 +216,8 @@ def sample_windows(
                 WHERE ss.run_id BETWEEN ? AND ? ORDER BY ss.run_id, ss.sample_id""",
             [*span, *window.params, *span],
         )
-    return frame.filter(pl.col("of_run").is_in(list(runs)))
+    inside = np.isin(frame["of_run"].to_numpy(), np.asarray(runs, dtype=np.int64))
+    return frame if inside.all() else frame.filter(pl.Series(inside))
 
 
 def fixed_step_windows(
@@ -203,30 +250,35 @@ def early_share(
     tested clustered by sample, with the enrichment's interval, and without the steps the format fixes;
     `from_events` counts the windows from token_events instead of the summaries (the same answer)."""
     window = early_window(k, fraction)
-    cols = list(check_group_by(group_by))
+    cols = check_group_by(group_by)
     with connect(source) as con:
-        scope = scope_steps(con, cols, filters)
-        keyed = scope.unique("of_run", keep="first", maintain_order=True).group_by(cols, maintain_order=True)
-        groups = keyed.agg(pl.col("of_run"))
-        runs = {r: g for g, rs in enumerate(groups["of_run"].to_list()) for r in rs}
-        samples = sample_windows(con, list(runs), window, from_events=from_events)
-        of = _group_of(runs, samples["of_run"].to_numpy())
-        x = samples.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
-        fixed = _fixed(scope, runs, x, of, groups.height)
-        y = x
-        pairs = [
-            (r, s) for rs, f in zip(groups["of_run"].to_list(), fixed, strict=True) for r in rs for s in f
-        ]
-        if pairs:
-            found = fixed_step_windows(con, pairs, window, from_events=from_events)
-            y = x - _left_out(samples, found)
-    rows = _rows(x, y, of, fixed, alternative)
-    schema = {c: scope.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
-    frame = pl.DataFrame({**groups.select(cols).to_dict(), **rows}, schema=schema)
-    labelled = frame.sort(cols).with_columns(
-        pl.lit(window.label).alias("window"), pl.lit(TEST_LABEL).alias("test")
+        return _early_share(con, run_rows(con, cols, filters), cols, window, alternative, from_events)
+
+
+def _early_share(
+    con: duckdb.DuckDBPyConnection,
+    rows: pl.DataFrame,
+    cols: Sequence[str],
+    window: Window,
+    alternative: Alternative,
+    from_events: bool,
+) -> pl.DataFrame:
+    """`early_share` of the runs of `run_rows`."""
+    keyed, runs = _groups(rows, cols)
+    samples = sample_windows(con, list(runs), window, from_events=from_events)
+    of = _group_of(runs, samples["of_run"].to_numpy())
+    x = samples.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
+    fixed = _fixed(rows.filter(pl.col("kind") == "step"), runs, x, of, keyed.height)
+    y = x
+    pairs = [(r, s) for rs, f in zip(keyed["of_run"].to_list(), fixed, strict=True) for r in rs for s in f]
+    if pairs:
+        y = x - _left_out(samples, fixed_step_windows(con, pairs, window, from_events=from_events))
+    schema = {c: rows.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
+    frame = pl.DataFrame(
+        {**keyed.select(cols).to_dict(), **_rows(x, y, of, fixed, alternative)}, schema=schema
     )
-    return EARLY.select(labelled, tuple(cols))
+    labels = (pl.lit(window.label).alias("window"), pl.lit(TEST_LABEL).alias("test"))
+    return frame.lazy().sort(cols).with_columns(*labels).select(*cols, *EARLY.names).collect()
 
 
 def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -236,15 +288,15 @@ def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDA
 
 
 def _fixed(
-    scope: pl.DataFrame, runs: Mapping[int, int], x: FloatArray, of: npt.NDArray[np.int64], count: int
+    steps: pl.DataFrame, runs: Mapping[int, int], x: FloatArray, of: npt.NDArray[np.int64], count: int
 ) -> list[list[int]]:
-    """Each group's fixed steps, from its runs' per-step counts and its samples' tokens and mismatches."""
+    """Each group's fixed steps, from its runs' per-step counts (`run_rows` of kind 'step') and its samples'
+    tokens and mismatches."""
     at = np.zeros((count, FIXED_STEPS), dtype=np.int64)
     miss_at = np.zeros_like(at)
-    steps = scope.drop_nulls("step")
-    cells = (_group_of(runs, steps["of_run"].to_numpy()), steps["step"].to_numpy())
-    np.add.at(at, cells, steps["at"].to_numpy())
-    np.add.at(miss_at, cells, steps["miss_at"].to_numpy())
+    cells = (_group_of(runs, steps["of_run"].to_numpy()), steps["bin"].to_numpy())
+    np.add.at(at, cells, steps["tokens"].to_numpy())
+    np.add.at(miss_at, cells, steps["mismatches"].to_numpy())
     n, m = (np.bincount(of, x[:, j], minlength=count) for j in (0, 1))
     return [fixed_steps(int(n[g]), int(m[g]), list(at[g]), list(miss_at[g])) for g in range(count)]
 
@@ -358,7 +410,7 @@ def _rows(
     counts = {name: [int(v) for v in col] for name, col in zip(SAMPLE_COLUMNS, sums, strict=True)}
     m, em = counts["mismatches"], counts["early_mismatches"]
     kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[:, 0] > 0)
-    left = window_stats(y[kept], groups[kept], count, alternative)
+    left = window_stats(y[kept], groups[kept], count, alternative) if kept.any() else {}
     return {
         "samples": np.bincount(groups, minlength=count).tolist(),
         **counts,
@@ -367,7 +419,7 @@ def _rows(
         "alternative": [alternative] * count,
         "fixed_steps": [list(f) for f in fixed],
         **{
-            WITHOUT_FIXED[name]: [v if f else None for v, f in zip(left[name], fixed, strict=True)]
+            WITHOUT_FIXED[name]: [v if f else None for v, f in zip(left.get(name, fixed), fixed, strict=True)]
             for name in STATS
         },
     }

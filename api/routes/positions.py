@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 from fastapi import Query
 
-from analytics.positions import DECILES, EARLY, Alternative, early_share, position_profile
+from analytics.positions import DECILES, EARLY, Alternative, positions
 from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import error_responses
@@ -38,9 +38,7 @@ DEFAULT_GROUP_BY = ("run_id",)
 
 def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Filters, k: int | None,
           fraction: float | None, alternative: Alternative) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
-    deciles = position_profile(cur, group_by, filters=filters)
-    early = early_share(cur, group_by, k=k, fraction=fraction, filters=filters, alternative=alternative)
-    return deciles, early
+    return positions(cur, group_by, k=k, fraction=fraction, filters=filters, alternative=alternative)
 
 
 @router.get("/positions", response_model=PositionsPublic, responses=error_responses(400, 401, 405, 500, 503))
