@@ -129,8 +129,10 @@ def with_shares(sums: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
 
 
 def _groups(rows: pl.DataFrame, cols: Sequence[str]) -> tuple[pl.DataFrame, dict[int, int]]:
-    """The groups of `run_rows` (their keys, `of_run`: their runs) and each run's group."""
-    keyed = rows.unique("of_run", keep="first").group_by(cols).agg(pl.col("of_run"))
+    """The groups of the runs of `run_rows` that have events (their keys, `of_run`: their runs), and each such
+    run's group."""
+    with_events = rows.filter(pl.col("kind").is_not_null())
+    keyed = with_events.unique("of_run", keep="first").group_by(cols).agg(pl.col("of_run"))
     return keyed, {r: g for g, rs in enumerate(keyed["of_run"].to_list()) for r in rs}
 
 

@@ -53,6 +53,8 @@ def test_decile_profile_by_hand(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_early_share_against_uniform(con: duckdb.DuckDBPyConnection) -> None:
     run = _run(con, [{0, 1}, {0, 9}])
+    add_run(con)  # a run without events has no row
+    assert early_share(con, k=2).height == 1 and position_profile(con)["run_id"].unique().to_list() == [run]
     got = early_share(con, k=2).row(0, named=True)
     # first 2 tokens hold 4 of 20 tokens (baseline 0.2) and 3 of 4 mismatches
     assert (got["run_id"], got["early_tokens"], got["early_mismatches"]) == (run, 4, 3)
