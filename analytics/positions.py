@@ -14,12 +14,13 @@ sample of a group although the group's CoF would give it at least one mismatch w
 zoo's first token, whose answer always opens the same way) is named in `fixed_steps`, and the statistic
 is given again with those steps left out of both the window and the sample (`*_without_fixed`).
 
-Reading: everything comes from the summary tables written at ingest (warehouse/summaries.py), exact for
-every window: per-sample early tokens and mismatches from `early_sums` for the first k tokens with
-k ≤ EARLY_STEPS and for fractions 0.05, 0.1, 0.2 and 0.25 (`EARLY_CELLS`), from a scan of `token_events`
-for any other window; per-step counts of a group from `histogram_sums`; and where a group has fixed steps,
-each sample's tokens at them (and in the window) from `step_sums`, or from the events for a fraction off the
-0.001 grid.
+Reading, exact for every window: the runs in scope with their per-decile and first-step counts
+(`position_sums`, `histogram_sums`) in one query; each sample's tokens and mismatches in the window from
+`sample_sums`, whose columns count the first k tokens for k ≤ 16 and the first 5%, 10%, 20% and 25% on the
+0.001 rel_pos grid (`EARLY_WINDOWS`), or from a scan of `token_events` for any other window; where a group
+has fixed steps, each sample's tokens at them (and in the window) from `step_sums`, or from the events for a
+fraction off the grid. The interval replaced a 1,000-resample bootstrap by sample (O(resamples × samples):
+0.6 s for 4 groups of 10,000 samples); it agrees with one where samples are many (tests).
 """
 
 from __future__ import annotations
