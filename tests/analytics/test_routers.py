@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 
 from analytics.routers import (
     ROUTERS,
+    best_per_router,
     best_threshold,
     pareto_front,
     replay,
@@ -103,6 +104,11 @@ def test_best_threshold_and_pareto(con: duckdb.DuckDBPyConnection, run_id: int) 
     choice = best_threshold(frames, budget=0.5)
     assert choice is not None and choice.consult_rate <= 0.5 and choice.caught == pytest.approx(2 / 3)
     assert best_threshold(frames, budget=-1) is None
+    for budget in (0.0, 0.3, 0.5, 1.0):  # each router's best, from one sort: its own rows' best
+        per = best_per_router(frames, budget)
+        for kind in frames["router"].unique():
+            alone = best_threshold(frames.filter(pl.col("router") == kind), budget)
+            assert per.get(kind) == alone
     front = pareto_front(frames)
     rates, caught = front["consult_rate"].to_numpy(), front["caught"].to_numpy()
     assert np.all(np.diff(rates) > 0) and np.all(np.diff(caught) > 0)

@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from analytics.costs import RunCosts, cycles_seconds
 from analytics.source import AnalyticsError, query
 from analytics.speculative import (
     acceptance_by_position,
@@ -25,6 +26,7 @@ from analytics.speculative import (
     has_speculative_data,
     replay_from_oracle,
     speculative_runs,
+    speculative_tables,
 )
 from tests.analytics.conftest import add_model, add_run, add_speculative_schema
 from warehouse.migrate import upgrade
@@ -92,6 +94,34 @@ def test_speculative_runs_by_hand(con: duckdb.DuckDBPyConnection, spec_run: int)
     # no costs and no paired baseline recorded: no speed-up is borrowed from the oracle run of the same LLM
     assert row["predicted_speedup"] is None and row["measured_speedup"] is None
     assert row["measured_note"].startswith("no measured speed-up") and "no predicted" in row["predicted_from"]
+
+
+def test_both_tables_from_one_scan_by_hand(con: duckdb.DuckDBPyConnection, spec_run: int) -> None:
+    # a second run of another dataset, whose last cycle was cut to 0 of 0: no position, one cycle
+    other = add_run(con, method="speculative", dataset="arith", settings={"draft_k": 2})
+    for i, (drafted, accepted) in enumerate([(2, 2), (2, 0), (0, 0)]):
+        con.execute("INSERT INTO spec_cycles VALUES (?, 0, ?, ?, ?)", [other, i, drafted, accepted])
+    runs, acceptance = speculative_tables(con, ["dataset"])
+    assert runs["run_id"].to_list() == [spec_run, other] and runs["cycles"].to_list() == [5, 3]
+    assert runs["drafted"].to_list() == [14, 4] and runs["accepted"].to_list() == [8, 2]
+    arith = acceptance.filter(pl.col("dataset") == "arith")
+    # position 0: reached by the 2 cycles that drafted, accepted in 1; position 1: reached by 1, accepted
+    assert arith["position"].to_list() == [0, 1] and arith["reached"].to_list() == [2, 1]
+    assert arith["accepted"].to_list() == [1, 1] and arith["cycles"].to_list() == [3, 3]
+    assert acceptance["dataset"].to_list() == ["arith"] * 2 + ["gsm8k"] * 3
+    assert_frame_equal(runs, speculative_runs(con))
+
+
+def test_cycles_seconds_from_counts_is_the_sum_over_cycles() -> None:
+    costs = RunCosts({1: 0.01, 2: 0.015, 4: 0.03}, 0.2, 100.0, stop_cycle_s={1: 0.012, 3: 0.025, 4: 0.031})
+    drafted = np.random.default_rng(3).integers(0, 5, 500)
+    values, counts = np.unique(drafted, return_counts=True)
+    for k, stop in ((4, None), (4, "max_prob"), (3, "entropy")):
+        clipped = [min(max(d, 1), k) for d in drafted.tolist()]
+        each = [costs.cycle(k) if stop is None else costs.stop_cycle(d, k) for d in clipped]
+        from_counts = cycles_seconds(values, k, stop, costs, 7, counts)
+        assert from_counts == pytest.approx(7 * 0.2 + sum(each), rel=1e-12)
+        assert cycles_seconds(drafted[::-1], k, stop, costs, 7) == from_counts  # any order: the same float
 
 
 def test_emitted_tokens_by_draft_index(con: duckdb.DuckDBPyConnection, spec_run: int) -> None:

@@ -14,6 +14,7 @@ from analytics.uncertainty import (
     mismatch_by_entropy_bin,
     mismatch_predictors,
     statistics_from_sums,
+    uncertainty_tables,
 )
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
 
@@ -125,3 +126,11 @@ def test_entropy_histograms_are_densities(con: duckdb.DuckDBPyConnection, two_ru
     assert by[True] > by[False]  # mismatched tokens sit at higher entropy
     capped = entropy_histogram(con, bins=4, upper=1.0)
     assert capped["bin"].max() == 3 and capped["hi"].max() == 1.0
+
+
+def test_no_run_in_scope_gives_empty_tables(
+    con: duckdb.DuckDBPyConnection, two_runs: tuple[int, int]
+) -> None:
+    stats_, bins = uncertainty_tables(con, ["llm"], filters={"method": "none such"})
+    assert stats_.height == 0 and stats_.columns == mismatch_predictors(con, ["llm"]).columns
+    assert bins.height == 0 and bins.columns == mismatch_by_entropy_bin(con, ["llm"]).columns

@@ -53,6 +53,12 @@ def test_passes_a_select(sql: str) -> None:
     require_select(sql)
 
 
+def test_a_refused_statement_is_refused_every_time() -> None:
+    for _ in range(2):  # the check remembers only statements that passed
+        with pytest.raises(NotASelect):
+            require_select("DELETE FROM runs")
+
+
 def test_each_cursor_is_its_own(warehouse_path: Path) -> None:
     db = Database(warehouse_path, 5000)
     a, b = db.cursor(), db.cursor()
@@ -98,3 +104,15 @@ def test_the_watchdog_outlives_a_failing_action() -> None:
         time.sleep(0.01)
     time.sleep(0.1)
     assert ran == ["fail", "later"]
+
+
+def test_an_earlier_deadline_armed_after_a_later_one_fires_first() -> None:
+    dog = Watchdog()
+    ran: list[str] = []
+    dog.arm(0.3, lambda: ran.append("late"))
+    time.sleep(0.05)  # the thread now waits for the late one
+    dog.arm(0.01, lambda: ran.append("early"))
+    deadline = time.monotonic() + 5
+    while len(ran) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran == ["early", "late"]
