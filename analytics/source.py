@@ -201,14 +201,6 @@ def runs_where(filters: Filters | None, alias: str = "r") -> tuple[str, list[Any
     return "WHERE " + (" AND ".join(clauses) or "TRUE"), params
 
 
-def in_runs(runs: pl.DataFrame, alias: str = "") -> tuple[str, list[int]]:
-    """`run_id IN (?, ...)` over the runs of a `runs_in_scope` frame (FALSE for none): a list of constants,
-    which DuckDB prunes a scan by and plans in a fraction of the scope's subquery and join."""
-    ids = [int(i) for i in runs["run_id"]]
-    column = f"{alias}.run_id" if alias else "run_id"
-    return (f"{column} IN ({', '.join('?' for _ in ids)})" if ids else "FALSE"), ids
-
-
 def events_where(filters: Filters | None, alias: str = "e") -> tuple[str, list[Any]]:
     """Restrict token events (or any per-run rows) to the runs in scope matching `filters` (a semi-join)."""
     where, params = runs_where(filters, alias="rf")

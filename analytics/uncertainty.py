@@ -25,9 +25,8 @@ from analytics.source import (
     connect,
     events_where,
     group_select,
-    in_runs,
+    profile_sums,
     query,
-    runs_in_scope,
     runs_where,
 )
 from warehouse.summaries import PREDICTOR_GRID
@@ -175,79 +174,20 @@ def mismatch_predictors(
     """
     names = check_predictors(predictors)
     cols = list(check_group_by(group_by))
-    if exact:
-        hist = query(source, *histogram_sql(names, cols, filters, exact))
-        return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
-    with connect(source) as con:
-        return _grid_predictors(con, _scope(con, cols, filters), cols, names)
-
-
-def _scope(con: Source, cols: Sequence[str], filters: Filters | None) -> pl.DataFrame:
-    """run_id and the group-by columns of the runs in scope."""
-    return runs_in_scope(con, filters, tuple(dict.fromkeys(["run_id", *check_group_by(cols)])))
-
-
-def _grid_predictors(
-    con: Source, runs: pl.DataFrame, cols: Sequence[str], names: Sequence[str]
-) -> pl.DataFrame:
-    """`mismatch_predictors` on the grid of `histogram_sums`, over the runs of a `runs_in_scope` frame."""
-    in_scope, ids = in_runs(runs, "h")
-    marks = ", ".join("?" for _ in names)
-    hist = query(
-        con,
-        f"""SELECT {group_select(cols)}, h.feature AS predictor, CAST(h.cell AS DOUBLE) AS v,
-                   CAST(sum(h.tokens) AS DOUBLE) AS n, CAST(sum(h.mismatches) AS DOUBLE) AS pos
-            FROM histogram_sums h JOIN runs r ON r.run_id = h.run_id
-            WHERE {in_scope} AND h.feature IN ({marks}) GROUP BY ALL""",
-        [*ids, *names],
-    )
-    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, False)), tuple(cols))
+    hist = query(source, *histogram_sql(names, cols, filters, exact))
+    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
 
 
 def mismatch_by_entropy_bin(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
-    cols = check_group_by(group_by)
-    with connect(source) as con:
-        return _entropy_bins(con, _scope(con, cols, filters), cols)
-
-
-def _entropy_bins(con: Source, runs: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
-    """`mismatch_by_entropy_bin` over the runs of a `runs_in_scope` frame (a few dozen rows a run, summed
-    here)."""
-    in_scope, ids = in_runs(runs)
-    per_run = query(
-        con, f"SELECT run_id, bin, lo, hi, tokens, mismatches FROM entropy_profile WHERE {in_scope}", ids
+    sums = profile_sums(source, "entropy_profile", ["bin", "lo", "hi"], group_by, filters)
+    rated = sums.with_columns(
+        pl.col("lo", "hi").cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL: the edges are floats
+        (pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"),
     )
-    keys = list(cols)
-    sums = (
-        per_run.join(runs, on="run_id")
-        .group_by([*keys, "bin"])
-        .agg(
-            pl.col("lo", "hi").first().cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL
-            pl.col("tokens").sum().cast(pl.Int64),
-            pl.col("mismatches").sum().cast(pl.Int64),
-        )
-        .sort([*keys, "bin"], nulls_last=True)
-    )
-    rated = sums.with_columns((pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"))
-    return ENTROPY_BINS.select(rated, tuple(keys))
-
-
-def uncertainty_tables(
-    source: Source,
-    group_by: Sequence[str] = ("run_id",),
-    *,
-    predictors: Sequence[str] = tuple(PREDICTORS),
-    filters: Filters | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`mismatch_predictors` (on the grid) and `mismatch_by_entropy_bin`, reading the scope once."""
-    names = check_predictors(predictors)
-    cols = check_group_by(group_by)
-    with connect(source) as con:
-        runs = _scope(con, cols, filters)
-        return _grid_predictors(con, runs, cols, names), _entropy_bins(con, runs, cols)
+    return ENTROPY_BINS.select(rated, check_group_by(group_by))
 
 
 def entropy_histogram(

@@ -12,7 +12,8 @@ from analytics.uncertainty import (
     ENTROPY_BINS,
     PREDICTOR_STATS,
     PREDICTORS,
-    uncertainty_tables,
+    mismatch_by_entropy_bin,
+    mismatch_predictors,
 )
 from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
@@ -48,7 +49,8 @@ DEFAULT_GROUP_BY = ("run_id",)
 
 def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Filters,
           predictors: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
-    return uncertainty_tables(cur, group_by, predictors=predictors, filters=filters)
+    stats = mismatch_predictors(cur, group_by, predictors=predictors, filters=filters)
+    return stats, mismatch_by_entropy_bin(cur, group_by, filters=filters)
 
 
 @router.get(

@@ -14,7 +14,6 @@ from analytics.uncertainty import (
     mismatch_by_entropy_bin,
     mismatch_predictors,
     statistics_from_sums,
-    uncertainty_tables,
 )
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
 
@@ -131,6 +130,8 @@ def test_entropy_histograms_are_densities(con: duckdb.DuckDBPyConnection, two_ru
 def test_no_run_in_scope_gives_empty_tables(
     con: duckdb.DuckDBPyConnection, two_runs: tuple[int, int]
 ) -> None:
-    stats_, bins = uncertainty_tables(con, ["llm"], filters={"method": "none such"})
+    nothing = {"method": "none such"}
+    stats_ = mismatch_predictors(con, ["llm"], filters=nothing)
+    bins = mismatch_by_entropy_bin(con, ["llm"], filters=nothing)
     assert stats_.height == 0 and stats_.columns == mismatch_predictors(con, ["llm"]).columns
     assert bins.height == 0 and bins.columns == mismatch_by_entropy_bin(con, ["llm"]).columns
