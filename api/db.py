@@ -199,7 +199,8 @@ class Watchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._cancelled: set[int] = set()
+        self._pending: set[int] = set()  # armed, neither run nor disarmed
+        self._cancelled: set[int] = set()  # disarmed, still in the heap
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
 
@@ -208,10 +209,12 @@ class Watchdog:
         ticket = next(self._seq)
         at = time.monotonic() + after_s
         with self._cond:
+            self._drop_cancelled()
             # The thread waits until the earliest deadline: it needs waking only for an earlier one (woken
             # for every query, it took the GIL from the query it was timing).
             earlier = not self._heap or at < self._heap[0][0]
             heapq.heappush(self._heap, (at, ticket, action))
+            self._pending.add(ticket)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="fsgen-deadlines", daemon=True)
                 self._thread.start()
@@ -222,14 +225,19 @@ class Watchdog:
     def disarm(self, ticket: int) -> None:
         """Cancel an action that has not run yet (a no-op once it ran)."""
         with self._cond:
-            if any(t == ticket for _, t, _ in self._heap):
+            if ticket in self._pending:
+                self._pending.discard(ticket)
                 self._cancelled.add(ticket)
+
+    def _drop_cancelled(self) -> None:
+        """Pop disarmed deadlines off the top of the heap (under the lock)."""
+        while self._heap and self._heap[0][1] in self._cancelled:
+            self._cancelled.discard(heapq.heappop(self._heap)[1])
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._heap and self._heap[0][1] in self._cancelled:
-                    self._cancelled.discard(heapq.heappop(self._heap)[1])
+                self._drop_cancelled()
                 if not self._heap:
                     self._cond.wait()
                     continue
@@ -239,6 +247,7 @@ class Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
+                self._pending.discard(ticket)
             try:
                 action()
             except Exception:  # e.g. its cursor was closed meanwhile: the next deadline still fires
