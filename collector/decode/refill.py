@@ -36,6 +36,10 @@ from collector.methods.base import BatchOutput, CollectContext
 from collector.prompts import left_pad
 from collector.token_stats import StepTrace, log_probs
 
+# In the drain (no prompt left), free rows leave the batch once they are 1/DROP_AT of its rows: a smaller
+# batch steps faster, but each drop copies every row's KV cache, so they leave a few at a time.
+DROP_AT = 8
+
 
 class RowEngine(Protocol):
     """A batch loop whose rows can be replaced: what the refilling scheduler drives."""
@@ -254,7 +258,7 @@ class Refill:
         for r in ended:
             self.final[self.live[r]] = lengths[r]  # type: ignore[index]
             self.live[r] = None
-        if not waiting:  # the tail: free rows leave the batch (a smaller batch steps faster)
+        if not waiting and len(free) * DROP_AT >= len(self.live):  # the drain: see DROP_AT
             rows = [r for r, d in enumerate(done) if not d]
             self._keep(rows)
             token = token[torch.tensor(rows, dtype=torch.long, device=self.device)]

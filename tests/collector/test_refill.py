@@ -16,10 +16,11 @@ from collector.batch import batch_tables
 from collector.config import RunConfig
 from collector.decode import batch_collector
 from collector.decode.lockstep import CHECK_EVERY
-from collector.decode.refill import Refill, refill_rows
+from collector.decode.refill import DROP_AT, Refill, refill_rows
 from collector.engine import decode_batches
-from collector.methods.base import CollectContext
+from collector.methods.base import BatchOutput, CollectContext
 from collector.prompts import prompt_ids
+from collector.tasks.base import Task
 from tests.arch_models import make_arch_model, zoo_tokenizer
 from tests.collector.helpers import (
     PROMPTS,
@@ -88,6 +89,19 @@ def test_refilled_rows_equal_each_row_alone(tiny_models: TinyModels, kw: dict[st
     assert min(lengths) < CHECK_EVERY < max(lengths) == MAX_NEW  # rows end early and late
 
 
+def _outputs_events(ctx: CollectContext, task: Task, outs: list[BatchOutput], batch: int) -> pa.Table:
+    """The events of Refill's outputs, batch b holding prompts b * batch onwards."""
+    tables = []
+    for b, out in enumerate(outs):
+        chunk = list(range(batch * b, min(batch * (b + 1), len(task.items))))
+        items = [task.items[i] for i in chunk]
+        valid = out.valid.tolist()
+        tables.append(
+            batch_tables(out.trace, valid, chunk, items, [0] * len(chunk), ctx.llm.tokenizer, task)[1]
+        )
+    return pa.concat_tables(tables)
+
+
 @pytest.mark.parametrize("every", [1, CHECK_EVERY], ids=["cpu-checks", "accelerator-checks"])
 def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels, every: int) -> None:
     """The batch stays full: fewer decode steps than static batches, which run to their longest row; with
@@ -101,16 +115,31 @@ def test_refilling_takes_fewer_steps_than_static_batches(tiny_models: TinyModels
     outs = list(refill.run())
     static_steps = sum(max(o.valid.tolist()) for o in outs)  # each batch alone decodes to its longest row
     assert len(outs) == 4 and refill.g < static_steps
-    tables = []
-    for b, out in enumerate(outs):
-        chunk = list(range(3 * b, min(3 * b + 3, len(MIXED))))
-        items = [task.items[i] for i in chunk]
-        valid = out.valid.tolist()
-        tables.append(
-            batch_tables(out.trace, valid, chunk, items, [0] * len(chunk), ctx.llm.tokenizer, task)[1]
-        )
     alone = collect_events(ctx, batch_collector(ctx.config), MIXED, 1)
-    assert_events_equal(alone, pa.concat_tables(tables))
+    assert_events_equal(alone, _outputs_events(ctx, task, outs, 3))
+
+
+def test_drained_rows_leave_a_few_at_a_time(tiny_models: TinyModels) -> None:
+    """Once no prompt is left, free rows keep stepping (pad) until they are 1/DROP_AT of the rows, then
+    leave together (each drop copies the cache); every row's events still equal decoding it alone."""
+    ctx = _ctx(tiny_models)
+    prompts = MIXED * 3
+    task = task_of(prompts)
+    rows = [prompt_ids(ctx, it) for it in task.items]
+    engine = refill_rows(ctx, batch_collector(ctx.config), rows)
+    assert engine is not None
+    drops: list[tuple[int, int]] = []  # (rows before, rows leaving)
+
+    class Watched(Refill):
+        def _keep(self, keep: list[int]) -> None:
+            drops.append((len(self.live), len(self.live) - len(keep)))
+            super()._keep(keep)
+
+    batch = 3 * DROP_AT  # rows leave 3, 2, then 1 at a time
+    outs = list(Watched(ctx, engine, rows, batch, 1).run())
+    assert drops[0][0] == batch and all(left * DROP_AT >= before for before, left in drops)
+    alone = collect_events(ctx, batch_collector(ctx.config), prompts, 1)
+    assert_events_equal(alone, _outputs_events(ctx, task, outs, batch))
 
 
 def test_stop_strings_cut_refilled_rows_like_static_ones(tiny_models: TinyModels) -> None:
