@@ -210,3 +210,19 @@ def test_rebuild_summaries_command(warehouse_path: Path, capsys: pytest.CaptureF
     assert warehouse_main(["--warehouse", str(warehouse_path), "rebuild-summaries"]) == 0
     assert "from 18 token events" in capsys.readouterr().out
     check(warehouse_path)
+
+
+def test_a_sample_split_over_two_shards_adds_up(warehouse_path: Path) -> None:
+    """Its first steps in one shard, the rest in a later one: the per-sample rows (inserted for the first,
+    added to for the second) equal the sums from scratch."""
+    writer = StagingWriter(staging_dir(warehouse_path), "split")
+    writer.write_manifest(manifest("split"))
+    events = batch_events(np.random.default_rng(4), 0, [12, 20])
+    early = pa.compute.less(events["step"], 6)
+    writer.write_batch(0, synthetic_samples(range(2)), events.filter(early))
+    with duckdb_connection(warehouse_path) as con:
+        ingest_pending(con, warehouse_path)
+        writer.write_batch(2, synthetic_samples(range(0)), events.filter(pa.compute.invert(early)))
+        ingest_pending(con, warehouse_path)
+        assert con.execute("SELECT count(*), sum(tokens) FROM sample_sums").fetchall() == [(2, 32)]
+    check(warehouse_path)
