@@ -20,6 +20,7 @@ from warehouse.catalogue import (
     required_columns,
 )
 from warehouse.models import Base
+from warehouse.summaries import EARLY_WINDOWS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,5 +184,9 @@ def test_the_readme_schema_names_every_column_of_every_table() -> None:
         row = re.search(rf"^\| `{table.name}` \|(.+)$", section, re.MULTILINE)
         assert row, f"README's schema table has no row for {table.name}"
         named = set(re.findall(r"\w+", row.group(1)))
+        for stem, lo, hi in re.findall(r"(\w+?)_(\d+)` … `\1_(\d+)", row.group(1)):  # a range: a_1 … a_16
+            named |= {f"{stem}_{i}" for i in range(int(lo), int(hi) + 1)}
+        if "tokens_<w>, mismatches_<w>" in row.group(1):  # a family of columns: a pair per window named
+            named |= {f"{what}_{w}" for w in EARLY_WINDOWS if w in named for what in ("tokens", "mismatches")}
         missing = [c.name for c in table.columns if c.name not in named]
         assert not missing, f"README's schema row of {table.name} lacks {missing}"
