@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 import numpy as np
 import polars as pl
@@ -102,18 +104,19 @@ def test_fit_pairs_from_the_warehouse(con: duckdb.DuckDBPyConnection) -> None:
     assert "power_ratio skipped" in frame["laws_note"][0] and frame["power_identified"].to_list() == [None]
 
 
+def _pair_points(sizes: list[float], cof: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> pl.DataFrame:
+    """Every (larger, smaller) pair of `sizes` as oracle points of one dataset, CoF = cof(N_LLM, N_SLM)."""
+    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
+    nl, ns = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    return pl.DataFrame(
+        {"method": "oracle", "dataset": "d", "llm_params": nl, "slm_params": ns, "param_ratio": nl / ns,
+         "cof": cof(nl, ns)}
+    )  # fmt: skip
+
+
 def test_fit_groups_flags_an_unidentified_power_law() -> None:
     sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9]
-    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
-    points = pl.DataFrame(
-        {
-            "method": "oracle",
-            "dataset": "d",
-            "llm_params": [float(p[0]) for p in pairs],
-            "slm_params": [float(p[1]) for p in pairs],
-        }
-    ).with_columns((pl.col("llm_params") / pl.col("slm_params")).alias("param_ratio"))
-    points = points.with_columns((0.13 + 0.075 * pl.col("param_ratio").log()).alias("cof"))
+    points = _pair_points(sizes, lambda nl, ns: 0.13 + 0.075 * np.log(nl / ns))
     (group,) = fit_groups(points, bootstrap=100)
     assert group.fit is not None and group.note.startswith(
         "unidentified, read as log_ratio: alpha at its lower"
@@ -136,19 +139,7 @@ def test_fit_groups_notes_too_few_pairs(con: duckdb.DuckDBPyConnection) -> None:
 def test_a_pairs_bootstrap_spanning_alpha_marks_the_paper_law_unidentified() -> None:
     rng = np.random.default_rng(4)
     sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9, 32e9]
-    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
-    nl = np.array([p[0] for p in pairs])
-    ns = np.array([p[1] for p in pairs])
-    points = pl.DataFrame(
-        {
-            "method": "oracle",
-            "dataset": "d",
-            "llm_params": nl,
-            "slm_params": ns,
-            "param_ratio": nl / ns,
-            "cof": 0.1 + rng.normal(0, 0.02, nl.size),  # no trend at all
-        }
-    )
+    points = _pair_points(sizes, lambda nl, ns: 0.1 + rng.normal(0, 0.02, nl.size))  # no trend at all
     (group,) = fit_groups(points, bootstrap=200)
     assert group.fit is not None and group.fit.ci is not None
     assert group.note.startswith("unidentified"), group.note
@@ -195,19 +186,10 @@ def test_a_groups_one_batch_equals_the_fits_made_alone() -> None:
     # fit_groups fits the law comparison, the paper's law, its pairs bootstrap and leave-one-out together.
     rng = np.random.default_rng(10)
     sizes = [0.5e9, 1.8e9, 4e9, 7e9, 14e9]
-    pairs = [(hi, lo) for i, hi in enumerate(sizes) for lo in sizes[:i]]
-    nl, ns = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    cof = -0.1 * (nl / ns) ** -0.5 + 0.2 + rng.normal(0, 0.003, nl.size)
-    points = pl.DataFrame(
-        {
-            "method": "oracle",
-            "dataset": "d",
-            "llm_params": nl,
-            "slm_params": ns,
-            "param_ratio": nl / ns,
-            "cof": cof,
-        }
+    points = _pair_points(
+        sizes, lambda nl, ns: -0.1 * (nl / ns) ** -0.5 + 0.2 + rng.normal(0, 0.003, nl.size)
     )
+    nl, ns, cof = (points[c].to_numpy() for c in ("llm_params", "slm_params", "cof"))
     (group,) = fit_groups(points, bootstrap=50, seed=2)
     alone = fit_scaling_law(nl / ns, cof, bootstrap=50, seed=2)
     assert group.fit is not None and group.fit.draws is not None and alone.draws is not None
