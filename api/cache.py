@@ -9,6 +9,7 @@ key says, never older.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections import OrderedDict
@@ -43,6 +44,7 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self.joined = 0  # misses answered by a computation another request had already started
+        self.shared = 0  # requests answered with the bytes of an identical request in flight
 
     def key(self, fn: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any]) -> Hashable | None:
         """The key of one call (it reads the runs its `filters` select), or None when caching is off."""
@@ -103,6 +105,11 @@ class ResultCache:
                 self._pending.pop(key, None)
             pending.done.set()
 
+    def count_shared(self) -> None:
+        """One request answered with the bytes of an identical one in flight."""
+        with self._lock:
+            self.shared += 1
+
     def put(self, key: Hashable, value: Any) -> None:
         """Store a result, dropping the least recently used beyond `size`."""
         with self._lock:
@@ -119,6 +126,7 @@ MAX_CACHED_BODY = 1 << 20  # larger answers (and every streamed download) pass t
 # What the data and the request decide: an answer, or "not there" (no such run, too few pairs to fit).
 # Errors of the server (500, 503 past a time limit) are never kept.
 KEPT_STATUSES = (200, 404)
+Entry = tuple[int, list[tuple[bytes, bytes]], bytes]  # a kept answer: status, headers, body
 
 
 def cacheable(path: str) -> bool:
@@ -131,13 +139,16 @@ class ResponseCacheMiddleware:
 
     The key is the version of the runs the request reads (`reads_of`, read before the app runs), the path,
     the raw query string and the Authorization header: the same request on the same data gets the same
-    bytes. Anything but a whole 200
-    or 404 of at most MAX_CACHED_BODY bytes passes through unstored.
+    bytes. Identical requests that miss together are routed once: the others wait (on the event loop, no
+    thread held) and send its bytes. After an ingest makes an answer new, 64 clients asking for it cost
+    one analysis and one response, not 64 responses built in turn. Anything but a whole 200 or 404 of at
+    most MAX_CACHED_BODY bytes passes through unstored, and a request that waited on it is routed itself.
     """
 
     def __init__(self, app: ASGIApp, cache: ResultCache) -> None:
         self.app = app
         self.cache = cache
+        self._in_flight: dict[Hashable, asyncio.Future[Entry | None]] = {}  # the event loop's alone
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or not cacheable(scope["path"]):
@@ -150,17 +161,31 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, send)
             return
         found, stored = self.cache.get(key)
-        if found:
-            status, headers, body = stored
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+        if not found:
+            running = self._in_flight.get(key)
+            if running is None:
+                await self._route(key, scope, receive, send)
+                return
+            stored = await asyncio.shield(running)
+            if stored is None:  # not an answer to keep (an error, a stream): route this one too
+                await self.app(scope, receive, send)
+                return
+            self.cache.count_shared()
+        status, headers, body = stored
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, key: Hashable, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one request, storing its answer under `key` and handing it to identical requests."""
+        running: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = running
         start: dict[str, Any] = {}
         parts: list[bytes] = []
         keep = True
+        entry: Entry | None = None
 
         async def capture(message: Message) -> None:
-            nonlocal keep
+            nonlocal keep, entry
             if message["type"] == "http.response.start":
                 start.update(message)
                 keep = message["status"] in KEPT_STATUSES
@@ -172,4 +197,8 @@ class ResponseCacheMiddleware:
                     self.cache.put(key, entry)
             await send(message)
 
-        await self.app(scope, receive, capture)
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            del self._in_flight[key]
+            running.set_result(entry)

@@ -37,6 +37,9 @@ class _ServerState(Collector):
         cache, ingester = state.cache, state.ingester
         yield CounterMetricFamily("fsgen_cache_hits", "answers served from the results cache", cache.hits)
         yield CounterMetricFamily("fsgen_cache_misses", "answers the cache did not hold", cache.misses)
+        yield CounterMetricFamily(
+            "fsgen_cache_shared", "requests given the answer of an identical one in flight", cache.shared
+        )
         staged = staged_shard_count(staging_dir(state.settings.warehouse))
         yield GaugeMetricFamily("fsgen_staged_shards", "staged shards waiting to be ingested", staged)
         total = ingester.total if ingester is not None else None

@@ -4,6 +4,7 @@ the ingester (a run registered, a shard in, a run finished) changes the answers 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -55,6 +56,21 @@ async def test_errors_downloads_and_run_listings_are_not_kept(served_warehouse: 
         assert _response_keys(cache) == []  # nothing of the above was stored as a response
         await c.get(f"/v1/runs/{run_id}/samples")
     assert [k[2] for k in _response_keys(cache)] == [f"/v1/runs/{run_id}/samples"]
+
+
+async def test_identical_requests_that_miss_together_are_routed_once(served_warehouse: Path) -> None:
+    settings = ApiSettings(warehouse=served_warehouse, cache_size=64)
+    async with asgi_client(settings) as (c, _):
+        alone = await c.get("/v1/uncertainty", params={"group_by": "slm"})
+    async with asgi_client(settings) as (c, app):  # a new app: nothing kept, every request misses
+        cache: ResultCache = app.state.cache
+        together = await asyncio.gather(*(c.get("/v1/uncertainty?group_by=slm") for _ in range(16)))
+        assert {r.status_code for r in together} == {200}
+        assert {r.content for r in together} == {alone.content}
+        assert cache.shared == 15 and len(_response_keys(cache)) == 1
+        # What is not kept is not shared: each of these is routed and answered on its own.
+        bad = await asyncio.gather(*(c.get("/v1/uncertainty?bogus=1") for _ in range(8)))
+        assert {r.status_code for r in bad} == {400} and cache.shared == 15
 
 
 def test_which_paths_are_cacheable() -> None:
