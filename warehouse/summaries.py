@@ -225,8 +225,13 @@ def accumulate_arrow(con: duckdb.DuckDBPyConnection, run_id: int, events: pa.Tab
     # No unregister in a `finally`: in a failed transaction it raises too and hides the real error; the
     # next batch's register replaces a view left behind.
     con.register("fsgen_summary_batch", events)
-    accumulate(con, f"(SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fsgen_summary_events AS "
+        f"SELECT CAST({int(run_id)} AS BIGINT) AS run_id, {AS_STORED} FROM fsgen_summary_batch"
+    )
     con.unregister("fsgen_summary_batch")
+    accumulate(con, "fsgen_summary_events")
+    con.execute("DROP TABLE fsgen_summary_events")
 
 
 def rebuild(con: duckdb.DuckDBPyConnection) -> int:
