@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
-from scipy import stats
+from scipy import special
 
 from analytics.frames import Col, FrameSchema
 from analytics.source import (
@@ -33,6 +34,7 @@ from analytics.source import (
 )
 
 DEFAULT_GROUP_BY: tuple[str, ...] = ("run_id",)
+FloatArray = npt.NDArray[np.float64]
 
 
 def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[str, list[object]]:
@@ -90,49 +92,57 @@ OUTPUT = FrameSchema.of(
 )
 
 
-def _t_multiplier(samples: pl.Series, confidence: float) -> pl.Series:
-    """t quantile of `confidence` with samples − 1 degrees of freedom (null below two samples)."""
-    n = samples.to_numpy().astype(float)
+def _t_multiplier(samples: FloatArray, confidence: float) -> FloatArray:
+    """t quantile of `confidence` with samples − 1 degrees of freedom (NaN below two samples)."""
     with np.errstate(invalid="ignore"):
-        t_mult = np.where(n > 1, stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1)), np.nan)
-    return pl.Series("t_mult", t_mult, dtype=pl.Float64).fill_nan(None)
+        # scipy.stats.t.ppf's own computation, without its argument checks (0.3 ms a call)
+        t_mult = special.stdtrit(np.maximum(samples - 1, 1), 0.5 + confidence / 2)
+    return np.where(samples > 1, t_mult, np.nan)
 
 
-def _expit(x: pl.Expr) -> pl.Expr:
-    return 1 / (1 + (-x).exp())
+def _expit(x: FloatArray) -> FloatArray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _column(sums: pl.DataFrame, name: str) -> FloatArray:
+    """A column of `sums` as floats, null as NaN."""
+    return sums[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
 def with_intervals(sums: pl.DataFrame, confidence: float = 0.95) -> pl.DataFrame:
     """Add pooled CoF with its ratio-estimator interval, the design effect, the per-sample mean's t interval
-    and the consult rate (intervals clipped to [0, 1]). `sums` needs samples, tokens, mismatches,
-    consulted, cof_mean, cof_sd and the per-sample sums m_sq = Σ m², mn = Σ m·n, n_sq = Σ n²."""
+    and the consult rate (intervals clipped to [0, 1]; null where undefined). `sums` needs samples, tokens,
+    mismatches, consulted, cof_mean, cof_sd and the per-sample sums m_sq = Σ m², mn = Σ m·n, n_sq = Σ n².
+    (NumPy on a few group rows: a tenth of the time of the same expressions in polars.)"""
     if not 0 < confidence < 1:
         raise AnalyticsError(f"confidence must lie in (0, 1), got {confidence}")
-    k = pl.col("samples").cast(pl.Float64)
-    r = pl.col("cof")
-    # Σ (m_i − R n_i)² expanded, so the per-sample rows stay in DuckDB; clipped at 0 against rounding.
-    resid_sq = (pl.col("m_sq") - 2 * r * pl.col("mn") + r * r * pl.col("n_sq")).clip(0.0)
-    n_bar = pl.col("tokens") / k
-    pooled_se = (resid_sq / (k * (k - 1))).sqrt() / n_bar
-    binomial_var = r * (1 - r) / pl.col("tokens")
-    mean_half = pl.col("cof_sd") / k.sqrt() * pl.col("t_mult")
-    logit_half = pooled_se / (r * (1 - r)) * pl.col("t_mult")
-    inside = (r > 0) & (r < 1)
-    logit = (r / (1 - r)).log()
-    # at 0 or 1 every sample agrees (se = 0): the interval is the point; one sample: none
-    edge = pl.when(pl.col("t_mult").is_not_null()).then(r)
-    return (
-        sums.with_columns(_t_multiplier(sums["samples"], confidence), pooled_cof())
-        .with_columns(
-            pl.when(inside).then(_expit(logit - logit_half)).otherwise(edge).alias("cof_lo"),
-            pl.when(inside).then(_expit(logit + logit_half)).otherwise(edge).alias("cof_hi"),
-            pl.when((binomial_var > 0) & (k > 1)).then(pooled_se**2 / binomial_var).alias("design_effect"),
-            (pl.col("cof_mean") - mean_half).clip(0.0, 1.0).alias("cof_mean_lo"),
-            (pl.col("cof_mean") + mean_half).clip(0.0, 1.0).alias("cof_mean_hi"),
-            (pl.col("consulted") / pl.col("tokens")).alias("consult_rate"),
-        )
-        .drop("t_mult", "m_sq", "mn", "n_sq")
+    sums = sums.with_columns(pooled_cof())
+    k, tokens, r, consulted, cof_mean, cof_sd, m_sq, mn, n_sq = (
+        _column(sums, c)
+        for c in ("samples", "tokens", "cof", "consulted", "cof_mean", "cof_sd", "m_sq", "mn", "n_sq")
     )
+    t_mult = _t_multiplier(k, confidence)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Σ (m_i − R n_i)² expanded, so the per-sample rows stay in DuckDB; clipped at 0 against rounding.
+        resid_sq = np.maximum(m_sq - 2 * r * mn + r * r * n_sq, 0.0)
+        pooled_se = np.sqrt(resid_sq / (k * (k - 1))) / (tokens / k)
+        binomial_var = r * (1 - r) / tokens
+        mean_half = cof_sd / np.sqrt(k) * t_mult
+        logit_half = pooled_se / (r * (1 - r)) * t_mult
+        logit = np.log(r / (1 - r))
+        inside = (r > 0) & (r < 1)
+        # at 0 or 1 every sample agrees (se = 0): the interval is the point; one sample: none (NaN: null)
+        edge = np.where(np.isnan(t_mult), np.nan, r)
+        added = {
+            "cof_lo": np.where(inside, _expit(logit - logit_half), edge),
+            "cof_hi": np.where(inside, _expit(logit + logit_half), edge),
+            "design_effect": np.where((binomial_var > 0) & (k > 1), pooled_se**2 / binomial_var, np.nan),
+            "cof_mean_lo": np.clip(cof_mean - mean_half, 0.0, 1.0),
+            "cof_mean_hi": np.clip(cof_mean + mean_half, 0.0, 1.0),
+            "consult_rate": consulted / tokens,
+        }
+    columns = [pl.Series(name, v, dtype=pl.Float64, nan_to_null=True) for name, v in added.items()]
+    return sums.drop("m_sq", "mn", "n_sq").with_columns(columns)
 
 
 def collaboration_frequency(

@@ -25,6 +25,7 @@ fraction off the grid. The interval replaced a 1,000-resample bootstrap by sampl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,8 +81,7 @@ def position_profile(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Per group and relative-position decile: tokens, mismatch rate, share of the group's mismatches."""
-    cols = check_group_by(group_by)
-    return _deciles(run_rows(source, cols, filters), cols)
+    return _deciles(_scope(source, check_group_by(group_by), filters))
 
 
 def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
@@ -104,37 +104,102 @@ def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -
     )
 
 
-def _deciles(rows: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
-    """`position_profile` from `run_rows`."""
-    keys = [*cols, "bin"]
-    sums = (
-        rows.lazy()
-        .filter(pl.col("kind") == "decile")
-        .group_by(keys)
-        .agg(pl.col("tokens").sum(), pl.col("mismatches").sum())
-        .sort(keys, nulls_last=True)
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The runs in scope that have events, in groups: `run_rows` read once into arrays (a few hundred rows:
+    NumPy and Python where polars spent a millisecond an operation).
+
+    `keys` are the groups' values of the group-by columns `cols` (polars types `schema`), in the order the
+    early-share rows take (nulls first); `runs` maps each run to its group's index in `keys`. Each run row
+    has its group, whether it counts a decile (or else a first step), its bin and its counts."""
+
+    cols: tuple[str, ...]
+    schema: dict[str, pl.DataType]
+    keys: list[tuple[Any, ...]]
+    runs: dict[int, int]
+    group: IntArray
+    decile: npt.NDArray[np.bool_]
+    bin: IntArray
+    tokens: IntArray
+    mismatches: IntArray
+
+
+_NAN = float("nan")  # one NaN object: a NaN group value keys one group, as in polars
+
+
+def _order(key: tuple[Any, ...], nulls_last: bool) -> tuple[tuple[Any, ...], ...]:
+    """Sort key of a group's values as polars sorts them: nulls first (or last), NaN above every number."""
+    return tuple(
+        (nulls_last,) if v is None else (not nulls_last, v is _NAN, 0.0 if v is _NAN else v) for v in key
     )
-    return with_shares(sums, cols).select(*cols, *DECILES.names).collect()
 
 
-def with_shares(sums: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
-    """Add mismatch rate, mismatch share and token share (the uniform baseline) within each group."""
-    over = list(keys)
-    return sums.with_columns(
-        (pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"),
-        pl.when(pl.col("mismatches").sum().over(over) > 0)
-        .then(pl.col("mismatches") / pl.col("mismatches").sum().over(over))
-        .alias("mismatch_share"),
-        (pl.col("tokens") / pl.col("tokens").sum().over(over)).alias("token_share"),
+def _values(column: pl.Series) -> list[Any]:
+    """A group-by column's values, each NaN the one `_NAN`."""
+    values = column.to_list()
+    return (
+        [_NAN if v is not None and math.isnan(v) else v for v in values]
+        if column.dtype.is_float()
+        else values
     )
 
 
-def _groups(rows: pl.DataFrame, cols: Sequence[str]) -> tuple[pl.DataFrame, dict[int, int]]:
-    """The groups of the runs of `run_rows` that have events (their keys, `of_run`: their runs), and each such
-    run's group."""
-    with_events = rows.filter(pl.col("kind").is_not_null())
-    keyed = with_events.unique("of_run", keep="first").group_by(cols).agg(pl.col("of_run"))
-    return keyed, {r: g for g, rs in enumerate(keyed["of_run"].to_list()) for r in rs}
+def _scope(source: Source, cols: tuple[str, ...], filters: Filters | None) -> Scope:
+    """`run_rows` of the runs in scope, in groups (`Scope`)."""
+    rows = run_rows(source, cols, filters).filter(pl.col("kind").is_not_null())  # no events: no group
+    of_run = rows["of_run"].to_list()
+    values = zip(*(_values(rows[c]) for c in cols), strict=True)
+    key_of = dict(zip(of_run, values, strict=True))
+    keys = sorted(set(key_of.values()), key=lambda k: _order(k, nulls_last=False))
+    index = {k: g for g, k in enumerate(keys)}
+    runs = {r: index[k] for r, k in key_of.items()}
+    return Scope(
+        cols=cols,
+        schema={c: rows.schema[c] for c in cols},
+        keys=keys,
+        runs=runs,
+        group=np.array([runs[r] for r in of_run], dtype=np.int64),
+        decile=(rows["kind"] == "decile").to_numpy(),
+        bin=rows["bin"].to_numpy().astype(np.int64),
+        tokens=rows["tokens"].to_numpy(),
+        mismatches=rows["mismatches"].to_numpy(),
+    )
+
+
+def _key_columns(scope: Scope, groups: Sequence[int]) -> dict[str, list[Any]]:
+    """The group-by columns of rows of the given groups."""
+    return {c: [scope.keys[g][i] for g in groups] for i, c in enumerate(scope.cols)}
+
+
+def _deciles(scope: Scope) -> pl.DataFrame:
+    """`position_profile` of a `Scope`: its decile rows summed by group and bin, in the order of the group
+    (nulls last) and the bin, with the shares within each group."""
+    count = len(scope.keys)
+    order = sorted(range(count), key=lambda g: _order(scope.keys[g], nulls_last=True))
+    rank = np.empty(count, dtype=np.int64)
+    rank[order] = np.arange(count)
+    at = scope.decile
+    bins = scope.bin[at]
+    low = int(bins.min(initial=0))
+    span = int(bins.max(initial=0)) - low + 1
+    cells, cell_of = np.unique(rank[scope.group[at]] * span + (bins - low), return_inverse=True)
+    tokens, mismatches = (
+        np.bincount(cell_of, v[at], len(cells)).astype(np.int64) for v in (scope.tokens, scope.mismatches)
+    )
+    group = np.asarray(order, dtype=np.int64)[cells // span]
+    t_sum, m_sum = (np.bincount(group, v, count)[group] for v in (tokens, mismatches))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = {
+            "mismatch_rate": mismatches / tokens,
+            "mismatch_share": pl.Series(np.where(m_sum > 0, mismatches / m_sum, np.nan), nan_to_null=True),
+            "token_share": tokens / t_sum,
+        }
+    data = {"bin": cells % span + low, "tokens": tokens, "mismatches": mismatches, **shares}
+    schema = {**scope.schema, "bin": pl.Int32(), **DECILES.polars(leave_out=("bin",))}
+    return pl.DataFrame({**_key_columns(scope, group.tolist()), **data}, schema=schema)
 
 
 def positions(
@@ -150,8 +215,8 @@ def positions(
     window = early_window(k, fraction)
     cols = check_group_by(group_by)
     with connect(source) as con:
-        rows = run_rows(con, cols, filters)
-        return _deciles(rows, cols), _early_share(con, rows, cols, window, alternative, from_events=False)
+        scope = _scope(con, cols, filters)
+        return _deciles(scope), _early_share(con, scope, window, alternative, from_events=False)
 
 
 @dataclass(frozen=True)
@@ -191,6 +256,16 @@ def early_window(k: int | None, fraction: float | None) -> Window:
 
 
 SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  # of `sample_windows` rows
+Columns = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # per sample: n, m, e, em (SAMPLE_COLUMNS)
+
+
+def in_runs(runs: Sequence[int], column: str = "run_id") -> str:
+    """A condition that holds for exactly `runs` (ids of the warehouse, as literals), within their span so
+    that a table kept in run order reads only the span's row groups."""
+    if not runs:
+        return "FALSE"
+    ids = sorted({int(r) for r in runs})
+    return f"{column} BETWEEN {ids[0]} AND {ids[-1]} AND {column} IN ({', '.join(map(str, ids))})"
 
 
 def sample_windows(
@@ -198,24 +273,20 @@ def sample_windows(
 ) -> dict[str, npt.NDArray[np.int64]]:
     """Per sample of `runs`: its run (`of_run`), `sample_id`, tokens and mismatches, and those in the window
     (`sample_sums`, from the events where it does not count the window or `from_events`)."""
-    span = [min(runs, default=0), max(runs, default=-1)]  # the runs' span, then only theirs
     if window.served is not None and not from_events:
         early = f"tokens_{window.served} AS early_tokens, mismatches_{window.served} AS early_mismatches"
         sql = f"""SELECT run_id AS of_run, sample_id, tokens, mismatches, {early}
-                  FROM sample_sums WHERE run_id BETWEEN ? AND ?"""
-        found = query_arrays(source, sql, span)
-    else:
-        sql = f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
-                         CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
-                         CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
-                  FROM sample_sums ss LEFT JOIN (
-                      SELECT e.run_id, e.sample_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches
-                      FROM token_events e WHERE e.run_id BETWEEN ? AND ? AND {window.events} GROUP BY ALL
-                  ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
-                  WHERE ss.run_id BETWEEN ? AND ? ORDER BY ss.run_id, ss.sample_id"""
-        found = query_arrays(source, sql, [*span, *window.params, *span])
-    inside = np.isin(found["of_run"], np.asarray(runs, dtype=np.int64))
-    return {k: np.asarray(v, dtype=np.int64)[inside] for k, v in found.items()}
+                  FROM sample_sums WHERE {in_runs(runs)}"""
+        return query_arrays(source, sql)
+    sql = f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
+                     CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
+                     CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
+              FROM sample_sums ss LEFT JOIN (
+                  SELECT e.run_id, e.sample_id, count(*) AS tokens, count_if(e.mismatch) AS mismatches
+                  FROM token_events e WHERE {in_runs(runs, "e.run_id")} AND {window.events} GROUP BY ALL
+              ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
+              WHERE {in_runs(runs, "ss.run_id")} ORDER BY ss.run_id, ss.sample_id"""
+    return query_arrays(source, sql, window.params)
 
 
 def fixed_step_windows(
@@ -250,33 +321,31 @@ def early_share(
     window = early_window(k, fraction)
     cols = check_group_by(group_by)
     with connect(source) as con:
-        return _early_share(con, run_rows(con, cols, filters), cols, window, alternative, from_events)
+        return _early_share(con, _scope(con, cols, filters), window, alternative, from_events)
 
 
 def _early_share(
-    con: duckdb.DuckDBPyConnection,
-    rows: pl.DataFrame,
-    cols: Sequence[str],
-    window: Window,
-    alternative: Alternative,
-    from_events: bool,
+    con: duckdb.DuckDBPyConnection, scope: Scope, window: Window, alternative: Alternative, from_events: bool
 ) -> pl.DataFrame:
-    """`early_share` of the runs of `run_rows`."""
-    keyed, runs = _groups(rows, cols)
-    samples = sample_windows(con, list(runs), window, from_events=from_events)
-    of = _group_of(runs, samples["of_run"])
-    x = np.stack([samples[c] for c in SAMPLE_COLUMNS], axis=1).astype(np.float64)
-    fixed = _fixed(rows.filter(pl.col("kind") == "step"), runs, x, of, keyed.height)
+    """`early_share` of the runs of a `Scope`."""
+    samples = sample_windows(con, list(scope.runs), window, from_events=from_events)
+    of = _group_of(scope.runs, samples["of_run"])
+    x: Columns = tuple(samples[c].astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
+    fixed = _fixed(scope, x, of)
     y = x
-    pairs = [(r, s) for rs, f in zip(keyed["of_run"].to_list(), fixed, strict=True) for r in rs for s in f]
+    pairs = [(r, s) for r, g in scope.runs.items() for s in fixed[g]]
     if pairs:
-        y = x - _left_out(samples, fixed_step_windows(con, pairs, window, from_events=from_events))
-    schema = {c: rows.schema[c] for c in cols} | EARLY.polars(leave_out=LABELS)
-    frame = pl.DataFrame(
-        {**keyed.select(cols).to_dict(), **_rows(x, y, of, fixed, alternative)}, schema=schema
-    )
-    labels = (pl.lit(window.label).alias("window"), pl.lit(TEST_LABEL).alias("test"))
-    return frame.lazy().sort(cols).with_columns(*labels).select(*cols, *EARLY.names).collect()
+        at, early_at = _left_out(samples, fixed_step_windows(con, pairs, window, from_events=from_events))
+        y = (x[0] - at, x[1], x[2] - early_at, x[3])
+    count = len(scope.keys)
+    data = {
+        **_key_columns(scope, range(count)),
+        **_rows(x, y, of, fixed, alternative),
+        "window": [window.label] * count,
+        "test": [TEST_LABEL] * count,
+    }
+    schema = {**scope.schema, **EARLY.polars()}
+    return pl.DataFrame({c: data[c] for c in schema}, schema=schema)
 
 
 def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -285,28 +354,29 @@ def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDA
     return np.array([runs[r] for r in keys.tolist()], dtype=np.int64)[np.searchsorted(keys, of_run)]
 
 
-def _fixed(
-    steps: pl.DataFrame, runs: Mapping[int, int], x: FloatArray, of: npt.NDArray[np.int64], count: int
-) -> list[list[int]]:
-    """Each group's fixed steps, from its runs' per-step counts (`run_rows` of kind 'step') and its samples'
+def _fixed(scope: Scope, x: Columns, of: npt.NDArray[np.int64]) -> list[list[int]]:
+    """Each group's fixed steps, from its runs' per-step counts (the scope's step rows) and its samples'
     tokens and mismatches."""
+    count = len(scope.keys)
     at = np.zeros((count, FIXED_STEPS), dtype=np.int64)
     miss_at = np.zeros_like(at)
-    cells = (_group_of(runs, steps["of_run"].to_numpy()), steps["bin"].to_numpy())
-    np.add.at(at, cells, steps["tokens"].to_numpy())
-    np.add.at(miss_at, cells, steps["mismatches"].to_numpy())
-    n, m = (np.bincount(of, x[:, j], minlength=count) for j in (0, 1))
+    step = ~scope.decile
+    cells = (scope.group[step], scope.bin[step])
+    np.add.at(at, cells, scope.tokens[step])
+    np.add.at(miss_at, cells, scope.mismatches[step])
+    n, m = (np.bincount(of, c, minlength=count) for c in x[:2])
     return [fixed_steps(int(n[g]), int(m[g]), list(at[g]), list(miss_at[g])) for g in range(count)]
 
 
-def _left_out(samples: Mapping[str, npt.NDArray[np.int64]], found: pl.DataFrame) -> FloatArray:
-    """Per sample row, its tokens at its group's fixed steps and those of them in the window, as [samples, 4]
-    columns n, m, e, em (fixed steps carry no mismatch)."""
+def _left_out(
+    samples: Mapping[str, npt.NDArray[np.int64]], found: pl.DataFrame
+) -> tuple[FloatArray, FloatArray]:
+    """Per sample row, its tokens at its group's fixed steps and those of them in the window (fixed steps
+    carry no mismatch)."""
     keys = pl.DataFrame({k: pl.Series(samples[k]).cast(found.schema[k]) for k in ("of_run", "sample_id")})
     joined = keys.join(found, on=["of_run", "sample_id"], how="left", maintain_order="left")
     at, early_at = (joined[c].fill_null(0).to_numpy().astype(np.float64) for c in ("at", "early_at"))
-    zero = np.zeros_like(at)
-    return np.stack([at, zero, early_at, zero], axis=1)
+    return at, early_at
 
 
 # The columns `early_share` returns after its group-by columns.
@@ -368,21 +438,21 @@ def _nullable(values: FloatArray, valid: npt.NDArray[np.bool_]) -> list[float | 
 
 
 def window_stats(
-    x: FloatArray, groups: npt.NDArray[np.int64], count: int, alternative: Alternative
+    x: Columns, groups: npt.NDArray[np.int64], count: int, alternative: Alternative
 ) -> dict[str, list[float | None]]:
-    """Per group of samples (`groups`: each row's group, 0..count − 1; x: [samples, 4] columns n, m, e, em):
-    baseline share, enrichment with its delta-method interval and the score test's p-value (module
-    docstring); None where undefined."""
+    """Per group of samples (`groups`: each row's group, 0..count − 1; x: the columns n, m, e, em of the
+    samples): baseline share, enrichment with its delta-method interval and the score test's p-value
+    (module docstring); None where undefined."""
     k = np.bincount(groups, minlength=count).astype(np.float64)
-    n, m, e, em = (np.bincount(groups, x[:, j], minlength=count) for j in range(4))
+    n, m, e, em = (np.bincount(groups, c, minlength=count) for c in x)
     df = np.maximum(k - 1, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = e / n
         enrich = (em / m) / base
-        d = x[:, 3] - x[:, 1] * np.where(x[:, 0] > 0, x[:, 2] / x[:, 0], 0.0)
+        d = x[3] - x[1] * np.where(x[0] > 0, x[2] / x[0], 0.0)
         dd = np.bincount(groups, d * d, minlength=count)
         p = _p_values(np.bincount(groups, d, minlength=count) / np.sqrt(dd), df, alternative)
-        psi = x[:, 3] / em[groups] - x[:, 1] / m[groups] - x[:, 2] / e[groups] + x[:, 0] / n[groups]
+        psi = x[3] / em[groups] - x[1] / m[groups] - x[2] / e[groups] + x[0] / n[groups]
         se = np.sqrt(k / (k - 1) * np.bincount(groups, psi * psi, minlength=count))
         half = special.stdtrit(df, (1 + CONFIDENCE) / 2) * se  # t(df).ppf
     has_enrich = (n > 0) & (e > 0) & (m > 0)
@@ -394,25 +464,25 @@ def window_stats(
 
 
 def _rows(
-    x: FloatArray,
-    y: FloatArray,
+    x: Columns,
+    y: Columns,
     groups: npt.NDArray[np.int64],
     fixed: Sequence[list[int]],
     alternative: Alternative,
 ) -> dict[str, list[Any]]:
-    """The `EARLY` columns (but the labels) of each group of samples (rows x: n, m, e, em), and those without
-    its fixed steps (rows y: the same less the tokens at them; a sample with none left is dropped)."""
+    """The `EARLY` columns (but the labels) of each group of samples (columns x: n, m, e, em), and those
+    without its fixed steps (columns y: the same less the tokens at them; a sample with none left is
+    dropped)."""
     count = len(fixed)
-    sums = [
-        np.bincount(groups, minlength=count),
-        *(np.bincount(groups, x[:, j], minlength=count) for j in range(4)),
-    ]
+    sums = [np.bincount(groups, minlength=count), *(np.bincount(groups, c, minlength=count) for c in x)]
     counts = {
         name: [int(v) for v in col] for name, col in zip(("samples", *SAMPLE_COLUMNS), sums, strict=True)
     }
     m, em = counts["mismatches"], counts["early_mismatches"]
-    kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[:, 0] > 0)
-    left = window_stats(y[kept], groups[kept], count, alternative) if kept.any() else {}
+    kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[0] > 0)
+    left = {}
+    if kept.any():
+        left = window_stats(tuple(c[kept] for c in y), groups[kept], count, alternative)  # type: ignore[arg-type]
     return {
         **counts,
         "mismatch_share": [b / a if a else None for a, b in zip(m, em, strict=True)],
@@ -431,10 +501,9 @@ def early_share_row(
 ) -> dict[str, Any]:
     """The early-share figures of one group of samples given one row each (columns `SAMPLE_COLUMNS`, and
     `at_{s}` and `early_at_{s}`, its tokens at step s and those in the window, for each fixed step s)."""
-    x = part.select(*SAMPLE_COLUMNS).to_numpy().astype(np.float64)
-    y = x.copy()
-    for s in fixed:
-        y[:, 0] -= part[f"at_{s}"].to_numpy()
-        y[:, 2] -= part[f"early_at_{s}"].to_numpy()
-    rows = _rows(x, y, np.zeros(x.shape[0], dtype=np.int64), [list(fixed)], alternative)
+    x: Columns = tuple(part[c].to_numpy().astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
+    at = sum((part[f"at_{s}"].to_numpy() for s in fixed), np.zeros(part.height))
+    early_at = sum((part[f"early_at_{s}"].to_numpy() for s in fixed), np.zeros(part.height))
+    y = (x[0] - at, x[1], x[2] - early_at, x[3])
+    rows = _rows(x, y, np.zeros(part.height, dtype=np.int64), [list(fixed)], alternative)
     return {name: values[0] for name, values in rows.items()}
