@@ -13,16 +13,15 @@ import polars as pl
 from fastapi import Query
 from pydantic import BaseModel, Field, create_model
 
-from analytics.pairs import PAIR_KEYS
+from analytics.pairs import pairs_in_scope
 from analytics.scaling import (
     GroupFit,
     LawPrediction,
     ScalingFit,
     fit_groups,
-    pair_points,
     predict_cof,
 )
-from analytics.source import runs_in_scope, scoped, setting_labels
+from analytics.source import scoped, setting_labels
 from api.convert import dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -129,13 +128,14 @@ def _leave_one_out(fit: GroupFit) -> dict[str, Any] | None:
 def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | None, router: str | None,
           bootstrap: int, seed: int, experiment: str | None,
           ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
-    scope = scoped(None, experiment)
     given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
-    runs = runs_in_scope(cur, {**scope, **given}, (*PAIR_KEYS, "setup", "settings"))  # read once, used twice
-    points = pair_points(cur, method=method, dataset=dataset, router=router, filters=scope, runs=runs)
-    labels = setting_labels(cur, "setup", {**scope, **given}, runs=runs)
-    points = points.join(labels, on="setup", how="left")
-    label = dict(labels.iter_rows())
+    scope = pairs_in_scope(cur, {**scoped(None, experiment), **given})  # the pairs and their runs: one query
+    label = dict(setting_labels(cur, "setup", runs=scope.runs).iter_rows())
+    # a left join on setup: a null setup matches no label
+    setups = scope.points["setup"].to_list()
+    points = scope.points.with_columns(
+        pl.Series("settings", [None if s is None else label.get(s) for s in setups], dtype=pl.Utf8)
+    )
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
     return points, [
         {**dump(g, EXCLUDE), "leave_one_out": _leave_one_out(g), "settings": label.get(g.setup)} for g in fits

@@ -23,7 +23,7 @@ from polars.testing import assert_frame_equal
 
 from analytics.advise import advise
 from analytics.frequency import collaboration_frequency
-from analytics.pairs import PAIR_KEYS
+from analytics.pairs import PAIR_KEYS, PAIR_ORDER, WHOLE_ROWS, pairs_in_scope
 from analytics.positions import early_share, position_profile
 from analytics.report import ReportOptions, write_report
 from analytics.scaling import fit_groups, fits_frame, pair_points
@@ -210,6 +210,8 @@ def test_pair_points_equal_one_query_with_the_scope_as_exists(base: Path, tmp_pa
     with copy_of(base, tmp_path) as path:
         add_elsewhere(path, config("L", "S", method="oracle", seed=2), [5, 7], excluded=True)
         add_elsewhere(path, config("M", "XS", method="oracle"), [4, 9], excluded=False)
+        stage_run(path, config("M", "XS", method="oracle", experiment="b"), lengths=[3, 4], finish=False)
+        ingest(path)  # a running run of that pair: in scope, pooled into no pair
         cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
             ({}, {}), ({"experiment": A}, {}), ({"experiment": None}, {}), ({"excluded": True}, {}),
             ({"experiment": A, "baseline": None}, {"router": None}),
@@ -229,3 +231,9 @@ def test_pair_points_equal_one_query_with_the_scope_as_exists(base: Path, tmp_pa
                     assert frame.select(ORDER).equals(want.select(ORDER)), (filters, args)
                     assert_frame_equal(frame.sort(frame.columns), want.sort(want.columns))
                 assert got.height > 0 or filters == {"excluded": True}, (filters, args)
+                if set(scope) <= WHOLE_ROWS:  # pooled from the runs in scope, with those runs' settings
+                    pooled = pairs_in_scope(con, scope)
+                    assert_frame_equal(pooled.points, want.sort(PAIR_ORDER, nulls_last=True))
+                    cols = ["setup", "identity", "settings"]
+                    runs = runs_in_scope(con, scope, cols)
+                    assert_frame_equal(pooled.runs.sort(cols), runs.sort(cols))
