@@ -220,30 +220,32 @@ def subset_fits(
 ) -> DropFits:
     """The batch `fit_cof` reads: every law these pairs support (no subset supports one they do not) on each
     subset it needs; with `extra` weight rows (see `DropFits`), the power law always."""
-    forms = [law.form for law in LAWS.values() if _why_skip(law, x) is None]
+    why = _why_skip(x)
+    forms = [form for form in LAWS if why[form] is None]
     if extra is not None and "power_ratio" not in forms:
         forms.append("power_ratio")
     return DropFits(x, y, 2 if nested else 1, alpha_bounds, forms, extra)
 
 
-def _why_skip(law: Law, x: FloatArray) -> str | None:
-    """What a law needs that these pairs lack, or None."""
+def _why_skip(x: FloatArray) -> dict[str, str | None]:
+    """What each law needs that these pairs lack (None: nothing), by form."""
     n = x.shape[0]
     ratios = int(distinct_count((x[:, 0] - x[:, 1])[None])[0]) if n else 0
-    if law.form == "constant" and n < 2:
-        return f"needs 2 pairs to be checked leaving one out; got {n}"
-    if law.form == "log_ratio" and ratios < 3:
-        return f"needs 3 distinct ratios; got {ratios}"
-    if law.form == "power_ratio" and ratios < 4:
-        return f"needs 4 distinct ratios (3 parameters, one pair left out); got {ratios}"
-    if law.form == "log_sizes":
-        sizes = [int(distinct_count(x[None, :, i])[0]) for i in (0, 1)]
-        if n < 4 or min(sizes) < 2:
-            return (
-                f"needs 4 pairs with at least 2 LLM and 2 SLM sizes; got {n} pairs, "
-                f"{sizes[0]} LLM and {sizes[1]} SLM size(s)"
-            )
-    return None
+    sizes = [int(distinct_count(x[None, :, i])[0]) for i in (0, 1)]
+    why: dict[str, str | None] = {
+        "constant": f"needs 2 pairs to be checked leaving one out; got {n}" if n < 2 else None,
+        "log_ratio": f"needs 3 distinct ratios; got {ratios}" if ratios < 3 else None,
+        "power_ratio": (
+            f"needs 4 distinct ratios (3 parameters, one pair left out); got {ratios}" if ratios < 4 else None
+        ),
+        "log_sizes": (
+            f"needs 4 pairs with at least 2 LLM and 2 SLM sizes; got {n} pairs, "
+            f"{sizes[0]} LLM and {sizes[1]} SLM size(s)"
+            if n < 4 or min(sizes) < 2
+            else None
+        ),
+    }
+    return why
 
 
 def _aicc(sse: float, n: int, k: int, scale: float) -> float:
@@ -313,10 +315,10 @@ def _fit_law(
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
     n = y.size
-    pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
     sse = float(resid @ resid)
     draws, intervals = None, None
     if resamples > 0:
+        pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
         draws = _bootstrap(law, x, fitted, pool, resamples, seed, bounds)
         if len(draws):
             q = np.quantile(draws, [0.025, 0.975], axis=0)
@@ -363,10 +365,9 @@ def _table_fits(
 
     def read(law: Law) -> tuple[FloatArray, FloatArray | None, float]:
         own, _, cond = fits.fit(law.form, dropped)
-        loo = [fits.fit(law.form, (*dropped, int(i))) for i in at]
-        if not all(defined for _, defined, _ in loo):
+        params, defined = fits.fits(law.form, [(*dropped, int(i)) for i in at])
+        if not defined.all():
             return own[None, :], None, cond
-        params = np.stack([p for p, _, _ in loo])
         return own[None, :], np.asarray(np.diagonal(_values(law.form, params, x))), cond
 
     return read
@@ -379,8 +380,9 @@ def _candidates(
     fits: list[LawFit] = []
     skipped: list[tuple[str, str]] = []
     draws: dict[str, FloatArray | None] = {}
+    skips = _why_skip(x)
     for law in LAWS.values():
-        why = _why_skip(law, x)
+        why = skips[law.form]
         params, loo, cond = (None, None, 0.0) if why else table(law)
         if params is None or loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))

@@ -16,6 +16,7 @@ table needs is one batch (`DropFits`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,20 +60,38 @@ LAWS: dict[str, Law] = {
 }
 
 
-def _given_alpha(
-    alpha: FloatArray, neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, yc: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """γ, z̄ (β = ȳ − γ·z̄) and the weighted SSE of each row at its α [B]: rows of yc = y − ȳ [B, n] with
-    weights w [B, n] (sw = Σw, ȳ the weighted mean) over the shared points −ln R [n]. Row sums are `vecdot`s
-    (one call each: the search runs this 50 times on small arrays)."""
-    z = np.exp(alpha[:, None] * neg_log_r)  # R^(−α): [B, n]
-    zbar = np.vecdot(w, z) / sw
-    zc = z - zbar[:, None]
-    wzc = w * zc
-    # Σw·zc·yc over Σw·zc² (0 where every weighted z is equal: then Σw·zc·yc is 0 too)
-    gamma = np.vecdot(wzc, yc) / np.maximum(np.vecdot(wzc, zc), 1e-300)
-    resid = yc - gamma[:, None] * zc  # y − γz − β
-    return gamma, zbar, np.vecdot(w * resid, resid)
+class _Profile:
+    """γ, z̄ (β = ȳ − γ·z̄) and the weighted SSE of each row at its α: rows of yc = y − ȳ [B, n] with weights
+    w [B, n] (sw = Σw, ȳ the weighted mean) over the shared points −ln R [n]. Row sums are `vecdot`s (one
+    call each) into scratch arrays made once: the search evaluates this 50 times on small arrays. `unit`:
+    every weight is 1, so the products by w (exact) are skipped."""
+
+    def __init__(self, neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, yc: FloatArray, unit: bool):
+        self.neg_log_r, self.w, self.sw, self.yc, self.unit = neg_log_r, w, sw, yc, unit
+        self.z, self.t = np.empty(yc.shape), np.empty(yc.shape)
+
+    def at(self, alpha: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(γ, z̄, SSE) at α [B]."""
+        z, w = self.z, self.w
+        np.exp(np.multiply(alpha[:, None], self.neg_log_r, out=z), out=z)  # R^(−α): [B, n]
+        zbar = np.vecdot(w, z)
+        zbar /= self.sw
+        zc = np.subtract(z, zbar[:, None], out=z)
+        wzc = zc if self.unit else np.multiply(w, zc, out=self.t)
+        # Σw·zc·yc over Σw·zc² (0 where every weighted z is equal: then Σw·zc·yc is 0 too)
+        gamma = np.vecdot(wzc, self.yc)
+        gamma /= np.maximum(np.vecdot(wzc, zc), 1e-300)
+        resid = np.subtract(self.yc, np.multiply(gamma[:, None], zc, out=z), out=z)  # y − γz − β
+        wr = resid if self.unit else np.multiply(w, resid, out=self.t)
+        return gamma, zbar, np.vecdot(wr, resid)
+
+
+@functools.cache
+def _alpha_grid(bounds: tuple[float, float]) -> FloatArray:
+    """The α grid of a search range (made once per range; read-only)."""
+    grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
+    grid.flags.writeable = False
+    return grid
 
 
 def _grid_bracket(
@@ -81,7 +100,7 @@ def _grid_bracket(
     """The grid cell around the best α of each row: (lo, hi), each [B]. The weighted sums at every grid
     point are products of [B, n] and [G, n] (the points are shared), with z centred per grid point against
     cancellation; einsum, not BLAS, whose threads only queue on a busy machine."""
-    grid = np.geomspace(bounds[0], bounds[1], GRID_POINTS)
+    grid = _alpha_grid(bounds)
     z = np.exp(grid[:, None] * neg_log_r[None, :])  # [G, n]
     z = z - z.mean(axis=1, keepdims=True)
     wy = w * yc
@@ -106,15 +125,17 @@ def power_fit(
     weight on at least one point). The fit equals the unweighted fit to the table itself (to rounding).
     """
     y = np.atleast_2d(np.asarray(y, dtype=float))
+    unit = w is None
     w = np.ones_like(y) if w is None else np.broadcast_to(np.asarray(w, dtype=float), y.shape)
     neg_log_r = -np.asarray(log_r, dtype=float)
     sw = w.sum(axis=1)
     ybar = (w * y).sum(axis=1) / sw
     yc = y - ybar[:, None]
     lo, hi = _grid_bracket(neg_log_r, w, sw, yc, bounds)
+    profile = _Profile(neg_log_r, w, sw, yc, unit)
 
     def sse_at(alpha: FloatArray) -> FloatArray:
-        return _given_alpha(alpha, neg_log_r, w, sw, yc)[2]
+        return profile.at(alpha)[2]
 
     # Golden-section search, vectorised over rows: one new evaluation per step.
     inv_phi = (np.sqrt(5.0) - 1) / 2
@@ -123,7 +144,8 @@ def power_fit(
     for _ in range(GOLDEN_STEPS):
         left = fc <= fd
         lo, hi = np.where(left, lo, c), np.where(left, d, hi)
-        x = np.where(left, hi - inv_phi * (hi - lo), lo + inv_phi * (hi - lo))
+        step = inv_phi * (hi - lo)
+        x = np.where(left, hi - step, lo + step)
         fx = sse_at(x)
         c, d, fc, fd = (
             np.where(left, x, d),
@@ -132,7 +154,7 @@ def power_fit(
             np.where(left, fc, fx),
         )
     alpha = (lo + hi) / 2
-    gamma, zbar, sse = _given_alpha(alpha, neg_log_r, w, sw, yc)
+    gamma, zbar, sse = profile.at(alpha)
     return np.stack([gamma, alpha, ybar - gamma * zbar, sse], axis=1)
 
 
@@ -268,6 +290,13 @@ class DropFits:
         params, defined, cond = self._fits[form]
         i = self._row[tuple(sorted(drop))]
         return np.asarray(params[i]), bool(defined[i]), float(cond[i])
+
+    def fits(self, form: str, drops: Sequence[tuple[int, ...]]) -> tuple[FloatArray, BoolArray]:
+        """The law's params [m, k] on the table without each set of pairs in `drops`, and whether each
+        subset pins it down [m] (`fit`'s, row by row)."""
+        params, defined, _ = self._fits[form]
+        rows = [self._row[tuple(sorted(drop))] for drop in drops]
+        return params[rows], defined[rows]
 
     def extra_fits(self) -> FloatArray:
         """The power law's fits [E, 4] = (γ, α, β, weighted SSE) to the `extra` weight rows."""

@@ -13,8 +13,9 @@ vectorises over bootstrap resamples, so 1,000 resamples cost a few array operati
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -104,11 +105,17 @@ class ScalingFit:
 
 @dataclass(frozen=True)
 class LeaveOneOut:
-    """Leave-one-point-out prediction errors of the scaling fit."""
+    """Leave-one-point-out prediction errors of the scaling fit: per point its ratio, CoF, prediction by the
+    fit without it and the error (NaN where it cannot be left out), as arrays (`frame`: as a table)."""
 
-    frame: pl.DataFrame
+    columns: Mapping[str, FloatArray]
     rmse: float
     mae: float
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """ratio, cof, predicted and error, one row per point."""
+        return pl.DataFrame(dict(self.columns))
 
 
 def _validated(ratio: npt.ArrayLike, cof: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -141,9 +148,9 @@ def _fit_weights(log_r: FloatArray, bootstrap: int, seed: int) -> FloatArray:
 
 
 def _intervals(draws: FloatArray, confidence: float, resamples: int) -> ParamIntervals:
-    q = [0.5 - confidence / 2, 0.5 + confidence / 2]
-    g, a, b = (tuple(float(v) for v in np.quantile(draws[:, i], q)) for i in range(3))
-    return ParamIntervals(g, a, b, resamples, confidence)  # type: ignore[arg-type]
+    q = np.quantile(draws, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)  # [2, 3]
+    g, a, b = ((float(q[0, i]), float(q[1, i])) for i in range(3))
+    return ParamIntervals(g, a, b, resamples, confidence)
 
 
 def fit_scaling_law(
@@ -198,11 +205,11 @@ def _leave_one_out(r: FloatArray, y: FloatArray, fits: DropFits) -> LeaveOneOut:
             g, a, b = fits.fit("power_ratio", (i,))[0]
             preds[i] = g * r[i] ** (-a) + b
     err = preds - y
-    frame = pl.DataFrame({"ratio": r, "cof": y, "predicted": preds, "error": err})
     ok = np.isfinite(err)
     if not ok.any():
         raise TooFewPoints("no point can be left out and still leave three distinct ratios")
-    return LeaveOneOut(frame, float(np.sqrt(np.mean(err[ok] ** 2))), float(np.mean(np.abs(err[ok]))))
+    columns = {"ratio": r, "cof": y, "predicted": preds, "error": err}
+    return LeaveOneOut(columns, float(np.sqrt(np.mean(err[ok] ** 2))), float(np.mean(np.abs(err[ok]))))
 
 
 def one_setup(points: pl.DataFrame) -> pl.DataFrame:
@@ -281,13 +288,14 @@ def power_note(fit: ScalingFit | None, laws: CofFit | None) -> str:
 
 
 def _fit_group(
-    method: str, dataset: str, setup: str | None, grp: pl.DataFrame, bootstrap: int, seed: int
+    key: tuple[str, str, str | None], cols: Mapping[str, npt.NDArray[Any]], bootstrap: int, seed: int
 ) -> GroupFit:
-    """Both fits of one group from one batch (the law comparison's subsets, the paper's law, its pairs
-    bootstrap and leave-one-out); too few pairs for either becomes a note."""
-    sizes = (grp["llm_params"], grp["slm_params"])
-    x, cof = pairs_table(*sizes, grp["cof"])
-    r = grp["param_ratio"].to_numpy().astype(float)
+    """Both fits of one group (its pairs' columns) from one batch (the law comparison's subsets, the paper's
+    law, its pairs bootstrap and leave-one-out); too few pairs for either becomes a note."""
+    method, dataset, setup = key
+    sizes = (cols["llm_params"], cols["slm_params"])
+    x, cof = pairs_table(*sizes, cols["cof"])
+    r = cols["param_ratio"].astype(float)
     power = r.size == cof.size and np.unique(r).size >= MIN_RATIOS
     weights = _fit_weights(np.log(r), bootstrap, seed) if power else None
     batch = subset_fits(x, cof, nested=True, extra=weights)
@@ -297,27 +305,35 @@ def _fit_group(
         laws_note = "; ".join(f"{form} skipped: {why}" for form, why in laws.skipped)
     except TooFewPairs as exc:
         laws_note = str(exc)
+    height = len(cols["cof"])
     if not power:
         note = f"too few pairs to fit ({np.unique(r).size} distinct ratio(s), need {MIN_RATIOS})"
-        return GroupFit(method, dataset, grp.height, None, note, laws, laws_note, setup)
+        return GroupFit(method, dataset, height, None, note, laws, laws_note, setup)
     fit = _scaling_fit(r, cof, batch.extra_fits(), bootstrap, 0.95)
     try:
         loo: LeaveOneOut | None = _leave_one_out(r, cof, batch)
     except TooFewPoints:
         loo = None
-    return GroupFit(method, dataset, grp.height, fit, power_note(fit, laws), laws, laws_note, setup, loo)
+    return GroupFit(method, dataset, height, fit, power_note(fit, laws), laws, laws_note, setup, loo)
+
+
+FIT_COLUMNS = ("llm_params", "slm_params", "param_ratio", "cof")
 
 
 def fit_groups(points: pl.DataFrame, *, bootstrap: int = 0, seed: int = 0) -> tuple[GroupFit, ...]:
     """Fit every (method, dataset, setup) in a `pair_points` frame: runs that differ in a setting beyond the
-    pair never share a fit; too few pairs becomes a note, not an error."""
-    if "setup" not in points.columns:
-        points = points.with_columns(pl.lit(None, dtype=pl.Utf8).alias("setup"))
+    pair never share a fit; too few pairs becomes a note, not an error. (The groups are split in NumPy:
+    a few dozen pairs, where each polars operation costs more than the split.)"""
+    setup = points["setup"].to_list() if "setup" in points.columns else [None] * points.height
+    cof = points["cof"].to_list()
+    groups: dict[tuple[str, str, str | None], list[int]] = {}
+    for i, key in enumerate(zip(points["method"].to_list(), points["dataset"].to_list(), setup, strict=True)):
+        if cof[i] is not None:  # pairs without a CoF join no fit
+            groups.setdefault((str(key[0]), str(key[1]), key[2]), []).append(i)
+    arrays = {c: points[c].to_numpy() for c in FIT_COLUMNS}
     out = [
-        _fit_group(str(method), str(dataset), setup, grp, bootstrap, seed)
-        for (method, dataset, setup), grp in points.drop_nulls("cof").group_by(
-            ["method", "dataset", "setup"], maintain_order=True
-        )
+        _fit_group(key, {c: arrays[c][rows] for c in FIT_COLUMNS}, bootstrap, seed)
+        for key, rows in groups.items()
     ]
     return tuple(sorted(out, key=lambda g: (g.method, g.dataset, g.setup or "")))
 

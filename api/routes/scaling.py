@@ -22,7 +22,7 @@ from analytics.scaling import (
     predict_cof,
 )
 from analytics.source import scoped, setting_labels
-from api.convert import dump, public_model, records
+from api.convert import clean, dump, public_model, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -122,7 +122,11 @@ Router = Annotated[RouterName | None, Query(description="pairs of runs with this
 
 def _leave_one_out(fit: GroupFit) -> dict[str, Any] | None:
     loo = fit.loo
-    return None if loo is None else {"rmse": loo.rmse, "mae": loo.mae, "points": records(loo.frame)}
+    if loo is None:
+        return None
+    names, columns = list(loo.columns), [c.tolist() for c in loo.columns.values()]
+    points = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    return {"rmse": loo.rmse, "mae": loo.mae, "points": clean(points)}
 
 
 def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | None, router: str | None,
