@@ -137,8 +137,8 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
     label = dict(setting_labels(cur, "setup", runs=scope.runs).iter_rows())
     # a left join on setup: a null setup matches no label
     setups = scope.points["setup"].to_list()
-    points = scope.points.with_columns(
-        pl.Series("settings", [None if s is None else label.get(s) for s in setups], dtype=pl.Utf8)
+    points = scope.points.hstack(
+        [pl.Series("settings", [None if s is None else label.get(s) for s in setups], dtype=pl.Utf8)]
     )
     fits = fit_groups(points, bootstrap=bootstrap, seed=seed)
     return points, [
