@@ -8,7 +8,7 @@ over each of the run's batches, timed right after that batch's decode (same prom
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,10 +54,25 @@ def run_costs(source: Source, run_id: int) -> RunCosts | None:
         rows = query(
             con, "SELECT kind, tokens, seconds FROM run_costs WHERE run_id = ? AND batch_size = 1", [run_id]
         )
-    cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "cycle"}
-    stop_cycles = {int(n): float(s) for k, n, s in rows.iter_rows() if k == "stop_cycle"}
-    generate = [(n, s) for k, n, s in rows.iter_rows() if k == "llm_generate"]
-    prefill = [s for k, _, s in rows.iter_rows() if k == "prefill"]
+    return costs_from_rows(rows.iter_rows())
+
+
+def costs_from_rows(rows: Iterable[tuple[str, int, float]]) -> RunCosts | None:
+    """A run's `RunCosts` from its batch-1 `run_costs` rows (kind, tokens, seconds) in table order; None
+    without cycle costs or a timed generate."""
+    cycles: dict[int, float] = {}
+    stop_cycles: dict[int, float] = {}
+    generate: list[tuple[int, float]] = []
+    prefill: list[float] = []
+    for kind, n, s in rows:
+        if kind == "cycle":
+            cycles[int(n)] = float(s)
+        elif kind == "stop_cycle":
+            stop_cycles[int(n)] = float(s)
+        elif kind == "llm_generate":
+            generate.append((n, s))
+        elif kind == "prefill":
+            prefill.append(s)
     if not cycles or not generate or generate[0][1] <= 0:
         return None
     return RunCosts(cycles, prefill[0] if prefill else 0.0, generate[0][0] / generate[0][1], stop_cycles)
@@ -92,6 +107,19 @@ def cycles_seconds(
     )
 
 
+def paired_from_rows(rows: Iterable[tuple[int, str, int, float]]) -> dict[int, tuple[float, float]]:
+    """(decode tokens/s, paired baseline tokens/s) per run from its `run_costs` rows (run_id, kind, tokens,
+    seconds; other kinds ignored), each summed in table order; a run without both is absent."""
+    sums: dict[int, dict[str, tuple[int, float]]] = {}
+    for run_id, kind, tokens, seconds in rows:
+        if kind in ("decode", "baseline"):
+            n, s = sums.setdefault(int(run_id), {}).get(kind, (0, 0.0))
+            sums[int(run_id)][kind] = (n + tokens, s + seconds)
+    return {r: (float(d[0]) / d[1], float(b[0]) / b[1])
+            for r, kinds in sums.items() if (d := kinds.get("decode")) and (b := kinds.get("baseline"))
+            and d[1] > 0 and b[1] > 0}  # fmt: skip
+
+
 def paired_throughputs(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[float, float]]:
     """(decode tokens/s, paired baseline tokens/s) per run that recorded both, in one query: the measured
     speed-up is their ratio (a run without a recorded paired baseline is absent)."""
@@ -100,12 +128,8 @@ def paired_throughputs(con: Source, run_ids: Sequence[int]) -> dict[int, tuple[f
     marks = ", ".join("?" for _ in run_ids)
     rows = query(
         con,
-        f"""SELECT run_id, CAST(sum(tokens) FILTER (WHERE kind = 'decode') AS DOUBLE) AS dn,
-                   CAST(sum(seconds) FILTER (WHERE kind = 'decode') AS DOUBLE) AS ds,
-                   CAST(sum(tokens) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bn,
-                   CAST(sum(seconds) FILTER (WHERE kind = 'baseline') AS DOUBLE) AS bs
-            FROM run_costs WHERE run_id IN ({marks}) GROUP BY run_id""",
+        f"""SELECT run_id, kind, tokens, seconds FROM run_costs
+            WHERE run_id IN ({marks}) AND kind IN ('decode', 'baseline')""",
         list(run_ids),
     )
-    return {int(r): (dn / ds, bn / bs) for r, dn, ds, bn, bs in rows.iter_rows()
-            if dn is not None and bn is not None and ds and bs and ds > 0 and bs > 0}  # fmt: skip
+    return paired_from_rows(rows.iter_rows())

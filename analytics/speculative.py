@@ -11,10 +11,14 @@ c = N_SLM / N_LLM (Leviathan et al., 2023): (1 − a^(K+1)) / ((1 − a)(K·c + 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -31,7 +35,7 @@ from analytics.source import (
     runs_where,
     table_columns,
 )
-from analytics.speedup import FLOP_MODEL, SPEEDUP, run_speedups
+from analytics.speedup import FLOP_MODEL, RUN_INPUTS, SAMPLE_SUMS, SPEEDUP, drafted_counts, speedup_rows
 from warehouse import vocabulary
 
 # The columns `acceptance_by_position` returns after its group-by columns.
@@ -86,48 +90,100 @@ def has_speculative_data(source: Source) -> bool:
 _SHOWN = ("run_id", "llm", "slm", "dataset", "settings")
 
 
-def _cycles(con: Source, filters: Filters | None, cols: Sequence[str] = ()) -> pl.DataFrame:
-    """The one scan of `spec_cycles`: cycles of each run in scope by (drafted, accepted), `n`, beside the
-    run's group-by `cols`, the columns its table shows and its pair's cost ratio (a few dozen rows a run)."""
+@dataclass(frozen=True)
+class Cycles:
+    """`spec_cycles` of the runs in scope counted by (run, drafted, accepted): `n` cycles per row (a few
+    dozen rows a run) and each row's group-by key; `runs`: each run's shown columns, pair cost ratio,
+    and what its speed-ups read (`analytics.speedup.RUN_INPUTS`, prompts and tokens), by run_id."""
+
+    run: npt.NDArray[np.int64]
+    drafted: npt.NDArray[np.int64]
+    accepted: npt.NDArray[np.int64]
+    n: npt.NDArray[np.int64]
+    keys: list[tuple[Any, ...]]
+    runs: dict[int, dict[str, Any]]
+
+
+def _cycles(con: duckdb.DuckDBPyConnection, filters: Filters | None, cols: Sequence[str] = ()) -> Cycles:
+    """The runs in scope (one query), then their cycles by (drafted, accepted) and their samples' sums in
+    one more: the run ids as values let DuckDB skip the row groups of other runs."""
     where, params = runs_where(filters)
-    shown = ", ".join(f'r."{c}"' for c in dict.fromkeys([*_SHOWN, *check_group_by(cols or ["run_id"])]))
-    return query(
-        con,
-        f"""WITH c AS (
-                SELECT run_id, drafted, accepted, count(*) AS n FROM spec_cycles
-                WHERE run_id IN (SELECT r.run_id FROM runs r {where}) GROUP BY ALL
-            )
-            SELECT {shown}, CAST(c.drafted AS BIGINT) AS cycle_drafted,
-                   CAST(c.accepted AS BIGINT) AS cycle_accepted, CAST(c.n AS BIGINT) AS cycle_count,
-                   CAST(ms.params AS DOUBLE) / ml.params AS pair_cost_ratio
-            FROM c JOIN runs r ON r.run_id = c.run_id
-            LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm""",
-        params,
+    keys = check_group_by(cols or ["run_id"])
+    own = ["llm", "slm", "device", "dtype", "k", "stop", "cost_ratio"]  # RUN_INPUTS' names, then the ratio
+    more = [c for c in dict.fromkeys([*_SHOWN, *keys]) if c not in own]
+    found = con.sql(
+        f"""SELECT {RUN_INPUTS}, CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio,
+                   {", ".join(f'r."{c}"' for c in more)}
+            FROM runs r LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
+            {where}""",
+        params=params,
+    ).fetchall()
+    scope = {row[len(own)]: dict(zip([*own, *more], row, strict=True)) for row in found}
+    rows = []
+    if scope:
+        marks = ", ".join("?" for _ in scope)
+        rows = con.sql(
+            f"""SELECT run_id, CAST(drafted AS BIGINT), CAST(accepted AS BIGINT), count(*), NULL::DOUBLE
+                FROM spec_cycles WHERE run_id IN ({marks}) GROUP BY run_id, drafted, accepted
+                UNION ALL
+                SELECT run_id, NULL, NULL, prompts, tokens FROM ({SAMPLE_SUMS.format(marks=marks)})""",
+            params=[*scope, *scope],
+        ).fetchall()
+    for run in scope.values():
+        run["prompts"], run["tokens"] = 0, None
+    counted = []
+    for run_id, drafted, accepted, n, tokens in rows:
+        if drafted is None:
+            scope[run_id]["prompts"], scope[run_id]["tokens"] = n, tokens
+        else:
+            counted.append((run_id, drafted, accepted, n))
+    table = np.array(counted, dtype=np.int64).reshape(-1, 4)
+    infos = [scope[r] for r in table[:, 0].tolist()]
+    return Cycles(
+        run=table[:, 0],
+        drafted=table[:, 1],
+        accepted=table[:, 2],
+        n=table[:, 3],
+        keys=[tuple(info[k] for k in keys) for info in infos],
+        runs={r: scope[r] for r in sorted(set(table[:, 0].tolist()))},
     )
 
 
-# `_cycles`' own columns (apart from the runs columns a group-by names).
-_D, _A, _N = pl.col("cycle_drafted"), pl.col("cycle_accepted"), pl.col("cycle_count")
+def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, Any], ...]:
+    """Ascending, nulls last in each column."""
+    return tuple((v is None, v) for v in key)
 
 
-def acceptance_from_cycles(cycles: pl.DataFrame, cols: Sequence[str]) -> pl.DataFrame:
+def acceptance_from_cycles(cycles: Cycles, cols: Sequence[str]) -> pl.DataFrame:
     """Per group and draft position i < drafted: cycles reaching i (accepted ≥ i), accepted at i (accepted >
     i), all the group's cycles, and the rates, from `_cycles` rows."""
     keys = list(cols)
-    position = pl.col("position")
-    counts = (
-        cycles.filter(_D > 0)
-        .with_columns(pl.int_ranges(0, _D, dtype=pl.Int64).alias("position"))
-        .explode("position")
-        .group_by([*keys, "position"])
-        .agg(
-            _N.filter(position <= _A).sum().cast(pl.Int64).alias("reached"),
-            _N.filter(position < _A).sum().cast(pl.Int64).alias("accepted"),
-        )
+    groups: dict[tuple[Any, ...], int] = {}
+    g = np.array([groups.setdefault(k, len(groups)) for k in cycles.keys], dtype=np.int64)
+    d, a, n = cycles.drafted, cycles.accepted, cycles.n
+    position = np.arange(int(d.max()) if d.size else 0)
+    drafted = position < d[:, None]  # [rows, positions]: the cycle drafted position i
+    reached = np.zeros((len(groups), position.size), np.int64)
+    kept = np.zeros_like(reached)
+    seen = np.zeros(reached.shape, bool)
+    np.add.at(reached, g, n[:, None] * (drafted & (position <= a[:, None])))
+    np.add.at(kept, g, n[:, None] * (drafted & (position < a[:, None])))
+    np.logical_or.at(seen, g, drafted)
+    totals = np.zeros(len(groups), np.int64)
+    np.add.at(totals, g, n)
+    order = sorted(groups, key=_sort_key)
+    gi, pi = np.nonzero(seen[[groups[k] for k in order]])
+    rows = np.array([groups[k] for k in order], dtype=np.int64)[gi]
+    r, k, c = reached[rows, pi], kept[rows, pi], totals[rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(r > 0, k / r, np.nan)
+    columns = zip(
+        pi.tolist(), r.tolist(), k.tolist(), c.tolist(), rate.tolist(), (k / c).tolist(), strict=True
     )
-    totals = cycles.group_by(keys).agg(_N.sum().cast(pl.Int64).alias("cycles"))
-    rated = acceptance_rates(counts, totals, keys).sort([*keys, "position"], nulls_last=True)
-    return ACCEPTANCE.select(rated, tuple(keys))
+    out = [(*order[j], p, rr, kk, cc, None if rr == 0 else ra, su)
+           for j, (p, rr, kk, cc, ra, su) in zip(gi.tolist(), columns, strict=True)]  # fmt: skip
+    schema = {**{col: run_column_dtype(col) for col in keys}, **ACCEPTANCE_SCHEMA}
+    return pl.DataFrame(out, schema=schema, orient="row")  # rows: a few dozen, cheaper than columns
 
 
 def acceptance_by_position(
@@ -141,57 +197,53 @@ def acceptance_by_position(
         return acceptance_from_cycles(_cycles(con, filters, cols), cols)
 
 
-def acceptance_rates(counts: pl.DataFrame, totals: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
-    """Conditional acceptance (accepted / reached) and survival (accepted / all cycles) per position."""
-    return counts.join(totals, on=list(keys), how="left", nulls_equal=True).with_columns(
-        pl.when(pl.col("reached") > 0).then(pl.col("accepted") / pl.col("reached")).alias("acceptance_rate"),
-        (pl.col("accepted") / pl.col("cycles")).alias("survival"),
-    )
+def _draft_k(settings: str | None) -> int | None:
+    """The recorded `draft_k` setting as an integer (a JSON integer or a string of one), else None."""
+    recorded = json.loads(settings) if settings else None
+    value = recorded.get("draft_k") if isinstance(recorded, dict) else None
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        return None
+    return value
 
 
-def _run_sums(cycles: pl.DataFrame) -> pl.DataFrame:
-    """Per run of `_cycles` rows: cycles, drafted, accepted, trials (accepted + a rejection that ended a
-    cycle), the longest draft, and the run's columns the table shows."""
-    trials = _A + (_A < _D).cast(pl.Int64)
-    return (
-        cycles.group_by("run_id")
-        .agg(
-            pl.col("llm", "slm", "dataset", "settings").first(),
-            pl.col("pair_cost_ratio").first().alias("cost_ratio"),
-            _N.sum().alias("cycles"),
-            (_N * _D).sum().alias("drafted"),
-            (_N * _A).sum().alias("accepted"),
-            (_N * trials).sum().alias("trials"),
-            _D.max().alias("max_drafted"),
-        )
-        .sort("run_id")
-    )
+def speedup_table(cycles: Cycles, speedups: Mapping[int, tuple[Any, ...]]) -> pl.DataFrame:
+    """Per run: cycles, drafted, accepted; acceptance a = accepted / verified positions (accepted + a
+    rejection that ended a cycle); the FLOP model's speed-up, and `speedup_rows`' own."""
+    ids = np.array(list(cycles.runs), dtype=np.int64)
+    at = np.searchsorted(ids, cycles.run)
+    d, a, n = cycles.drafted, cycles.accepted, cycles.n
+    sums = np.zeros((4, ids.size), np.int64)  # cycles, drafted, accepted, trials
+    for i, x in enumerate((n, n * d, n * a, n * (a + (a < d)))):
+        np.add.at(sums[i], at, x)
+    longest = np.zeros(ids.size, np.int64)
+    np.maximum.at(longest, at, d)
+    count, drafted, accepted, trials = sums
+    info = list(cycles.runs.values())
+    k = [_draft_k(r["settings"]) for r in info]
+    draft_k = np.array([longest[i] if v is None else v for i, v in enumerate(k)], dtype=np.int64)
+    ratio = [r["cost_ratio"] for r in info]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acceptance = accepted / trials
+    mean = accepted / count
+    flop = expected_speedup(acceptance, draft_k, np.array(ratio, dtype=float))
+    rows = zip(
+        ids.tolist(), info, draft_k.tolist(), count.tolist(), drafted.tolist(), accepted.tolist(),
+        acceptance.tolist(), mean.tolist(), flop.tolist(), strict=True,
+    )  # fmt: skip
+    out = [
+        (rid, r["llm"], r["slm"], r["dataset"], k, c, d, a, ac, m, m + 1, r["cost_ratio"],
+         None if math.isnan(f) else f, *speedups.get(rid, (None,) * 4))
+        for rid, r, k, c, d, a, ac, m, f in rows
+    ]  # fmt: skip
+    return pl.DataFrame(out, schema=RUN_SCHEMA, orient="row")
 
 
-def speedup_table(sums: pl.DataFrame, speedups: pl.DataFrame) -> pl.DataFrame:
-    """Acceptance a = accepted / verified positions, the FLOP model's speed-up, and `run_speedups`' own."""
-    setting = pl.col("settings").str.json_path_match("$.draft_k").cast(pl.Int64, strict=False)
-    frame = sums.with_columns(
-        pl.coalesce(setting, pl.col("max_drafted")).alias("draft_k"),
-        (pl.col("accepted") / pl.col("trials")).alias("acceptance"),
-        (pl.col("accepted") / pl.col("cycles")).alias("mean_accepted"),
-    )
-    flop = expected_speedup(frame["acceptance"].to_numpy(), frame["draft_k"], frame["cost_ratio"].to_numpy())
-    return (
-        frame.with_columns(
-            (pl.col("mean_accepted") + 1).alias("tokens_per_cycle"),
-            pl.Series("flop_model_speedup", flop, dtype=pl.Float64).fill_nan(None),
-        )
-        .join(speedups, on="run_id", how="left")
-        .select(list(RUN_SCHEMA))
-    )
-
-
-def runs_from_cycles(con: Source, cycles: pl.DataFrame) -> pl.DataFrame:
+def runs_from_cycles(con: duckdb.DuckDBPyConnection, cycles: Cycles) -> pl.DataFrame:
     """`speculative_runs` from `_cycles` rows (the speed-ups read their drafted counts: no second scan)."""
-    sums = _run_sums(cycles)
-    drafted = cycles.select("run_id", _D.alias("drafted"), _N.alias("n"))
-    return speedup_table(sums, run_speedups(con, sums["run_id"].to_list(), drafted))
+    drafted = drafted_counts(cycles.run, cycles.drafted, cycles.n)
+    return speedup_table(cycles, speedup_rows(con, cycles.runs, drafted))
 
 
 def speculative_runs(source: Source, *, filters: Filters | None = None) -> pl.DataFrame:
