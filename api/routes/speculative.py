@@ -73,6 +73,11 @@ def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFr
     return summary, positions
 
 
+def _records(frame: pl.DataFrame, keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """`records`, skipping its pass over the columns for an empty frame (the served ones of a run filter)."""
+    return records(frame, keys) if frame.height else []
+
+
 @router.get(
     "/speculative", response_model=SpeculativePublic, responses=error_responses(400, 401, 405, 500, 503)
 )
@@ -91,8 +96,8 @@ def get_speculative(
     served, served_positions = analyst(db.limit_ms(timeout_ms), _served, filters)
     return SpeculativePublic(
         group_by=list(cols),
-        runs=[SpeculativeRunRow(**r) for r in records(runs)],
-        acceptance=[AcceptanceRow(**r) for r in records(acceptance, cols)],
-        served=[ServedRow(**r) for r in records(served)],
-        served_acceptance=[ServedAcceptanceRow(**r) for r in records(served_positions)],
+        runs=[SpeculativeRunRow(**r) for r in _records(runs)],
+        acceptance=[AcceptanceRow(**r) for r in _records(acceptance, cols)],
+        served=[ServedRow(**r) for r in _records(served)],
+        served_acceptance=[ServedAcceptanceRow(**r) for r in _records(served_positions)],
     )
