@@ -2,19 +2,23 @@
 
 Every predictor is oriented so that a larger value means a less certain System 1: entropy, 1 − max
 probability, 1 − margin. DuckDB reduces the token events (or, by default, the grid cells `histogram_sums`
-holds) to a histogram per (group, predictor, value); polars reduces that to a handful of sums per group
+holds) to a histogram per (group, predictor, value); NumPy reduces that to a handful of sums per group
 (Mann–Whitney U with ties counted half, the tie term of the rank variance, and the moments for the
 point-biserial correlation) and turns those into statistics. So AUROC over 100M events never brings the
-events into Python, and on the grid it reads one query of at most a few thousand rows per run.
+events into Python, and on the grid it reads at most a few thousand rows per run. One statement
+(`grouped_sql`) answers a request: the groups, the histograms and the entropy bins together (each
+statement costs DuckDB milliseconds to plan, and each small polars operation a few tenths).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 
 from analytics.frames import Col, FrameSchema
 from analytics.source import (
@@ -25,7 +29,6 @@ from analytics.source import (
     connect,
     events_where,
     group_select,
-    profile_sums,
     query,
     runs_where,
 )
@@ -65,95 +68,210 @@ def check_predictors(predictors: Sequence[str]) -> tuple[str, ...]:
 
 
 def histogram_sql(
-    predictors: Sequence[str], group_by: Sequence[str], filters: Filters | None, exact: bool
+    predictors: Sequence[str], filters: Filters | None, exact: bool
 ) -> tuple[str, list[object]]:
-    """SQL giving, per group, predictor and value `v` (a grid cell, or the exact value): tokens `n` and
-    mismatches `pos`."""
-    cols = check_group_by(group_by)
-    where, params = runs_where(filters)
+    """SQL giving, per run, predictor (`code`: its place in `predictors`) and value `v` (a grid cell, or the
+    exact value): tokens `n` and mismatches `pos`."""
     if exact:  # raw values: a scan of the events (of the runs in scope) per predictor
         ev_where, ev_params = events_where(filters)
         hist = " UNION ALL ".join(
-            f"""SELECT e.run_id, '{name}' AS predictor, CAST({PREDICTORS[name][0]} AS DOUBLE) AS v,
+            f"""SELECT e.run_id, {code} AS code, CAST({PREDICTORS[name][0]} AS DOUBLE) AS v,
                        count(*) AS n, count_if(e.mismatch) AS pos
                 FROM token_events e {ev_where} GROUP BY ALL"""
-            for name in predictors
+            for code, name in enumerate(predictors)
         )
-        hist_params: list[object] = [p for _ in predictors for p in ev_params]
-    else:  # the grid's cells, summed at ingest
-        marks = ", ".join("?" for _ in predictors)
-        hist = f"""SELECT run_id, feature AS predictor, cell AS v, tokens AS n, mismatches AS pos
-                   FROM histogram_sums WHERE feature IN ({marks})"""
-        hist_params = list(predictors)
-    sql = f"""SELECT {group_select(cols)}, h.predictor, CAST(h.v AS DOUBLE) AS v,
-                     CAST(sum(h.n) AS DOUBLE) AS n, CAST(sum(h.pos) AS DOUBLE) AS pos
-              FROM ({hist}) h JOIN runs r ON r.run_id = h.run_id {where} GROUP BY ALL"""
-    return sql, [*hist_params, *params]
+        return hist, [p for _ in predictors for p in ev_params]
+    # the grid's cells, summed at ingest
+    codes = " ".join(f"WHEN ? THEN {code}" for code in range(len(predictors)))
+    marks = ", ".join("?" for _ in predictors)
+    hist = f"""SELECT run_id, CASE feature {codes} END AS code, cell AS v, tokens AS n, mismatches AS pos
+               FROM histogram_sums WHERE feature IN ({marks})"""
+    return hist, [*predictors, *predictors]
 
 
-def rank_sums(
-    hist: pl.DataFrame, keys: Sequence[str], predictors: Sequence[str], exact: bool
-) -> pl.DataFrame:
-    """Per group and predictor (in the order given): Mann–Whitney U (ties count half), the rank tie term,
-    and moments of x, from a `histogram_sql` frame (one row per group, predictor and value)."""
-    over = [*keys, "predictor"]
-    order = {p: i for i, p in enumerate(predictors)}
-    scale = {p: 1.0 if exact else float(PREDICTORS[p][1]) for p in predictors}
-    ranked = hist.with_columns(
-        (pl.col("v") / pl.col("predictor").replace_strict(scale, return_dtype=pl.Float64)).alias("x"),
-        pl.col("predictor").replace_strict(order, return_dtype=pl.Int64).alias("order"),
-    ).sort(["order", *keys, "x"])
-    # Each (group, predictor) is a run of rows in x order: numpy sums them (a polars window over the
-    # groups took twice as long).
-    first = ranked.select(pl.struct(over).rle_id().alias("seg"))["seg"].to_numpy().astype(np.int64)
-    n, pos = ranked["n"].to_numpy(), ranked["pos"].to_numpy()
-    x = ranked["x"].fill_null(0.0).to_numpy()  # a missing value ranks first and adds no moment
+# The parts of `grouped_sql`'s answer, told apart by its `part` column (a histogram's part is the code of
+# its predictor, 0 and up).
+GROUPS, BINS = -2, -1
+
+
+def grouped_sql(
+    group_by: Sequence[str], filters: Filters | None, hist: tuple[str, list[object]] | None, bins: bool
+) -> tuple[str, list[object]]:
+    """One statement for an answer: per run in scope, its group (`gid`, groups numbered in ORDER BY order
+    of the group-by columns, nulls last), the group's place when nulls sort first (`v`) and the group-by
+    columns (part GROUPS); the `entropy_profile` rows of each run (part BINS: `v` the bin, `n`, `pos`,
+    `lo`, `hi`), and the `hist` rows (`histogram_sql`) summed per group, predictor and value."""
+    cols = check_group_by(group_by)
+    where, params = runs_where(filters)
+    keys = group_select(cols)
+    first = ", ".join(f'r."{c}" NULLS FIRST' for c in cols)
+    none = ", ".join("NULL" for _ in cols)
+    parts = [
+        f"""SELECT {GROUPS} AS part, g.gid, CAST(g.place AS DOUBLE) AS v, NULL::DOUBLE AS n,
+                   NULL::DOUBLE AS pos, NULL::DOUBLE AS lo, NULL::DOUBLE AS hi, {group_select(cols, "g")}
+            FROM g"""
+    ]
+    if bins:
+        parts.append(
+            f"""SELECT {BINS}, g.gid, p.bin, p.tokens, p.mismatches, p.lo, p.hi, {none}
+                FROM entropy_profile p JOIN g ON g.run_id = p.run_id"""
+        )
+    if hist is not None:
+        # A group of one run (grouped by run_id) has its histogram already: no GROUP BY (a millisecond).
+        one = "run_id" in cols
+        n, pos, grouped = ("h.n", "h.pos", "") if one else ("sum(h.n)", "sum(h.pos)", "GROUP BY ALL")
+        parts.append(
+            f"""SELECT h.code, g.gid, CAST(h.v AS DOUBLE), CAST({n} AS DOUBLE), CAST({pos} AS DOUBLE),
+                       NULL, NULL, {none}
+                FROM ({hist[0]}) h JOIN g ON g.run_id = h.run_id {grouped}"""
+        )
+    sql = f"""WITH g AS MATERIALIZED (
+                  SELECT r.run_id, {keys}, CAST(dense_rank() OVER (ORDER BY {keys}) AS INTEGER) AS gid,
+                         CAST(dense_rank() OVER (ORDER BY {first}) AS INTEGER) AS place
+                  FROM runs r {where})
+              {" UNION ALL ".join(parts)}"""
+    return sql, [*params, *(hist[1] if hist is not None else [])]
+
+
+class Grouped:
+    """`grouped_sql`'s answer as NumPy columns, with the group-by columns of each group."""
+
+    def __init__(self, table: pa.Table, group_by: Sequence[str]) -> None:
+        self.table = table
+        self.part = table.column("part").to_numpy()
+        self.gid = table.column("gid").to_numpy().astype(np.int64)
+        runs = np.flatnonzero(self.part == GROUPS)
+        gids, first = np.unique(self.gid[runs], return_index=True)  # gid = 1, 2, ... (a dense rank)
+        self.place = np.zeros(len(gids) + 1, dtype=np.int64)  # by gid: the group's place, nulls first
+        self.place[gids] = self.column("v", runs)[first]
+        keys = pl.from_arrow(table.select(list(group_by)).take(runs[first]))  # row gid - 1
+        assert isinstance(keys, pl.DataFrame)
+        self.keys = keys
+
+    def column(self, name: str, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """A number column at `rows`, as floats (null: NaN)."""
+        values = self.table.column(name).to_numpy()
+        return np.asarray(values[rows], dtype=np.float64)
+
+    def group_keys(self, gid: npt.NDArray[np.int64]) -> pl.DataFrame:
+        """The group-by columns of groups `gid`, a row each."""
+        return self.keys[gid - 1]
+
+
+def fetch_grouped(
+    source: Source,
+    group_by: Sequence[str],
+    filters: Filters | None,
+    hist: tuple[str, list[object]] | None,
+    bins: bool,
+) -> Grouped:
+    """Run `grouped_sql` (one statement)."""
+    sql, params = grouped_sql(group_by, filters, hist, bins)
+    with connect(source) as con:
+        return Grouped(con.sql(sql, params=params or None).to_arrow_table(), group_by)
+
+
+def rank_sums(grouped: Grouped, predictors: Sequence[str], exact: bool) -> dict[str, npt.NDArray[Any]]:
+    """Per group and predictor (predictor-major, groups in their nulls-first order): Mann–Whitney U (ties
+    count half), the rank tie term, and moments of x, from `grouped`'s histogram rows."""
+    rows = np.flatnonzero(grouped.part >= 0)
+    code, gid = grouped.part[rows], grouped.gid[rows]
+    scale = np.array([1.0 if exact else float(PREDICTORS[p][1]) for p in predictors])
+    v, n, pos = (grouped.column(c, rows) for c in ("v", "n", "pos"))
+    missing = np.isnan(v) if exact else np.zeros(len(v), dtype=bool)  # ranks first, adds no moment
+    x = np.where(missing, 0.0, v / scale[code])
+    place = grouped.place[gid]
+    order = np.lexsort((x, ~missing, place, code))
+    code, gid, place, x, n, pos = (a[order] for a in (code, gid, place, x, n, pos))
+    # Each (predictor, group) is a run of rows in x order: cumulative sums within each.
+    new = np.r_[True, (code[1:] != code[:-1]) | (place[1:] != place[:-1])] if len(code) else code == 0
+    starts = np.flatnonzero(new)
+    seg = np.cumsum(new) - 1
     neg = n - pos
-    starts = np.flatnonzero(np.diff(first, prepend=-1))  # none for an empty histogram
     cum = np.cumsum(neg)
-    neg_below = cum - neg - np.repeat(cum[starts] - neg[starts], np.diff(np.r_[starts, len(first)]))
+    neg_below = cum - neg - np.repeat(cum[starts] - neg[starts], np.diff(np.r_[starts, len(seg)]))
 
     def total(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.bincount(first, weights=values, minlength=len(starts)).astype(np.float64)
+        return np.bincount(seg, weights=values, minlength=len(starts)).astype(np.float64)
 
-    return (
-        ranked[starts]
-        .select(*keys, "predictor")
-        .with_columns(
-            pl.Series("tokens", total(n)).cast(pl.Int64),
-            pl.Series("mismatches", total(pos)).cast(pl.Int64),
-            pl.Series("u", total(pos * (neg_below + 0.5 * neg))),
-            pl.Series("ties", total(n * n * n - n)),
-            pl.Series("sx", total(n * x)),
-            pl.Series("sxx", total(n * x * x)),
-            pl.Series("sxy", total(pos * x)),
-        )
-    )
+    return {
+        "code": code[starts],
+        "gid": gid[starts],
+        "tokens": total(n),
+        "mismatches": total(pos),
+        "u": total(pos * (neg_below + 0.5 * neg)),
+        "ties": total(n * n * n - n),
+        "sx": total(n * x),
+        "sxx": total(n * x * x),
+        "sxy": total(pos * x),
+    }
+
+
+def statistics(sums: Mapping[str, npt.NDArray[np.float64]]) -> dict[str, npt.NDArray[np.float64]]:
+    """AUROC, Spearman and point-biserial correlation from rank and moment sums (NaN where undefined)."""
+    n, n1 = np.asarray(sums["tokens"], dtype=np.float64), np.asarray(sums["mismatches"], dtype=np.float64)
+    u, ties = np.asarray(sums["u"], dtype=np.float64), np.asarray(sums["ties"], dtype=np.float64)
+    sx, sxx, sxy = (np.asarray(sums[c], dtype=np.float64) for c in ("sx", "sxx", "sxy"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n0 = n - n1
+        auroc = u / (n1 * n0)
+        rank_sum_pos = u + n1 * (n1 + 1) / 2  # Mann–Whitney: U = R1 − n1(n1+1)/2
+        mean_rank_gap = rank_sum_pos / n1 - (n * (n + 1) / 2 - rank_sum_pos) / n0
+        rank_var = (n * n - 1) / 12 - ties / (12 * n)  # population variance of mid-ranks
+        p = n1 / n
+        spearman = mean_rank_gap * np.sqrt(p * (1 - p)) / np.sqrt(rank_var)
+        cov = sxy / n - (sx / n) * p
+        var_x = sxx / n - (sx / n) ** 2
+        point_biserial = cov / np.sqrt(var_x * p * (1 - p))
+    defined = (n1 > 0) & (n0 > 0)
+    return {
+        "auroc": np.where(defined, auroc, np.nan),
+        "spearman": np.where(defined & (rank_var > 0), spearman, np.nan),
+        "point_biserial": np.where(defined & (var_x > 0), point_biserial, np.nan),
+    }
 
 
 def statistics_from_sums(sums: pl.DataFrame) -> pl.DataFrame:
-    """AUROC, Spearman and point-biserial correlation from per-group rank and moment sums."""
-    n = pl.col("tokens").cast(pl.Float64)
-    n1 = pl.col("mismatches").cast(pl.Float64)
-    n0 = n - n1
-    auroc = pl.col("u") / (n1 * n0)
-    rank_sum_pos = pl.col("u") + n1 * (n1 + 1) / 2  # Mann–Whitney: U = R1 − n1(n1+1)/2
-    mean_rank_gap = rank_sum_pos / n1 - (n * (n + 1) / 2 - rank_sum_pos) / n0
-    rank_var = (n * n - 1) / 12 - pl.col("ties") / (12 * n)  # population variance of mid-ranks
-    p = n1 / n
-    spearman = mean_rank_gap * (p * (1 - p)).sqrt() / rank_var.sqrt()
-    cov = pl.col("sxy") / n - (pl.col("sx") / n) * p
-    var_x = pl.col("sxx") / n - (pl.col("sx") / n) ** 2
-    point_biserial = cov / (var_x * p * (1 - p)).sqrt()
-    defined = (n1 > 0) & (n0 > 0)
+    """AUROC, Spearman and point-biserial correlation from per-group rank and moment sums (a frame)."""
+    stats = statistics({c: sums[c].to_numpy() for c in STAT_SUMS})
     keys = [c for c in sums.columns if c not in STAT_SUMS]
-    return sums.select(
-        *keys,
-        pl.col("tokens"),
-        pl.col("mismatches"),
-        pl.when(defined).then(auroc).alias("auroc"),
-        pl.when(defined & (rank_var > 0)).then(spearman).alias("spearman"),
-        pl.when(defined & (var_x > 0)).then(point_biserial).alias("point_biserial"),
+    return sums.select(*keys, "tokens", "mismatches").with_columns(
+        pl.Series(name, values, nan_to_null=True) for name, values in stats.items()
+    )
+
+
+def predictor_table(grouped: Grouped, predictors: Sequence[str], exact: bool) -> pl.DataFrame:
+    """`PREDICTOR_STATS` per group and predictor from `grouped`'s histogram rows."""
+    sums = rank_sums(grouped, predictors, exact)
+    names = np.array(predictors, dtype=object)[sums["code"]]
+    return grouped.group_keys(sums["gid"]).with_columns(
+        pl.Series("predictor", names, dtype=pl.Utf8),
+        pl.Series("tokens", sums["tokens"]).cast(pl.Int64),
+        pl.Series("mismatches", sums["mismatches"]).cast(pl.Int64),
+        *(pl.Series(name, values, nan_to_null=True) for name, values in statistics(sums).items()),
+    )
+
+
+def bins_table(grouped: Grouped) -> pl.DataFrame:
+    """`ENTROPY_BINS` per group (in ORDER BY order) and bin, from `grouped`'s entropy_profile rows."""
+    rows = np.flatnonzero(grouped.part == BINS)
+    gid = grouped.gid[rows]
+    bin_ = grouped.column("v", rows).astype(np.int64)
+    low = int(bin_.min()) if len(bin_) else 0
+    width = int(bin_.max()) - low + 1 if len(bin_) else 1
+    key = gid * width + bin_ - low  # groups in order, bins in order within each
+    here = np.flatnonzero(np.bincount(key))
+    lo, hi = np.zeros(width), np.zeros(width)  # by bin - low: the view's edges
+    lo[bin_ - low], hi[bin_ - low] = grouped.column("lo", rows), grouped.column("hi", rows)
+    tokens, mismatches = (np.bincount(key, weights=grouped.column(c, rows))[here] for c in ("n", "pos"))
+    at = here % width
+    return grouped.group_keys(here // width).with_columns(
+        pl.Series("bin", at + low, dtype=pl.Int32),
+        pl.Series("lo", lo[at]),
+        pl.Series("hi", hi[at]),
+        pl.Series("tokens", tokens).cast(pl.Int64),
+        pl.Series("mismatches", mismatches).cast(pl.Int64),
+        pl.Series("mismatch_rate", mismatches / tokens),
     )
 
 
@@ -173,21 +291,33 @@ def mismatch_predictors(
     predictors (`exact`: one scan of the events per predictor).
     """
     names = check_predictors(predictors)
-    cols = list(check_group_by(group_by))
-    hist = query(source, *histogram_sql(names, cols, filters, exact))
-    return PREDICTOR_STATS.select(statistics_from_sums(rank_sums(hist, cols, names, exact)), tuple(cols))
+    cols = check_group_by(group_by)
+    grouped = fetch_grouped(source, cols, filters, histogram_sql(names, filters, exact), False)
+    return PREDICTOR_STATS.select(predictor_table(grouped, names, exact), cols)
 
 
 def mismatch_by_entropy_bin(
     source: Source, group_by: Sequence[str] = ("run_id",), *, filters: Filters | None = None
 ) -> pl.DataFrame:
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
-    sums = profile_sums(source, "entropy_profile", ["bin", "lo", "hi"], group_by, filters)
-    rated = sums.with_columns(
-        pl.col("lo", "hi").cast(pl.Float64),  # the view's bin * 0.5 is a DECIMAL: the edges are floats
-        (pl.col("mismatches") / pl.col("tokens")).alias("mismatch_rate"),
-    )
-    return ENTROPY_BINS.select(rated, check_group_by(group_by))
+    cols = check_group_by(group_by)
+    grouped = fetch_grouped(source, cols, filters, None, True)
+    return ENTROPY_BINS.select(bins_table(grouped), cols)
+
+
+def uncertainty_tables(
+    source: Source,
+    group_by: Sequence[str] = ("run_id",),
+    *,
+    predictors: Sequence[str] = tuple(PREDICTORS),
+    filters: Filters | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`mismatch_predictors` (on the grid) and `mismatch_by_entropy_bin` from one statement."""
+    names = check_predictors(predictors)
+    cols = check_group_by(group_by)
+    grouped = fetch_grouped(source, cols, filters, histogram_sql(names, filters, False), True)
+    stats = PREDICTOR_STATS.select(predictor_table(grouped, names, False), cols)
+    return stats, ENTROPY_BINS.select(bins_table(grouped), cols)
 
 
 def entropy_histogram(

@@ -12,8 +12,7 @@ from analytics.uncertainty import (
     ENTROPY_BINS,
     PREDICTOR_STATS,
     PREDICTORS,
-    mismatch_by_entropy_bin,
-    mismatch_predictors,
+    uncertainty_tables,
 )
 from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
@@ -49,8 +48,7 @@ DEFAULT_GROUP_BY = ("run_id",)
 
 def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...], filters: Filters,
           predictors: tuple[str, ...]) -> tuple[pl.DataFrame, pl.DataFrame]:  # fmt: skip
-    stats = mismatch_predictors(cur, group_by, predictors=predictors, filters=filters)
-    return stats, mismatch_by_entropy_bin(cur, group_by, filters=filters)
+    return uncertainty_tables(cur, group_by, predictors=predictors, filters=filters)
 
 
 @router.get(
