@@ -188,7 +188,8 @@ def rank_sums(grouped: Grouped, predictors: Sequence[str], exact: bool) -> dict[
         low, span = (int(v.min()), int(v.max() - v.min()) + 1) if len(v) else (0, 1)
         key = (code.astype(np.int64) * len(grouped.place) + place) * span + (v.astype(np.int64) - low)
         order = np.argsort(key, kind="stable")
-    code, gid, place, x, n, pos = (a[order] for a in (code, gid, place, x, n, pos))
+    code, gid, place = code[order], gid[order], place[order]
+    x, n, pos = x[order], n[order], pos[order]
     # Each (predictor, group) is a run of rows in x order: cumulative sums within each.
     new = np.r_[True, (code[1:] != code[:-1]) | (place[1:] != place[:-1])] if len(code) else code == 0
     starts = np.flatnonzero(new)
