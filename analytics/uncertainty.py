@@ -140,6 +140,7 @@ class Grouped:
         self.columns = columns  # DuckDB's fetchnumpy(): a column with nulls is a masked array
         self.part = np.asarray(columns["part"])
         self.gid = np.asarray(columns["gid"], dtype=np.int64)
+        self.floats: dict[str, npt.NDArray[np.float64]] = {}
         runs = np.flatnonzero(self.part == GROUPS)
         gids, first = np.unique(self.gid[runs], return_index=True)  # gid = 1, 2, ... (a dense rank)
         self.place = np.zeros(len(gids) + 1, dtype=np.int64)  # by gid: the group's place, nulls first
@@ -149,7 +150,9 @@ class Grouped:
 
     def column(self, name: str, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
         """A number column at `rows`, as floats (null: NaN)."""
-        return np.ma.filled(np.ma.asarray(self.columns[name], dtype=np.float64)[rows], np.nan)
+        if name not in self.floats:
+            self.floats[name] = np.ma.filled(np.ma.asarray(self.columns[name], dtype=np.float64), np.nan)
+        return self.floats[name][rows]
 
     def group_keys(self, gid: npt.NDArray[np.int64]) -> list[pl.Series]:
         """The group-by columns of groups `gid`, a row each."""
@@ -247,18 +250,24 @@ def statistics_from_sums(sums: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def frame(schema: FrameSchema, keys: list[pl.Series], *columns: pl.Series) -> pl.DataFrame:
+    """The group-by columns, then `schema`'s declared columns in order (a missing one raises): what
+    `schema.select` gives, without a polars select per answer."""
+    by_name = {c.name: c for c in columns}
+    return pl.DataFrame([*keys, *(by_name[name] for name in schema.names)])
+
+
 def predictor_table(grouped: Grouped, predictors: Sequence[str], exact: bool) -> pl.DataFrame:
     """`PREDICTOR_STATS` per group and predictor from `grouped`'s histogram rows."""
     sums = rank_sums(grouped, predictors, exact)
     names = np.array(predictors, dtype=object)[sums["code"]]
-    return pl.DataFrame(
-        [
-            *grouped.group_keys(sums["gid"]),
-            pl.Series("predictor", names, dtype=pl.Utf8),
-            pl.Series("tokens", sums["tokens"].astype(np.int64)),
-            pl.Series("mismatches", sums["mismatches"].astype(np.int64)),
-            *(pl.Series(name, values, nan_to_null=True) for name, values in statistics(sums).items()),
-        ]
+    return frame(
+        PREDICTOR_STATS,
+        grouped.group_keys(sums["gid"]),
+        pl.Series("predictor", names, dtype=pl.Utf8),
+        pl.Series("tokens", sums["tokens"].astype(np.int64)),
+        pl.Series("mismatches", sums["mismatches"].astype(np.int64)),
+        *(pl.Series(name, values, nan_to_null=True) for name, values in statistics(sums).items()),
     )
 
 
@@ -275,16 +284,15 @@ def bins_table(grouped: Grouped) -> pl.DataFrame:
     lo[bin_ - low], hi[bin_ - low] = grouped.column("lo", rows), grouped.column("hi", rows)
     tokens, mismatches = (np.bincount(key, weights=grouped.column(c, rows))[here] for c in ("n", "pos"))
     at = here % width
-    return pl.DataFrame(
-        [
-            *grouped.group_keys(here // width),
-            pl.Series("bin", at + low, dtype=pl.Int32),
-            pl.Series("lo", lo[at]),
-            pl.Series("hi", hi[at]),
-            pl.Series("tokens", tokens.astype(np.int64)),
-            pl.Series("mismatches", mismatches.astype(np.int64)),
-            pl.Series("mismatch_rate", mismatches / tokens),
-        ]
+    return frame(
+        ENTROPY_BINS,
+        grouped.group_keys(here // width),
+        pl.Series("bin", at + low, dtype=pl.Int32),
+        pl.Series("lo", lo[at]),
+        pl.Series("hi", hi[at]),
+        pl.Series("tokens", tokens.astype(np.int64)),
+        pl.Series("mismatches", mismatches.astype(np.int64)),
+        pl.Series("mismatch_rate", mismatches / tokens),
     )
 
 
@@ -306,7 +314,7 @@ def mismatch_predictors(
     names = check_predictors(predictors)
     cols = check_group_by(group_by)
     grouped = fetch_grouped(source, cols, filters, histogram_sql(names, filters, exact), False)
-    return PREDICTOR_STATS.select(predictor_table(grouped, names, exact), cols)
+    return predictor_table(grouped, names, exact)
 
 
 def mismatch_by_entropy_bin(
@@ -315,7 +323,7 @@ def mismatch_by_entropy_bin(
     """Mismatch rate per System 1 entropy bin (the `entropy_profile` view, rolled up by group)."""
     cols = check_group_by(group_by)
     grouped = fetch_grouped(source, cols, filters, None, True)
-    return ENTROPY_BINS.select(bins_table(grouped), cols)
+    return bins_table(grouped)
 
 
 def uncertainty_tables(
@@ -329,8 +337,7 @@ def uncertainty_tables(
     names = check_predictors(predictors)
     cols = check_group_by(group_by)
     grouped = fetch_grouped(source, cols, filters, histogram_sql(names, filters, False), True)
-    stats = PREDICTOR_STATS.select(predictor_table(grouped, names, False), cols)
-    return stats, ENTROPY_BINS.select(bins_table(grouped), cols)
+    return predictor_table(grouped, names, False), bins_table(grouped)
 
 
 def entropy_histogram(
