@@ -28,13 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy import special
 
 from analytics.frames import Col, FrameSchema
 from analytics.source import (
@@ -49,6 +48,14 @@ from analytics.source import (
     query_arrays,
     runs_where,
 )
+from analytics.window_stats import (
+    CONFIDENCE,
+    SAMPLE_COLUMNS,
+    STATS,
+    Alternative,
+    Columns,
+    window_stats,
+)
 from warehouse.summaries import (
     EARLY_WINDOWS,
     FIRST_STEPS,
@@ -57,12 +64,9 @@ from warehouse.summaries import (
     step_window,
 )
 
-Alternative = Literal["two-sided", "greater", "less"]
 FIXED_STEPS = FIRST_STEPS  # the first steps checked for a position the prompt format fixes (step_sums)
 FIXED_P = 0.01  # a step is fixed when zero mismatches in its tokens had this probability or less
-CONFIDENCE = 0.95
 TEST_LABEL = "early share of mismatches vs share of tokens: score test clustered by sample, t(k − 1)"
-FloatArray = npt.NDArray[np.float64]
 INTERVAL_LABEL = f"{CONFIDENCE:.0%} interval by sample: delta method on log enrichment, t(samples − 1)"
 
 
@@ -255,10 +259,6 @@ def early_window(k: int | None, fraction: float | None) -> Window:
     return Window("e.rel_pos < ?", (frac,), None, None, label)
 
 
-SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  # of `sample_windows` rows
-Columns = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # per sample: n, m, e, em (SAMPLE_COLUMNS)
-
-
 def in_runs(runs: Sequence[int], column: str = "run_id") -> str:
     """A condition that holds for exactly `runs` (ids of the warehouse, as literals), within their span so
     that a table kept in run order reads only the span's row groups."""
@@ -268,17 +268,16 @@ def in_runs(runs: Sequence[int], column: str = "run_id") -> str:
     return f"{column} BETWEEN {ids[0]} AND {ids[-1]} AND {column} IN ({', '.join(map(str, ids))})"
 
 
-def sample_windows(
-    source: Source, runs: Sequence[int], window: Window, *, from_events: bool = False
-) -> dict[str, npt.NDArray[np.int64]]:
-    """Per sample of `runs`: its run (`of_run`), `sample_id`, tokens and mismatches, and those in the window
-    (`sample_sums`, from the events where it does not count the window or `from_events`)."""
+def _samples_sql(
+    runs: Sequence[int], window: Window, from_events: bool, ids: bool
+) -> tuple[str, list[object]]:
+    """Per sample of `runs`: its run (`of_run`), with `ids` its `sample_id`, tokens and mismatches, and those
+    in the window (`sample_sums`, from the events where it does not count the window or `from_events`)."""
     if window.served is not None and not from_events:
         early = f"tokens_{window.served} AS early_tokens, mismatches_{window.served} AS early_mismatches"
-        sql = f"""SELECT run_id AS of_run, sample_id, tokens, mismatches, {early}
-                  FROM sample_sums WHERE {in_runs(runs)}"""
-        return query_arrays(source, sql)
-    sql = f"""SELECT ss.run_id AS of_run, ss.sample_id, ss.tokens, ss.mismatches,
+        cols = f"run_id AS of_run{', sample_id' if ids else ''}, tokens, mismatches, {early}"
+        return f"SELECT {cols} FROM sample_sums WHERE {in_runs(runs)}", []
+    sql = f"""SELECT ss.run_id AS of_run{", ss.sample_id" if ids else ""}, ss.tokens, ss.mismatches,
                      CAST(coalesce(w.tokens, 0) AS BIGINT) AS early_tokens,
                      CAST(coalesce(w.mismatches, 0) AS BIGINT) AS early_mismatches
               FROM sample_sums ss LEFT JOIN (
@@ -286,12 +285,12 @@ def sample_windows(
                   FROM token_events e WHERE {in_runs(runs, "e.run_id")} AND {window.events} GROUP BY ALL
               ) w ON w.run_id = ss.run_id AND w.sample_id = ss.sample_id
               WHERE {in_runs(runs, "ss.run_id")} ORDER BY ss.run_id, ss.sample_id"""
-    return query_arrays(source, sql, window.params)
+    return sql, list(window.params)
 
 
-def fixed_step_windows(
-    source: Source, pairs: Sequence[tuple[int, int]], window: Window, *, from_events: bool = False
-) -> pl.DataFrame:
+def _fixed_sql(
+    pairs: Sequence[tuple[int, int]], window: Window, from_events: bool
+) -> tuple[str, list[object]]:
     """Per sample (`of_run`, `sample_id`), summed over the (run, step) pairs of its run: its tokens at those
     steps (`at`) and those of them in the window (`early_at`), from `step_sums` (the events off the grid)."""
     values = ", ".join(f"({int(r)}, {int(s)})" for r, s in pairs)
@@ -299,10 +298,32 @@ def fixed_step_windows(
         sql = f"""SELECT s.run_id AS of_run, s.sample_id, CAST(sum(s.tokens) AS BIGINT) AS at,
                          CAST(coalesce(sum(s.tokens) FILTER (WHERE {window.steps}), 0) AS BIGINT) AS early_at
                   FROM step_sums s JOIN (VALUES {values}) f(run_id, step) USING (run_id, step) GROUP BY ALL"""
-        return query(source, sql)
+        return sql, []
     sql = f"""SELECT e.run_id AS of_run, e.sample_id, count(*) AS at, count_if({window.events}) AS early_at
               FROM token_events e JOIN (VALUES {values}) f(run_id, step) USING (run_id, step) GROUP BY ALL"""
-    return query(source, sql, list(window.params))
+    return sql, list(window.params)
+
+
+def sample_windows(
+    source: Source,
+    runs: Sequence[int],
+    window: Window,
+    pairs: Sequence[tuple[int, int]] = (),
+    *,
+    from_events: bool = False,
+) -> dict[str, npt.NDArray[np.int64]]:
+    """Per sample of `runs`: its run (`of_run`), tokens and mismatches, and those in the window
+    (`sample_sums`, from the events where it does not count the window or `from_events`); with `pairs` (run,
+    fixed step) also its tokens at its run's fixed steps (`at`) and those of them in the window
+    (`early_at`), from `step_sums` (the events off the grid), in the same query."""
+    samples, params = _samples_sql(runs, window, from_events, ids=bool(pairs))
+    if not pairs:
+        return query_arrays(source, samples, params)
+    fixed, fixed_params = _fixed_sql(pairs, window, from_events)
+    sql = f"""SELECT x.of_run, {", ".join(f"x.{c}" for c in SAMPLE_COLUMNS)},
+                     coalesce(f.at, 0) AS at, coalesce(f.early_at, 0) AS early_at
+              FROM ({samples}) x LEFT JOIN ({fixed}) f ON f.of_run = x.of_run AND f.sample_id = x.sample_id"""
+    return query_arrays(source, sql, [*params, *fixed_params])
 
 
 def early_share(
@@ -328,15 +349,12 @@ def _early_share(
     con: duckdb.DuckDBPyConnection, scope: Scope, window: Window, alternative: Alternative, from_events: bool
 ) -> pl.DataFrame:
     """`early_share` of the runs of a `Scope`."""
-    samples = sample_windows(con, list(scope.runs), window, from_events=from_events)
+    fixed = _fixed(scope)
+    pairs = [(r, s) for r, g in scope.runs.items() for s in fixed[g]]
+    samples = sample_windows(con, list(scope.runs), window, pairs, from_events=from_events)
     of = _group_of(scope.runs, samples["of_run"])
     x: Columns = tuple(samples[c].astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
-    fixed = _fixed(scope, x, of)
-    y = x
-    pairs = [(r, s) for r, g in scope.runs.items() for s in fixed[g]]
-    if pairs:
-        at, early_at = _left_out(samples, fixed_step_windows(con, pairs, window, from_events=from_events))
-        y = (x[0] - at, x[1], x[2] - early_at, x[3])
+    y = (x[0] - samples["at"], x[1], x[2] - samples["early_at"], x[3]) if pairs else x
     count = len(scope.keys)
     data = {
         **_key_columns(scope, range(count)),
@@ -350,33 +368,25 @@ def _early_share(
 
 def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Each row's group from its run (`runs`: run -> group; every row's run is among them)."""
-    keys = np.array(sorted(runs), dtype=np.int64)
-    return np.array([runs[r] for r in keys.tolist()], dtype=np.int64)[np.searchsorted(keys, of_run)]
+    if not runs:
+        return np.zeros(0, dtype=np.int64)
+    low = min(runs)
+    group = np.zeros(max(runs) - low + 1, dtype=np.int64)  # over the runs' span: a lookup, not a search
+    group[np.array(list(runs), dtype=np.int64) - low] = list(runs.values())
+    return group[of_run - low]
 
 
-def _fixed(scope: Scope, x: Columns, of: npt.NDArray[np.int64]) -> list[list[int]]:
-    """Each group's fixed steps, from its runs' per-step counts (the scope's step rows) and its samples'
-    tokens and mismatches."""
+def _fixed(scope: Scope) -> list[list[int]]:
+    """Each group's fixed steps, from its runs' per-step counts and their tokens and mismatches (the scope's
+    step and decile rows: the deciles count every token once, as its samples do)."""
     count = len(scope.keys)
     at = np.zeros((count, FIXED_STEPS), dtype=np.int64)
     miss_at = np.zeros_like(at)
-    step = ~scope.decile
-    cells = (scope.group[step], scope.bin[step])
-    np.add.at(at, cells, scope.tokens[step])
-    np.add.at(miss_at, cells, scope.mismatches[step])
-    n, m = (np.bincount(of, c, minlength=count) for c in x[:2])
+    step, decile = ~scope.decile, scope.decile
+    np.add.at(at, (scope.group[step], scope.bin[step]), scope.tokens[step])
+    np.add.at(miss_at, (scope.group[step], scope.bin[step]), scope.mismatches[step])
+    n, m = (np.bincount(scope.group[decile], v[decile], count) for v in (scope.tokens, scope.mismatches))
     return [fixed_steps(int(n[g]), int(m[g]), list(at[g]), list(miss_at[g])) for g in range(count)]
-
-
-def _left_out(
-    samples: Mapping[str, npt.NDArray[np.int64]], found: pl.DataFrame
-) -> tuple[FloatArray, FloatArray]:
-    """Per sample row, its tokens at its group's fixed steps and those of them in the window (fixed steps
-    carry no mismatch)."""
-    keys = pl.DataFrame({k: pl.Series(samples[k]).cast(found.schema[k]) for k in ("of_run", "sample_id")})
-    joined = keys.join(found, on=["of_run", "sample_id"], how="left", maintain_order="left")
-    at, early_at = (joined[c].fill_null(0).to_numpy().astype(np.float64) for c in ("at", "early_at"))
-    return at, early_at
 
 
 # The columns `early_share` returns after its group-by columns.
@@ -403,7 +413,6 @@ EARLY = FrameSchema.of(
     test=Col(str, "what p_value tests, and how"),
 )
 LABELS = ("window", "test")  # the same on every row: set after the rows are computed
-STATS = ("baseline_share", "enrichment", "enrichment_lo", "enrichment_hi", "p_value")  # of `window_stats`
 WITHOUT_FIXED = {
     "baseline_share": "baseline_share_without_fixed",
     "enrichment": "enrichment_without_fixed",
@@ -422,45 +431,6 @@ def fixed_steps(tokens: int, mismatches: int, at: Sequence[int], miss_at: Sequen
     rate = mismatches / tokens
     pairs = enumerate(zip(at, miss_at, strict=True))
     return [s for s, (n, m) in pairs if n and m == 0 and (1 - rate) ** n <= FIXED_P]
-
-
-def _p_values(t: FloatArray, df: FloatArray, alternative: Alternative) -> FloatArray:
-    """p-values of score statistics t against Student's t(df)."""
-    if alternative == "greater":
-        return np.asarray(special.stdtr(df, -t), dtype=np.float64)  # t(df).sf(t), without scipy.stats' checks
-    if alternative == "less":
-        return np.asarray(special.stdtr(df, t), dtype=np.float64)
-    return np.minimum(1.0, 2 * np.asarray(special.stdtr(df, -np.abs(t)), dtype=np.float64))
-
-
-def _nullable(values: FloatArray, valid: npt.NDArray[np.bool_]) -> list[float | None]:
-    return [float(v) if ok else None for v, ok in zip(values, valid, strict=True)]
-
-
-def window_stats(
-    x: Columns, groups: npt.NDArray[np.int64], count: int, alternative: Alternative
-) -> dict[str, list[float | None]]:
-    """Per group of samples (`groups`: each row's group, 0..count − 1; x: the columns n, m, e, em of the
-    samples): baseline share, enrichment with its delta-method interval and the score test's p-value
-    (module docstring); None where undefined."""
-    k = np.bincount(groups, minlength=count).astype(np.float64)
-    n, m, e, em = (np.bincount(groups, c, minlength=count) for c in x)
-    df = np.maximum(k - 1, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        base = e / n
-        enrich = (em / m) / base
-        d = x[3] - x[1] * np.where(x[0] > 0, x[2] / x[0], 0.0)
-        dd = np.bincount(groups, d * d, minlength=count)
-        p = _p_values(np.bincount(groups, d, minlength=count) / np.sqrt(dd), df, alternative)
-        psi = x[3] / em[groups] - x[1] / m[groups] - x[2] / e[groups] + x[0] / n[groups]
-        se = np.sqrt(k / (k - 1) * np.bincount(groups, psi * psi, minlength=count))
-        half = special.stdtrit(df, (1 + CONFIDENCE) / 2) * se  # t(df).ppf
-    has_enrich = (n > 0) & (e > 0) & (m > 0)
-    has_interval = has_enrich & (em > 0) & (k >= 2)
-    has_p = (n > 0) & (e > 0) & (e < n) & (k >= 2) & (dd > 0)
-    values = (base, enrich, enrich * np.exp(-half), enrich * np.exp(half), p)
-    valid = (n > 0, has_enrich, has_interval, has_interval, has_p)
-    return {name: _nullable(v, ok) for name, v, ok in zip(STATS, values, valid, strict=True)}
 
 
 def _rows(

@@ -186,3 +186,40 @@ def test_the_delta_interval_agrees_with_a_bootstrap_by_sample_when_samples_are_m
     assert row["enrichment_lo"] < row["enrichment"] < row["enrichment_hi"]
     assert abs(row["enrichment_lo"] - lo) < width / 10 and abs(row["enrichment_hi"] - hi) < width / 10
     assert 1.6 < row["enrichment"] < 2.4 and row["p_value"] < 1e-6
+
+
+def test_groups_with_null_and_nan_keys_sum_and_sort_as_polars_does(con: duckdb.DuckDBPyConnection) -> None:
+    """Group keys with nulls (slm_tuned) and NaN (threshold): each decile's counts equal a polars group-by
+    of the events, sorted with nulls last; the early-share rows are the same groups, nulls first."""
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    rng = np.random.default_rng(4)
+    nan = float("nan")
+    for tuned, threshold in [
+        (None, nan),
+        ("b", 0.2),
+        ("a", None),
+        (None, nan),
+        ("a", 0.1),
+        ("b", nan),
+        (None, 0.2),
+    ]:
+        run = add_run(con, slm_tuned=tuned)
+        con.execute("UPDATE runs SET threshold = ? WHERE run_id = ?", [threshold, run])
+        add_events(con, run, random_events(rng, samples=3, length=20, cof=0.3))
+    cols = ["slm_tuned", "threshold"]
+    events = con.sql(
+        "SELECT r.slm_tuned, r.threshold, least(CAST(floor(e.rel_pos * 10) AS INTEGER), 9) AS bin, "
+        "e.mismatch FROM token_events e JOIN runs r USING (run_id)"
+    ).pl()
+    expected = (
+        events.group_by([*cols, "bin"])
+        .agg(pl.len().alias("tokens"), pl.col("mismatch").sum().alias("mismatches"))
+        .sort([*cols, "bin"], nulls_last=True)
+    )
+    got = position_profile(con, cols)
+    assert_frame_equal(got.select(expected.columns), expected, check_dtypes=False)
+    early = early_share(con, cols, k=2)
+    groups = expected.select(cols).unique().sort(cols)  # polars' default: nulls first
+    assert_frame_equal(early.select(cols), groups)
+    assert early["samples"].to_list() == [3 * n for n in (1, 2, 1, 1, 1, 1)]
