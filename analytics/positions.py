@@ -89,19 +89,18 @@ def position_profile(
 
 
 def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
-    """The runs in scope (`of_run`) with their group, and their tokens and mismatches per decile of relative
-    position (`kind` 'decile', `bin` 0..9: `position_sums`) and per first step (`kind` 'step', `bin`
-    0..FIXED_STEPS − 1: `histogram_sums`); a run without events has one row of nulls."""
+    """The runs in scope that have events (`of_run`) with their group, and their tokens and mismatches per
+    decile of relative position (`decile` true, `bin` 0..9: `position_sums`) and per first step (`decile`
+    false, `bin` 0..FIXED_STEPS − 1: `histogram_sums`)."""
     where, params = runs_where(filters)
     return query(
         source,
-        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, c.kind, c.bin,
-                   CAST(c.tokens AS BIGINT) AS tokens, CAST(c.mismatches AS BIGINT) AS mismatches
-            FROM runs r LEFT JOIN (
-                SELECT run_id, 'decile' AS kind, bin, tokens, mismatches FROM position_sums
+        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, c.decile, c.bin, c.tokens, c.mismatches
+            FROM runs r JOIN (
+                SELECT run_id, true AS decile, bin, tokens, mismatches FROM position_sums
                 UNION ALL
-                SELECT run_id, 'step' AS kind, cell AS bin, tokens, mismatches FROM histogram_sums
-                WHERE feature = 'step' AND cell >= 0 AND cell < {FIXED_STEPS}
+                SELECT run_id, false, cell, tokens, mismatches FROM histogram_sums
+                WHERE feature = 'step' AND cell BETWEEN 0 AND {FIXED_STEPS - 1}
             ) c ON c.run_id = r.run_id
             {where}""",
         params,
@@ -153,7 +152,7 @@ def _values(column: pl.Series) -> list[Any]:
 
 def _scope(source: Source, cols: tuple[str, ...], filters: Filters | None) -> Scope:
     """`run_rows` of the runs in scope, in groups (`Scope`)."""
-    rows = run_rows(source, cols, filters).filter(pl.col("kind").is_not_null())  # no events: no group
+    rows = run_rows(source, cols, filters)
     of_run = rows["of_run"].to_list()
     values = zip(*(_values(rows[c]) for c in cols), strict=True)
     key_of = dict(zip(of_run, values, strict=True))
@@ -166,7 +165,7 @@ def _scope(source: Source, cols: tuple[str, ...], filters: Filters | None) -> Sc
         keys=keys,
         runs=runs,
         group=np.array([runs[r] for r in of_run], dtype=np.int64),
-        decile=(rows["kind"] == "decile").to_numpy(),
+        decile=rows["decile"].to_numpy(),
         bin=rows["bin"].to_numpy().astype(np.int64),
         tokens=rows["tokens"].to_numpy(),
         mismatches=rows["mismatches"].to_numpy(),
