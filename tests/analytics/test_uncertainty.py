@@ -14,8 +14,10 @@ from analytics.uncertainty import (
     mismatch_by_entropy_bin,
     mismatch_predictors,
     statistics_from_sums,
+    uncertainty_tables,
 )
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
+from warehouse.summaries import ENTROPY_BIN_WIDTH, ENTROPY_BINS
 
 
 def _stored(con: duckdb.DuckDBPyConnection, run_id: int) -> pl.DataFrame:
@@ -135,3 +137,33 @@ def test_no_run_in_scope_gives_empty_tables(
     bins = mismatch_by_entropy_bin(con, ["llm"], filters=nothing)
     assert stats_.height == 0 and stats_.columns == mismatch_predictors(con, ["llm"]).columns
     assert bins.height == 0 and bins.columns == mismatch_by_entropy_bin(con, ["llm"]).columns
+
+
+def test_groups_with_a_null_key_pool_their_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Grouped by a column some runs leave null: each group's statistics are those of its runs' events
+    pooled (sklearn on the exact values), the predictor rows list the null group first and the entropy bins
+    last (as the sorts they came from did), and the route's one statement gives both tables unchanged."""
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    rng = np.random.default_rng(11)
+    runs: dict[str | None, list[int]] = {None: [], "T0": [], "T1": []}
+    for key in (None, "T1", "T0", "T1", None):
+        run_id = add_run(con, slm_tuned=key)
+        add_events(con, run_id, random_events(rng, samples=6, length=25, cof=0.15))
+        runs[key].append(run_id)
+    exact = mismatch_predictors(con, ["slm_tuned"], exact=True)
+    assert exact["slm_tuned"].to_list() == [None, "T0", "T1"] * 3
+    bins = mismatch_by_entropy_bin(con, ["slm_tuned"])
+    assert bins["slm_tuned"].unique(maintain_order=True).to_list() == ["T0", "T1", None]
+    for key, ids in runs.items():
+        ev = pl.concat([_stored(con, r) for r in ids])
+        y, x = ev["mismatch"].to_numpy(), ev["s1_entropy"].to_numpy().astype(float)
+        mine = exact.filter(pl.col("slm_tuned").eq_missing(key) & (pl.col("predictor") == "entropy"))
+        assert mine["auroc"][0] == pytest.approx(roc_auc_score(y, x), abs=1e-12)
+        assert mine["tokens"][0] == len(y) and mine["mismatches"][0] == int(y.sum())
+        in_bin = np.minimum(np.floor(x / ENTROPY_BIN_WIDTH), ENTROPY_BINS - 1).astype(int)
+        want = {b: (int((in_bin == b).sum()), int(y[in_bin == b].sum())) for b in np.unique(in_bin)}
+        got = bins.filter(pl.col("slm_tuned").eq_missing(key))
+        assert {b: (t, m) for b, t, m in got.select("bin", "tokens", "mismatches").iter_rows()} == want
+    stats_, bins_ = uncertainty_tables(con, ["slm_tuned"])
+    assert stats_.equals(mismatch_predictors(con, ["slm_tuned"])) and bins_.equals(bins)
