@@ -35,7 +35,15 @@ from analytics.source import (
     runs_where,
     table_columns,
 )
-from analytics.speedup import FLOP_MODEL, RUN_INPUTS, SAMPLE_SUMS, SPEEDUP, drafted_counts, speedup_rows
+from analytics.speedup import (
+    FLOP_MODEL,
+    INPUT_NAMES,
+    RUN_INPUTS,
+    SAMPLE_SUMS,
+    SPEEDUP,
+    drafted_counts,
+    speedup_rows,
+)
 from warehouse import vocabulary
 
 # The columns `acceptance_by_position` returns after its group-by columns.
@@ -106,28 +114,29 @@ class Cycles:
 
 def _cycles(con: duckdb.DuckDBPyConnection, filters: Filters | None, cols: Sequence[str] = ()) -> Cycles:
     """The runs in scope (one query), then their cycles by (drafted, accepted) and their samples' sums in
-    one more: the run ids as values let DuckDB skip the row groups of other runs."""
+    one more: the run ids as values let DuckDB skip the row groups of other runs. `execute`, not `sql`:
+    DuckDB plans a statement once, not twice (~1 ms a statement)."""
     where, params = runs_where(filters)
     keys = check_group_by(cols or ["run_id"])
-    own = ["llm", "slm", "device", "dtype", "k", "stop", "cost_ratio"]  # RUN_INPUTS' names, then the ratio
+    own = [*INPUT_NAMES, "cost_ratio"]
     more = [c for c in dict.fromkeys([*_SHOWN, *keys]) if c not in own]
-    found = con.sql(
+    found = con.execute(
         f"""SELECT {RUN_INPUTS}, CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio,
                    {", ".join(f'r."{c}"' for c in more)}
             FROM runs r LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
             {where}""",
-        params=params,
+        params,
     ).fetchall()
     scope = {row[len(own)]: dict(zip([*own, *more], row, strict=True)) for row in found}
     rows = []
     if scope:
         marks = ", ".join("?" for _ in scope)
-        rows = con.sql(
+        rows = con.execute(
             f"""SELECT run_id, CAST(drafted AS BIGINT), CAST(accepted AS BIGINT), count(*), NULL::DOUBLE
                 FROM spec_cycles WHERE run_id IN ({marks}) GROUP BY run_id, drafted, accepted
                 UNION ALL
                 SELECT run_id, NULL, NULL, prompts, tokens FROM ({SAMPLE_SUMS.format(marks=marks)})""",
-            params=[*scope, *scope],
+            [*scope, *scope],
         ).fetchall()
     for run in scope.values():
         run["prompts"], run["tokens"] = 0, None

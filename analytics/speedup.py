@@ -52,6 +52,7 @@ Drafted = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 RUN_INPUTS = """r.llm, r.slm, r.device, r.dtype,
     CAST(coalesce(json_extract(r.settings, '$.draft_k'), 0) AS BIGINT) AS k,
     json_extract_string(r.settings, '$.draft_stop') AS stop"""
+INPUT_NAMES = ("llm", "slm", "device", "dtype", "k", "stop")  # RUN_INPUTS' columns, in order
 SAMPLE_SUMS = """SELECT run_id, count(*) AS prompts, CAST(sum(n_tokens) AS DOUBLE) AS tokens
                  FROM samples WHERE run_id IN ({marks}) GROUP BY run_id"""
 _PAIR = ("llm", "slm", "device", "dtype")
@@ -66,14 +67,14 @@ def _marks(values: Sequence[object]) -> str:
 def _runs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Each run's `RUN_INPUTS`, prompts and tokens, in one query."""
     marks = _marks(run_ids)
-    rows = con.sql(
+    rows = con.execute(
         f"""WITH s AS ({SAMPLE_SUMS.format(marks=marks)})
             SELECT r.run_id, {RUN_INPUTS}, coalesce(s.prompts, 0) AS prompts, s.tokens
             FROM runs r LEFT JOIN s ON s.run_id = r.run_id WHERE r.run_id IN ({marks})""",
-        params=[*run_ids, *run_ids],
-    )
-    names = rows.columns
-    return {int(row[0]): dict(zip(names, row, strict=True)) for row in rows.fetchall()}
+        [*run_ids, *run_ids],
+    ).fetchall()
+    names = ["run_id", *INPUT_NAMES, "prompts", "tokens"]
+    return {int(row[0]): dict(zip(names, row, strict=True)) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,10 @@ def _costs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> _Costs:
     """Every run's batch-1 costs and the runs' decode and baseline rows in one query, then the runs with
     cycle costs (the candidates a pair's prediction picks from) in a second one, when there are any."""
     kinds = "('cycle', 'stop_cycle', 'prefill', 'llm_generate')"  # what `costs_from_rows` reads
-    costs = con.sql(
+    costs = con.execute(
         f"""SELECT run_id, kind, tokens, batch_size, seconds FROM run_costs
             WHERE (batch_size = 1 AND kind IN {kinds}) OR run_id IN ({_marks(run_ids)})""",
-        params=list(run_ids),
+        list(run_ids),
     ).fetchall()
     rows: dict[int, list[tuple[str, int, float]]] = {}
     for run_id, kind, tokens, batch, seconds in costs:
@@ -105,10 +106,10 @@ def _costs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> _Costs:
     candidates = [r for r, found in rows.items() if any(k == "cycle" for k, _, _ in found)]
     sources: dict[int, tuple[tuple[Any, ...], bool | None]] = {}
     if candidates:
-        found = con.sql(
+        found = con.execute(
             f"""SELECT run_id, llm, slm, device, dtype, {_ORACLE}
                 FROM runs WHERE run_id IN ({_marks(candidates)})""",
-            params=candidates,
+            candidates,
         ).fetchall()
         sources = {
             int(r): ((llm, slm, device, dtype), oracle) for r, llm, slm, device, dtype, oracle in found
@@ -194,10 +195,10 @@ def run_speedups(
     with connect(source) as con:
         runs = _runs(con, run_ids)
         if drafted is None:
-            counted = con.sql(
+            counted = con.execute(
                 f"""SELECT run_id, CAST(drafted AS BIGINT) AS drafted, count(*) AS n FROM spec_cycles
                     WHERE run_id IN ({_marks(run_ids)}) GROUP BY ALL""",
-                params=list(run_ids),
+                list(run_ids),
             ).fetchnumpy()
             drafted = drafted_counts(counted["run_id"], counted["drafted"], counted["n"])
         found = speedup_rows(con, runs, drafted)
