@@ -15,7 +15,9 @@ accepted length over steps; a row `differs` where the two intervals do not overl
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -56,24 +58,32 @@ def has_served(source: Source) -> bool:
     return bool(table_columns(source, "served_requests"))
 
 
-def _where(import_id: int | None) -> tuple[str, list[int]]:
-    return ("WHERE r.import_id = ?", [import_id]) if import_id is not None else ("", [])
+def _where(
+    import_id: int | None, model: str | None = None, draft: str | None = None
+) -> tuple[str, list[Any]]:
+    """Requests of one import, and of one model and draft, where given."""
+    given = {"import_id": import_id, "model": model, "draft": draft}
+    clauses = [(f"r.{c} = ?", v) for c, v in given.items() if v is not None]
+    return ("WHERE " + " AND ".join(c for c, _ in clauses) if clauses else ""), [v for _, v in clauses]
 
 
-def served_summary(source: Source, import_id: int | None = None) -> pl.DataFrame:
-    """Per (engine, model, draft, K): the served requests' totals, acceptance and mean accepted length."""
-    with connect(source) as con:
-        if not has_served(con):
-            return pl.DataFrame(schema=SERVED.polars())
-        where, params = _where(import_id)
-        frame = query(
-            con,
-            f"""SELECT r.engine, r.model, r.draft, CAST(r.k AS BIGINT) AS k,
-                       CAST(count(*) AS BIGINT) AS requests, CAST(sum(r.steps) AS BIGINT) AS steps,
-                       CAST(sum(r.drafted) AS BIGINT) AS drafted, CAST(sum(r.accepted) AS BIGINT) AS accepted
-                FROM served_requests r {where} GROUP BY ALL ORDER BY ALL""",
-            params,
-        )
+def _frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """A few rows of one statement (`execute`: planned once, not twice as `sql` plans)."""
+    return pl.DataFrame(con.execute(sql, params).fetchall(), schema=schema, orient="row")
+
+
+def _summary(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> pl.DataFrame:
+    frame = _frame(
+        con,
+        f"""SELECT r.engine, r.model, r.draft, CAST(r.k AS BIGINT) AS k,
+                   CAST(count(*) AS BIGINT) AS requests, CAST(sum(r.steps) AS BIGINT) AS steps,
+                   CAST(sum(r.drafted) AS BIGINT) AS drafted, CAST(sum(r.accepted) AS BIGINT) AS accepted
+            FROM served_requests r {where} GROUP BY ALL ORDER BY ALL""",
+        params,
+        SERVED.polars(leave_out=("acceptance", "mean_accepted_length", "imported")),
+    )
     return frame.with_columns(
         (pl.col("accepted") / pl.col("drafted")).alias("acceptance"),
         (1 + pl.col("accepted") / pl.col("steps")).alias("mean_accepted_length"),
@@ -81,29 +91,52 @@ def served_summary(source: Source, import_id: int | None = None) -> pl.DataFrame
     ).select(SERVED.names)
 
 
+def _positions(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> pl.DataFrame:
+    frame = _frame(
+        con,
+        f"""WITH h AS (
+                SELECT r.engine, r.model, r.draft, CAST(r.k AS BIGINT) AS k, h.accepted AS a,
+                       sum(h.steps) AS n
+                FROM served_histogram h JOIN served_requests r USING (request_id) {where} GROUP BY ALL
+            )
+            SELECT engine, model, draft, k, CAST(t.i AS BIGINT) AS position,
+                   CAST(coalesce(sum(n) FILTER (WHERE a >= t.i), 0) AS BIGINT) AS reached,
+                   CAST(coalesce(sum(n) FILTER (WHERE a > t.i), 0) AS BIGINT) AS accepted
+            FROM h, range(h.k) t(i) GROUP BY ALL ORDER BY ALL""",
+        params,
+        SERVED_POSITIONS.polars(leave_out=("acceptance_rate", "imported")),
+    )
+    return frame.with_columns(
+        pl.when(pl.col("reached") > 0).then(pl.col("accepted") / pl.col("reached")).alias("acceptance_rate"),
+        pl.lit(True).alias("imported"),
+    ).select(SERVED_POSITIONS.names)
+
+
+def served_summary(source: Source, import_id: int | None = None) -> pl.DataFrame:
+    """Per (engine, model, draft, K): the served requests' totals, acceptance and mean accepted length."""
+    with connect(source) as con:
+        if not has_served(con):
+            return pl.DataFrame(schema=SERVED.polars())
+        return _summary(con, *_where(import_id))
+
+
 def served_by_position(source: Source, import_id: int | None = None) -> pl.DataFrame:
     """Per (engine, model, draft, K) and draft position: steps reaching it, accepted there, the rate."""
     with connect(source) as con:
         if not has_served(con):
             return pl.DataFrame(schema=SERVED_POSITIONS.polars())
-        where, params = _where(import_id)
-        frame = query(
-            con,
-            f"""WITH h AS (
-                    SELECT r.engine, r.model, r.draft, CAST(r.k AS BIGINT) AS k, h.accepted AS a,
-                           sum(h.steps) AS n
-                    FROM served_histogram h JOIN served_requests r USING (request_id) {where} GROUP BY ALL
-                )
-                SELECT engine, model, draft, k, CAST(t.i AS BIGINT) AS position,
-                       CAST(coalesce(sum(n) FILTER (WHERE a >= t.i), 0) AS BIGINT) AS reached,
-                       CAST(coalesce(sum(n) FILTER (WHERE a > t.i), 0) AS BIGINT) AS accepted
-                FROM h, range(h.k) t(i) GROUP BY ALL ORDER BY ALL""",
-            params,
-        )
-    return frame.with_columns(
-        pl.when(pl.col("reached") > 0).then(pl.col("accepted") / pl.col("reached")).alias("acceptance_rate"),
-        pl.lit(True).alias("imported"),
-    ).select(SERVED_POSITIONS.names)
+        return _positions(con, *_where(import_id))
+
+
+def served_tables(
+    source: Source, model: str | None = None, draft: str | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`served_summary` and `served_by_position` of the requests of one model and draft where given."""
+    with connect(source) as con:
+        if not has_served(con):
+            return pl.DataFrame(schema=SERVED.polars()), pl.DataFrame(schema=SERVED_POSITIONS.polars())
+        where = _where(None, model, draft)
+        return _summary(con, *where), _positions(con, *where)
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from analytics.served import SERVED, SERVED_POSITIONS, served_by_position, served_summary
+from analytics.served import SERVED, SERVED_POSITIONS, served_tables
 from analytics.speculative import ACCEPTANCE, RUN, speculative_tables
 from api.convert import frame_model, grouped_answer, records
 from api.deps import AnalystDep, DbDep, TimeoutMs
@@ -60,17 +60,13 @@ def _both(cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...],
     return speculative_tables(cur, group_by, filters=spec)
 
 
+# Served requests have no run and no dataset: a filter on either answers none (not read at all).
+_NO_SERVED = (pl.DataFrame(schema=SERVED.polars()), pl.DataFrame(schema=SERVED_POSITIONS.polars()))
+
+
 def _served(cur: duckdb.DuckDBPyConnection, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Imported requests of the pair the filters name (llm = model, slm = draft); none for a run filter or
-    a dataset (served requests have neither)."""
-    if "run_id" in filters or "dataset" in filters:  # not read at all: two queries saved
-        return pl.DataFrame(schema=SERVED.polars()), pl.DataFrame(schema=SERVED_POSITIONS.polars())
-    summary, positions = served_summary(cur), served_by_position(cur)
-    for column, key in (("model", "llm"), ("draft", "slm")):
-        if key in filters:
-            summary = summary.filter(pl.col(column) == filters[key])
-            positions = positions.filter(pl.col(column) == filters[key])
-    return summary, positions
+    """Imported requests of the pair the filters name (llm = model, slm = draft)."""
+    return served_tables(cur, filters.get("llm"), filters.get("slm"))
 
 
 def _records(frame: pl.DataFrame, keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -93,7 +89,8 @@ def get_speculative(
     if filters.get("method", "speculative") != "speculative":
         raise ApiError(400, "conflicting_parameters", "this route reads speculative runs only; drop method")
     runs, acceptance = analyst(db.limit_ms(timeout_ms), _both, cols, filters)
-    served, served_positions = analyst(db.limit_ms(timeout_ms), _served, filters)
+    unserved = "run_id" in filters or "dataset" in filters
+    served, served_positions = _NO_SERVED if unserved else analyst(db.limit_ms(timeout_ms), _served, filters)
     return SpeculativePublic(
         group_by=list(cols),
         runs=[SpeculativeRunRow(**r) for r in _records(runs)],
