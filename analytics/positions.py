@@ -44,8 +44,8 @@ from analytics.source import (
     check_group_by,
     connect,
     group_select,
-    query,
     query_arrays,
+    run_column_dtype,
     runs_where,
 )
 from analytics.window_stats import (
@@ -88,23 +88,21 @@ def position_profile(
     return _deciles(_scope(source, check_group_by(group_by), filters))
 
 
-def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -> pl.DataFrame:
+def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -> dict[str, npt.NDArray[Any]]:
     """The runs in scope that have events (`of_run`) with their group, and their tokens and mismatches per
     decile of relative position (`decile` true, `bin` 0..9: `position_sums`) and per first step (`decile`
-    false, `bin` 0..FIXED_STEPS − 1: `histogram_sums`)."""
+    false, `bin` 0..FIXED_STEPS − 1: `histogram_sums`); a column with nulls is a masked array."""
     where, params = runs_where(filters)
-    return query(
-        source,
-        f"""SELECT r.run_id AS of_run, {group_select(group_by)}, c.decile, c.bin, c.tokens, c.mismatches
-            FROM runs r JOIN (
-                SELECT run_id, true AS decile, bin, tokens, mismatches FROM position_sums
-                UNION ALL
-                SELECT run_id, false, cell, tokens, mismatches FROM histogram_sums
-                WHERE feature = 'step' AND cell BETWEEN 0 AND {FIXED_STEPS - 1}
-            ) c ON c.run_id = r.run_id
-            {where}""",
-        params,
-    )
+    sql = f"""SELECT r.run_id AS of_run, {group_select(group_by)}, c.decile, c.bin, c.tokens, c.mismatches
+              FROM runs r JOIN (
+                  SELECT run_id, true AS decile, bin, tokens, mismatches FROM position_sums
+                  UNION ALL
+                  SELECT run_id, false, cell, tokens, mismatches FROM histogram_sums
+                  WHERE feature = 'step' AND cell BETWEEN 0 AND {FIXED_STEPS - 1}
+              ) c ON c.run_id = r.run_id
+              {where}"""
+    with connect(source) as con:  # execute() plans the statement once; sql() binds, then plans again (2 ms)
+        return dict(con.execute(sql, params).fetchnumpy())
 
 
 IntArray = npt.NDArray[np.int64]
@@ -140,35 +138,32 @@ def _order(key: tuple[Any, ...], nulls_last: bool) -> tuple[tuple[Any, ...], ...
     )
 
 
-def _values(column: pl.Series) -> list[Any]:
-    """A group-by column's values, each NaN the one `_NAN`."""
-    values = column.to_list()
-    return (
-        [_NAN if v is not None and math.isnan(v) else v for v in values]
-        if column.dtype.is_float()
-        else values
-    )
+def _values(column: npt.NDArray[Any]) -> list[Any]:
+    """A group-by column's values (None where null), each NaN the one `_NAN`."""
+    values = column.tolist()
+    if column.dtype.kind != "f":
+        return values
+    return [_NAN if v is not None and math.isnan(v) else v for v in values]
 
 
 def _scope(source: Source, cols: tuple[str, ...], filters: Filters | None) -> Scope:
     """`run_rows` of the runs in scope, in groups (`Scope`)."""
     rows = run_rows(source, cols, filters)
-    of_run = rows["of_run"].to_list()
-    values = zip(*(_values(rows[c]) for c in cols), strict=True)
-    key_of = dict(zip(of_run, values, strict=True))
+    of_run = rows["of_run"].tolist()
+    key_of = dict(zip(of_run, zip(*(_values(rows[c]) for c in cols), strict=True), strict=True))
     keys = sorted(set(key_of.values()), key=lambda k: _order(k, nulls_last=False))
     index = {k: g for g, k in enumerate(keys)}
     runs = {r: index[k] for r, k in key_of.items()}
     return Scope(
         cols=cols,
-        schema={c: rows.schema[c] for c in cols},
+        schema={c: run_column_dtype(c) for c in cols},
         keys=keys,
         runs=runs,
         group=np.array([runs[r] for r in of_run], dtype=np.int64),
-        decile=rows["decile"].to_numpy(),
-        bin=rows["bin"].to_numpy().astype(np.int64),
-        tokens=rows["tokens"].to_numpy(),
-        mismatches=rows["mismatches"].to_numpy(),
+        decile=rows["decile"].astype(bool),
+        bin=rows["bin"].astype(np.int64),
+        tokens=rows["tokens"].astype(np.int64),
+        mismatches=rows["mismatches"].astype(np.int64),
     )
 
 
