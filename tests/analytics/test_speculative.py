@@ -28,7 +28,7 @@ from analytics.speculative import (
     speculative_runs,
     speculative_tables,
 )
-from tests.analytics.conftest import add_model, add_run, add_speculative_schema
+from tests.analytics.conftest import add_model, add_run, add_sample, add_speculative_schema
 from warehouse.migrate import upgrade
 
 # (drafted, accepted) per cycle, K = 3
@@ -110,6 +110,78 @@ def test_both_tables_from_one_scan_by_hand(con: duckdb.DuckDBPyConnection, spec_
     assert arith["accepted"].to_list() == [1, 1] and arith["cycles"].to_list() == [3, 3]
     assert acceptance["dataset"].to_list() == ["arith"] * 2 + ["gsm8k"] * 3
     assert_frame_equal(runs, speculative_runs(con))
+
+
+def test_tables_equal_a_count_over_each_cycle(con: duckdb.DuckDBPyConnection) -> None:
+    """Random cycles of five runs in groups with a null key: each position's counts and rates, the groups'
+    order (nulls last), each run's sums, acceptance and K (a string K too) equal a count cycle by cycle."""
+    add_model(con, "L", 1000)
+    add_model(con, "S", 100)
+    rng = np.random.default_rng(7)
+    cycles: dict[int, list[tuple[int, int]]] = {}
+    keys: dict[int, tuple[str | None, str]] = {}
+    ks: dict[int, int] = {}
+    for tuned, dataset, k in ((None, "a", 3), ("T", "a", 2), (None, "b", 4), ("T", "b", 3), (None, "a", "5")):
+        run = add_run(con, method="speculative", slm_tuned=tuned, dataset=dataset, settings={"draft_k": k})
+        drafted = rng.integers(0, int(k) + 1, 60).tolist()
+        cycles[run] = [(d, int(rng.integers(0, d + 1))) for d in drafted]
+        keys[run], ks[run] = (tuned, dataset), int(k)
+        rows = [[run, c, d, a] for c, (d, a) in enumerate(cycles[run])]
+        con.executemany("INSERT INTO spec_cycles VALUES (?, 0, ?, ?, ?)", rows)
+    want = []
+    for key in sorted(set(keys.values()), key=lambda g: tuple((v is None, v) for v in g)):
+        mine = [c for run, cs in cycles.items() if keys[run] == key for c in cs]
+        for i in range(max(d for d, _ in mine)):
+            reached = sum(d > i and a >= i for d, a in mine)
+            kept = sum(d > i and a > i for d, a in mine)
+            rate = kept / reached if reached else None
+            want.append((*key, i, reached, kept, len(mine), rate, kept / len(mine)))
+    assert acceptance_by_position(con, ["slm_tuned", "dataset"]).rows() == want
+    runs = speculative_runs(con)
+    assert runs["run_id"].to_list() == sorted(cycles)
+    for row in runs.iter_rows(named=True):
+        cs = cycles[row["run_id"]]
+        accepted, trials = sum(a for _, a in cs), sum(a + (a < d) for d, a in cs)
+        assert (row["cycles"], row["drafted"]) == (len(cs), sum(d for d, _ in cs))
+        assert row["accepted"] == accepted and row["acceptance"] == accepted / trials
+        assert row["draft_k"] == ks[row["run_id"]] and row["mean_accepted"] == accepted / len(cs)
+
+
+def _costs(con: duckdb.DuckDBPyConnection, run: int, cycle_s: float, generate_s: float) -> None:
+    rows = [(run, "cycle", 1, 0.01), (run, "cycle", 2, cycle_s), (run, "prefill", 0, 0.1)]
+    rows.append((run, "llm_generate", 100, generate_s))
+    con.executemany(
+        "INSERT INTO run_costs (run_id, kind, tokens, batch_size, seconds) VALUES (?, ?, ?, 1, ?)", rows
+    )
+
+
+def test_speed_ups_pick_the_pairs_costs_and_sum_every_paired_batch(con: duckdb.DuckDBPyConnection) -> None:
+    """Predicted with the pair's greedy oracle run's costs, else (its generate untimed) the run's own;
+    measured over the decode and baseline of all its batches."""
+    add_model(con, "L", 1000)
+    add_model(con, "S", 100)
+    oracle = add_run(con, method="oracle")
+    run = add_run(con, method="speculative", settings={"draft_k": 2})
+    for sample, n in ((0, 5), (1, 7)):
+        add_sample(con, run, sample, n_tokens=n)
+    for c, a in enumerate([2, 0, 1, 2]):
+        con.execute("INSERT INTO spec_cycles VALUES (?, 0, ?, 2, ?)", [run, c, a])
+    _costs(con, oracle, 0.02, 1.0)
+    _costs(con, run, 0.03, 2.0)
+    paired = [("decode", 10, 0.5), ("decode", 20, 0.5), ("baseline", 30, 2.0)]
+    con.executemany(
+        "INSERT INTO run_costs (run_id, kind, tokens, batch_size, seconds) VALUES (?, ?, ?, 4, ?)",
+        [(run, *p) for p in paired],
+    )
+    (row,) = speculative_runs(con).iter_rows(named=True)
+    # 12 tokens in two prefills and four cycles of K = 2, over the generate's 100 tokens per second
+    assert row["predicted_speedup"] == pytest.approx(12 / (2 * 0.1 + 4 * 0.02) / 100, rel=1e-12)
+    assert row["predicted_from"].endswith(f"the costs run {oracle} of the pair measured")
+    assert row["measured_speedup"] == pytest.approx((30 / 1.0) / (30 / 2.0), rel=1e-12)
+    con.execute("DELETE FROM run_costs WHERE run_id = ? AND kind = 'llm_generate'", [oracle])
+    (row,) = speculative_runs(con).iter_rows(named=True)
+    assert row["predicted_speedup"] == pytest.approx(12 / (2 * 0.1 + 4 * 0.03) / 50, rel=1e-12)
+    assert row["predicted_from"].endswith("its own costs")
 
 
 def test_cycles_seconds_from_counts_is_the_sum_over_cycles() -> None:

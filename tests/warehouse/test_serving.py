@@ -7,10 +7,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from polars.testing import assert_frame_equal
 
 from analytics.advise import main as advise_main
 from analytics.report_figures import figure_acceptance
-from analytics.served import against, served_by_position, served_summary
+from analytics.served import against, served_by_position, served_summary, served_tables
 from analytics.speculative import acceptance_by_position, speculative_runs
 from api.settings import ApiSettings
 from tests.analytics.test_emit import _warehouse
@@ -55,6 +56,10 @@ def test_each_engine_lands_once_and_names_its_malformed_lines(
     vllm = served_by_position(path).filter(engine="vllm")
     # histograms [2,1,3,4] + [1,0,1,2]: 13 steps accepted >= 1 of 14 verified position 0
     assert vllm["reached"].to_list() == [14, 11, 10] and vllm["accepted"].to_list() == [11, 10, 6]
+    # the route's tables of one model and draft: every import here is L with S, none is L with X
+    assert_frame_equal(served_tables(path, "L", "S")[0], served_summary(path))
+    assert_frame_equal(served_tables(path, None, "S")[1], served_by_position(path))
+    assert [t.height for t in served_tables(path, "L", "X")] == [0, 0]
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM served_steps").fetchone() == (4,)  # vLLM detailed
     assert main(["--warehouse", str(path), "import", "sglang", str(FIXTURES / "sglang.jsonl"),
