@@ -20,7 +20,16 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from analytics.laws import ALPHA_BOUNDS, LAWS, DropFits, FloatArray, Law, distinct_count, fit_rows
+from analytics.laws import (
+    ALPHA_BOUNDS,
+    LAWS,
+    DropFits,
+    FloatArray,
+    Law,
+    distinct_count,
+    fit_rows,
+    pointwise,
+)
 from analytics.laws import values as _values
 from analytics.source import AnalyticsError
 
@@ -220,32 +229,34 @@ def subset_fits(
 ) -> DropFits:
     """The batch `fit_cof` reads: every law these pairs support (no subset supports one they do not) on each
     subset it needs; with `extra` weight rows (see `DropFits`), the power law always."""
-    why = _why_skip(x)
+    (why,) = _why_skip(x[None])
     forms = [form for form in LAWS if why[form] is None]
     if extra is not None and "power_ratio" not in forms:
         forms.append("power_ratio")
     return DropFits(x, y, 2 if nested else 1, alpha_bounds, forms, extra)
 
 
-def _why_skip(x: FloatArray) -> dict[str, str | None]:
-    """What each law needs that these pairs lack (None: nothing), by form."""
-    n = x.shape[0]
-    ratios = int(distinct_count((x[:, 0] - x[:, 1])[None])[0]) if n else 0
-    sizes = [int(distinct_count(x[None, :, i])[0]) for i in (0, 1)]
-    why: dict[str, str | None] = {
-        "constant": f"needs 2 pairs to be checked leaving one out; got {n}" if n < 2 else None,
-        "log_ratio": f"needs 3 distinct ratios; got {ratios}" if ratios < 3 else None,
-        "power_ratio": (
-            f"needs 4 distinct ratios (3 parameters, one pair left out); got {ratios}" if ratios < 4 else None
-        ),
-        "log_sizes": (
-            f"needs 4 pairs with at least 2 LLM and 2 SLM sizes; got {n} pairs, "
-            f"{sizes[0]} LLM and {sizes[1]} SLM size(s)"
-            if n < 4 or min(sizes) < 2
-            else None
-        ),
-    }
-    return why
+def _why_skip(xs: FloatArray) -> list[dict[str, str | None]]:
+    """What each law needs that the pairs lack (None: nothing), by form, for each table xs[i] [m, 2]."""
+    m = xs.shape[1]
+    ratios = distinct_count(xs[..., 0] - xs[..., 1]) if m else np.zeros(xs.shape[0], dtype=int)
+    sizes = zip(distinct_count(xs[..., 0]), distinct_count(xs[..., 1]), strict=True)
+    return [
+        {
+            "constant": f"needs 2 pairs to be checked leaving one out; got {m}" if m < 2 else None,
+            "log_ratio": f"needs 3 distinct ratios; got {r}" if r < 3 else None,
+            "power_ratio": (
+                f"needs 4 distinct ratios (3 parameters, one pair left out); got {r}" if r < 4 else None
+            ),
+            "log_sizes": (
+                f"needs 4 pairs with at least 2 LLM and 2 SLM sizes; got {m} pairs, "
+                f"{sl} LLM and {ss} SLM size(s)"
+                if m < 4 or min(sl, ss) < 2
+                else None
+            ),
+        }
+        for r, (sl, ss) in zip(ratios.tolist(), sizes, strict=True)
+    ]
 
 
 def _aicc(sse: float, n: int, k: int, scale: float) -> float:
@@ -257,12 +268,18 @@ def _aicc(sse: float, n: int, k: int, scale: float) -> float:
     return float(n * np.log(max(sse, floor) / n) + 2 * kk + 2 * kk * (kk + 1) / (n - kk - 1))
 
 
+def _resamples(n: int, resamples: int, seed: int) -> npt.NDArray[np.int64] | None:
+    """The residual bootstrap's draws of n residuals [B, n] (None: no bootstrap); every law of one table
+    resamples the same positions (the same seed), drawn once."""
+    if resamples <= 0:
+        return None
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
 def _bootstrap(
-    law: Law, x: FloatArray, fitted: FloatArray, pool: FloatArray, resamples: int, seed: int, bounds: tuple
+    law: Law, x: FloatArray, fitted: FloatArray, pool: FloatArray, idx: npt.NDArray[np.int64], bounds: tuple
 ) -> FloatArray:
-    """Residual-bootstrap parameter draws [B', k] (undefined refits dropped)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, pool.size, size=(resamples, pool.size))
+    """Residual-bootstrap parameter draws [B', k] (undefined refits dropped) from `_resamples`' draws."""
     params, ok = fit_rows(law.form, x, fitted[None, :] + pool[idx], bounds)
     return np.asarray(params[ok])
 
@@ -305,26 +322,26 @@ def _fit_law(
     x: FloatArray,
     y: FloatArray,
     given: tuple[FloatArray, FloatArray, float],
-    resamples: int,
-    seed: int,
+    idx: npt.NDArray[np.int64] | None,
     bounds: tuple,
+    scale: float,
 ) -> tuple[LawFit, FloatArray | None]:
-    """One candidate checked and (when asked) bootstrapped, from its fit (params [1, k], its leave-one-out
-    predictions [n] and its condition number); also its bootstrap draws."""
+    """One candidate checked and (with `_resamples`' draws) bootstrapped, from its fit (params [1, k], its
+    leave-one-out predictions [n] and its condition number); also its bootstrap draws. `scale`: the table's
+    largest |CoF| (+1e-12)."""
     params, loo, cond = given
     fitted = _values(law.form, params, x)[0]
     resid = y - fitted
     n = y.size
     sse = float(resid @ resid)
     draws, intervals = None, None
-    if resamples > 0:
+    if idx is not None:
         pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
-        draws = _bootstrap(law, x, fitted, pool, resamples, seed, bounds)
+        draws = _bootstrap(law, x, fitted, pool, idx, bounds)
         if len(draws):
             q = np.quantile(draws, [0.025, 0.975], axis=0)
             intervals = tuple((float(q[0, i]), float(q[1, i])) for i in range(law.k))
     identified, reason, limit = _identify(law, params[0], x, cond, intervals, bounds)
-    scale = float(np.max(np.abs(y))) + 1e-12
     fit = LawFit(
         law.form,
         law.formula,
@@ -340,6 +357,11 @@ def _fit_law(
         intervals,
     )
     return fit, draws
+
+
+def _scale(y: FloatArray) -> float:
+    """A table's largest |CoF| (+1e-12): the scale of its noiseless floor and ties."""
+    return float(np.max(np.abs(y))) + 1e-12
 
 
 def _ranked(fits: list[LawFit], scale: float) -> list[LawFit]:
@@ -365,7 +387,7 @@ def _table_fits(
 
     def read(law: Law) -> tuple[FloatArray, FloatArray | None, float]:
         own, _, cond = fits.fit(law.form, dropped)
-        params, defined = fits.fits(law.form, [(*dropped, int(i)) for i in at])
+        params, defined, _ = fits.fits(law.form, [(*dropped, int(i)) for i in at])
         if not defined.all():
             return own[None, :], None, cond
         return own[None, :], np.asarray(np.diagonal(_values(law.form, params, x))), cond
@@ -380,14 +402,16 @@ def _candidates(
     fits: list[LawFit] = []
     skipped: list[tuple[str, str]] = []
     draws: dict[str, FloatArray | None] = {}
-    skips = _why_skip(x)
+    (skips,) = _why_skip(x[None])
+    idx = _resamples(y.size, resamples, seed)
+    scale = _scale(y) if y.size else 0.0  # (no pair: no law to scale)
     for law in LAWS.values():
         why = skips[law.form]
         params, loo, cond = (None, None, 0.0) if why else table(law)
         if params is None or loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
             continue
-        fit, draws[law.form] = _fit_law(law, x, y, (params, loo, cond), resamples, seed, bounds)
+        fit, draws[law.form] = _fit_law(law, x, y, (params, loo, cond), idx, bounds, scale)
         fits.append(fit)
     return fits, skipped, draws
 
@@ -422,7 +446,7 @@ def fit_cof(
             f"no law can be fitted and checked on {y.size} pair(s): "
             + "; ".join(f"{form} {why}" for form, why in skipped)
         )
-    ranked = _ranked(fits, float(np.max(np.abs(y))) + 1e-12)
+    ranked = _ranked(fits, _scale(y))
     df = max(y.size - len(ranked[0].names), 1)
     kept = {form: d for form, d in draws.items() if d is not None}
     nested_rmse, nested_n = _nested_error(x, y, alpha_bounds, batch) if nested else (None, 0)
@@ -435,57 +459,63 @@ def fit_cof(
 def _nested_error(
     x: FloatArray, y: FloatArray, bounds: tuple[float, float], batch: DropFits
 ) -> tuple[float | None, int]:
-    """RMS error on each pair of the law chosen without it (the whole choice re-run on n − 1 pairs)."""
+    """RMS error on each pair of the law chosen without it (the whole choice re-run on n − 1 pairs). The
+    n tables are checked together, law by law (`_nested_fits`), with `_candidates`' arithmetic."""
+    n = y.size
+    if n <= 2:  # a table of one pair allows no law
+        return None, 0
+    at = np.stack([np.flatnonzero(np.arange(n) != i) for i in range(n)])  # table i's pairs [n, n − 1]
+    xs, ys = x[at], y[at]
+    scales = np.max(np.abs(ys), axis=1) + 1e-12
+    tables: list[list[LawFit]] = [[] for _ in range(n)]
+    for by_table in _nested_fits(xs, ys, at, bounds, batch, scales):  # in LAWS' order, as `_candidates`
+        for i, fit in by_table.items():
+            tables[i].append(fit)
     errors = []
-    for i in range(y.size):
-        at = np.flatnonzero(np.arange(y.size) != i)
-        xi, yi = x[at], y[at]
-        fits, _, _ = _candidates(xi, yi, 0, 0, bounds, _table_fits(batch, xi, at, (i,)))
+    for i, fits in enumerate(tables):
         if not fits:
             continue
-        c = _ranked(fits, float(np.max(np.abs(yi))) + 1e-12)[0]
+        c = _ranked(fits, float(scales[i]))[0]
         errors.append(float(_values(c.form, np.asarray([c.params]), x[i : i + 1])[0, 0]) - y[i])
     if not errors:
         return None, 0
     return float(np.sqrt(np.mean(np.square(errors)))), len(errors)
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """How many left-out pairs fell inside the prediction interval fitted without them."""
-
-    covered: int
-    total: int
-    confidence: float
-
-    @property
-    def rate(self) -> float:
-        """Share covered (NaN when no pair could be left out)."""
-        return self.covered / self.total if self.total else float("nan")
-
-
-def loo_coverage(
-    llm_params: npt.ArrayLike,
-    slm_params: npt.ArrayLike,
-    cof: npt.ArrayLike,
-    *,
-    bootstrap: int = 200,
-    seed: int = 0,
-    confidence: float = 0.9,
-) -> Coverage:
-    """Leave each pair out, refit (choice included) on the rest, and check the pair's prediction interval."""
-    nl = np.asarray(llm_params, dtype=float).ravel()
-    ns = np.asarray(slm_params, dtype=float).ravel()
-    y = np.asarray(cof, dtype=float).ravel()
-    covered = total = 0
-    for i in range(y.size):
-        keep = np.arange(y.size) != i
-        try:
-            fit = fit_cof(nl[keep], ns[keep], y[keep], bootstrap=bootstrap, seed=seed)
-        except TooFewPairs:
+def _nested_fits(
+    xs: FloatArray,
+    ys: FloatArray,
+    at: npt.NDArray[np.int64],
+    bounds: tuple[float, float],
+    batch: DropFits,
+    scales: FloatArray,
+) -> list[dict[int, LawFit]]:
+    """Per law, its checked fit (no bootstrap) to each table i = the pairs `at[i]` (pair i left out) that
+    allows it and where every pair can be left out in turn: `_fit_law`'s numbers, row by row."""
+    n, m = at.shape
+    skips = _why_skip(xs)
+    out = []
+    for law in LAWS.values():
+        rows = np.asarray([i for i, why in enumerate(skips) if why[law.form] is None], dtype=int)
+        if not rows.size:
             continue
-        _, lo, hi, _ = fit.predict(float(nl[i]), float(ns[i]), confidence)
-        if np.isfinite(lo):
-            total += 1
-            covered += int(lo <= y[i] <= hi)
-    return Coverage(covered, total, confidence)
+        own, _, cond = batch.fits(law.form, [(int(i),) for i in rows])
+        loo, defined, _ = batch.fits(law.form, [(int(i), int(j)) for i in rows for j in at[i]])
+        loo = loo.reshape(rows.size, m, law.k)
+        ok = np.asarray(defined.reshape(rows.size, m).all(axis=1), dtype=bool)
+        fitted = pointwise(law.form, np.broadcast_to(own[:, None, :], loo.shape), xs[rows])
+        resid = ys[rows] - fitted
+        sse = np.vecdot(resid, resid)
+        rmse = np.sqrt(np.mean((pointwise(law.form, loo, xs[rows]) - ys[rows]) ** 2, axis=1))
+        fits: dict[int, LawFit] = {}
+        for r, i in enumerate(rows):
+            if not ok[r]:
+                continue
+            identified, reason, limit = _identify(law, own[r], xs[i], float(cond[r]), None, bounds)
+            fits[int(i)] = LawFit(
+                law.form, law.formula, law.names, tuple(float(v) for v in own[r]), float(sse[r]),
+                float(rmse[r]), _aicc(float(sse[r]), m, law.k, float(scales[i])), float(cond[r]),
+                identified, reason, limit,
+            )  # fmt: skip
+        out.append(fits)
+    return out

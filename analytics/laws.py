@@ -245,6 +245,20 @@ def values(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
     return np.asarray(np.broadcast_to(p[0], (params.shape[0], x.shape[-2])))
 
 
+def pointwise(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
+    """Each point's own law: params [..., k] at x [..., 2] -> [...] (`values`' arithmetic, point by point:
+    `values(form, params, x)` row i at point j equals `pointwise` of params[i] at x[j])."""
+    p = [params[..., i] for i in range(params.shape[-1])]
+    log_l, log_s = x[..., 0], x[..., 1]
+    if form == "power_ratio":
+        return np.asarray(p[0] * np.exp(-p[1] * (log_l - log_s)) + p[2])
+    if form == "log_ratio":
+        return np.asarray(p[0] + p[1] * (log_l - log_s))
+    if form == "log_sizes":
+        return np.asarray(p[0] + p[1] * log_l + p[2] * log_s)
+    return np.asarray(np.broadcast_to(p[0], log_l.shape))
+
+
 class DropFits:
     """Laws fitted to one table of pairs (x [n, 2], y [n]) and to it without each set of up to `depth`
     pairs, one batch per law (a left-out pair weighs 0): leave-one-out, and the nested leave-one-out that
@@ -291,12 +305,11 @@ class DropFits:
         i = self._row[tuple(sorted(drop))]
         return np.asarray(params[i]), bool(defined[i]), float(cond[i])
 
-    def fits(self, form: str, drops: Sequence[tuple[int, ...]]) -> tuple[FloatArray, BoolArray]:
-        """The law's params [m, k] on the table without each set of pairs in `drops`, and whether each
-        subset pins it down [m] (`fit`'s, row by row)."""
-        params, defined, _ = self._fits[form]
+    def fits(self, form: str, drops: Sequence[tuple[int, ...]]) -> tuple[FloatArray, BoolArray, FloatArray]:
+        """`fit` of each set of pairs in `drops`, as arrays: params [m, k], defined [m], condition [m]."""
+        params, defined, cond = self._fits[form]
         rows = [self._row[tuple(sorted(drop))] for drop in drops]
-        return params[rows], defined[rows]
+        return params[rows], defined[rows], cond[rows]
 
     def extra_fits(self) -> FloatArray:
         """The power law's fits [E, 4] = (γ, α, β, weighted SSE) to the `extra` weight rows."""

@@ -25,14 +25,13 @@ from analytics.law_choice import (
     SPAN_SHARE,
     CofFit,
     CofPrediction,
-    Coverage,
     LawFit,
     TooFewPairs,
     fit_cof,
-    loo_coverage,
     pairs_table,
     subset_fits,
 )
+from analytics.law_coverage import Coverage, loo_coverage
 from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit
 from analytics.pairs import pair_points
 from analytics.source import AnalyticsError, Filters, Source
