@@ -71,11 +71,11 @@ def pairs_in_scope(source: Source, filters: Filters) -> PairScope:
             sums[2] += mismatches
     points = [_pair_row(key, *sums) for key, sums in pooled.items()]
     points.sort(key=lambda p: tuple(_nulls_last(p[c]) for c in PAIR_ORDER))
-    frame = pl.DataFrame({c: [p[c] for p in points] for c in SCHEMA}, schema=SCHEMA)
+    frame = pl.DataFrame([tuple(p.values()) for p in points], schema=SCHEMA, orient="row")
     runs = pl.DataFrame(
-        {"setup": [r[1] for r in rows], "identity": [r[2] for r in rows], "settings": [r[13] for r in rows]},
-        schema={"setup": pl.Utf8, "identity": pl.Utf8, "settings": pl.Utf8},
-    )
+        [(r[1], r[2], r[13]) for r in rows], schema=dict.fromkeys(("setup", "identity", "settings"), pl.Utf8),
+        orient="row",
+    )  # fmt: skip
     return PairScope(frame, runs)
 
 
@@ -85,7 +85,8 @@ def _pair_row(key: Sequence[Any], runs: int, tokens: int, mismatches: int) -> di
     row = dict(zip(_GROUP, key, strict=True))
     ratio = float(row["llm_params"]) / float(row["slm_params"])
     cof = float(mismatches) / float(tokens) if tokens else None
-    return {**row, "param_ratio": ratio, "runs": runs, "tokens": tokens, "mismatches": mismatches, "cof": cof}
+    row |= {"param_ratio": ratio, "runs": runs, "tokens": tokens, "mismatches": mismatches, "cof": cof}
+    return {c: row[c] for c in SCHEMA}  # in the view's column order
 
 
 def _nulls_last(value: Any) -> tuple[bool, Any]:

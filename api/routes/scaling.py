@@ -22,7 +22,7 @@ from analytics.scaling import (
     predict_cof,
 )
 from analytics.source import scoped, setting_labels
-from api.convert import clean, dump, public_model, records
+from api.convert import clean, dump, public_model
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
 from api.formats import aggregate_router
@@ -167,7 +167,7 @@ def get_scaling(
         "dataset": dataset,
         "router": router,
         "bootstrap": bootstrap,
-        "points": records(points),
+        "points": clean(points.to_dicts()),  # as `records` makes them, without its frame operation
         "fits": fits,
     }
 
