@@ -139,8 +139,8 @@ def _fit_weights(log_r: FloatArray, bootstrap: int, seed: int) -> FloatArray:
     then how often each resample draws each point (resamples with under three distinct ratios dropped)."""
     n = log_r.size
     idx = np.random.default_rng(seed).integers(0, n, size=(bootstrap, n))
-    counts = np.zeros((bootstrap, n))
-    np.add.at(counts, (np.arange(bootstrap).repeat(n), idx.ravel()), 1.0)
+    flat = (np.arange(bootstrap)[:, None] * n + idx).ravel()  # each draw's cell of [B, n]
+    counts = np.bincount(flat, minlength=bootstrap * n).reshape(bootstrap, n).astype(float)
     drawn = np.sort(np.where(counts > 0, log_r[None, :], np.nan), axis=1)
     distinct = 1 + (np.diff(drawn, axis=1) > 0).sum(axis=1)  # NaN (not drawn) never differs
     return np.concatenate([np.ones((1, n)), counts[distinct >= MIN_RATIOS]])
