@@ -492,7 +492,7 @@ def _nested_fits(
 ) -> list[dict[int, LawFit]]:
     """Per law, its checked fit (no bootstrap) to each table i = the pairs `at[i]` (pair i left out) that
     allows it and where every pair can be left out in turn: `_fit_law`'s numbers, row by row."""
-    n, m = at.shape
+    m = at.shape[1]
     skips = _why_skip(xs)
     out = []
     for law in LAWS.values():
