@@ -357,7 +357,8 @@ def _early_share(
         "test": [TEST_LABEL] * count,
     }
     schema = {**scope.schema, **EARLY.polars()}
-    return pl.DataFrame({c: data[c] for c in schema}, schema=schema)
+    rows = list(zip(*(data[c] for c in schema), strict=True))  # by row: a third of building 22 columns
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _group_of(runs: Mapping[int, int], of_run: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
