@@ -15,12 +15,13 @@ zoo's first token, whose answer always opens the same way) is named in `fixed_st
 is given again with those steps left out of both the window and the sample (`*_without_fixed`).
 
 Reading, exact for every window: the runs in scope with their per-decile and first-step counts
-(`position_sums`, `histogram_sums`) in one query; each sample's tokens and mismatches in the window from
-`sample_sums`, whose columns count the first k tokens for k ≤ 16 and the first 5%, 10%, 20% and 25% on the
-0.001 rel_pos grid (`EARLY_WINDOWS`), or from a scan of `token_events` for any other window; where a group
-has fixed steps, each sample's tokens at them (and in the window) from `step_sums`, or from the events for a
-fraction off the grid. The interval replaced a 1,000-resample bootstrap by sample (O(resamples × samples):
-0.6 s for 4 groups of 10,000 samples); it agrees with one where samples are many (tests).
+(`position_sums`, `histogram_sums`) in one query, which also tell each group's fixed steps; then in one more
+each sample's tokens and mismatches in the window from `sample_sums`, whose columns count the first k tokens
+for k ≤ 16 and the first 5%, 10%, 20% and 25% on the 0.001 rel_pos grid (`EARLY_WINDOWS`), or from a scan of
+`token_events` for any other window, and where its group has fixed steps its tokens at them (and in the
+window) from `step_sums`, or from the events for a fraction off the grid. The interval replaced a
+1,000-resample bootstrap by sample (O(resamples × samples): 0.6 s for 4 groups of 10,000 samples); it agrees
+with one where samples are many (tests).
 """
 
 from __future__ import annotations
