@@ -49,16 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = ApiSettings(**overrides)
     except ValidationError as exc:
+        flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
         for err in exc.errors():
-            name = "FSGEN_" + "_".join(str(p) for p in err["loc"]).upper()
+            field = "_".join(str(p) for p in err["loc"])
+            name = flags[field] if field in overrides else f"FSGEN_{field.upper()}"
             print(f"error: {name}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
         return 2
-    db = Database(
-        settings.warehouse,
-        settings.query_timeout_ms,
-        ingest=settings.ingest,
-        memory_limit=settings.memory_limit,
-    )
+    db = Database.of(settings)
     try:  # opened here and kept: a collector cannot take the file between a probe and the server's start
         _connect(db, settings.startup_wait_s)
     except WarehouseLocked as exc:

@@ -75,12 +75,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
     """Build the app; nothing is opened until the first request (or startup under uvicorn), unless the
     entry point passes the Database it opened (so no collector can take the file in between)."""
-    db = db or Database(
-        settings.warehouse,
-        settings.query_timeout_ms,
-        ingest=settings.ingest,
-        memory_limit=settings.memory_limit,
-    )
+    db = db or Database.of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -21,6 +21,7 @@ from analytics.scaling import TooFewPoints
 from analytics.source import AnalyticsError
 from api.cache import ResultCache
 from api.errors import ApiError
+from api.settings import ApiSettings
 from warehouse.db import (
     WarehouseError,
     WarehouseInvalidated,
@@ -69,16 +70,33 @@ class Database:
     """
 
     def __init__(
-        self, path: Path, timeout_ms: int, ingest: bool = False, memory_limit: str | None = None
+        self,
+        path: Path,
+        timeout_ms: int,
+        ingest: bool = False,
+        memory_limit: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = path
         self.memory_limit = memory_limit
+        self.threads = threads  # per query; None: DuckDB's default (every core)
         self.timeout_ms = timeout_ms
         self.ingest = ingest
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self.problem: WarehouseError | None = None  # damage or invalidation met; /health reports it
         self._last_reopen = 0.0
+
+    @classmethod
+    def of(cls, settings: ApiSettings) -> Database:
+        """The database a server with these settings reads."""
+        return cls(
+            settings.warehouse,
+            settings.query_timeout_ms,
+            ingest=settings.ingest,
+            memory_limit=settings.memory_limit,
+            threads=settings.duckdb_threads(),
+        )
 
     def connect(self, wait_s: float = 0.0) -> None:
         """Open on first use; refuses a missing file or one whose schema is behind head.
@@ -124,6 +142,8 @@ class Database:
         config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
+        if self.threads:
+            config["threads"] = self.threads
         return config
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from api.db import Database
 from api.settings import ApiSettings
 from tests.api.conftest import api_server
 
@@ -36,7 +37,7 @@ def test_python_m_api_refuses_a_missing_file(tmp_path: Path) -> None:
     ("name", "value"),
     [("FSGEN_CACHE_SIZE", "-1"), ("FSGEN_INGEST_INTERVAL_S", "nan"), ("FSGEN_INGEST_INTERVAL_S", "0"),
      ("FSGEN_MAX_ROWS", "0"), ("FSGEN_QUERY_TIMEOUT_MS", "-5"), ("FSGEN_HEADER_TIMEOUT_S", "inf"),
-     ("FSGEN_KEEP_ALIVE_S", "0"), ("FSGEN_PORT", "70000")],
+     ("FSGEN_KEEP_ALIVE_S", "0"), ("FSGEN_PORT", "70000"), ("FSGEN_QUERY_THREADS", "-1")],
 )  # fmt: skip
 def test_settings_out_of_range_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
@@ -58,3 +59,28 @@ def test_python_m_api_names_a_bad_setting(tmp_path: Path) -> None:
         )
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert f"error: {name}={value!r}" in out.stderr and words in out.stderr
+    # A flag's bad value is named by the flag.
+    out = subprocess.run(
+        [sys.executable, "-m", "api", "--warehouse", str(tmp_path / "x.duckdb"), "--port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "FSGEN" not in out.stderr
+    assert out.stderr.startswith("error: --port=70000: ")
+
+
+def test_each_query_gets_its_share_of_the_cores(served_warehouse: Path) -> None:
+    cores = os.cpu_count() or 1
+    for settings, threads in (
+        (ApiSettings(warehouse=served_warehouse, worker_threads=4), max(1, cores // 4)),
+        (ApiSettings(warehouse=served_warehouse, worker_threads=1), cores),
+        (ApiSettings(warehouse=served_warehouse, query_threads=3), 3),
+    ):
+        db = Database.of(settings)
+        cur = db.cursor()
+        try:
+            assert cur.execute("SELECT current_setting('threads')").fetchall() == [(threads,)]
+        finally:
+            cur.close()
+            db.close()
