@@ -123,7 +123,7 @@ class Database:
             check_warehouse_file(self.path)
             try:
                 with named_damage(self.path):
-                    con = duckdb.connect(str(self.path), read_only=not self.ingest, config=self._config())
+                    con = duckdb.connect(str(self.path), read_only=not self.ingest, config=self.config())
             except duckdb.IOException as exc:
                 if not is_lock_error(exc):
                     raise
@@ -138,7 +138,8 @@ class Database:
                 check.close()
             self._con = con
 
-    def _config(self) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
+        """The DuckDB configuration the file is opened with (DuckDB allows one per file in a process)."""
         config: dict[str, Any] = {"enable_external_access": False, "lock_configuration": True}
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit

@@ -26,6 +26,7 @@ from analytics.scaling import fit_pairs, predict_cof
 from analytics.speculative import speculative_runs
 from analytics.summary import format_headline, headline
 from api.app import create_app
+from api.db import Database
 from api.routes.events import sample_chunks
 from api.settings import ApiSettings
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
@@ -44,7 +45,7 @@ async def rich(rich_warehouse: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 def same_file(path: Path) -> duckdb.DuckDBPyConnection:
     """The file opened as the read-only app opens it (DuckDB allows one configuration per file)."""
-    config = {"enable_external_access": False, "lock_configuration": True}
+    config = Database.of(ApiSettings(warehouse=path, ingest=False)).config()
     return duckdb.connect(str(path), read_only=True, config=config)
 
 
