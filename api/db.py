@@ -95,7 +95,7 @@ class Database:
             settings.query_timeout_ms,
             ingest=settings.ingest,
             memory_limit=settings.memory_limit,
-            threads=settings.duckdb_threads(),
+            threads=settings.query_threads or None,
         )
 
     def connect(self, wait_s: float = 0.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field
@@ -37,14 +36,9 @@ class ApiSettings(BaseSettings):
     )
     # FSGEN_WORKER_THREADS: requests computed at once (cached answers don't count)
     worker_threads: int = Field(default=4, ge=1, le=256)
-    # FSGEN_QUERY_THREADS: DuckDB threads per query; 0: the cores shared out among the worker threads
+    # FSGEN_QUERY_THREADS: DuckDB threads per query; 0: DuckDB's default (every core). On two cores, 1 and 2
+    # served 16 clients alike (bench/RESULTS.md)
     query_threads: int = Field(default=0, ge=0, le=1024)
-
-    def duckdb_threads(self) -> int:
-        """DuckDB threads per query: `query_threads`, else the machine's cores over the requests computed at
-        once (at least one). Requests overlap: on two cores with four workers, two threads per query only
-        make four queries take turns on the cores and the GIL."""
-        return self.query_threads or max(1, (os.cpu_count() or 1) // self.worker_threads)
 
     cache_size: int = Field(
         default=256, ge=0
