@@ -234,20 +234,12 @@ def fit_rows(
 
 def values(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
     """Each row's law at points x [m, 2] (or [B, m, 2]): params [B, k] -> [B, m]."""
-    p = [params[:, i, None] for i in range(params.shape[1])]
-    log_l, log_s = x[..., 0], x[..., 1]
-    if form == "power_ratio":
-        return np.asarray(p[0] * np.exp(-p[1] * (log_l - log_s)) + p[2])
-    if form == "log_ratio":
-        return np.asarray(p[0] + p[1] * (log_l - log_s))
-    if form == "log_sizes":
-        return np.asarray(p[0] + p[1] * log_l + p[2] * log_s)
-    return np.asarray(np.broadcast_to(p[0], (params.shape[0], x.shape[-2])))
+    return pointwise(form, params[:, None, :], x)
 
 
 def pointwise(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
-    """Each point's own law: params [..., k] at x [..., 2] -> [...] (`values`' arithmetic, point by point:
-    `values(form, params, x)` row i at point j equals `pointwise` of params[i] at x[j])."""
+    """Each point's own law: params [..., k] at x [..., 2] -> [...], broadcast against each other (the one
+    place the laws' formulas are written; `values` is its rows-by-points case)."""
     p = [params[..., i] for i in range(params.shape[-1])]
     log_l, log_s = x[..., 0], x[..., 1]
     if form == "power_ratio":
@@ -256,7 +248,7 @@ def pointwise(form: str, params: FloatArray, x: FloatArray) -> FloatArray:
         return np.asarray(p[0] + p[1] * (log_l - log_s))
     if form == "log_sizes":
         return np.asarray(p[0] + p[1] * log_l + p[2] * log_s)
-    return np.asarray(np.broadcast_to(p[0], log_l.shape))
+    return np.asarray(np.broadcast_to(p[0], np.broadcast_shapes(p[0].shape, log_l.shape)))
 
 
 class DropFits:
