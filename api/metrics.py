@@ -3,6 +3,7 @@
 fsgen_http_requests_total{route, method, status}     requests answered, by route template
 fsgen_http_request_duration_seconds{route}            latency histogram, by route template
 fsgen_cache_hits_total / fsgen_cache_misses_total     the results cache
+fsgen_cache_shared_total                              requests given the answer of an identical one in flight
 fsgen_staged_shards                                   shards staged next to the warehouse, not yet in it
 fsgen_ingested_shards_total / fsgen_ingested_events_total   moved in by this server's ingester
 fsgen_ingest_failures_total{kind}                     failed ingest passes and quarantined shards
