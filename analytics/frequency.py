@@ -29,8 +29,8 @@ from analytics.source import (
     Filters,
     Source,
     check_group_by,
-    connect,
     group_select,
+    query_arrays,
     run_column_dtype,
     runs_where,
 )
@@ -158,8 +158,7 @@ def collaboration_frequency(
     effect, and the mean over samples with its t interval (see the module docstring)."""
     cols = check_group_by(group_by)
     sql, params = sample_stats_sql(cols, filters)
-    with connect(source) as con:  # execute() plans the statement once; sql() binds, then plans again (2 ms)
-        found = con.execute(sql, params).fetchnumpy()
+    found = query_arrays(source, sql, params)
     sums = pl.DataFrame([_series(name, values) for name, values in found.items()])
     return OUTPUT.select(with_intervals(sums.cast({c: run_column_dtype(c) for c in cols}), confidence), cols)
 

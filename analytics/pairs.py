@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from analytics.source import Filters, Source, connect, query, runs_in_scope, runs_where
+from analytics.source import Filters, Source, query, query_rows, runs_in_scope, runs_where
 
 # The columns a pair's runs share, by which `pair_cof` keeps runs apart (its rows' key).
 PAIR_KEYS = ("experiment", "identity", "llm", "slm", "method", "router", "dataset")
@@ -60,8 +60,7 @@ def pairs_in_scope(source: Source, filters: Filters) -> PairScope:
     if not set(filters) <= WHOLE_ROWS:
         raise ValueError(f"pairs_in_scope takes filters on whole pairs only ({sorted(WHOLE_ROWS)})")
     where, params = runs_where(filters)
-    with connect(source) as con:
-        rows = con.execute(f"{RUN_ROWS} {where}", params).fetchall()
+    rows = query_rows(source, f"{RUN_ROWS} {where}", params)
     pooled: dict[tuple[Any, ...], list[int]] = {}
     for *key, status, tokens, mismatches, _ in rows:
         if status == "complete" and key[5] is not None and key[6] is not None:  # pair_cof's WHERE and JOIN

@@ -102,8 +102,7 @@ def run_rows(source: Source, group_by: Sequence[str], filters: Filters | None) -
                   WHERE feature = 'step' AND cell BETWEEN 0 AND {FIXED_STEPS - 1}
               ) c ON c.run_id = r.run_id
               {where}"""
-    with connect(source) as con:  # execute() plans the statement once; sql() binds, then plans again (2 ms)
-        return dict(con.execute(sql, params).fetchnumpy())
+    return query_arrays(source, sql, params)
 
 
 IntArray = npt.NDArray[np.int64]

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from analytics.frames import Col, FrameSchema
-from analytics.source import AnalyticsError, Source, connect, query, table_columns
+from analytics.source import AnalyticsError, Source, connect, query, query_rows, table_columns
 from analytics.speculative import oracle_trace, replay_cycles
 
 KEYS = ("engine", "model", "draft", "k")
@@ -70,8 +70,8 @@ def _where(
 def _frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], schema: dict[str, pl.DataType]
 ) -> pl.DataFrame:
-    """A few rows of one statement (`execute`: planned once, not twice as `sql` plans)."""
-    return pl.DataFrame(con.execute(sql, params).fetchall(), schema=schema, orient="row")
+    """A few rows of one statement."""
+    return pl.DataFrame(query_rows(con, sql, params), schema=schema, orient="row")
 
 
 def _summary(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> pl.DataFrame:

@@ -31,6 +31,7 @@ from analytics.source import (
     check_group_by,
     connect,
     query,
+    query_rows,
     run_column_dtype,
     runs_where,
     table_columns,
@@ -114,30 +115,31 @@ class Cycles:
 
 def _cycles(con: duckdb.DuckDBPyConnection, filters: Filters | None, cols: Sequence[str] = ()) -> Cycles:
     """The runs in scope (one query), then their cycles by (drafted, accepted) and their samples' sums in
-    one more: the run ids as values let DuckDB skip the row groups of other runs. `execute`, not `sql`:
-    DuckDB plans a statement once, not twice (~1 ms a statement)."""
+    one more: the run ids as values let DuckDB skip the row groups of other runs."""
     where, params = runs_where(filters)
     keys = check_group_by(cols or ["run_id"])
     own = [*INPUT_NAMES, "cost_ratio"]
     more = [c for c in dict.fromkeys([*_SHOWN, *keys]) if c not in own]
-    found = con.execute(
+    found = query_rows(
+        con,
         f"""SELECT {RUN_INPUTS}, CAST(ms.params AS DOUBLE) / ml.params AS cost_ratio,
                    {", ".join(f'r."{c}"' for c in more)}
             FROM runs r LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm
             {where}""",
         params,
-    ).fetchall()
+    )
     scope = {row[len(own)]: dict(zip([*own, *more], row, strict=True)) for row in found}
     rows = []
     if scope:
         marks = ", ".join("?" for _ in scope)
-        rows = con.execute(
+        rows = query_rows(
+            con,
             f"""SELECT run_id, CAST(drafted AS BIGINT), CAST(accepted AS BIGINT), count(*), NULL::DOUBLE
                 FROM spec_cycles WHERE run_id IN ({marks}) GROUP BY run_id, drafted, accepted
                 UNION ALL
                 SELECT run_id, NULL, NULL, prompts, tokens FROM ({SAMPLE_SUMS.format(marks=marks)})""",
             [*scope, *scope],
-        ).fetchall()
+        )
     for run in scope.values():
         run["prompts"], run["tokens"] = 0, None
     counted = []

@@ -27,7 +27,7 @@ import polars as pl
 
 from analytics.costs import RunCosts, costs_from_rows, cycles_seconds, paired_from_rows
 from analytics.frames import Col, FrameSchema
-from analytics.source import Source, connect, table_columns
+from analytics.source import Source, connect, query_arrays, query_rows, table_columns
 
 PREDICTED = "predicted: the run's cycles × its pair's measured costs (the advisor's model, batch 1)"
 MEASURED = "measured: the run's decode over its own paired baseline (the LLM alone on the same prompts)"
@@ -67,12 +67,13 @@ def _marks(values: Sequence[object]) -> str:
 def _runs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Each run's `RUN_INPUTS`, prompts and tokens, in one query."""
     marks = _marks(run_ids)
-    rows = con.execute(
+    rows = query_rows(
+        con,
         f"""WITH s AS ({SAMPLE_SUMS.format(marks=marks)})
             SELECT r.run_id, {RUN_INPUTS}, coalesce(s.prompts, 0) AS prompts, s.tokens
             FROM runs r LEFT JOIN s ON s.run_id = r.run_id WHERE r.run_id IN ({marks})""",
         [*run_ids, *run_ids],
-    ).fetchall()
+    )
     names = ["run_id", *INPUT_NAMES, "prompts", "tokens"]
     return {int(row[0]): dict(zip(names, row, strict=True)) for row in rows}
 
@@ -92,11 +93,12 @@ def _costs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> _Costs:
     """Every run's batch-1 costs and the runs' decode and baseline rows in one query, then the runs with
     cycle costs (the candidates a pair's prediction picks from) in a second one, when there are any."""
     kinds = "('cycle', 'stop_cycle', 'prefill', 'llm_generate')"  # what `costs_from_rows` reads
-    costs = con.execute(
+    costs = query_rows(
+        con,
         f"""SELECT run_id, kind, tokens, batch_size, seconds FROM run_costs
             WHERE (batch_size = 1 AND kind IN {kinds}) OR run_id IN ({_marks(run_ids)})""",
         list(run_ids),
-    ).fetchall()
+    )
     rows: dict[int, list[tuple[str, int, float]]] = {}
     for run_id, kind, tokens, batch, seconds in costs:
         if batch == 1:
@@ -106,11 +108,12 @@ def _costs(con: duckdb.DuckDBPyConnection, run_ids: Sequence[int]) -> _Costs:
     candidates = [r for r, found in rows.items() if any(k == "cycle" for k, _, _ in found)]
     sources: dict[int, tuple[tuple[Any, ...], bool | None]] = {}
     if candidates:
-        found = con.execute(
+        found = query_rows(
+            con,
             f"""SELECT run_id, llm, slm, device, dtype, {_ORACLE}
                 FROM runs WHERE run_id IN ({_marks(candidates)})""",
             candidates,
-        ).fetchall()
+        )
         sources = {
             int(r): ((llm, slm, device, dtype), oracle) for r, llm, slm, device, dtype, oracle in found
         }
@@ -195,11 +198,12 @@ def run_speedups(
     with connect(source) as con:
         runs = _runs(con, run_ids)
         if drafted is None:
-            counted = con.execute(
+            counted = query_arrays(
+                con,
                 f"""SELECT run_id, CAST(drafted AS BIGINT) AS drafted, count(*) AS n FROM spec_cycles
                     WHERE run_id IN ({_marks(run_ids)}) GROUP BY ALL""",
                 list(run_ids),
-            ).fetchnumpy()
+            )
             drafted = drafted_counts(counted["run_id"], counted["drafted"], counted["n"])
         found = speedup_rows(con, runs, drafted)
     rows = [(rid, *found[rid]) for rid in sorted(found)]

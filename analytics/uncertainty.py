@@ -29,6 +29,7 @@ from analytics.source import (
     events_where,
     group_select,
     query,
+    query_arrays,
     run_column_dtype,
     runs_where,
 )
@@ -169,10 +170,9 @@ def fetch_grouped(
     hist: tuple[str, list[object]] | None,
     bins: bool,
 ) -> Grouped:
-    """Run `grouped_sql` (one statement; `execute` plans it once, where `sql()` plans twice: 2-3 ms)."""
+    """Run `grouped_sql` (one statement)."""
     sql, params = grouped_sql(group_by, filters, hist, bins)
-    with connect(source) as con:
-        return Grouped(con.execute(sql, params).fetchnumpy(), group_by)
+    return Grouped(query_arrays(source, sql, params), group_by)
 
 
 def rank_sums(grouped: Grouped, predictors: Sequence[str], exact: bool) -> dict[str, npt.NDArray[Any]]:
