@@ -15,10 +15,10 @@ from analytics.positions import INTERVAL_LABEL, early_share
 from analytics.scaling import GroupFit, fit_groups, fits_frame, pair_points
 from analytics.source import (
     BASELINE,
-    LATEST_EXPERIMENT,
     Filters,
     Source,
     connect,
+    latest_experiment,
     query,
     runs_where,
     scoped,
@@ -223,7 +223,7 @@ def headline(source: Source, experiment: str | None = None) -> Headline:
     scope = scoped(None, experiment)
     paper = {**scope, **PAPER_FILTERS}
     with connect(source) as con:
-        name = experiment or _latest(con)
+        name = experiment or latest_experiment(con)
         runs = run_table(con, scope)
         points = pair_points(con, router="always", filters=scope)
         fits = fit_groups(points, bootstrap=HEADLINE_BOOTSTRAP)
@@ -287,12 +287,6 @@ def speedup_section(spec: pl.DataFrame) -> tuple[str, str]:
     note = f"\n- runs {', '.join(map(str, missing))}: {NO_BASELINE}" if missing else ""
     title = f"Speculative speed-up ({PREDICTED}; {MEASURED}; {FLOP_MODEL})"
     return title, table_or_note(spec.select(SPEEDUP_COLUMNS), "no speculative runs") + note
-
-
-def _latest(source: Source) -> str | None:
-    """The most recent experiment (the default scope's), None in an empty warehouse."""
-    found = query(source, f"SELECT {LATEST_EXPERIMENT} AS e")
-    return None if found.height == 0 else found["e"][0]
 
 
 def readable(frame: pl.DataFrame) -> pl.DataFrame:

@@ -83,6 +83,7 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
         # and delay the event loop (and every cached answer) behind them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         db.connect(wait_s=settings.startup_wait_s)
+        versions.load(db.cursor)
         ingester = BackgroundIngester(
             db.cursor, settings.warehouse, settings.ingest_interval_s, versions, on_error=db.note
         )

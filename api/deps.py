@@ -56,7 +56,8 @@ CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
 
 async def get_analyst(request: Request, cur: CursorDep) -> Analyst:
     """This request's door onto analytics (its cursor, the app's results cache)."""
-    return Analyst(cur, request.app.state.cache)
+    versions = request.app.state.versions
+    return Analyst(cur, request.app.state.cache, lambda: versions.latest)
 
 
 async def require_token(

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 
 import duckdb
 
+from analytics.source import LATEST_EXPERIMENT
 from api.params import run_filters
 
 # The query parameters that select runs (one definition: the shared filter dependency's own parameters).
@@ -76,6 +77,7 @@ class _State:
     generation: int  # every write, and every failed pass: the version of "every run"
     writes: Mapping[int, int] = field(default_factory=dict)  # run_id -> writes to it so far
     runs: Mapping[int, Mapping[str, str]] | None = None  # run_id -> its runs row as text; None: not loaded
+    latest: str | None = None  # the default scope's experiment (`LATEST_EXPERIMENT`), read with `runs`
 
 
 class DataVersions:
@@ -102,7 +104,13 @@ class DataVersions:
             counts = dict(old.writes)
             for run_id in runs:
                 counts[run_id] = counts.get(run_id, 0) + 1
-            self._state = _State(old.generation + writes, counts, _load_runs(cursor))
+            self._state = _State(old.generation + writes, counts, *_load_runs(cursor))
+
+    def load(self, cursor: Callable[[], duckdb.DuckDBPyConnection]) -> None:
+        """Read the runs now (at startup: a read-only server's data never change, so it is read once)."""
+        with self._lock:
+            old = self._state
+            self._state = _State(old.generation, old.writes, *_load_runs(cursor))
 
     def failed(self) -> None:
         """A failed pass may have written any run: every answer is new."""
@@ -110,11 +118,17 @@ class DataVersions:
             old = self._state
             self._state = _State(old.generation + 1, {k: v + 1 for k, v in old.writes.items()}, None)
 
+    @property
+    def latest(self) -> str | None:
+        """The most recent experiment as of the last pass (None: not read yet, or no run in scope); an
+        analysis run after taking a version reads data at least as new as the version names."""
+        return self._state.latest
+
     def version(self, reads: Reads) -> Hashable:
         """The version of the data `reads` selects: the selected runs and their write counts."""
         state = self._state
         if state.runs is not None and ("experiment", (LATEST,)) in reads:
-            latest = ("experiment", (latest_experiment(state.runs),))
+            latest = ("experiment", (state.latest or "",))
             reads = tuple(latest if r == ("experiment", (LATEST,)) else r for r in reads)
         if not reads or state.runs is None:
             return ("all", state.generation)
@@ -150,24 +164,19 @@ def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | N
     return selected  # None: only narrowing filters, so every run
 
 
-def latest_experiment(runs: Mapping[int, Mapping[str, str]]) -> str:
-    """The experiment analyses read when none is named (`analytics.source.LATEST_EXPERIMENT`): that of the
-    newest run not excluded."""
-    kept = [
-        (r.get("created_at", ""), i, r.get("experiment", ""))
-        for i, r in runs.items()
-        if r.get("excluded") != "True"
-    ]
-    return max(kept)[2] if kept else ""
-
-
-def _load_runs(cursor: Callable[[], duckdb.DuckDBPyConnection]) -> dict[int, dict[str, str]]:
+def _load_runs(
+    cursor: Callable[[], duckdb.DuckDBPyConnection],
+) -> tuple[dict[int, dict[str, str]], str | None]:
+    """The runs rows as text, and the most recent experiment, read in one transaction."""
     cur = cursor()
     try:
+        cur.begin()
         result = cur.execute("SELECT * FROM runs")
         names = [d[0] for d in result.description]
         rows = result.fetchall()
+        (latest,) = cur.execute(f"SELECT {LATEST_EXPERIMENT}").fetchall()[0]
+        cur.rollback()
     finally:
         cur.close()
     key = names.index("run_id")
-    return {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}
+    return {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}, latest

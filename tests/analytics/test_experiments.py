@@ -27,7 +27,7 @@ from analytics.pairs import PAIR_KEYS, PAIR_ORDER, WHOLE_ROWS, pairs_in_scope
 from analytics.positions import early_share, position_profile
 from analytics.report import ReportOptions, write_report
 from analytics.scaling import fit_groups, fits_frame, pair_points
-from analytics.source import runs_in_scope, runs_where
+from analytics.source import latest_experiment, latest_experiment_is, runs_in_scope, runs_where
 from analytics.speculative import acceptance_by_position, speculative_runs
 from analytics.summary import format_headline, headline
 from analytics.uncertainty import entropy_histogram, mismatch_by_entropy_bin, mismatch_predictors
@@ -237,3 +237,49 @@ def test_pair_points_equal_one_query_with_the_scope_as_exists(base: Path, tmp_pa
                     cols = ["setup", "identity", "settings"]
                     runs = runs_in_scope(con, scope, cols)
                     assert_frame_equal(pooled.runs.sort(cols), runs.sort(cols))
+
+
+def default_frames(con: duckdb.DuckDBPyConnection, scope: dict[str, Any]) -> dict[str, pl.DataFrame]:
+    """Answers of the doors that take filters, in `scope` (empty: the default, the most recent experiment)."""
+    return {
+        "cof": collaboration_frequency(con, ["method"], filters=scope),
+        "positions": position_profile(con, filters=scope),
+        "predictors": mismatch_predictors(con, ["method"], filters=scope),
+        "speculative": speculative_runs(con, filters=scope),
+        "points": pair_points(con, filters=scope),
+    }
+
+
+def test_a_known_latest_experiment_reads_what_the_sub_select_reads(base: Path, tmp_path: Path) -> None:
+    with copy_of(base, tmp_path) as path:
+        add_elsewhere(path, config("L", "S"), [5, 8, 3], excluded=False)  # experiment b, now the most recent
+        add_elsewhere(path, config(method="speculative", draft_k=3), [6, 4], excluded=False)
+        with duckdb.connect(str(path), read_only=True) as con:
+            assert latest_experiment(con) == "b"
+            default = default_frames(con, {})
+            with latest_experiment_is("b"):
+                known = default_frames(con, {})
+                assert latest_experiment(con) == "b"
+            named = {e: default_frames(con, {"experiment": e}) for e in (A, "b")}
+            with latest_experiment_is(A):  # the value given is the one read, not the sub-select's
+                told_a = default_frames(con, {})
+        api = api_default_answers(path)
+    for name, want in named["b"].items():
+        assert_frame_equal(default[name], want), name
+        assert_frame_equal(known[name], want), name
+        assert_frame_equal(told_a[name], named[A][name]), name
+    assert not named[A]["cof"].equals(named["b"]["cof"])
+    assert api["default"] == api["b"] and api["default"] != api[A]
+
+
+def api_default_answers(path: Path) -> dict[str, Any]:
+    """The API's aggregate routes with no experiment named, and naming each one."""
+    app = create_app(ApiSettings(warehouse=path, cache_size=0, ingest=False))
+    try:
+        with TestClient(app) as client:
+            return {
+                name: {r: client.get(r, params=params).json() for r in ROUTES}
+                for name, params in (("default", {}), (A, {"experiment": A}), ("b", {"experiment": "b"}))
+            }
+    finally:
+        app.state.db.close()
