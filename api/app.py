@@ -85,7 +85,12 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
         db.connect(wait_s=settings.startup_wait_s)
         versions.load(db.cursor)
         ingester = BackgroundIngester(
-            db.cursor, settings.warehouse, settings.ingest_interval_s, versions, on_error=db.note
+            db.cursor,
+            settings.warehouse,
+            settings.ingest_interval_s,
+            versions,
+            on_error=db.note,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
         )
         if settings.ingest:
             ingester.start()

@@ -25,6 +25,9 @@ class ApiSettings(BaseSettings):
     max_rows: int = Field(default=1000, ge=1)  # hard cap on any page
     ingest: bool = True  # hold the file and ingest staged shards in the background (else read-only)
     ingest_interval_s: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    # FSGEN_CHECKPOINT_INTERVAL_S: while shards keep landing, the write-ahead log is folded into the file at
+    # most this often (a CHECKPOINT costs most of a pass on a large file); 0: after every pass
+    checkpoint_interval_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     # a collector holds the file for its short ingests: startup waits this long for it before giving up
     startup_wait_s: float = Field(default=10.0, ge=0, allow_inf_nan=False)
     # a request's headers must arrive within this

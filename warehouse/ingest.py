@@ -378,9 +378,15 @@ def _since(before: IngestReport, after: IngestReport) -> IngestReport:
 
 
 def ingest_pending(
-    con: duckdb.DuckDBPyConnection, warehouse: Path, *, root: Path | None = None, remove: bool = True
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
+    *,
+    root: Path | None = None,
+    remove: bool = True,
+    checkpoint: bool = True,
 ) -> IngestReport:
-    """Ingest everything staged next to `warehouse` (or under `root`) through a read-write connection."""
+    """Ingest everything staged next to `warehouse` (or under `root`) through a read-write connection;
+    with `checkpoint` the write-ahead log is folded into the file after it (else see `fold_log`)."""
     root = staging_dir(warehouse) if root is None else root
     if not root.exists():
         return IngestReport()
@@ -391,14 +397,26 @@ def ingest_pending(
     try:
         for run_dir in staged_run_dirs(root):
             ingest_run_dir(con, run_dir, done, remove=remove)
-        if done.report.shards:
-            con.execute("CHECKPOINT")
     except duckdb.Error as exc:
         failure = ingest_failure(exc, warehouse, done.report)
         if failure is None:
             raise
         raise failure from exc
+    if done.report.shards and checkpoint:
+        fold_log(con, warehouse, done.report)
     return done.report
+
+
+def fold_log(con: duckdb.DuckDBPyConnection, warehouse: Path, committed: IngestReport) -> None:
+    """Fold the write-ahead log into the file (CHECKPOINT); `committed`: what the log holds, for the message
+    of a full disk. Until then the log alone holds those commits, and DuckDB replays it on the next open."""
+    try:
+        con.execute("CHECKPOINT")
+    except duckdb.Error as exc:
+        failure = ingest_failure(exc, warehouse, committed)
+        if failure is None:
+            raise
+        raise failure from exc
 
 
 DISK_FULL_TEXT = ("no space left on device", "file too large", "disk quota exceeded")
@@ -423,10 +441,10 @@ def ingest_failure(exc: duckdb.Error, warehouse: Path, committed: IngestReport) 
     if "checkpoint" in full.lower():
         wal = f"{warehouse.name}.wal"
         return WarehouseError(
-            f"the disk holding {warehouse} is full ({full}): every shard committed ({committed.shards} in "
-            f"this pass) is in the write-ahead log {wal} and left staging, but folding the log into the "
-            f"file (CHECKPOINT) failed and DuckDB closed the file; nothing is lost while {wal} is kept, and "
-            f"the other shards stay staged. {again} (it replays the log first)"
+            f"the disk holding {warehouse} is full ({full}): every shard committed ({committed.shards} "
+            f"since the last checkpoint) is in the write-ahead log {wal} and left staging, but folding the "
+            f"log into the file (CHECKPOINT) failed and DuckDB closed the file; nothing is lost while {wal} "
+            f"is kept, and the other shards stay staged. {again} (it replays the log first)"
         )
     return WarehouseError(
         f"the disk holding {warehouse} is full ({full}): the transaction in progress was not committed, so "

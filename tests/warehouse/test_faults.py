@@ -238,7 +238,10 @@ def test_a_checkpoint_that_fills_the_disk_says_the_commit_reached_the_log(
     capsys.readouterr()
     assert warehouse_main(["ingest", "--warehouse", str(path)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "is full" in err and "every shard committed (2 in this pass) is in the write-ahead log" in err
+    assert (
+        "is full" in err
+        and "every shard committed (2 since the last checkpoint) is in the write-ahead log" in err
+    )
     assert "(CHECKPOINT) failed" in err and "nothing is lost while fsgen.duckdb.wal is kept" in err
     assert not list(staging_dir(path).glob("*/batch-*"))  # committed, so removed: as the message says
     (small_disk / "filler").unlink()
@@ -324,3 +327,45 @@ def test_a_value_that_does_not_fit_is_quarantined_with_the_reason(warehouse_path
     report = try_ingest(warehouse_path)
     assert report is not None and report.shards == 0
     assert "values that do not fit int32" in report.quarantined[0].reason
+
+
+KILLED_BEFORE_CHECKPOINT = """
+import os, sys
+from pathlib import Path
+import duckdb
+from api.ingester import BackgroundIngester
+path = Path(sys.argv[1])
+ingester = BackgroundIngester(duckdb.connect(str(path)).cursor, path, 0.01, checkpoint_interval_s=3600)
+report = ingester.ingest_once()
+print(report.shards, path.with_name(path.name + ".wal").stat().st_size, flush=True)
+os._exit(0)  # killed: no checkpoint, no close
+"""
+
+
+def test_the_server_folds_the_log_when_due_and_a_kill_before_it_loses_nothing(warehouse_path: Path) -> None:
+    wal = warehouse_path.with_name(warehouse_path.name + ".wal")
+    _stage(warehouse_path, "run-kill", shards=3)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_CHECKPOINT, str(warehouse_path)],
+        cwd=root, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    shards, wal_bytes = map(int, done.stdout.split())
+    assert shards == 3 and wal_bytes > 0  # committed into the log only, and the staged shards removed
+    assert not list(staging_dir(warehouse_path).glob("*/batch-*"))
+    assert _runs(warehouse_path)["run-kill"] == ("complete", 30, None)  # the log replayed on opening
+    _stage(warehouse_path, "run-later", shards=2)
+    con = duckdb.connect(str(warehouse_path))
+    try:
+        wal_size = lambda: wal.stat().st_size if wal.exists() else 0  # noqa: E731
+        con.execute("CHECKPOINT")
+        ingester = BackgroundIngester(con.cursor, warehouse_path, 0.01, checkpoint_interval_s=3600)
+        assert ingester.ingest_once().shards == 2 and wal_size() > 0  # not due: still in the log
+        ingester.stop()  # never started; stopping folds the log in
+        assert wal_size() == 0
+        _stage(warehouse_path, "run-every-pass", shards=1)
+        every = BackgroundIngester(con.cursor, warehouse_path, 0.01)  # interval 0: after each pass
+        assert every.ingest_once().shards == 1 and wal_size() == 0
+    finally:
+        con.close()
+    assert _runs(warehouse_path)["run-later"] == ("complete", 20, None)
