@@ -95,17 +95,25 @@ def _alpha_grid(bounds: tuple[float, float]) -> FloatArray:
 
 
 def _grid_bracket(
-    neg_log_r: FloatArray, w: FloatArray, sw: FloatArray, yc: FloatArray, bounds: tuple[float, float]
+    neg_log_r: FloatArray,
+    w: FloatArray,
+    sw: FloatArray,
+    yc: FloatArray,
+    bounds: tuple[float, float],
+    unit: bool,
 ) -> tuple[FloatArray, FloatArray]:
     """The grid cell around the best α of each row: (lo, hi), each [B]. The weighted sums at every grid
     point are products of [B, n] and [G, n] (the points are shared), with z centred per grid point against
-    cancellation; einsum, not BLAS, whose threads only queue on a busy machine."""
+    cancellation; einsum, not BLAS, whose threads only queue on a busy machine. `unit`: every weight is 1,
+    so the sums of w alone are alike in every row: made for one row (einsum sums a row alike in any batch)
+    and broadcast, two of the three [B, G, n] products saved."""
     grid = _alpha_grid(bounds)
     z = np.exp(grid[:, None] * neg_log_r[None, :])  # [G, n]
     z = z - z.mean(axis=1, keepdims=True)
-    wy = w * yc
-    sz = np.einsum("bn,gn->bg", w, z)
-    szz = np.einsum("bn,gn->bg", w, z * z) - sz * sz / sw[:, None]
+    wy = yc if unit else w * yc
+    w_rows, sw_rows = (w[:1], sw[:1]) if unit else (w, sw)
+    sz = np.einsum("bn,gn->bg", w_rows, z)
+    szz = np.einsum("bn,gn->bg", w_rows, z * z) - sz * sz / sw_rows[:, None]
     szy = np.einsum("bn,gn->bg", wy, z)  # Σw·yc = 0, so no correction
     syy = (wy * yc).sum(axis=1)[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -131,7 +139,7 @@ def power_fit(
     sw = w.sum(axis=1)
     ybar = (w * y).sum(axis=1) / sw
     yc = y - ybar[:, None]
-    lo, hi = _grid_bracket(neg_log_r, w, sw, yc, bounds)
+    lo, hi = _grid_bracket(neg_log_r, w, sw, yc, bounds, unit)
     profile = _Profile(neg_log_r, w, sw, yc, unit)
 
     def sse_at(alpha: FloatArray) -> FloatArray:

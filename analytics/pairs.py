@@ -29,16 +29,21 @@ COLUMNS = ", ".join(SCHEMA)
 # scope's experiment and baselines): with only these the scope applies to the view itself, since each of
 # its rows holds complete runs not excluded, which match them exactly when the row does.
 WHOLE_ROWS = frozenset((*PAIR_KEYS, "setup", "baseline"))
-# Per run in scope: what `pair_cof` groups by (the key, setup and the two sizes), what it pools (the run's
+# Per run in scope: what `pair_cof` groups by (the key, setup and the two models), what it pools (the run's
 # status and its `run_cof` sums: run_sums', 0 where a run has none yet; joined here directly, a millisecond
-# less to plan than through the view) and its settings (for `setting_labels`).
+# less to plan than through the view) and its settings (for `setting_labels`); then, in the same statement,
+# every model's size (the models table is a few rows: read whole, the two joins by name it replaces cost
+# DuckDB about a millisecond more to plan than they save). `kind` tells the two parts apart.
 _GROUP = ("experiment", "setup", "identity", "llm", "slm", "llm_params", "slm_params", "method", "router",
           "dataset")  # fmt: skip
 RUN_ROWS = (
-    "SELECT r.experiment, r.setup, r.identity, r.llm, r.slm, ml.params, ms.params, r.method, r.router, "
-    "r.dataset, r.status, coalesce(a.tokens, 0), coalesce(a.mismatches, 0), r.settings "
-    "FROM runs r LEFT JOIN run_sums a ON a.run_id = r.run_id "
-    "LEFT JOIN models ml ON ml.name = r.llm LEFT JOIN models ms ON ms.name = r.slm"
+    "SELECT 'run' AS kind, r.experiment, r.setup, r.identity, r.llm, r.slm, r.method, r.router, r.dataset, "
+    "r.status, coalesce(a.tokens, 0), coalesce(a.mismatches, 0), r.settings, NULL::BIGINT AS params "
+    "FROM runs r LEFT JOIN run_sums a ON a.run_id = r.run_id"
+)
+MODEL_ROWS = (
+    "SELECT 'model', NULL, NULL, NULL, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, params "
+    "FROM models"
 )
 
 
@@ -60,21 +65,24 @@ def pairs_in_scope(source: Source, filters: Filters) -> PairScope:
     if not set(filters) <= WHOLE_ROWS:
         raise ValueError(f"pairs_in_scope takes filters on whole pairs only ({sorted(WHOLE_ROWS)})")
     where, params = runs_where(filters)
-    rows = query_rows(source, f"{RUN_ROWS} {where}", params)
+    rows = query_rows(source, f"{RUN_ROWS} {where} UNION ALL {MODEL_ROWS}", params)
+    sizes = {r[4]: r[13] for r in rows if r[0] == "model"}
+    in_scope = [r[1:13] for r in rows if r[0] == "run"]
     pooled: dict[tuple[Any, ...], list[int]] = {}
-    for *key, status, tokens, mismatches, _ in rows:
-        if status == "complete" and key[5] is not None and key[6] is not None:  # pair_cof's WHERE and JOIN
-            sums = pooled.setdefault(tuple(key), [0, 0, 0])
+    for *names, status, tokens, mismatches, _ in in_scope:  # names: _GROUP without the sizes
+        llm_params, slm_params = sizes.get(names[3]), sizes.get(names[4])
+        if status == "complete" and llm_params is not None and slm_params is not None:  # pair_cof's WHERE
+            sums = pooled.setdefault((*names[:5], llm_params, slm_params, *names[5:]), [0, 0, 0])
             sums[0] += 1
             sums[1] += tokens
             sums[2] += mismatches
     points = [_pair_row(key, *sums) for key, sums in pooled.items()]
     points.sort(key=lambda p: tuple(_nulls_last(p[c]) for c in PAIR_ORDER))
     frame = pl.DataFrame([tuple(p.values()) for p in points], schema=SCHEMA, orient="row")
+    labelled = [(r[1], r[2], r[11]) for r in in_scope]
     runs = pl.DataFrame(
-        [(r[1], r[2], r[13]) for r in rows], schema=dict.fromkeys(("setup", "identity", "settings"), pl.Utf8),
-        orient="row",
-    )  # fmt: skip
+        labelled, schema=dict.fromkeys(("setup", "identity", "settings"), pl.Utf8), orient="row"
+    )
     return PairScope(frame, runs)
 
 

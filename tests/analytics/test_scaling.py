@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analytics.laws import power_fit
 from analytics.scaling import (
     TooFewPoints,
     fit_cof,
@@ -169,6 +170,18 @@ def test_the_batched_bootstrap_equals_each_resample_fitted_alone() -> None:
     assert fit.ci is not None and fit.ci.alpha == pytest.approx(
         tuple(np.quantile(fit.draws[:, 1], [0.025, 0.975])), rel=1e-12
     )
+
+
+def test_unit_weights_fit_as_weights_of_one() -> None:
+    # Without weights (a residual bootstrap's rows) the grid's sums of w are made once for every row; each
+    # row's fit must equal, bit for bit, the one weighted by 1s (the grid summed row by row).
+    rng = np.random.default_rng(13)
+    for n in (3, 7, 25):
+        log_r = np.log(np.geomspace(1.5, 900, n))
+        y = 0.2 * np.exp(-0.4 * log_r) + 0.05 + rng.normal(0, 0.01, (40, n))
+        y[0] = 0.1  # flat: every grid point ties
+        y[1] = 0.3 - 0.02 * log_r  # the log law: α at its lower bound
+        assert np.array_equal(power_fit(log_r, y), power_fit(log_r, y, np.ones_like(y)), equal_nan=True)
 
 
 def test_batched_leave_one_out_equals_each_subset_fitted_alone() -> None:
