@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from warehouse.summaries import EARLY_COLUMNS
+from warehouse.summaries import EARLY_COLUMNS, MOMENT_FLOATS, MOMENT_SUMS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -295,6 +295,22 @@ class StepSum(Base):
     cell: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger)
     mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class WindowMoment(Base):
+    """The early-share test's sums over one run's samples for one early window (warehouse/summaries.py:
+    samples; tokens n, mismatches m and those in the window e, em; the product of each two, `n_m` = Σ n·m;
+    d = em − m·e/n and d²)."""
+
+    __tablename__ = "window_moments"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    window_name: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+# Its sums (one definition: warehouse.summaries), integers but d and d².
+for _column in MOMENT_SUMS:
+    setattr(WindowMoment, _column, mapped_column(Double if _column in MOMENT_FLOATS else BigInteger, nullable=False))
 
 
 # Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).

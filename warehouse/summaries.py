@@ -2,7 +2,8 @@
 
 `router_sums` (migration 0011) holds what router replay needs: tokens and replay mismatches per router
 kind and cell of its feature's exact grid (see `router_cell_sql`). Migration 0012 gave `sample_sums` a
-column pair per early window (`EARLY_WINDOWS`) and added `step_sums`: what the early-share test needs.
+column pair per early window (`EARLY_WINDOWS`) and added `step_sums`: what the early-share test needs;
+migration 0013 added `window_moments`, the test's sums per run and window (`MOMENT_SUMS`).
 
 Ingest adds a shard's sums in the shard's own transaction (upserts that add), so together with the ingest
 ledger they stay equal to an aggregation of `token_events` from scratch; `rebuild` recomputes them from
@@ -63,6 +64,24 @@ EARLY_WINDOWS: dict[str, str] = {
 EARLY_COLUMNS: tuple[str, ...] = tuple(
     f"{what}_{w}" for w in EARLY_WINDOWS for what in ("tokens", "mismatches")
 )
+
+
+# `window_moments`: per run and early window, the early-share test's sums over the run's samples
+# (analytics/window_stats.py): their count, the sums of n, m, e, em (a sample's tokens, mismatches, and those
+# in the window), of the product of each two of them (a group's Σψ² is a quadratic form of these, exact in
+# integers) and of d = em − m·e/n and d². A group's test is then a few sums over its runs' rows instead of one
+# over its samples'.
+MOMENT_VALUES: dict[str, str] = {
+    "n": "tokens",
+    "m": "mismatches",
+    "e": "early_tokens",
+    "em": "early_mismatches",
+}
+MOMENT_PRODUCTS: tuple[str, ...] = tuple(
+    f"{a}_{b}" for i, a in enumerate(MOMENT_VALUES) for b in list(MOMENT_VALUES)[i:]
+)
+MOMENT_FLOATS = ("d", "d_d")  # the score test's sums: not integers
+MOMENT_SUMS: tuple[str, ...] = ("samples", *MOMENT_VALUES.values(), *MOMENT_PRODUCTS, *MOMENT_FLOATS)
 
 
 def router_cell_sql(rule: ThresholdRule) -> str:
@@ -164,6 +183,37 @@ def _sample_select() -> str:
     return f"SELECT run_id, sample_id, {COUNTS}, {windows} FROM {{src}} GROUP BY run_id, sample_id"
 
 
+def _moments_select() -> str:
+    """Per run and window, what a batch of events adds to `window_moments`: for each sample it touches,
+    f(its `sample_sums` row now) − f(its row before the batch). A product of a sample's totals does not add
+    over batches as the events' counts do, so the row before is taken off (its row now less the batch's own
+    sums; none for a new sample). Reads `sample_sums` after the batch was added to it; over all the events
+    at once it is f of every sample."""
+    sums = ("tokens", "consulted", "mismatches", *EARLY_COLUMNS)
+    before = ", ".join(f"s.{c} - b.{c} AS {c}" for c in sums)
+    on = ", ".join(f"(tokens_{w}, mismatches_{w}) AS {w}" for w in EARLY_WINDOWS)
+    values = list(MOMENT_VALUES.values())
+    names = {v: k for k, v in MOMENT_VALUES.items()}
+    products = ", ".join(
+        f"sum(sign * {a} * {b}) AS {names[a]}_{names[b]}" for i, a in enumerate(values) for b in values[i:]
+    )
+    rate = "CASE WHEN tokens > 0 THEN early_tokens / tokens ELSE 0 END"  # e/n in DOUBLE, as NumPy's
+    return f"""WITH batch AS ({_sample_select()}),
+        touched AS (
+            SELECT 1 AS sign, s.* FROM sample_sums s SEMI JOIN batch b USING (run_id, sample_id)
+            UNION ALL BY NAME
+            SELECT -1 AS sign, s.run_id, s.sample_id, {before}
+            FROM sample_sums s JOIN batch b USING (run_id, sample_id) WHERE s.tokens > b.tokens
+        ),
+        per_window AS (
+            SELECT *, early_mismatches - mismatches * {rate} AS d
+            FROM (UNPIVOT touched ON {on} INTO NAME window_name VALUE early_tokens, early_mismatches)
+        )
+        SELECT run_id, window_name, sum(sign) AS samples, {", ".join(f"sum(sign * {v}) AS {v}" for v in values)},
+               {products}, sum(sign * d) AS d, sum(sign * d * d) AS d_d
+        FROM per_window GROUP BY run_id, window_name"""
+
+
 TABLES: tuple[SummaryTable, ...] = (
     SummaryTable(
         "run_sums",
@@ -178,6 +228,8 @@ TABLES: tuple[SummaryTable, ...] = (
         _sample_select(),
         new_keys=True,
     ),
+    # After sample_sums: its select reads the rows the batch just added to.
+    SummaryTable("window_moments", ("run_id", "window_name"), MOMENT_SUMS, _moments_select()),
     SummaryTable(
         "position_sums",
         ("run_id", "bin"),
