@@ -310,7 +310,8 @@ class WindowMoment(Base):
 
 # Its sums (one definition: warehouse.summaries), integers but d and d².
 for _column in MOMENT_SUMS:
-    setattr(WindowMoment, _column, mapped_column(Double if _column in MOMENT_FLOATS else BigInteger, nullable=False))
+    _type = Double if _column in MOMENT_FLOATS else BigInteger
+    setattr(WindowMoment, _column, mapped_column(_type, nullable=False))
 
 
 # Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).

@@ -197,6 +197,7 @@ def _moments_select() -> str:
     products = ", ".join(
         f"sum(sign * {a} * {b}) AS {names[a]}_{names[b]}" for i, a in enumerate(values) for b in values[i:]
     )
+    totals = ", ".join(f"sum(sign * {v}) AS {v}" for v in values)
     rate = "CASE WHEN tokens > 0 THEN early_tokens / tokens ELSE 0 END"  # e/n in DOUBLE, as NumPy's
     return f"""WITH batch AS ({_sample_select()}),
         touched AS (
@@ -209,7 +210,7 @@ def _moments_select() -> str:
             SELECT *, early_mismatches - mismatches * {rate} AS d
             FROM (UNPIVOT touched ON {on} INTO NAME window_name VALUE early_tokens, early_mismatches)
         )
-        SELECT run_id, window_name, sum(sign) AS samples, {", ".join(f"sum(sign * {v}) AS {v}" for v in values)},
+        SELECT run_id, window_name, sum(sign) AS samples, {totals},
                {products}, sum(sign * d) AS d, sum(sign * d * d) AS d_d
         FROM per_window GROUP BY run_id, window_name"""
 

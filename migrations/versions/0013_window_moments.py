@@ -24,11 +24,12 @@ WINDOWS = [*(f"step_lt_{k}" for k in range(1, 17)), *(f"cell_lt_{c}" for c in (5
 VALUES = {"n": "tokens", "m": "mismatches", "e": "early_tokens", "em": "early_mismatches"}
 PAIRS = [(a, b) for i, a in enumerate(VALUES) for b in list(VALUES)[i:]]
 ON = ", ".join(f"(tokens_{w}, mismatches_{w}) AS {w}" for w in WINDOWS)
+RATE = "CASE WHEN tokens > 0 THEN early_tokens / tokens ELSE 0 END"
 BACKFILL = f"""
     SELECT run_id, window_name, count(*) AS samples, {", ".join(f"sum({v}) AS {v}" for v in VALUES.values())},
            {", ".join(f"sum({VALUES[a]} * {VALUES[b]}) AS {a}_{b}" for a, b in PAIRS)},
            sum(d) AS d, sum(d * d) AS d_d
-    FROM (SELECT *, early_mismatches - mismatches * CASE WHEN tokens > 0 THEN early_tokens / tokens ELSE 0 END AS d
+    FROM (SELECT *, early_mismatches - mismatches * {RATE} AS d
           FROM (UNPIVOT sample_sums ON {ON} INTO NAME window_name VALUE early_tokens, early_mismatches))
     GROUP BY run_id, window_name"""
 

@@ -88,8 +88,10 @@ def approx(tables: dict[str, list[tuple[object, ...]]]) -> dict[str, list[tuple[
     """Floats (window_moments' sums of d and d²) as equal to rounding: a batch adds its samples' share in an
     order of its own."""
     return {
-        name: [tuple(pytest.approx(v, rel=1e-12, abs=1e-9) if isinstance(v, float) else v for v in row)
-               for row in rows]  # fmt: skip
+        name: [
+            tuple(pytest.approx(v, rel=1e-12, abs=1e-9) if isinstance(v, float) else v for v in row)
+            for row in rows
+        ]  # fmt: skip
         for name, rows in tables.items()
     }
 
