@@ -7,16 +7,21 @@ four columns 0.1 ms.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import combinations_with_replacement
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import special
 
+from warehouse.summaries import MOMENT_FLOATS, MOMENT_SUMS, MOMENT_VALUES
+
 Alternative = Literal["two-sided", "greater", "less"]
 CONFIDENCE = 0.95
 FloatArray = npt.NDArray[np.float64]
-SAMPLE_COLUMNS = ("tokens", "mismatches", "early_tokens", "early_mismatches")  # of `sample_windows` rows
+SAMPLE_COLUMNS = tuple(MOMENT_VALUES.values())  # n, m, e, em: of `sample_windows` rows
 Columns = tuple[FloatArray, FloatArray, FloatArray, FloatArray]  # per sample: n, m, e, em (SAMPLE_COLUMNS)
 
 
@@ -36,6 +41,21 @@ def _nullable(values: FloatArray, valid: npt.NDArray[np.bool_]) -> list[float | 
     return [float(v) if ok else None for v, ok in zip(values, valid, strict=True)]
 
 
+Sum = npt.NDArray[Any]  # per group (np.bincount's sums: float64)
+
+
+@dataclass(frozen=True)
+class Sums:
+    """Per group: its samples k, the sums of n, m, e, em (`x`), of d = em − m·e/n (`d`) and d² (`dd`), and
+    Σψ² (`psi`), each sample's influence on log enrichment squared (analytics/positions.py's docstring)."""
+
+    k: Sum
+    x: tuple[Sum, Sum, Sum, Sum]
+    d: Sum
+    dd: Sum
+    psi: Sum
+
+
 def window_stats(
     x: Columns, groups: npt.NDArray[np.int64], count: int, alternative: Alternative
 ) -> dict[str, list[float | None]]:
@@ -44,15 +64,56 @@ def window_stats(
     (analytics/positions.py's docstring); None where undefined."""
     k = np.bincount(groups, minlength=count).astype(np.float64)
     n, m, e, em = (np.bincount(groups, c, minlength=count) for c in x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = x[3] - x[1] * np.where(x[0] > 0, x[2] / x[0], 0.0)
+        psi = x[3] / em[groups] - x[1] / m[groups] - x[2] / e[groups] + x[0] / n[groups]
+    sums = (np.bincount(groups, v, minlength=count) for v in (d, d * d, psi * psi))
+    return stats(Sums(k, (n, m, e, em), *sums), alternative)
+
+
+def moment_stats(
+    rows: Mapping[str, npt.NDArray[Any]], groups: npt.NDArray[np.int64], count: int, alternative: Alternative
+) -> dict[str, list[float | None]]:
+    """`window_stats` of groups of runs from their `window_moments` rows (`groups`: each row's group): the
+    same sums, and Σψ² as the quadratic form of each group's centred products, whose numerators
+    k·Σab − Σa·Σb are exact integers (so that samples all alike give 0, as their ψ do)."""
+    total = {c: int_sums(rows[c], groups, count) for c in MOMENT_SUMS if c not in MOMENT_FLOATS}
+    k = total["samples"]
+    names = list(MOMENT_VALUES)
+    sign = (1, -1, -1, 1)  # ψ = n/N − m/M − e/E + em/EM
+    sums = [total[MOMENT_VALUES[a]] for a in names]
+    psi = np.zeros(count)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, j in combinations_with_replacement(range(len(names)), 2):
+            centred = k * total[f"{names[i]}_{names[j]}"] - sums[i] * sums[j]  # k² × covariance, exact
+            weight = (1 if i == j else 2) * sign[i] * sign[j]
+            psi += weight * _floats(centred) / (_floats(k) * _floats(sums[i]) * _floats(sums[j]))
+    psi = np.maximum(psi, 0.0)  # a rounding below 0 where the samples are (nearly) alike
+    d, dd = (np.bincount(groups, rows[c], minlength=count) for c in MOMENT_FLOATS)
+    n, m, e, em = (_floats(v) for v in sums)
+    return stats(Sums(_floats(k), (n, m, e, em), d, dd, psi), alternative)
+
+
+def int_sums(values: npt.NDArray[Any], groups: npt.NDArray[np.int64], count: int) -> npt.NDArray[Any]:
+    """Sums of integer values by group, exact (Python integers: products of sums pass 2**63)."""
+    out = np.zeros(count, dtype=object)
+    np.add.at(out, groups, values.astype(object))
+    return out
+
+
+def _floats(values: npt.NDArray[Any]) -> FloatArray:
+    return values.astype(np.float64)
+
+
+def stats(sums: Sums, alternative: Alternative) -> dict[str, list[float | None]]:
+    """The `STATS` of each group from its `Sums`; None where undefined."""
+    k, (n, m, e, em), dd = sums.k, sums.x, sums.dd
     df = np.maximum(k - 1, 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         base = e / n
         enrich = (em / m) / base
-        d = x[3] - x[1] * np.where(x[0] > 0, x[2] / x[0], 0.0)
-        dd = np.bincount(groups, d * d, minlength=count)
-        p = _p_values(np.bincount(groups, d, minlength=count) / np.sqrt(dd), df, alternative)
-        psi = x[3] / em[groups] - x[1] / m[groups] - x[2] / e[groups] + x[0] / n[groups]
-        se = np.sqrt(k / (k - 1) * np.bincount(groups, psi * psi, minlength=count))
+        p = _p_values(sums.d / np.sqrt(dd), df, alternative)
+        se = np.sqrt(k / (k - 1) * sums.psi)
         half = special.stdtrit(df, (1 + CONFIDENCE) / 2) * se  # t(df).ppf
     has_enrich = (n > 0) & (e > 0) & (m > 0)
     has_interval = has_enrich & (em > 0) & (k >= 2)
