@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import uuid
 from dataclasses import replace
+from itertools import combinations_with_replacement
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +22,7 @@ from warehouse.catalogue import EVENT_SCHEMA, arrow_table
 from warehouse.db import duckdb_connection
 from warehouse.ingest import ensure_run, ingest_group, ingest_pending, insert_batch
 from warehouse.migrate import downgrade, upgrade
+from warehouse.runs import delete_runs
 from warehouse.settings import staging_dir
 from warehouse.staging import (
     EVENTS_FILE,
@@ -29,7 +32,7 @@ from warehouse.staging import (
     read_arrow,
     read_manifest,
 )
-from warehouse.summaries import TABLES
+from warehouse.summaries import EARLY_WINDOWS, TABLES
 
 # Values on and around the bins' edges (entropy bins of 0.5 nats, the open last bin, grid cells; the
 # router grid's 1/512 nat, and 1/4096 of probability below).
@@ -238,3 +241,66 @@ def test_a_sample_split_over_two_shards_adds_up(warehouse_path: Path) -> None:
         ingest_pending(con, warehouse_path)
         assert con.execute("SELECT count(*), sum(tokens) FROM sample_sums").fetchall() == [(2, 32)]
     check(warehouse_path)
+
+
+def _moments_counted(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str], dict[str, object]]:
+    """`window_moments` counted here from token_events, sample by sample (the windows' conditions written
+    anew from their names: `step_lt_k` is step < k, `cell_lt_c` is floor(rel_pos · 1000) < c)."""
+    events = con.sql("SELECT run_id, sample_id, step, rel_pos, mismatch FROM token_events").pl()
+    names = {"n": "tokens", "m": "mismatches", "e": "early_tokens", "em": "early_mismatches"}
+    out = {}
+    for window in EARLY_WINDOWS:
+        kind, bound = window.split("_lt_")
+        at = pl.col("step") if kind == "step" else (pl.col("rel_pos").cast(pl.Float64) * 1000).floor()
+        early = at < int(bound)
+        per = events.group_by("run_id", "sample_id").agg(
+            n=pl.len(), m=pl.col("mismatch").sum(), e=early.sum(), em=(early & pl.col("mismatch")).sum()
+        )
+        for (run,), part in per.group_by("run_id"):
+            x = {c: part[c].to_numpy().astype(np.int64) for c in names}
+            d = x["em"] - x["m"] * (x["e"] / x["n"])
+            products = {
+                f"{a}_{b}": int((x[a] * x[b]).sum()) for a, b in combinations_with_replacement(names, 2)
+            }
+            sums = {names[c]: int(v.sum()) for c, v in x.items()}
+            out[(int(run), window)] = {
+                "samples": part.height,
+                **sums,
+                **products,
+                "d": d.sum(),
+                "d_d": (d * d).sum(),
+            }
+    return out
+
+
+def _moments_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str], dict[str, object]]:
+    rows = con.sql("SELECT * FROM window_moments").pl()
+    return {(r.pop("run_id"), r.pop("window_name")): r for r in rows.iter_rows(named=True)}
+
+
+def test_window_moments_equal_the_samples_counted_from_events(warehouse_path: Path) -> None:
+    """Samples split over two ingests, then a run deleted, then `rebuild-summaries`: the stored moments stay
+    those of the samples the events hold."""
+    rng = np.random.default_rng(9)
+    later = []
+    for name in ("a", "b"):
+        writer = StagingWriter(staging_dir(warehouse_path), name)
+        writer.write_manifest(manifest(name))
+        events = batch_events(rng, 0, [int(n) for n in rng.integers(1, 40, 6)])
+        early = pa.compute.less(events["step"], 9)
+        writer.write_batch(0, synthetic_samples(range(6)), events.filter(early))
+        later.append((writer, events.filter(pa.compute.invert(early))))
+    with duckdb_connection(warehouse_path) as con:
+        ingest_pending(con, warehouse_path)
+        for writer, rest in later:  # the samples' later steps, in a later ingest
+            writer.write_batch(6, synthetic_samples(range(0)), rest)
+        ingest_pending(con, warehouse_path)
+        stages = [_moments_stored(con), _moments_counted(con)]
+        delete_runs(con, [con.execute("SELECT max(run_id) FROM runs").fetchall()[0][0]])
+        stages += [_moments_stored(con), _moments_counted(con)]
+    assert warehouse_main(["--warehouse", str(warehouse_path), "rebuild-summaries"]) == 0
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        stages += [_moments_stored(con), _moments_counted(con)]
+    for got, want in zip(stages[::2], stages[1::2], strict=True):
+        assert got == {k: {c: pytest.approx(v, rel=1e-12) for c, v in row.items()} for k, row in want.items()}
+    assert len(stages[0]) == 2 * len(EARLY_WINDOWS) and len(stages[2]) == len(EARLY_WINDOWS)
