@@ -347,21 +347,22 @@ def _early_share(
     con: duckdb.DuckDBPyConnection, scope: Scope, window: Window, alternative: Alternative, from_events: bool
 ) -> pl.DataFrame:
     """`early_share` of the runs of a `Scope`: from their `window_moments` rows where the summaries count the
-    window, with the samples of groups that have fixed steps read for the test without them; else (and for
-    one run, whose samples DuckDB reads as fast as its 18 moments) from every sample's row."""
+    window and no group has fixed steps (the test without them needs its samples' tokens at those steps),
+    else from every sample's row (so too for one run: DuckDB reads its samples as fast as its 18 moments)."""
     fixed = _fixed(scope)
     count = len(scope.keys)
-    if window.served is None or from_events or len(scope.runs) < MOMENTS_FROM_RUNS:
-        columns = _sample_columns(con, scope, scope.runs, fixed, window, from_events)
-        rows = _rows(*columns, fixed, alternative)
+    if window.served is None or from_events or any(fixed) or len(scope.runs) < MOMENTS_FROM_RUNS:
+        pairs = [(r, s) for r, g in scope.runs.items() for s in fixed[g]]
+        samples = sample_windows(con, list(scope.runs), window, pairs, from_events=from_events)
+        of = _group_of(scope.runs, samples["of_run"])
+        x: Columns = tuple(samples[c].astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
+        y = (x[0] - samples["at"], x[1], x[2] - samples["early_at"], x[3]) if pairs else x
+        rows = _rows(x, y, of, fixed, alternative)
     else:
         moments = window_moments(con, scope.runs.keys(), window.served)
         of = _group_of(scope.runs, moments["of_run"])
         counts = {c: [int(v) for v in int_sums(moments[c], of, count)] for c in ("samples", *SAMPLE_COLUMNS)}
-        runs = {r: g for r, g in scope.runs.items() if fixed[g]}  # their samples: the test without them
-        _, y, of_sample = _sample_columns(con, scope, runs, fixed, window, False)
-        left = _without_fixed(y, of_sample, fixed, alternative)
-        rows = _assembled(counts, moment_stats(moments, of, count, alternative), left, fixed, alternative)
+        rows = _assembled(counts, moment_stats(moments, of, count, alternative), {}, fixed, alternative)
     data = {
         **_key_columns(scope, range(count)),
         **rows,
@@ -369,29 +370,8 @@ def _early_share(
         "test": [TEST_LABEL] * count,
     }
     schema = {**scope.schema, **EARLY.polars()}
-    rows_ = list(zip(*(data[c] for c in schema), strict=True))  # by row: a third of building 22 columns
-    return pl.DataFrame(rows_, schema=schema, orient="row")
-
-
-def _sample_columns(
-    con: duckdb.DuckDBPyConnection,
-    scope: Scope,
-    runs: Mapping[int, int],
-    fixed: Sequence[list[int]],
-    window: Window,
-    from_events: bool,
-) -> tuple[Columns, Columns, npt.NDArray[np.int64]]:
-    """The samples of `runs` (run -> group): their columns x (n, m, e, em), y (the same less the tokens at
-    their group's fixed steps) and group."""
-    if not runs:
-        empty = np.zeros(0)
-        return (empty,) * 4, (empty,) * 4, np.zeros(0, dtype=np.int64)  # type: ignore[return-value]
-    pairs = [(r, s) for r, g in runs.items() for s in fixed[g]]
-    samples = sample_windows(con, list(runs), window, pairs, from_events=from_events)
-    of = _group_of(scope.runs, samples["of_run"])
-    x: Columns = tuple(samples[c].astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
-    y = (x[0] - samples["at"], x[1], x[2] - samples["early_at"], x[3]) if pairs else x
-    return x, y, of
+    by_row = list(zip(*(data[c] for c in schema), strict=True))  # by row: a third of building 22 columns
+    return pl.DataFrame(by_row, schema=schema, orient="row")
 
 
 def window_moments(source: Source, runs: Collection[int], window: str) -> dict[str, npt.NDArray[Any]]:

@@ -15,7 +15,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy import stats
 
-from analytics.positions import CONFIDENCE, FIXED_P, FIXED_STEPS, early_share
+from analytics.positions import CONFIDENCE, FIXED_P, FIXED_STEPS, early_share, early_window
 from bench.bench_ingest import manifest, synthetic_samples
 from tests.warehouse.test_summaries import batch_events
 from warehouse.db import duckdb_connection
@@ -137,3 +137,22 @@ def test_summary_rows_equal_an_independent_recomputation(
         want = _recompute(events.filter(pl.col("run_id") == row["run_id"]), k, fraction)
         for key, value in want.items():
             assert row[key] == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value), key
+
+
+@pytest.mark.parametrize(("k", "fraction"), [w for w in WINDOWS if early_window(*w).served])
+def test_runs_together_from_their_moments_equal_an_independent_recomputation(
+    ingested: Path, k: int | None, fraction: float | None
+) -> None:
+    """Both runs in one group (step 0 mismatches in run `free`: no fixed step), read from `window_moments`."""
+    with duckdb.connect(str(ingested), read_only=True) as con:
+        got = early_share(con, ["method"], k=k, fraction=fraction)
+        scanned = early_share(con, ["method"], k=k, fraction=fraction, from_events=True)
+        events = con.sql("SELECT * FROM token_events").pl()
+    assert_frame_equal(got, scanned, check_exact=False, rel_tol=1e-12)
+    assert got["fixed_steps"].to_list() == [[]]
+    samples = events.with_columns((pl.col("run_id") * 10_000 + pl.col("sample_id")).alias("sample_id"))
+    want = _recompute(samples, k, fraction)  # one sample id across the runs
+    for key, value in want.items():
+        assert got.row(0, named=True)[key] == (
+            pytest.approx(value, rel=1e-9) if isinstance(value, float) else value
+        ), key
