@@ -66,12 +66,18 @@ def feature_histogram(source: Source, run_id: int, router: str) -> pl.DataFrame:
     )
 
 
-def grid_histograms(source: Source, run_id: int, routers: Sequence[str]) -> dict[str, pl.DataFrame]:
-    """Per router, its grid cells of one run from `router_sums`, each as its edge value, sorted.
+# One router's grid of one run as arrays: each cell's edge value (sorted), tokens and replay mismatches.
+Grid = tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def grid_arrays(source: Source, run_id: int, routers: Sequence[str]) -> dict[str, Grid]:
+    """Per router, its grid cells of one run from `router_sums`, each as its edge value, sorted by it.
 
     A cell's `value` is c/cells: the lower edge of a floor cell (values ≥ it), the upper edge of a ceil
     cell (values ≤ it), so `replay_histogram` at any edge counts exactly the tokens the events would give.
-    Only the routers asked for are read (all: no filter, which DuckDB scans faster than an IN list).
+    Only the routers asked for are read (all: no filter, which DuckDB scans faster than an IN list). The
+    router comes back as its position among `routers` and the cells are sorted here: DuckDB's ORDER BY
+    and a text column cost ~3 ms of the ~11,000 rows of a 10M-event run, NumPy's split and sorts a tenth.
     """
     for r in routers:
         check_router(r)
@@ -79,21 +85,30 @@ def grid_histograms(source: Source, run_id: int, routers: Sequence[str]) -> dict
     marks = ", ".join("?" for _ in routers)
     rows = query_arrays(
         source,
-        f"""SELECT router, CAST(cell AS DOUBLE) AS cell, CAST(tokens AS BIGINT) AS tokens,
-                  CAST(replay_mismatches AS BIGINT) AS mismatches
-           FROM router_sums WHERE run_id = ? {f"AND router IN ({marks})" if asked else ""}
-           ORDER BY router, cell""",
-        [run_id, *(routers if asked else ())],
+        f"""SELECT list_position(?, router) AS code, cell, tokens, replay_mismatches AS mismatches
+           FROM router_sums WHERE run_id = ? {f"AND router IN ({marks})" if asked else ""}""",
+        [list(routers), run_id, *(routers if asked else ())],
     )
+    code = np.ma.filled(rows["code"], 0)  # 0: a router of the table not asked for
     out = {}
-    for r in routers:  # split in NumPy: a polars filter per router cost more than the query's rows
-        part = rows["router"] == r
-        value = rows["cell"][part] / vocabulary.THRESHOLD_RULES[r].cells
-        out[r] = pl.DataFrame(
-            {"value": value, "tokens": rows["tokens"][part], "mismatches": rows["mismatches"][part]},
-            schema={"value": pl.Float64, "tokens": pl.Int64, "mismatches": pl.Int64},
+    for i, r in enumerate(routers, start=1):
+        part = code == i
+        order = np.argsort(rows["cell"][part])  # (run, router, cell) is the table's key: no ties
+        value = rows["cell"][part][order] / vocabulary.THRESHOLD_RULES[r].cells
+        tokens, mismatches = (
+            np.asarray(rows[c][part][order], dtype=np.int64) for c in ("tokens", "mismatches")
         )
+        out[r] = (value, tokens, mismatches)
     return out
+
+
+def grid_histograms(source: Source, run_id: int, routers: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """`grid_arrays` as frames (value, tokens, mismatches)."""
+    schema = {"value": pl.Float64, "tokens": pl.Int64, "mismatches": pl.Int64}
+    return {
+        r: pl.DataFrame(dict(zip(schema, grid, strict=True)), schema=schema)
+        for r, grid in grid_arrays(source, run_id, routers).items()
+    }
 
 
 def on_grid(router: str, thresholds: npt.NDArray[np.float64]) -> bool:
@@ -110,10 +125,16 @@ def quantile_thresholds(
     The thresholds are values of the histogram, and the ends one `step` beyond them (a grid's cell width;
     None: the next float), so on a grid histogram every threshold is an edge.
     """
-    if hist.height == 0:
+    return _thresholds(hist["value"].to_numpy(), hist["tokens"].to_numpy(), n, step)
+
+
+def _thresholds(
+    values: npt.NDArray[np.float64], tokens: npt.NDArray[np.int64], n: int, step: float | None
+) -> npt.NDArray[np.float64]:
+    """`quantile_thresholds` of a histogram's columns."""
+    if values.size == 0:
         return np.empty(0)
-    values = hist["value"].to_numpy()
-    cum = np.cumsum(hist["tokens"].to_numpy())
+    cum = np.cumsum(tokens)
     targets = np.linspace(0, cum[-1], n + 2)[1:-1]
     picks = values[np.minimum(np.searchsorted(cum, targets), len(values) - 1)]
     lo, hi = values[0], values[-1]
@@ -125,11 +146,24 @@ def quantile_thresholds(
 
 def replay_histogram(hist: pl.DataFrame, router: str, thresholds: npt.ArrayLike) -> pl.DataFrame:
     """Replay one router over a feature histogram: consult rate, share of mismatches caught, precision."""
+    grid = (hist["value"].to_numpy(), hist["tokens"].to_numpy(), hist["mismatches"].to_numpy())
+    cols = _replay(grid, router, thresholds)
+    return pl.DataFrame(
+        {
+            "router": [router] * len(cols["threshold"]),
+            **cols,
+            "precision": pl.Series(cols["precision"], nan_to_null=True),  # null where nothing is consulted
+        }
+    )
+
+
+def _replay(grid: Grid, router: str, thresholds: npt.ArrayLike) -> dict[str, npt.NDArray[Any]]:
+    """`replay_histogram`'s columns (precision NaN where nothing is consulted) from a histogram's columns."""
     _, direction = check_router(router)
+    values, tok, mis = grid
     tau = np.sort(np.asarray(thresholds, dtype=float).ravel())
-    values = hist["value"].to_numpy()
-    cum_tok = np.concatenate([[0], np.cumsum(hist["tokens"].to_numpy())])
-    cum_mis = np.concatenate([[0], np.cumsum(hist["mismatches"].to_numpy())])
+    cum_tok = np.concatenate([[0], np.cumsum(tok)])
+    cum_mis = np.concatenate([[0], np.cumsum(mis)])
     if direction == "below":  # consult when value < τ
         idx = np.searchsorted(values, tau, side="left")
         consulted, caught = cum_tok[idx], cum_mis[idx]
@@ -140,24 +174,16 @@ def replay_histogram(hist: pl.DataFrame, router: str, thresholds: npt.ArrayLike)
     mismatches = np.full(len(tau), cum_mis[-1], dtype=np.int64)
     consulted, caught = consulted.astype(np.int64), caught.astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 is NaN, as polars divides
-        rates = {
-            "consult_rate": consulted / tokens,
-            "caught": caught / mismatches,
-            "precision": np.where(consulted > 0, caught / consulted, np.nan),  # NaN only where none is
-        }
-    return pl.DataFrame(
-        {
-            "router": [router] * len(tau),
+        return {
             "threshold": tau,
             "tokens": tokens,
             "consulted": consulted,
             "mismatches": mismatches,
             "caught_mismatches": caught,
-            "consult_rate": rates["consult_rate"],
-            "caught": rates["caught"],
-            "precision": pl.Series(rates["precision"], nan_to_null=True),  # null where nothing is consulted
+            "consult_rate": consulted / tokens,
+            "caught": caught / mismatches,
+            "precision": np.where(consulted > 0, caught / consulted, np.nan),  # NaN only where none is
         }
-    )
 
 
 def _run_exact(source: Source, run_id: int) -> bool:
@@ -207,12 +233,19 @@ def replay_all(
     return pl.concat([_replayed(hists[r], r, n_thresholds, run_id, exact) for r in kinds])
 
 
-def _fits(replayed: pl.DataFrame, budget: float) -> pl.DataFrame:
-    """Rows with consult rate ≤ budget, the most mismatches caught first, then the lowest consult rate
-    (ties keep the frame's order)."""
-    return replayed.filter(pl.col("consult_rate") <= budget).sort(
-        ["caught", "consult_rate"], descending=[True, False], maintain_order=True
-    )
+def best_row(
+    consult_rate: npt.NDArray[np.float64], caught: npt.NDArray[np.float64], budget: float
+) -> int | None:
+    """The row with consult rate ≤ budget that catches the most mismatches, then consults least, then comes
+    first (None if none fits). A NaN share caught (a run without mismatches) ranks above every number, as
+    polars sorts it; a NaN consult rate (no tokens) fits no budget."""
+    fits = np.flatnonzero(consult_rate <= budget)
+    if not fits.size:
+        return None
+    share = caught[fits]
+    nan = np.isnan(share)
+    top = fits[nan] if nan.any() else fits[share == share.max()]
+    return int(top[np.argmin(consult_rate[top])])  # the first of the lowest
 
 
 def _choice(row: dict[str, Any], budget: float) -> RouterChoice:
@@ -223,14 +256,47 @@ def _choice(row: dict[str, Any], budget: float) -> RouterChoice:
 
 def best_threshold(replayed: pl.DataFrame, budget: float) -> RouterChoice | None:
     """The row that catches the most mismatches with consult rate ≤ budget (None if none fits)."""
-    fits = _fits(replayed, budget)
-    return _choice(fits.row(0, named=True), budget) if fits.height else None
+    i = best_row(replayed["consult_rate"].to_numpy(), replayed["caught"].to_numpy(), budget)
+    return None if i is None else _choice(replayed.row(i, named=True), budget)
 
 
 def best_per_router(replayed: pl.DataFrame, budget: float) -> dict[str, RouterChoice]:
-    """`best_threshold` of each router that has a row within the budget (one sort, not one per router)."""
-    firsts = _fits(replayed, budget).unique("router", keep="first", maintain_order=True)
-    return {row["router"]: _choice(row, budget) for row in firsts.iter_rows(named=True)}
+    """`best_threshold` of each router that has a row within the budget."""
+    out = {}
+    for kind in replayed["router"].unique(maintain_order=True):
+        choice = best_threshold(replayed.filter(pl.col("router") == kind), budget)
+        if choice is not None:
+            out[kind] = choice
+    return out
+
+
+def best_routers(
+    source: Source, run_id: int, routers: Sequence[str], n_thresholds: int, budget: float
+) -> tuple[RouterChoice | None, dict[str, RouterChoice]]:
+    """`best_threshold` and `best_per_router` of `replay_all(source, run_id, routers, n_thresholds)`,
+    computed on its columns as arrays: no frame per router, no stacking, filtering or sorting of frames
+    (those cost more than the replay itself). The run is not checked (the caller has)."""
+    grids = grid_arrays(source, run_id, routers)
+    cols = [
+        _replay(grids[r], r, _thresholds(*grids[r][:2], n_thresholds, 1 / ROUTERS[r].cells)) for r in routers
+    ]
+    starts = np.cumsum([0, *(len(c["threshold"]) for c in cols)])  # each router's first row in the stack
+
+    def choice(row: int) -> RouterChoice:  # a row of the stacked columns
+        at = int(np.searchsorted(starts, row, side="right")) - 1
+        c, i = cols[at], row - int(starts[at])
+        precision = None if np.isnan(c["precision"][i]) else float(c["precision"][i])
+        threshold, rate, caught = (float(c[k][i]) for k in ("threshold", "consult_rate", "caught"))
+        return RouterChoice(routers[at], threshold, rate, caught, precision, budget)
+
+    per = {}
+    for at, r in enumerate(routers):
+        own = best_row(cols[at]["consult_rate"], cols[at]["caught"], budget)
+        if own is not None:
+            per[r] = choice(int(starts[at]) + own)
+    rates, caught = (np.concatenate([c[k] for c in cols]) for k in ("consult_rate", "caught"))
+    best = best_row(rates, caught, budget)
+    return (None if best is None else choice(best)), per
 
 
 def pareto_front(replayed: pl.DataFrame) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.cache import ResponseCacheMiddleware, ResultCache
 from api.db import Database
-from api.deps import require_token, strict_query
+from api.deps import known_experiment, require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
 from api.formats import CsvMiddleware
 from api.freshness import DataVersions
@@ -130,7 +130,7 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=[Depends(strict_query)])
     app.include_router(docs.router)
     docs.mount_assets(app)
-    guarded = [Depends(strict_query), Depends(require_token)]
+    guarded = [Depends(strict_query), Depends(require_token), Depends(known_experiment)]
     for router in V1_ROUTERS:
         app.include_router(router, dependencies=guarded)
     app.include_router(dashboard.router)

@@ -19,8 +19,10 @@ import duckdb
 from fastapi import Depends, Header, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
+from analytics.source import AnalyticsError, require_experiment
 from api.db import Analyst, Database
 from api.errors import ApiError
 from api.formats import split_commas
@@ -52,6 +54,28 @@ async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnectio
 
 
 CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+async def known_experiment(request: Request) -> None:
+    """A named experiment the warehouse does not hold is a 400 naming the ones it has (a typo would
+    otherwise read as an empty experiment). Checked against the runs as the server last read them; a name
+    not among them is looked up in the file (its first run may have landed since)."""
+    name = request.query_params.get("experiment")
+    if name is None or name in request.app.state.versions.experiments:
+        return
+    db: Database = request.app.state.db
+
+    def look_up() -> None:
+        cur = db.cursor()
+        try:
+            require_experiment(cur, name)
+        finally:
+            cur.close()
+
+    try:
+        await run_in_threadpool(look_up)
+    except AnalyticsError as exc:
+        raise ApiError(400, "unknown_experiment", str(exc)) from exc
 
 
 async def get_analyst(request: Request, cur: CursorDep) -> Analyst:

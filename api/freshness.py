@@ -78,6 +78,7 @@ class _State:
     writes: Mapping[int, int] = field(default_factory=dict)  # run_id -> writes to it so far
     runs: Mapping[int, Mapping[str, str]] | None = None  # run_id -> its runs row as text; None: not loaded
     latest: str | None = None  # the default scope's experiment (`LATEST_EXPERIMENT`), read with `runs`
+    experiments: frozenset[str] = frozenset()  # every experiment of `runs`
 
 
 class DataVersions:
@@ -117,6 +118,11 @@ class DataVersions:
         with self._lock:
             old = self._state
             self._state = _State(old.generation + 1, {k: v + 1 for k, v in old.writes.items()}, None)
+
+    @property
+    def experiments(self) -> frozenset[str]:
+        """The experiments of the runs as of the last pass (empty: not read yet)."""
+        return self._state.experiments
 
     @property
     def latest(self) -> str | None:
@@ -166,8 +172,8 @@ def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | N
 
 def _load_runs(
     cursor: Callable[[], duckdb.DuckDBPyConnection],
-) -> tuple[dict[int, dict[str, str]], str | None]:
-    """The runs rows as text, and the most recent experiment, read in one transaction."""
+) -> tuple[dict[int, dict[str, str]], str | None, frozenset[str]]:
+    """The runs rows as text, the most recent experiment and every experiment, read in one transaction."""
     cur = cursor()
     try:
         cur.begin()
@@ -178,5 +184,6 @@ def _load_runs(
         cur.rollback()
     finally:
         cur.close()
-    key = names.index("run_id")
-    return {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}, latest
+    key, name = names.index("run_id"), names.index("experiment")
+    runs = {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}
+    return runs, latest, frozenset(r[name] for r in rows)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Double,
     Float,
     Integer,
+    LargeBinary,
     MetaData,
     Sequence,
     SmallInteger,
@@ -270,6 +271,19 @@ class HistogramSum(Base):
     cell: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens: Mapped[int] = mapped_column(BigInteger)
     mismatches: Mapped[int] = mapped_column(BigInteger)
+
+
+class HistogramPack(Base):
+    """One run's `histogram_sums` rows of one predictor, packed: cells lo.. as big-endian (tokens,
+    mismatches) pairs of `width` bytes each (warehouse.summaries; migration 0013)."""
+
+    __tablename__ = "histogram_packs"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    feature: Mapped[str] = mapped_column(Text, primary_key=True)
+    lo: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(SmallInteger)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RouterSum(Base):

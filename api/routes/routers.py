@@ -13,8 +13,7 @@ from analytics.routers import (
     DEFAULT_THRESHOLDS,
     ROUTERS,
     RouterKind,
-    best_per_router,
-    best_threshold,
+    best_routers,
     replay,
     replay_all,
 )
@@ -129,9 +128,9 @@ def best_router(
     limit_ms = db.limit_ms(timeout_ms)
     require_run(analyst.cur, run_id, limit_ms)
     kinds = _choose(router)
-    frame = analyst(limit_ms, _replayed, run_id, kinds, None, n_thresholds or DEFAULT_THRESHOLDS)
-    best = best_threshold(frame, budget)
-    by_router = best_per_router(frame, budget)
+    best, by_router = analyst(
+        limit_ms, best_routers, run_id, kinds, n_thresholds or DEFAULT_THRESHOLDS, budget
+    )
     per = [by_router.get(k) for k in kinds]
 
     def public(c: object) -> RouterChoicePublic:

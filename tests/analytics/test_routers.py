@@ -14,6 +14,8 @@ from polars.testing import assert_frame_equal
 from analytics.routers import (
     ROUTERS,
     best_per_router,
+    best_routers,
+    best_row,
     best_threshold,
     pareto_front,
     replay,
@@ -117,6 +119,35 @@ def test_best_threshold_and_pareto(con: duckdb.DuckDBPyConnection, run_id: int) 
             (row["consult_rate"] < rates) & (row["caught"] >= caught)
             | ((row["consult_rate"] <= rates) & (row["caught"] > caught))
         )
+
+
+def test_best_row_is_the_first_row_of_the_budget_sort() -> None:
+    # The choice rule against polars' filter and stable sort (NaN above every number), on tables with ties,
+    # NaN shares caught (no mismatches) and NaN consult rates (no tokens).
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        n = int(rng.integers(0, 12))
+        rate = rng.choice([0.0, 0.1, 0.25, 0.5, 1.0, np.nan], n)
+        caught = rng.choice([0.0, 1 / 3, 0.5, 1.0, np.nan], n, p=[0.2, 0.3, 0.2, 0.2, 0.1])
+        budget = float(rng.choice([0.0, 0.1, 0.3, 1.0]))
+        frame = pl.DataFrame({"row": np.arange(n), "consult_rate": rate, "caught": caught})
+        want = frame.filter(pl.col("consult_rate") <= budget).sort(
+            ["caught", "consult_rate"], descending=[True, False], maintain_order=True
+        )
+        got = best_row(rate, caught, budget)
+        assert got == (want["row"][0] if want.height else None), (rate, caught, budget)
+
+
+def test_best_routers_equal_the_choices_on_the_replayed_frame(
+    con: duckdb.DuckDBPyConnection, run_id: int
+) -> None:
+    for kinds in (tuple(ROUTERS), ("margin", "entropy")):
+        for n in (1, 3, 6, 50):
+            frame = replay_all(con, run_id, kinds, n)
+            for budget in (0.0, 0.2, 0.5, 1.0):
+                best, per = best_routers(con, run_id, kinds, n, budget)
+                assert best == best_threshold(frame, budget) and per == best_per_router(frame, budget)
+                assert list(per) == [k for k in kinds if k in per]
 
 
 def test_bad_requests(con: duckdb.DuckDBPyConnection, run_id: int) -> None:

@@ -9,8 +9,9 @@ from polars.testing import assert_frame_equal
 
 from analytics.frequency import collaboration_frequency
 from analytics.positions import early_share
-from analytics.uncertainty import mismatch_predictors
+from analytics.uncertainty import PREDICTORS, mismatch_predictors, unpack
 from tests.analytics.conftest import add_events, add_model, add_run, random_events
+from warehouse.summaries import TABLES
 
 
 def _grid_runs(con: duckdb.DuckDBPyConnection) -> None:
@@ -34,6 +35,40 @@ def test_binned_predictors_equal_the_exact_scan_on_grid_values(con: duckdb.DuckD
         binned = mismatch_predictors(con, group_by)  # histogram_sums
         exact = mismatch_predictors(con, group_by, exact=True)  # token_events
         assert_frame_equal(binned, exact, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_packs_decode_to_the_histogram_sums_at_both_widths(con: duckdb.DuckDBPyConnection) -> None:
+    """Each run's packs (written as ingest writes them) unpack to its predictor rows of histogram_sums; a
+    count of 2**31 or more is packed 8 bytes wide."""
+    _grid_runs(con)
+    big = "WHERE run_id = (SELECT min(run_id) FROM runs) AND feature = 'entropy'"
+    con.execute(
+        f"UPDATE histogram_sums SET tokens = tokens + 2 ** 33, mismatches = mismatches + 2 ** 32 {big}"
+    )
+    packs = next(t for t in TABLES if t.name == "histogram_packs")
+    for statement in packs.add_statements("runs"):  # repack every run, as a batch of each would
+        con.execute(statement)
+    rows = con.execute("SELECT run_id, feature, lo, width, counts FROM histogram_packs").fetchall()
+    assert sorted({r[3] for r in rows}) == [4, 8]
+    names = list(PREDICTORS)
+    run, feature, lo, width, counts = (list(c) for c in zip(*rows, strict=True))
+    code, gid, cell, n, pos = unpack([names.index(f) for f in feature], run, lo, width, counts, max(run))
+    got = sorted(
+        zip(
+            [names[c] for c in code],
+            gid.tolist(),
+            *(x.astype(np.int64).tolist() for x in (cell, n, pos)),
+            strict=True,
+        )
+    )
+    marks = ", ".join("?" for _ in names)
+    want = con.execute(
+        "SELECT feature, run_id, cell, tokens, mismatches FROM histogram_sums "
+        f"WHERE feature IN ({marks}) ORDER BY ALL",
+        names,
+    ).fetchall()
+    assert len(want) > 50 and max(r[3] for r in want) > 2**33
+    assert got == want
 
 
 def test_early_share_from_summaries_equals_the_event_scan(con: duckdb.DuckDBPyConnection) -> None:

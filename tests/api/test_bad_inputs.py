@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.settings import ApiSettings
 from tests.api.conftest import asgi_client
 
@@ -80,3 +83,32 @@ async def test_bad_inputs_are_4xx_in_the_error_shape(client: httpx.AsyncClient, 
         assert 400 <= r.status_code < 500, (door, params, r.status_code, r.text[:300])
         error = r.json()["error"]
         assert error["status"] == r.status_code and error["code"] and error["message"], (door, params)
+
+
+async def test_an_unknown_experiment_is_a_400_naming_the_ones_held(
+    client: httpx.AsyncClient, synthetic_warehouse: Path
+) -> None:
+    with duckdb.connect(str(synthetic_warehouse), read_only=True) as con:
+        every = {e for (e,) in con.execute("SELECT DISTINCT experiment FROM runs").fetchall()}
+    held = sorted(every)[0]
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    takes = [
+        path
+        for path, ops in paths.items()
+        if any(q["name"] == "experiment" for q in ops.get("get", {}).get("parameters", []))
+    ]
+    assert {"/v1/cof", "/v1/scaling", "/v1/runs", "/v1/speculative/advice"} <= set(takes)
+    for path in takes:  # through ASGI alone (no lifespan): the runs are not read yet, so the file is asked
+        r = await client.get(path, params={"experiment": "no-such"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_experiment", (path, r.text)
+        assert repr(held) in r.json()["error"]["message"]
+        ok = await client.get(path, params={"experiment": held})
+        assert ok.status_code != 400 or ok.json()["error"]["code"] != "unknown_experiment", path
+    app = create_app(ApiSettings(warehouse=synthetic_warehouse, ingest=False))
+    try:
+        with TestClient(app) as started:  # started: the runs were read at startup
+            assert app.state.versions.experiments == every
+            assert started.get("/v1/cof", params={"experiment": held}).status_code == 200
+            assert started.get("/v1/cof", params={"experiment": "no-such"}).status_code == 400
+    finally:
+        app.state.db.close()

@@ -1,12 +1,12 @@
 """The early-share test's sums per run and early window: `window_moments` (samples; the sums of n, m, e, em,
 of the product of each two, of d = em − m·e/n and d²), read instead of every sample's row.
 
-Fills it from `sample_sums` (complete at 0012), so existing warehouses need no `rebuild-summaries`. The SQL
-is a copy of `warehouse/summaries.py` (`EARLY_WINDOWS`, `MOMENT_SUMS`; a migration never imports the
+Fills it from `sample_sums` (complete since 0012), so existing warehouses need no `rebuild-summaries`. The
+SQL is a copy of `warehouse/summaries.py` (`EARLY_WINDOWS`, `MOMENT_SUMS`; a migration never imports the
 package); a test checks that this backfill equals a rebuild.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
