@@ -396,14 +396,20 @@ def _table_fits(
 
 
 def _candidates(
-    x: FloatArray, y: FloatArray, resamples: int, seed: int, bounds: tuple, table: TableFits
+    x: FloatArray,
+    y: FloatArray,
+    idx: npt.NDArray[np.int64] | None,
+    bounds: tuple,
+    table: TableFits,
+    every: bool,
 ) -> tuple[list[LawFit], list[tuple[str, str]], dict[str, FloatArray | None]]:
-    """Every law that these pairs allow fitted and checked: (fits, skipped with why, bootstrap draws)."""
+    """Every law that these pairs allow fitted and checked: (fits, skipped with why, bootstrap draws), the
+    residual bootstrap on `_resamples`' draws `idx`; without `every`, of the power law alone (its α interval
+    decides whether it is identified; a linear law's interval decides nothing)."""
     fits: list[LawFit] = []
     skipped: list[tuple[str, str]] = []
     draws: dict[str, FloatArray | None] = {}
     (skips,) = _why_skip(x[None])
-    idx = _resamples(y.size, resamples, seed)
     scale = _scale(y) if y.size else 0.0  # (no pair: no law to scale)
     for law in LAWS.values():
         why = skips[law.form]
@@ -411,7 +417,8 @@ def _candidates(
         if params is None or loo is None:
             skipped.append((law.form, why or "some pair cannot be left out and the rest still fitted"))
             continue
-        fit, draws[law.form] = _fit_law(law, x, y, (params, loo, cond), idx, bounds, scale)
+        own = idx if every or law.form == "power_ratio" else None
+        fit, draws[law.form] = _fit_law(law, x, y, (params, loo, cond), own, bounds, scale)
         fits.append(fit)
     return fits, skipped, draws
 
@@ -426,6 +433,7 @@ def fit_cof(
     alpha_bounds: tuple[float, float] = ALPHA_BOUNDS,
     nested: bool = False,
     batch: DropFits | None = None,
+    every_interval: bool = True,
 ) -> CofFit:
     """Fit every candidate law to the pairs, choose by leave-one-pair-out error, flag unidentified fits;
     with `nested`, also the chosen law's nested leave-one-pair-out error (the choice re-run without each
@@ -433,20 +441,27 @@ def fit_cof(
 
     Each law's fits to every subset this needs (each pair left out; with `nested`, each two) are solved in
     one batch (`DropFits`, or `batch` when the caller made it with `subset_fits`); each equals the fit to
-    that subset alone."""
+    that subset alone. Without `every_interval` only the power law and the chosen law are bootstrapped (a
+    prediction reads no other law's interval): the others' `intervals` and draws are left out."""
     x, y = pairs_table(llm_params, slm_params, cof)
     if batch is None:
         batch = subset_fits(x, y, nested=nested, alpha_bounds=alpha_bounds)
     elif not (np.array_equal(batch.x, x) and np.array_equal(batch.y, y)):
         raise ValueError("the batch of fits was made for other pairs")
     table = _table_fits(batch, x, np.arange(y.size), ())
-    fits, skipped, draws = _candidates(x, y, bootstrap, seed, alpha_bounds, table)
+    idx = _resamples(y.size, bootstrap, seed)
+    fits, skipped, draws = _candidates(x, y, idx, alpha_bounds, table, every_interval)
     if not fits:
         raise TooFewPairs(
             f"no law can be fitted and checked on {y.size} pair(s): "
             + "; ".join(f"{form} {why}" for form, why in skipped)
         )
     ranked = _ranked(fits, _scale(y))
+    if not every_interval and draws.get(ranked[0].form) is None and idx is not None:  # the chosen's, now
+        law = LAWS[ranked[0].form]
+        params, loo, cond = table(law)
+        assert loo is not None  # (it was fitted)
+        ranked[0], draws[law.form] = _fit_law(law, x, y, (params, loo, cond), idx, alpha_bounds, _scale(y))
     df = max(y.size - len(ranked[0].names), 1)
     kept = {form: d for form, d in draws.items() if d is not None}
     nested_rmse, nested_n = _nested_error(x, y, alpha_bounds, batch) if nested else (None, 0)

@@ -451,7 +451,7 @@ def predict_cof(
     try:
         laws = fit_cof(
             points["llm_params"], points["slm_params"], points["cof"], bootstrap=bootstrap, seed=seed,
-            nested=True,
+            nested=True, every_interval=False,
         )  # fmt: skip
     except TooFewPairs as exc:
         raise TooFewPoints(str(exc)) from exc

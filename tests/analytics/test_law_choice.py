@@ -67,6 +67,23 @@ def test_the_chooser_finds_the_generating_law_on_noisy_tables(form: str) -> None
     assert hits >= 8, f"{form} chosen {hits}/12 times"
 
 
+@pytest.mark.parametrize("form", list(LAWS))
+def test_a_prediction_bootstraps_the_chosen_law_as_the_full_fit_does(form: str) -> None:
+    # Without every_interval only the power law and the chosen law are bootstrapped: both must come out as
+    # in the full fit (draws, intervals, every number), so its prediction is the same.
+    rng = np.random.default_rng(11)
+    for pick, _, y in _noisy_tables(form, 3, rng):
+        full = fit_cof(NL[pick], NS[pick], y[pick], bootstrap=60, seed=3, nested=True)
+        lean = fit_cof(NL[pick], NS[pick], y[pick], bootstrap=60, seed=3, nested=True, every_interval=False)
+        assert lean.chosen == full.chosen and lean.chosen.intervals is not None
+        assert lean.candidate("power_ratio") == full.candidate("power_ratio")
+        assert set(lean.draws) == {"power_ratio", full.form}
+        for law in lean.draws:
+            assert np.array_equal(lean.draws[law], full.draws[law])
+        assert lean.predict(30e9, 2e9, 0.8) == full.predict(30e9, 2e9, 0.8)
+        assert [c.form for c in lean.candidates] == [c.form for c in full.candidates]
+
+
 def test_prediction_intervals_cover_held_out_pairs() -> None:
     rng = np.random.default_rng(11)
     covered = total = 0
