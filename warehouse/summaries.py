@@ -210,12 +210,20 @@ def _moments_select() -> str:
     )
     totals = ", ".join(f"sum(sign * {v}) AS {v}" for v in values)
     rate = "CASE WHEN tokens > 0 THEN early_tokens / tokens ELSE 0 END"  # e/n in DOUBLE, as NumPy's
-    return f"""WITH batch AS ({_sample_select()}),
+    # The batch's own sums only of samples an earlier batch began (a sample split over shards): counting the
+    # windows of every event again cost ingest a fifth of its summary time.
+    split = (
+        "SELECT e.* FROM {src} e SEMI JOIN (SELECT s.run_id, s.sample_id FROM sample_sums s JOIN "
+        "(SELECT run_id, sample_id, count(*) AS n FROM {src} GROUP BY ALL) k USING (run_id, sample_id) "
+        "WHERE s.tokens > k.n) p USING (run_id, sample_id)"
+    )
+    return f"""WITH batch AS ({_sample_select().replace("{src}", f"({split})")}),
         touched AS (
-            SELECT 1 AS sign, s.* FROM sample_sums s SEMI JOIN batch b USING (run_id, sample_id)
+            SELECT 1 AS sign, s.* FROM sample_sums s
+            SEMI JOIN (SELECT DISTINCT run_id, sample_id FROM {{src}}) b USING (run_id, sample_id)
             UNION ALL BY NAME
             SELECT -1 AS sign, s.run_id, s.sample_id, {before}
-            FROM sample_sums s JOIN batch b USING (run_id, sample_id) WHERE s.tokens > b.tokens
+            FROM sample_sums s JOIN batch b USING (run_id, sample_id)
         ),
         per_window AS (
             SELECT *, early_mismatches - mismatches * {rate} AS d
