@@ -29,6 +29,7 @@ from analytics.laws import (
     distinct_count,
     fit_rows,
     pointwise,
+    quantiles,
 )
 from analytics.laws import values as _values
 from analytics.source import AnalyticsError
@@ -181,7 +182,7 @@ class CofFit:
         # One noise draw per curve, shared along it: the same distribution at each point, a smooth band.
         scale = self.noise_scale if noise else 0.0
         noisy = curves + scale * rng.standard_t(self.noise_df, (curves.shape[0], 1))
-        lo, hi = np.quantile(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)
+        lo, hi = quantiles(noisy, [0.5 - confidence / 2, 0.5 + confidence / 2])
         return np.clip(value, 0, 1), np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
     def predict(self, llm_params: float, slm_params: float, confidence: float = 0.9) -> CofPrediction:
@@ -339,7 +340,7 @@ def _fit_law(
         pool = (resid - resid.mean()) * np.sqrt(n / max(n - law.k, 1))
         draws = _bootstrap(law, x, fitted, pool, idx, bounds)
         if len(draws):
-            q = np.quantile(draws, [0.025, 0.975], axis=0)
+            q = quantiles(draws, [0.025, 0.975])
             intervals = tuple((float(q[0, i]), float(q[1, i])) for i in range(law.k))
     identified, reason, limit = _identify(law, params[0], x, cond, intervals, bounds)
     fit = LawFit(

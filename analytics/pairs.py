@@ -50,10 +50,16 @@ MODEL_ROWS = (
 @dataclass(frozen=True)
 class PairScope:
     """The pairs of the runs in scope (`pair_points`' frame) and those runs' setup, identity and settings
-    (for `setting_labels`), both from one query."""
+    (for `setting_labels`; made into a frame when read: `pair_points` never reads it), both from one query."""
 
     points: pl.DataFrame
-    runs: pl.DataFrame
+    labelled: list[tuple[Any, ...]]  # per run in scope: (setup, identity, settings)
+
+    @property
+    def runs(self) -> pl.DataFrame:
+        """setup, identity and settings of each run in scope."""
+        schema = dict.fromkeys(("setup", "identity", "settings"), pl.Utf8)
+        return pl.DataFrame(self.labelled, schema=schema, orient="row")
 
 
 def pairs_in_scope(source: Source, filters: Filters) -> PairScope:
@@ -79,11 +85,7 @@ def pairs_in_scope(source: Source, filters: Filters) -> PairScope:
     points = [_pair_row(key, *sums) for key, sums in pooled.items()]
     points.sort(key=lambda p: tuple(_nulls_last(p[c]) for c in PAIR_ORDER))
     frame = pl.DataFrame([tuple(p.values()) for p in points], schema=SCHEMA, orient="row")
-    labelled = [(r[1], r[2], r[11]) for r in in_scope]
-    runs = pl.DataFrame(
-        labelled, schema=dict.fromkeys(("setup", "identity", "settings"), pl.Utf8), orient="row"
-    )
-    return PairScope(frame, runs)
+    return PairScope(frame, [(r[1], r[2], r[11]) for r in in_scope])
 
 
 def _pair_row(key: Sequence[Any], runs: int, tokens: int, mismatches: int) -> dict[str, Any]:

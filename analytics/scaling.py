@@ -32,7 +32,7 @@ from analytics.law_choice import (
     subset_fits,
 )
 from analytics.law_coverage import Coverage, loo_coverage
-from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit
+from analytics.laws import ALPHA_BOUNDS, DropFits, FloatArray, power_fit, quantiles
 from analytics.pairs import pair_points
 from analytics.source import AnalyticsError, Filters, Source
 
@@ -98,7 +98,7 @@ class ScalingFit:
         conf = confidence if confidence is not None else (self.ci.confidence if self.ci else 0.95)
         g, a, b = self.draws.T
         curve = g * float(ratio) ** (-a) + b
-        lo, hi = np.quantile(curve, [0.5 - conf / 2, 0.5 + conf / 2])
+        lo, hi = quantiles(curve, [0.5 - conf / 2, 0.5 + conf / 2])
         return Prediction(float(ratio), value, float(lo), float(hi), out)
 
 
@@ -147,7 +147,7 @@ def _fit_weights(log_r: FloatArray, bootstrap: int, seed: int) -> FloatArray:
 
 
 def _intervals(draws: FloatArray, confidence: float, resamples: int) -> ParamIntervals:
-    q = np.quantile(draws, [0.5 - confidence / 2, 0.5 + confidence / 2], axis=0)  # [2, 3]
+    q = quantiles(draws, [0.5 - confidence / 2, 0.5 + confidence / 2])  # [2, 3]
     g, a, b = ((float(q[0, i]), float(q[1, i])) for i in range(3))
     return ParamIntervals(g, a, b, resamples, confidence)
 

@@ -17,7 +17,7 @@ from api.db import Database
 from api.deps import known_experiment, require_token, strict_query
 from api.errors import CatchAllMiddleware, ReadOnlyMiddleware, install_error_handlers
 from api.formats import CsvMiddleware
-from api.freshness import DataVersions
+from api.freshness import DataVersions, LiveStatuses
 from api.ingester import BackgroundIngester
 from api.metrics import Metrics, MetricsMiddleware
 from api.metrics import router as metrics_router
@@ -121,7 +121,8 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(CsvMiddleware)
     app.add_middleware(ReadOnlyMiddleware)
-    app.add_middleware(ResponseCacheMiddleware, cache=app.state.cache)
+    app.state.live = LiveStatuses(settings.warehouse, versions)
+    app.add_middleware(ResponseCacheMiddleware, cache=app.state.cache, live=app.state.live)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET"])
     app.add_middleware(CatchAllMiddleware)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.freshness import Reads, reads_of, reads_of_filters
+from api.freshness import LiveStatuses, Reads, reads_of, reads_of_filters
 
 T = TypeVar("T")
 
@@ -119,8 +119,9 @@ class ResultCache:
                 self._items.popitem(last=False)
 
 
-# Row listings of runs carry each run's liveness (its collector's heartbeat), which changes without any
-# ingest; every other /v1 GET answers from the warehouse's data alone.
+# Row listings of runs carry each running run's liveness (its collector's heartbeat), which changes without
+# any ingest: their key also holds the liveness snapshot (`api.freshness.LiveStatuses`). Every other /v1 GET
+# answers from the warehouse's data alone.
 _LIVE_PATHS = re.compile(r"^/v1/runs(/[0-9]+)?/?$")
 MAX_CACHED_BODY = 1 << 20  # larger answers (and every streamed download) pass through, never stored
 # What the data and the request decide: an answer, or "not there" (no such run, too few pairs to fit).
@@ -130,8 +131,9 @@ Entry = tuple[int, list[tuple[bytes, bytes]], bytes]  # a kept answer: status, h
 
 
 def cacheable(path: str) -> bool:
-    """True for the /v1 routes whose answer is a function of the data and the request alone."""
-    return path.startswith("/v1/") and _LIVE_PATHS.match(path) is None
+    """True for the /v1 routes whose answer is a function of the data and the request (run listings: and
+    the liveness snapshot)."""
+    return path.startswith("/v1/")
 
 
 class ResponseCacheMiddleware:
@@ -145,9 +147,10 @@ class ResponseCacheMiddleware:
     most MAX_CACHED_BODY bytes passes through unstored, and a request that waited on it is routed itself.
     """
 
-    def __init__(self, app: ASGIApp, cache: ResultCache) -> None:
+    def __init__(self, app: ASGIApp, cache: ResultCache, live: LiveStatuses) -> None:
         self.app = app
         self.cache = cache
+        self.live = live
         self._in_flight: dict[Hashable, asyncio.Future[Entry | None]] = {}  # the event loop's alone
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,7 +159,14 @@ class ResponseCacheMiddleware:
             return
         auth = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         path, query = scope["path"], scope["query_string"]
-        key = self.cache.key_of("response", path, query, auth, reads=reads_of(path, query))
+        live: Hashable = ()
+        if _LIVE_PATHS.match(path) is not None:
+            snapshot = self.live.snapshot()
+            if snapshot is None:  # the runs not read yet: each request reads the liveness itself
+                await self.app(scope, receive, send)
+                return
+            live = snapshot[1]
+        key = self.cache.key_of("response", path, query, auth, live, reads=reads_of(path, query))
         if key is None:
             await self.app(scope, receive, send)
             return

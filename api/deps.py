@@ -26,6 +26,7 @@ from analytics.source import AnalyticsError, require_experiment
 from api.db import Analyst, Database
 from api.errors import ApiError
 from api.formats import split_commas
+from api.freshness import LiveStatuses
 from api.settings import ApiSettings
 
 T = TypeVar("T")
@@ -54,6 +55,15 @@ async def get_cursor(request: Request) -> AsyncIterator[duckdb.DuckDBPyConnectio
 
 
 CursorDep = Annotated[duckdb.DuckDBPyConnection, Depends(get_cursor)]
+
+
+async def get_live(request: Request) -> LiveStatuses:
+    """The server's snapshot of which running runs still have a collector."""
+    live: LiveStatuses = request.app.state.live
+    return live
+
+
+LiveDep = Annotated[LiveStatuses, Depends(get_live)]
 
 
 async def known_experiment(request: Request) -> None:

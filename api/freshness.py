@@ -18,8 +18,10 @@ from __future__ import annotations
 import inspect
 import re
 import threading
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +29,7 @@ import duckdb
 
 from analytics.source import LATEST_EXPERIMENT
 from api.params import run_filters
+from warehouse.liveness import displayed_status
 
 # The query parameters that select runs (one definition: the shared filter dependency's own parameters).
 FILTER_PARAMS: tuple[str, ...] = tuple(inspect.signature(run_filters).parameters)
@@ -79,6 +82,7 @@ class _State:
     runs: Mapping[int, Mapping[str, str]] | None = None  # run_id -> its runs row as text; None: not loaded
     latest: str | None = None  # the default scope's experiment (`LATEST_EXPERIMENT`), read with `runs`
     experiments: frozenset[str] = frozenset()  # every experiment of `runs`
+    running: tuple[tuple[int, str], ...] = ()  # (run_id, run_key) of the runs stored as `running`
 
 
 class DataVersions:
@@ -123,6 +127,12 @@ class DataVersions:
     def experiments(self) -> frozenset[str]:
         """The experiments of the runs as of the last pass (empty: not read yet)."""
         return self._state.experiments
+
+    @property
+    def running(self) -> tuple[tuple[int, str], ...] | None:
+        """(run_id, run_key) of the runs stored as `running` as of the last pass; None: not read yet."""
+        state = self._state
+        return None if state.runs is None else state.running
 
     @property
     def latest(self) -> str | None:
@@ -172,8 +182,9 @@ def _select(runs: Mapping[int, Mapping[str, str]], reads: Reads) -> set[int] | N
 
 def _load_runs(
     cursor: Callable[[], duckdb.DuckDBPyConnection],
-) -> tuple[dict[int, dict[str, str]], str | None, frozenset[str]]:
-    """The runs rows as text, the most recent experiment and every experiment, read in one transaction."""
+) -> tuple[dict[int, dict[str, str]], str | None, frozenset[str], tuple[tuple[int, str], ...]]:
+    """The runs rows as text, the most recent experiment, every experiment and the runs stored as running,
+    read in one transaction."""
     cur = cursor()
     try:
         cur.begin()
@@ -186,4 +197,30 @@ def _load_runs(
         cur.close()
     key, name = names.index("run_id"), names.index("experiment")
     runs = {int(r[key]): {n: str(v) for n, v in zip(names, r, strict=True)} for r in rows}
-    return runs, latest, frozenset(r[name] for r in rows)
+    running = tuple((i, r["run_key"]) for i, r in runs.items() if r["status"] == "running")
+    return runs, latest, frozenset(r[name] for r in rows), running
+
+
+class LiveStatuses:
+    """The status shown for each run stored as `running` (`stale` once its collector is gone: its heartbeat,
+    `warehouse.liveness`), read at most every `ttl_s` seconds and whenever the runs change. A run listing is
+    then a function of the data and this snapshot, so it is cached like any answer; a collector writes its
+    heartbeat seconds apart, so a snapshot a second old shows what a fresh read would."""
+
+    def __init__(self, warehouse: Path, versions: DataVersions, ttl_s: float = 1.0) -> None:
+        self._warehouse = warehouse
+        self._versions = versions
+        self._ttl = ttl_s
+        # (read until, the running runs it was read for, run_id -> status, the key part naming them)
+        self._held: tuple[float, tuple[tuple[int, str], ...], Mapping[int, str], Hashable] | None = None
+
+    def snapshot(self) -> tuple[Mapping[int, str], Hashable] | None:
+        """The statuses of the running runs and a key part naming them; None before the runs are read."""
+        running = self._versions.running
+        if running is None:
+            return None
+        held, now = self._held, time.monotonic()
+        if held is None or now >= held[0] or held[1] is not running:
+            statuses = {i: displayed_status(self._warehouse, key, "running", i) for i, key in running}
+            held = self._held = (now + self._ttl, running, statuses, tuple(sorted(statuses.items())))
+        return held[2], held[3]

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from warehouse.vocabulary import PREDICTORS, THRESHOLD_RULES, ThresholdRule
@@ -143,6 +144,15 @@ class SummaryTable:
         """The table's rows computed from the events relation `src` at once (its columns in order)."""
         return f"SELECT {', '.join(self.columns)} FROM ({self.select.format(src=src)})"
 
+    def scratch_rows(self, con: duckdb.DuckDBPyConnection, src: str) -> list[tuple[object, ...]]:
+        """The table's rows computed from the events relation `src` at once (its columns in order)."""
+        return con.execute(self.scratch_sql(src)).fetchall()
+
+    def add(self, con: duckdb.DuckDBPyConnection, src: str) -> None:
+        """Add the relation's sums to the table (the caller owns the transaction)."""
+        for statement in self.add_statements(src):
+            con.execute(statement)
+
     def upsert_sql(self, src: str) -> str:
         """INSERT of the relation's sums that adds to rows already there."""
         cols = ", ".join((*self.keys, *self.sums))
@@ -237,22 +247,32 @@ def _moments_select() -> str:
 # A pack holds one run's histogram of one predictor: its cells lo, lo + 1, ..., hi (empty ones too) as
 # big-endian (tokens, mismatches) integer pairs of `width` bytes (4 while every count fits, else 8). Reading
 # the packs of 40 runs (~1 MB) costs DuckDB ~0.6 ms where summing their 113,000 `histogram_sums` rows per
-# answer cost ~12 ms (analytics/uncertainty.py). Migration 0013 holds a copy of this SQL.
-PACK_WIDTHS = {4: "%08x%08x", 8: "%016x%016x"}
+# answer cost ~12 ms (analytics/uncertainty.py). NumPy packs (4 ms a batch where the same in SQL took 12);
+# migration 0013 holds the same packing in SQL.
+PACK_WIDTH_LIMIT = 2**31  # counts below it pack in 4 bytes
 
 
-def _pack_select() -> str:
-    names = ", ".join(f"'{name}'" for name in PREDICTOR_GRID)
-    formats = " ".join(f"WHEN {w} THEN '{f}'" for w, f in PACK_WIDTHS.items())
-    return f"""WITH h AS (SELECT run_id, feature, cell, tokens, mismatches FROM {{hist}}
-                          WHERE feature IN ({names}) AND {{runs}}),
-                s AS (SELECT run_id, feature, min(cell) AS lo, max(cell) AS hi,
-                             CASE WHEN max(tokens) < {2**31} THEN 4 ELSE 8 END AS width FROM h GROUP BY ALL),
-                d AS (SELECT run_id, feature, lo, width, unnest(range(lo, hi + 1)) AS cell FROM s)
-            SELECT d.run_id, d.feature, CAST(d.lo AS INTEGER) AS lo, CAST(d.width AS SMALLINT) AS width,
-                   unhex(string_agg(printf(CASE d.width {formats} END, coalesce(h.tokens, 0),
-                                           coalesce(h.mismatches, 0)), '' ORDER BY d.cell)) AS counts
-            FROM d LEFT JOIN h USING (run_id, feature, cell) GROUP BY ALL"""
+def pack_histograms(rows: dict[str, np.ndarray]) -> pa.Table:
+    """`histogram_packs` rows from `histogram_sums` rows (NumPy columns run_id, feature, cell, tokens,
+    mismatches; any runs, any order)."""
+    order = np.lexsort((rows["cell"], rows["feature"], rows["run_id"]))
+    run, feature, cell = rows["run_id"][order], rows["feature"][order], rows["cell"][order].astype(np.int64)
+    counts = np.stack([rows["tokens"][order], rows["mismatches"][order]], axis=1).astype(np.int64)
+    new = np.r_[True, (run[1:] != run[:-1]) | (feature[1:] != feature[:-1])] if len(run) else run == 0
+    starts = np.flatnonzero(new).tolist()
+    out: dict[str, list[object]] = {"run_id": [], "feature": [], "lo": [], "width": [], "counts": []}
+    for start, end in zip(starts, [*starts[1:], len(run)], strict=True):
+        lo, width = int(cell[start]), 4 if int(counts[start:end, 0].max()) < PACK_WIDTH_LIMIT else 8
+        dense = np.zeros((int(cell[end - 1]) - lo + 1, 2), dtype=f">i{width}")
+        dense[cell[start:end] - lo] = counts[start:end]
+        for name, value in zip(
+            out, (int(run[start]), str(feature[start]), lo, width, dense.tobytes()), strict=True
+        ):
+            out[name].append(value)
+    types = (pa.int64(), pa.string(), pa.int32(), pa.int16(), pa.binary())
+    return pa.table(
+        {name: pa.array(values, type=t) for (name, values), t in zip(out.items(), types, strict=True)}
+    )
 
 
 @dataclass(frozen=True)
@@ -263,20 +283,29 @@ class PackedTable:
     keys: tuple[str, ...]
     columns: tuple[str, ...]
     source: SummaryTable  # the table it packs, earlier in TABLES
-    select: str  # `{hist}` stands for the source's rows, `{runs}` for a condition on their run_id
+    features: tuple[str, ...]  # the source's features it packs
 
-    def scratch_sql(self, src: str) -> str:
+    def _rows_sql(self, hist: str, where: str) -> str:
+        features = ", ".join(f"'{f}'" for f in self.features)
+        cols = "run_id, feature, cell, tokens, mismatches"
+        return f"SELECT {cols} FROM {hist} WHERE feature IN ({features}){where}"
+
+    def scratch_rows(self, con: duckdb.DuckDBPyConnection, src: str) -> list[tuple[object, ...]]:
         """The table's rows computed from the events relation `src` at once (its columns in order)."""
-        return self.select.format(hist=f"({self.source.scratch_sql(src)})", runs="TRUE")
+        rows = con.execute(self._rows_sql(f"({self.source.scratch_sql(src)})", "")).fetchnumpy()
+        return [tuple(r.values()) for r in pack_histograms(dict(rows)).to_pylist()]
 
-    def add_statements(self, src: str) -> tuple[str, ...]:
-        """The statements that repack the runs of the relation (the caller owns the transaction)."""
-        runs = f"run_id IN (SELECT DISTINCT run_id FROM {src})"
-        return (
-            f"DELETE FROM {self.name} WHERE {runs}",
-            f"INSERT INTO {self.name} ({', '.join(self.columns)}) "
-            + self.select.format(hist=self.source.name, runs=runs),
-        )
+    def add(self, con: duckdb.DuckDBPyConnection, src: str) -> None:
+        """Repack the runs of the relation from the source's rows (the caller owns the transaction)."""
+        runs = [r[0] for r in con.execute(f"SELECT DISTINCT run_id FROM {src}").fetchall()]
+        if not runs:
+            return
+        where = f" AND run_id IN ({', '.join('?' for _ in runs)})"
+        con.execute(f"DELETE FROM {self.name} WHERE TRUE{where}", runs)
+        packs = pack_histograms(dict(con.execute(self._rows_sql(self.source.name, where), runs).fetchnumpy()))
+        con.register("fsgen_packs", packs)
+        con.execute(f"INSERT INTO {self.name} BY NAME SELECT * FROM fsgen_packs")
+        con.unregister("fsgen_packs")
 
 
 HISTOGRAM_SUMS = SummaryTable(
@@ -318,7 +347,7 @@ TABLES: tuple[SummaryTable | PackedTable, ...] = (
         ("run_id", "feature"),
         ("run_id", "feature", "lo", "width", "counts"),
         HISTOGRAM_SUMS,
-        _pack_select(),
+        tuple(PREDICTOR_GRID),
     ),
     SummaryTable(
         "router_sums", ("run_id", "router", "cell"), ("tokens", "replay_mismatches"), _router_select()
@@ -341,8 +370,7 @@ def accumulate(con: duckdb.DuckDBPyConnection, src: str) -> None:
     The caller owns the transaction: ingest runs this inside the shard's own.
     """
     for table in TABLES:
-        for statement in table.add_statements(src):
-            con.execute(statement)
+        table.add(con, src)
 
 
 def accumulate_arrow(con: duckdb.DuckDBPyConnection, run_id: int, events: pa.Table) -> None:

@@ -17,11 +17,13 @@ from api.deps import (
     DbDep,
     Keyset,
     Limit,
+    LiveDep,
     PageCursor,
     SettingsDep,
     TimeoutMs,
 )
 from api.errors import ApiError, error_responses
+from api.freshness import LiveStatuses
 from api.params import Method, RouterName, Status
 from api.settings import ApiSettings
 from warehouse.liveness import displayed_status
@@ -98,11 +100,15 @@ def stored_run(row: dict[str, Any]) -> RunPublic:
     return RunPublic.model_validate({**row, **parsed})
 
 
-def shown_run(run: RunPublic, settings: ApiSettings) -> RunPublic:
-    """A run as the API shows it: a `running` run whose collector is gone says `stale` (read per request)."""
+def shown_run(run: RunPublic, settings: ApiSettings, live: LiveStatuses) -> RunPublic:
+    """A run as the API shows it: a `running` run whose collector is gone says `stale` (the server's
+    liveness snapshot, else read now)."""
     if run.status != "running":
         return run
-    status = displayed_status(settings.warehouse, run.run_key, run.status, run.run_id)
+    snapshot = live.snapshot()
+    status = snapshot[0].get(run.run_id) if snapshot is not None else None
+    if status is None:  # registered since the snapshot
+        status = displayed_status(settings.warehouse, run.run_key, run.status, run.run_id)
     return run.model_copy(update={"status": status})
 
 
@@ -117,6 +123,7 @@ def list_runs(
     analyst: AnalystDep,
     db: DbDep,
     settings: SettingsDep,
+    live: LiveDep,
     llm: str | None = None,
     slm: str | None = None,
     method: Method | None = None,
@@ -151,7 +158,7 @@ def list_runs(
         stored_run,
     )
     shown = RUN_PAGES.page(rows, page, lambda r: (r.run_id,))
-    data = [shown_run(r, settings) for r in shown.rows]
+    data = [shown_run(r, settings, live) for r in shown.rows]
     if stale_only:
         data = [r for r in data if r.status == "stale"]
     return RunsPublic(data=data, next_cursor=shown.next_cursor, truncated=shown.truncated)
@@ -161,7 +168,12 @@ def list_runs(
     "/runs/{run_id}", response_model=RunPublic, responses=error_responses(400, 401, 404, 405, 500, 503)
 )
 def get_run(
-    run_id: RunId, analyst: AnalystDep, db: DbDep, settings: SettingsDep, timeout_ms: TimeoutMs = None
+    run_id: RunId,
+    analyst: AnalystDep,
+    db: DbDep,
+    settings: SettingsDep,
+    live: LiveDep,
+    timeout_ms: TimeoutMs = None,
 ) -> RunPublic:
     """One run with its CoF, consult rate and accuracy."""
     rows = analyst.rows(
@@ -172,7 +184,7 @@ def get_run(
     )
     if not rows:
         raise ApiError(404, "not_found", f"run {run_id} does not exist; list runs at /v1/runs")
-    return shown_run(rows[0], settings)
+    return shown_run(rows[0], settings, live)
 
 
 class ExperimentPublic(BaseModel):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.laws import power_fit
+from analytics.laws import power_fit, quantiles
 from analytics.scaling import (
     TooFewPoints,
     fit_cof,
@@ -182,6 +182,23 @@ def test_unit_weights_fit_as_weights_of_one() -> None:
         y[0] = 0.1  # flat: every grid point ties
         y[1] = 0.3 - 0.02 * log_r  # the log law: α at its lower bound
         assert np.array_equal(power_fit(log_r, y), power_fit(log_r, y, np.ones_like(y)), equal_nan=True)
+
+
+def test_quantiles_equal_numpys_number_for_number() -> None:
+    # The intervals' quantiles against np.quantile(axis=0): draws of 1-250 rows, 1-D and 2-D, ties, NaN and
+    # ±inf, the interval ends and the extremes.
+    rng = np.random.default_rng(14)
+    with np.errstate(invalid="ignore"):
+        for trial in range(200):
+            shape = (int(rng.integers(1, 250)), *((int(rng.integers(1, 4)),) if trial % 2 else ()))
+            a = rng.normal(0, 1, shape) * 10.0 ** rng.uniform(-12, 12)
+            a = np.round(a, 1) if trial % 5 == 0 else a
+            for bad in (np.nan, np.inf, -np.inf)[: trial % 4]:
+                a.flat[rng.integers(0, a.size)] = bad
+            c = rng.uniform(0.01, 0.999)
+            for qs in ([0.5 - c / 2, 0.5 + c / 2], [0.025, 0.975], [0.0, 1.0], list(rng.uniform(0, 1, 3))):
+                want = np.quantile(a, qs, axis=0)
+                assert np.array_equal(quantiles(a, qs), want, equal_nan=True), (shape, qs)
 
 
 def test_batched_leave_one_out_equals_each_subset_fitted_alone() -> None:

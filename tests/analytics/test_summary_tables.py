@@ -46,8 +46,7 @@ def test_packs_decode_to_the_histogram_sums_at_both_widths(con: duckdb.DuckDBPyC
         f"UPDATE histogram_sums SET tokens = tokens + 2 ** 33, mismatches = mismatches + 2 ** 32 {big}"
     )
     packs = next(t for t in TABLES if t.name == "histogram_packs")
-    for statement in packs.add_statements("runs"):  # repack every run, as a batch of each would
-        con.execute(statement)
+    packs.add(con, "runs")  # repack every run, as a batch of each would
     rows = con.execute("SELECT run_id, feature, lo, width, counts FROM histogram_packs").fetchall()
     assert sorted({r[3] for r in rows}) == [4, 8]
     names = list(PREDICTORS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.db import Database
@@ -48,6 +50,31 @@ async def test_runs_of_a_dead_collector_are_stale(warehouse_path: Path) -> None:
     app.state.db.close()
     assert [r["status"] for r in runs] == ["stale", "running"]  # ingested by key: run-dead is run 1
     assert one["status"] == "stale"
+
+
+def test_a_listing_is_cached_with_the_liveness_it_shows(warehouse_path: Path) -> None:
+    """Run listings are cached under the server's liveness snapshot: a collector that dies shows as `stale`
+    once the snapshot is read again (at most a second later), without any ingest."""
+    writer = StagingWriter(staging_dir(warehouse_path), "run-dies")
+    writer.write_manifest(replace(manifest("run-dies"), n_samples=20))
+    writer.write_batch(0, synthetic_samples(range(10)), synthetic_events(100, 0, np.random.default_rng(0)))
+    alive = {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": None, "at": time.time()}
+    (writer.run_dir / HEARTBEAT).write_text(json.dumps(alive))
+    try_ingest(warehouse_path)
+    app = create_app(ApiSettings(warehouse=warehouse_path, ingest=False))
+    try:
+        with TestClient(app) as client:  # started: the runs are read, so listings are cached
+            statuses = lambda: [client.get(p).json() for p in ("/v1/runs", "/v1/runs/1")]  # noqa: E731
+            first = statuses()
+            hits = app.state.cache.hits
+            assert statuses() == first and app.state.cache.hits == hits + 2
+            assert [first[0]["data"][0]["status"], first[1]["status"]] == ["running", "running"]
+            (writer.run_dir / HEARTBEAT).write_text(json.dumps({**alive, "pid": _dead_pid()}))
+            time.sleep(1.1)
+            later = statuses()
+    finally:
+        app.state.db.close()
+    assert [later[0]["data"][0]["status"], later[1]["status"]] == ["stale", "stale"]
 
 
 @pytest.fixture

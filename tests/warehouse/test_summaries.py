@@ -82,7 +82,7 @@ def summaries(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ..
 
 def from_scratch(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[object, ...]]]:
     """Each table's sums computed over all of token_events at once."""
-    return {t.name: sorted(con.execute(t.scratch_sql("token_events")).fetchall()) for t in TABLES}  # type: ignore[type-var]
+    return {t.name: sorted(t.scratch_rows(con, "token_events")) for t in TABLES}  # type: ignore[type-var]
 
 
 def approx(tables: dict[str, list[tuple[object, ...]]]) -> dict[str, list[tuple[object, ...]]]:
