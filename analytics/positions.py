@@ -52,12 +52,12 @@ from analytics.source import (
 from analytics.window_stats import (
     CONFIDENCE,
     SAMPLE_COLUMNS,
-    STATS,
     Alternative,
     Columns,
+    assembled,
     int_sums,
     moment_stats,
-    window_stats,
+    sample_rows,
 )
 from warehouse.summaries import (
     EARLY_WINDOWS,
@@ -357,12 +357,12 @@ def _early_share(
         of = _group_of(scope.runs, samples["of_run"])
         x: Columns = tuple(samples[c].astype(np.float64) for c in SAMPLE_COLUMNS)  # type: ignore[assignment]
         y = (x[0] - samples["at"], x[1], x[2] - samples["early_at"], x[3]) if pairs else x
-        rows = _rows(x, y, of, fixed, alternative)
+        rows = sample_rows(x, y, of, fixed, alternative)
     else:
         moments = window_moments(con, scope.runs.keys(), window.served)
         of = _group_of(scope.runs, moments["of_run"])
         counts = {c: [int(v) for v in int_sums(moments[c], of, count)] for c in ("samples", *SAMPLE_COLUMNS)}
-        rows = _assembled(counts, moment_stats(moments, of, count, alternative), {}, fixed, alternative)
+        rows = assembled(counts, moment_stats(moments, of, count, alternative), {}, fixed, alternative)
     data = {
         **_key_columns(scope, range(count)),
         **rows,
@@ -433,13 +433,6 @@ EARLY = FrameSchema.of(
     test=Col(str, "what p_value tests, and how"),
 )
 LABELS = ("window", "test")  # the same on every row: set after the rows are computed
-WITHOUT_FIXED = {
-    "baseline_share": "baseline_share_without_fixed",
-    "enrichment": "enrichment_without_fixed",
-    "enrichment_lo": "enrichment_without_fixed_lo",
-    "enrichment_hi": "enrichment_without_fixed_hi",
-    "p_value": "p_value_without_fixed",
-}
 
 
 def fixed_steps(tokens: int, mismatches: int, at: Sequence[int], miss_at: Sequence[int]) -> list[int]:
@@ -453,58 +446,6 @@ def fixed_steps(tokens: int, mismatches: int, at: Sequence[int], miss_at: Sequen
     return [s for s, (n, m) in pairs if n and m == 0 and (1 - rate) ** n <= FIXED_P]
 
 
-def _rows(
-    x: Columns,
-    y: Columns,
-    groups: npt.NDArray[np.int64],
-    fixed: Sequence[list[int]],
-    alternative: Alternative,
-) -> dict[str, list[Any]]:
-    """The `EARLY` columns (but the labels) of each group of samples (columns x: n, m, e, em), and those
-    without its fixed steps (columns y: the same less the tokens at them; a sample with none left is
-    dropped)."""
-    count = len(fixed)
-    sums = [np.bincount(groups, minlength=count), *(np.bincount(groups, c, minlength=count) for c in x)]
-    counts = {
-        name: [int(v) for v in col] for name, col in zip(("samples", *SAMPLE_COLUMNS), sums, strict=True)
-    }
-    whole = window_stats(x, groups, count, alternative)
-    return _assembled(counts, whole, _without_fixed(y, groups, fixed, alternative), fixed, alternative)
-
-
-def _without_fixed(
-    y: Columns, groups: npt.NDArray[np.int64], fixed: Sequence[list[int]], alternative: Alternative
-) -> dict[str, list[float | None]]:
-    """`window_stats` of the samples (columns y) of groups with fixed steps that have tokens left."""
-    kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[0] > 0)
-    if not kept.any():
-        return {}
-    return window_stats(tuple(c[kept] for c in y), groups[kept], len(fixed), alternative)  # type: ignore[arg-type]
-
-
-def _assembled(
-    counts: dict[str, list[int]],
-    whole: dict[str, list[float | None]],
-    left: dict[str, list[float | None]],
-    fixed: Sequence[list[int]],
-    alternative: Alternative,
-) -> dict[str, list[Any]]:
-    """The `EARLY` columns (but the labels) from each group's counts, its `STATS` and those without its fixed
-    steps (`left`; None for a group without any)."""
-    m, em = counts["mismatches"], counts["early_mismatches"]
-    return {
-        **counts,
-        "mismatch_share": [b / a if a else None for a, b in zip(m, em, strict=True)],
-        **whole,
-        "alternative": [alternative] * len(fixed),
-        "fixed_steps": [list(f) for f in fixed],
-        **{
-            WITHOUT_FIXED[name]: [v if f else None for v, f in zip(left.get(name, fixed), fixed, strict=True)]
-            for name in STATS
-        },
-    }
-
-
 def early_share_row(
     part: pl.DataFrame, fixed: Sequence[int] = (), alternative: Alternative = "two-sided"
 ) -> dict[str, Any]:
@@ -514,5 +455,5 @@ def early_share_row(
     at = sum((part[f"at_{s}"].to_numpy() for s in fixed), np.zeros(part.height))
     early_at = sum((part[f"early_at_{s}"].to_numpy() for s in fixed), np.zeros(part.height))
     y = (x[0] - at, x[1], x[2] - early_at, x[3])
-    rows = _rows(x, y, np.zeros(part.height, dtype=np.int64), [list(fixed)], alternative)
+    rows = sample_rows(x, y, np.zeros(part.height, dtype=np.int64), [list(fixed)], alternative)
     return {name: values[0] for name, values in rows.items()}

@@ -1,5 +1,7 @@
 """The early-share test's figures of groups of samples, from each sample's tokens n, mismatches m, and those
-in the early window e and em (analytics/positions.py's docstring says what the figures are and why).
+in the early window e and em (analytics/positions.py's docstring says what the figures are and why), or
+from their runs' sums of these (`window_moments` rows: `moment_stats`); and the columns they fill
+(`sample_rows`, `assembled`).
 
 NumPy over one column per value: an interleaved [samples, 4] float copy cost 1.5 ms at 40,000 samples, the
 four columns 0.1 ms.
@@ -7,7 +9,7 @@ four columns 0.1 ms.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from typing import Any, Literal
@@ -121,3 +123,67 @@ def stats(sums: Sums, alternative: Alternative) -> dict[str, list[float | None]]
     values = (base, enrich, enrich * np.exp(-half), enrich * np.exp(half), p)
     valid = (n > 0, has_enrich, has_interval, has_interval, has_p)
     return {name: _nullable(v, ok) for name, v, ok in zip(STATS, values, valid, strict=True)}
+
+
+# The `STATS` again without a group's fixed steps (analytics/positions.py's docstring).
+WITHOUT_FIXED = {
+    "baseline_share": "baseline_share_without_fixed",
+    "enrichment": "enrichment_without_fixed",
+    "enrichment_lo": "enrichment_without_fixed_lo",
+    "enrichment_hi": "enrichment_without_fixed_hi",
+    "p_value": "p_value_without_fixed",
+}
+
+
+def sample_rows(
+    x: Columns,
+    y: Columns,
+    groups: npt.NDArray[np.int64],
+    fixed: Sequence[list[int]],
+    alternative: Alternative,
+) -> dict[str, list[Any]]:
+    """The early-share columns (analytics.positions.EARLY, but the labels) of each group of samples (columns
+    x: n, m, e, em), and those without its fixed steps (columns y: the same less the tokens at them; a
+    sample with none left is dropped)."""
+    count = len(fixed)
+    sums = [np.bincount(groups, minlength=count), *(np.bincount(groups, c, minlength=count) for c in x)]
+    counts = {
+        name: [int(v) for v in col] for name, col in zip(("samples", *SAMPLE_COLUMNS), sums, strict=True)
+    }
+    whole = window_stats(x, groups, count, alternative)
+    return assembled(counts, whole, without_fixed(y, groups, fixed, alternative), fixed, alternative)
+
+
+def without_fixed(
+    y: Columns, groups: npt.NDArray[np.int64], fixed: Sequence[list[int]], alternative: Alternative
+) -> dict[str, list[float | None]]:
+    """`window_stats` of the samples (columns y) of groups with fixed steps that have tokens left."""
+    kept = np.array([bool(f) for f in fixed], dtype=bool)[groups] & (y[0] > 0)
+    if not kept.any():
+        return {}
+    return window_stats(tuple(c[kept] for c in y), groups[kept], len(fixed), alternative)  # type: ignore[arg-type]
+
+
+def assembled(
+    counts: dict[str, list[int]],
+    whole: dict[str, list[float | None]],
+    left: dict[str, list[float | None]],
+    fixed: Sequence[list[int]],
+    alternative: Alternative,
+) -> dict[str, list[Any]]:
+    """The early-share columns (but the labels) from each group's counts, its `STATS` and those without its
+    fixed steps (`left`; None for a group without any)."""
+    m, em = counts["mismatches"], counts["early_mismatches"]
+    return {
+        **counts,
+        "mismatch_share": [b / a if a else None for a, b in zip(m, em, strict=True)],
+        **whole,
+        "alternative": [alternative] * len(fixed),
+        "fixed_steps": [list(f) for f in fixed],
+        **{
+            WITHOUT_FIXED[name]: [
+                v if f else None for v, f in zip(left.get(name, [None] * len(fixed)), fixed, strict=True)
+            ]
+            for name in STATS
+        },
+    }
