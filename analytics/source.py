@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -318,17 +318,26 @@ def setting_labels(
     if key not in ("identity", "setup"):
         raise AnalyticsError(f"labels are by identity or setup, not {key!r}")
     runs = runs_in_scope(source, filters, (key, "settings")) if runs is None else runs
+    labels = labels_by_key(runs.select(key, "settings").iter_rows())
+    return pl.DataFrame(
+        {key: list(labels), "settings": list(labels.values())}, schema={key: pl.Utf8, "settings": pl.Utf8}
+    )
+
+
+def labels_by_key(runs: Iterable[tuple[Any, str | None]]) -> dict[Any, str]:
+    """`setting_labels`' labels from each run's (key, settings JSON), as a dict (no frame: a caller that
+    holds the runs' rows reads them directly)."""
     by_key: dict[Any, list[dict[str, Any]]] = {}
-    for k, text in runs.select(key, "settings").iter_rows():
+    for k, text in runs:
         by_key.setdefault(k, []).append(own_settings(json.loads(text or "{}")))
     values: dict[Any, dict[str, Any]] = {}
     for k, rows in by_key.items():
         names = set().union(*rows) - set(SHOWN_SETTINGS)
         values[k] = {n: rows[0].get(n) for n in names if all(r.get(n) == rows[0].get(n) for r in rows)}
     method = {k: rows[0].get("method") for k, rows in by_key.items()}
-    labels = []
+    labels = {}
     for k, v in values.items():
         peers = [w for j, w in values.items() if method[j] == method[k]]
         telling = {n for w in peers for n in w if len({repr(u.get(n)) for u in peers}) > 1}
-        labels.append(" ".join(f"{n}={v[n]}" for n in sorted(telling) if n in v))
-    return pl.DataFrame({key: list(values), "settings": labels}, schema={key: pl.Utf8, "settings": pl.Utf8})
+        labels[k] = " ".join(f"{n}={v[n]}" for n in sorted(telling) if n in v)
+    return labels

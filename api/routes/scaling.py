@@ -21,7 +21,7 @@ from analytics.scaling import (
     fit_groups,
     predict_cof,
 )
-from analytics.source import scoped, setting_labels
+from analytics.source import labels_by_key, scoped
 from api.convert import clean, dump, public_model
 from api.deps import AnalystDep, DbDep, TimeoutMs
 from api.errors import ApiError, error_responses
@@ -134,7 +134,7 @@ def _fits(cur: duckdb.DuckDBPyConnection, method: str | None, dataset: str | Non
           ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:  # fmt: skip
     given = {k: v for k, v in (("method", method), ("dataset", dataset), ("router", router)) if v is not None}
     scope = pairs_in_scope(cur, {**scoped(None, experiment), **given})  # the pairs and their runs: one query
-    label = dict(setting_labels(cur, "setup", runs=scope.runs).iter_rows())
+    label = labels_by_key((setup, settings) for setup, _, settings in scope.labelled)
     # a left join on setup: a null setup matches no label
     setups = scope.points["setup"].to_list()
     points = scope.points.hstack(
