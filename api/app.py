@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
+import duckdb
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -39,6 +40,7 @@ from api.routes import (
     uncertainty,
 )
 from api.settings import ApiSettings
+from warehouse.db import WarehouseError
 
 V1_ROUTERS: tuple[APIRouter, ...] = (
     models.router,
@@ -83,7 +85,11 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
         # and delay the event loop (and every cached answer) behind them.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         db.connect(wait_s=settings.startup_wait_s)
-        versions.load(db.cursor)
+        try:
+            versions.load(db.cursor)
+        except (duckdb.Error, WarehouseError) as exc:  # a damaged file: /health and each request answer 503
+            if db.note(exc) is None:
+                raise
         ingester = BackgroundIngester(
             db.cursor,
             settings.warehouse,

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.settings import ApiSettings
 from collector.run import main as run_main
 from tests.api.conftest import asgi_client
 from tests.conftest import TinyModels
 from tests.warehouse.test_faults import _runs, _stage
 from warehouse.__main__ import main as warehouse_main
+from warehouse.db import WarehouseDamaged
 from warehouse.ingest import try_ingest
 from warehouse.settings import staging_dir
 
@@ -125,6 +128,16 @@ async def test_every_door_names_the_damage_in_one_line_and_keeps_the_file(
             body = r.json()["error"]
             assert (r.status_code, body["code"]) == (503, "warehouse_damaged"), route
             assert "python -m warehouse recover" in body["message"]
+    started = create_app(ApiSettings(warehouse=warehouse_path, ingest=False))
+    try:
+        with TestClient(started) as client:  # started as uvicorn starts it: it reads the runs first
+            r = client.get("/health")
+        assert kind == "checksum"  # opened (the runs' block fails only when read): every answer a 503
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "warehouse_damaged")
+    except WarehouseDamaged:  # refused on opening, which `python -m api` says in one line
+        assert kind != "checksum"
+    finally:
+        started.state.db.close()
     assert _digest(warehouse_path) == before  # never written
 
 
