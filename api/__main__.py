@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   python -m api                                     # ./fsgen.duckdb on http://127.0.0.1:8000
   python -m api --warehouse runs.duckdb --port 8080
   FSGEN_API_TOKEN=secret python -m api              # every /v1 request needs 'Authorization: Bearer secret'
+  python -m api --access-log                        # a line per request on stdout
   curl 'http://127.0.0.1:8000/v1/cof?group_by=method'
 """
 
@@ -43,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         default=None,
         help="open the file read-only and ingest nothing (collectors then only stage their shards)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log a line per request on stdout (default off: FSGEN_ACCESS_LOG; /metrics counts them)",
     )
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=settings.access_log,
         timeout_keep_alive=settings.keep_alive_s,
         http=header_timeout_protocol(settings.header_timeout_s),
     )

@@ -38,14 +38,13 @@ def api_process(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = subprocess.DEVNULL,
     start_timeout_s: float = 120.0,  # imports alone take tens of seconds on a busy two-core machine
 ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """Start the API on `warehouse`; yields (base URL, process) once /health answers; stops it after."""
     port = free_port()
     cmd = [sys.executable, "-m", "api", "--warehouse", str(warehouse), "--port", str(port), *args]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr, text=True
-    )
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=stdout, stderr=stderr, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout_s

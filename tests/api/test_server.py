@@ -13,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from api.db import Database
+from api.process import api_process
 from api.settings import ApiSettings
 from tests.api.conftest import api_server
 
@@ -69,6 +70,24 @@ def test_python_m_api_names_a_bad_setting(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "FSGEN" not in out.stderr
     assert out.stderr.startswith("error: --port=70000: ")
+
+
+def test_access_log_is_off_unless_asked(served_warehouse: Path, tmp_path: Path) -> None:
+    """A line per request costs more CPU than a cached answer: only `--access-log` (or FSGEN_ACCESS_LOG)
+    writes them."""
+    for args, env, logged in (
+        ((), {}, False),
+        (("--access-log",), {}, True),
+        ((), {"FSGEN_ACCESS_LOG": "1"}, True),
+    ):
+        out = tmp_path / "stdout.txt"
+        with (
+            out.open("w") as sink,
+            api_process(served_warehouse, args=args, env=env, stdout=sink) as (base, _),
+        ):
+            assert httpx.get(f"{base}/v1/runs?limit=1", timeout=10).status_code == 200
+        text = out.read_text()
+        assert ('"GET /v1/runs?limit=1 HTTP/1.1" 200' in text) is logged, (args, env, text[-500:])
 
 
 def test_query_threads_reach_duckdb(served_warehouse: Path) -> None:
