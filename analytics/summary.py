@@ -316,17 +316,20 @@ def markdown_table(frame: pl.DataFrame) -> str:
         return str(readable(frame))
 
 
-def paper_law_column(fits: pl.DataFrame) -> pl.Expr:
-    """The paper's γ·R^(−α) + β as text where identified, else why it is no finding."""
+def paper_law_column(fits: pl.DataFrame, *, short: bool = False) -> pl.Expr:
+    """The paper's γ·R^(−α) + β as text where identified, else why it is no finding; `short`: the verdict
+    alone ("unidentified, read as log_ratio"), without the reason after its colon."""
     formula = pl.format(
         "{}*R^(-{}) + {}", *(pl.col(c).round_sig_figs(3).cast(pl.Utf8) for c in ("gamma", "alpha", "beta"))
     )
+    unchecked = "no finding: not checked out of sample" + ("" if short else " (see skipped)")
+    why = pl.col("note").str.split(":").list.first() if short else pl.col("note")
     return (
         pl.when(pl.col("note") == "ok")
         .then(formula)
         .when(pl.col("note").str.starts_with("not checked"))
-        .then(pl.lit("no finding: not checked out of sample (see skipped)"))
-        .otherwise(pl.col("note"))
+        .then(pl.lit(unchecked))
+        .otherwise(why)
         .alias("paper_law")
     )
 
@@ -432,7 +435,9 @@ def compact_cof(cof: pl.DataFrame) -> pl.DataFrame:
 def compact_sections(h: Headline) -> list[tuple[str, str]]:
     """The findings in a screenful: CoF per pair (a column per method), the chosen law per group, and per
     method how well entropy predicts a mismatch and how early mismatches fall."""
-    laws = h.fits.select("method", "dataset", "pairs", "law", "law_nested_loo_rmse", paper_law_column(h.fits))
+    laws = h.fits.select(
+        "method", "dataset", "pairs", "law", "law_nested_loo_rmse", paper_law_column(h.fits, short=True)
+    )  # fmt: skip
     early = h.early.select(
         "method", "dataset", "settings", "enrichment", "enrichment_lo", "enrichment_hi", "p_value",
         "fixed_steps", "enrichment_without_fixed", "p_value_without_fixed",
@@ -449,7 +454,8 @@ def compact_sections(h: Headline) -> list[tuple[str, str]]:
         ),
         (
             "Which law the pairs support (chosen by leave-one-pair-out RMSE; law_nested_loo_rmse: its error "
-            "on an unseen pair, the choice re-run without each pair)",
+            "on an unseen pair, the choice re-run without each pair; paper_law: the paper's law where "
+            "identified, else the verdict)",
             table_or_note(laws, "no pairs to fit"),
         ),
         (

@@ -125,6 +125,7 @@ def create_app(settings: ApiSettings, db: Database | None = None) -> FastAPI:
     app.state.versions = versions
     app.state.cache = ResultCache(settings.cache_size, versions.version)
     install_error_handlers(app)
+    app.add_middleware(health.HealthFastPath, db=db)
     app.add_middleware(CsvMiddleware)
     app.add_middleware(ReadOnlyMiddleware)
     app.state.live = LiveStatuses(settings.warehouse, versions)

@@ -159,6 +159,11 @@ class Database:
                 raise WarehouseError(f"{self.path} was closed; restart the server")
             return self._con.cursor()
 
+    @property
+    def is_open(self) -> bool:
+        """True while the file is open (from the first request, or startup, until `close`)."""
+        return self._con is not None
+
     def close(self) -> None:
         """Release the file."""
         with self._lock:

@@ -107,7 +107,8 @@ def print_headline(warehouse: Path, console: Console, beside: bool = False) -> N
     from analytics.summary import format_compact_headline, headline  # the entry point may use analytics
 
     more = (
-        f"Full tables (intervals, accuracies, runner-up laws): python -m analytics --warehouse {warehouse}"
+        "Full tables (intervals, accuracies, runner-up laws, why a law is unidentified): "
+        f"python -m analytics --warehouse {warehouse}"
         f"\nFigures and report.md: python -m analytics.report --warehouse {warehouse} --out report/"
     )
     try:

@@ -17,6 +17,7 @@ from analytics.summary import (
     format_headline,
     headline,
     law_power,
+    paper_law_column,
     power_lines,
     run_table,
 )
@@ -196,3 +197,27 @@ def test_the_compact_headline_is_a_screenful_with_a_column_per_method(
     assert (
         len(rows) == len(set(rows)) == h.entropy_auroc.select("method", "dataset", "settings").unique().height
     )
+
+
+def test_the_compact_paper_law_is_the_verdict_without_its_reason() -> None:
+    """The compact headline's cell holds the verdict whole (a long reason was cut off mid-word at the
+    table's 80 characters); the full tables keep the reason."""
+    why = "alpha at its lower bound 0.001; alpha's bootstrap interval [0.001, 4.2] spans the search range"
+    fits = pl.DataFrame(
+        {
+            "gamma": [0.5, None, None],
+            "alpha": [0.3, None, None],
+            "beta": [0.01, None, None],
+            "note": [
+                "ok",
+                "not checked out of sample: too few pairs",
+                f"unidentified, read as log_ratio: {why}",
+            ],
+        }
+    )
+    short = fits.select(paper_law_column(fits, short=True))["paper_law"].to_list()
+    full = fits.select(paper_law_column(fits))["paper_law"].to_list()
+    assert short == [
+        "0.5*R^(-0.3) + 0.01", "no finding: not checked out of sample", "unidentified, read as log_ratio"
+    ]  # fmt: skip
+    assert full == [short[0], "no finding: not checked out of sample (see skipped)", fits["note"][2]]

@@ -9,6 +9,8 @@ import pytest
 
 from api.app import create_app
 from api.settings import ApiSettings
+from tests.api.conftest import asgi_client
+from warehouse.db import WarehouseDamaged
 
 pytestmark = pytest.mark.anyio
 
@@ -16,6 +18,29 @@ pytestmark = pytest.mark.anyio
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/health")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["revision"]
+
+
+async def test_health_answers_before_routing_what_the_route_answers(served_warehouse: Path) -> None:
+    """A file not opened yet is opened by the route; on an open one (as uvicorn's startup leaves it) a plain
+    request takes the fast path, with the route's bytes and its metrics label, and a damaged file's 503
+    still comes from the route."""
+    settings = ApiSettings(warehouse=served_warehouse)
+    async with asgi_client(settings) as (c, app):
+        assert not app.state.db.is_open
+        routed = await c.get("/health")
+        assert app.state.db.is_open and routed.status_code == 200
+    async with asgi_client(settings) as (c, app):
+        db = app.state.db
+        db.connect()
+        fast = [await c.get("/health") for _ in range(2)]
+        assert [(r.status_code, r.content) for r in fast] == [(200, routed.content)] * 2
+        assert fast[0].headers["content-type"] == routed.headers["content-type"] == "application/json"
+        metrics = (await c.get("/metrics")).text  # never routed, yet counted under its route
+        assert 'fsgen_http_requests_total{method="GET",route="/health",status="200"} 2.0' in metrics
+        assert (await c.get("/health", params={"verbose": "1"})).status_code == 400  # checked by the route
+        db.problem = WarehouseDamaged(f"{served_warehouse.name} is damaged")
+        damaged = await c.get("/health")
+        assert damaged.status_code == 503 and damaged.json()["error"]["code"] == "warehouse_damaged"
 
 
 async def test_runs_are_paginated_with_an_opaque_cursor(client: httpx.AsyncClient) -> None:
