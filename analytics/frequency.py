@@ -40,24 +40,28 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[str, list[object]]:
-    """SQL reducing the per-sample summary (`sample_sums`) to sums over samples, one row per group."""
+    """SQL reducing the per-run sums over samples (`sample_moments`) to sums over a group's samples, one row
+    per group: the per-sample CoF's mean and standard deviation from its Σ r and Σ r² (the deviations' sum of
+    squares Σ r² − (Σ r)²/k, clipped at 0 against rounding)."""
     cols = check_group_by(group_by)
     where, params = runs_where(filters)
     out = ", ".join(f'"{c}"' for c in cols)
-    # The join with the runs in scope is the only filter: a semi-join of the samples on the same scope as
-    # well planned and ran the scope twice (2 ms of 10 at 10 M events).
+    k, r = "sum(s.samples)", "sum(s.r)"
+    sd = f"sqrt(greatest(sum(s.r_r) - {r} * {r} / {k}, 0) / ({k} - 1))"
+    # The join with the runs in scope is the only filter (a semi-join on the same scope as well planned and
+    # ran the scope twice).
     sql = f"""
         SELECT {group_select(cols)},
-               CAST(count(*) AS BIGINT) AS samples,
+               CAST({k} AS BIGINT) AS samples,
                CAST(sum(s.tokens) AS BIGINT) AS tokens,
                CAST(sum(s.mismatches) AS BIGINT) AS mismatches,
                CAST(sum(s.consulted) AS BIGINT) AS consulted,
-               avg(CAST(s.mismatches AS DOUBLE) / s.tokens) AS cof_mean,
-               stddev_samp(CAST(s.mismatches AS DOUBLE) / s.tokens) AS cof_sd,
-               sum(CAST(s.mismatches AS DOUBLE) * s.mismatches) AS m_sq,
-               sum(CAST(s.mismatches AS DOUBLE) * s.tokens) AS mn,
-               sum(CAST(s.tokens AS DOUBLE) * s.tokens) AS n_sq
-        FROM sample_sums s JOIN runs r ON r.run_id = s.run_id
+               {r} / {k} AS cof_mean,
+               CASE WHEN {k} > 1 THEN {sd} END AS cof_sd,
+               CAST(sum(s.m_m) AS DOUBLE) AS m_sq,
+               CAST(sum(s.m_n) AS DOUBLE) AS mn,
+               CAST(sum(s.n_n) AS DOUBLE) AS n_sq
+        FROM sample_moments s JOIN runs r ON r.run_id = s.run_id
         {where}
         GROUP BY ALL
         ORDER BY {out}

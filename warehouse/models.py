@@ -20,7 +20,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from warehouse.summaries import EARLY_COLUMNS, MOMENT_FLOATS, MOMENT_SUMS
+from warehouse.summaries import (
+    EARLY_COLUMNS,
+    MOMENT_FLOATS,
+    MOMENT_SUMS,
+    SAMPLE_MOMENT_FLOATS,
+    SAMPLE_MOMENTS,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -326,6 +332,20 @@ class WindowMoment(Base):
 for _column in MOMENT_SUMS:
     _type = Double if _column in MOMENT_FLOATS else BigInteger
     setattr(WindowMoment, _column, mapped_column(_type, nullable=False))
+
+
+class SampleMoment(Base):
+    """CoF's interval sums over one run's samples (warehouse/summaries.py: samples; tokens n, consulted and
+    mismatches m; Σ m², Σ m·n, Σ n²; Σ r and Σ r² of each sample's CoF r = m / n)."""
+
+    __tablename__ = "sample_moments"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+
+
+for _column in SAMPLE_MOMENTS:
+    _type = Double if _column in SAMPLE_MOMENT_FLOATS else BigInteger
+    setattr(SampleMoment, _column, mapped_column(_type, nullable=False))
 
 
 # Serving traces in (`python -m warehouse import vllm|sglang|trtllm FILE`, warehouse/serving.py).

@@ -11,7 +11,8 @@ tokens. Migration 0004 holds a copy of this SQL (a migration never imports the p
 added `histogram_packs`: each run's predictor rows of `histogram_sums` packed into one BLOB per predictor
 (`PackedTable`), which the shard's transaction rewrites for the runs it touched. Migration 0014 added
 `window_moments`, the early-share test's sums per run and window (`MOMENT_SUMS`), to which a batch adds
-what it changes of its samples' terms (`_moments_select`).
+what it changes of its samples' terms (`_moments_select`); migration 0015 `sample_moments`, CoF's interval
+sums per run (`SAMPLE_MOMENTS`), kept the same way (`_sample_moments_select`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,24 @@ MOMENT_PRODUCTS: tuple[str, ...] = tuple(
 )
 MOMENT_FLOATS = ("d", "d_d")  # the score test's sums: not integers
 MOMENT_SUMS: tuple[str, ...] = ("samples", *MOMENT_VALUES.values(), *MOMENT_PRODUCTS, *MOMENT_FLOATS)
+
+
+# `sample_moments`: per run, the sums over its samples that CoF's two intervals read (analytics/frequency.py):
+# their count; their tokens n, consultations and mismatches m; Σ m², Σ m·n and Σ n² (exact in integers);
+# and of each sample's CoF r = m / n, Σ r and Σ r² (floats). A group's intervals are then sums over its runs'
+# rows instead of over its samples'.
+SAMPLE_MOMENTS: tuple[str, ...] = (
+    "samples",
+    "tokens",
+    "consulted",
+    "mismatches",
+    "m_m",
+    "m_n",
+    "n_n",
+    "r",
+    "r_r",
+)
+SAMPLE_MOMENT_FLOATS = ("r", "r_r")
 
 
 def router_cell_sql(rule: ThresholdRule) -> str:
@@ -244,6 +263,29 @@ def _moments_select() -> str:
         FROM per_window GROUP BY run_id, window_name"""
 
 
+def _sample_moments_select() -> str:
+    """Per run, what a batch of events adds to `sample_moments`: for each sample it touches, f(its
+    `sample_sums` row now) − f(its row before the batch: its row now less the batch's own counts, none for a
+    sample the batch begins), as `_moments_select` does per window. Reads `sample_sums` after the batch was
+    added to it; over all the events at once it is f of every sample."""
+    counts = ("tokens", "consulted", "mismatches")
+    now = ", ".join(f"s.{c}" for c in counts)
+    before = ", ".join(f"s.{c} - b.{c} AS {c}" for c in counts)
+    rate = "(mismatches / tokens)"  # DOUBLE: DuckDB's `/` divides integers exactly as NumPy's
+    return f"""WITH batch AS (SELECT run_id, sample_id, {COUNTS} FROM {{src}} GROUP BY run_id, sample_id),
+        touched AS (
+            SELECT 1 AS sign, s.run_id, {now} FROM sample_sums s SEMI JOIN batch b USING (run_id, sample_id)
+            UNION ALL
+            SELECT -1 AS sign, s.run_id, {before}
+            FROM sample_sums s JOIN batch b USING (run_id, sample_id) WHERE s.tokens > b.tokens
+        )
+        SELECT run_id, sum(sign) AS samples, sum(sign * tokens) AS tokens, sum(sign * consulted) AS consulted,
+               sum(sign * mismatches) AS mismatches, sum(sign * mismatches * mismatches) AS m_m,
+               sum(sign * mismatches * tokens) AS m_n, sum(sign * tokens * tokens) AS n_n,
+               sum(sign * {rate}) AS r, sum(sign * {rate} * {rate}) AS r_r
+        FROM touched GROUP BY run_id"""
+
+
 # A pack holds one run's histogram of one predictor: its cells lo, lo + 1, ..., hi (empty ones too) as
 # big-endian (tokens, mismatches) integer pairs of `width` bytes (4 while every count fits, else 8). Reading
 # the packs of 40 runs (~1 MB) costs DuckDB ~0.6 ms where summing their 113,000 `histogram_sums` rows per
@@ -325,8 +367,9 @@ TABLES: tuple[SummaryTable | PackedTable, ...] = (
         _sample_select(),
         new_keys=True,
     ),
-    # After sample_sums: its select reads the rows the batch just added to.
+    # After sample_sums: their selects read the rows the batch just added to.
     SummaryTable("window_moments", ("run_id", "window_name"), MOMENT_SUMS, _moments_select()),
+    SummaryTable("sample_moments", ("run_id",), SAMPLE_MOMENTS, _sample_moments_select()),
     SummaryTable(
         "position_sums",
         ("run_id", "bin"),

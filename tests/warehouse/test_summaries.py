@@ -268,17 +268,37 @@ def _moments_counted(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str], di
                 "d": d.sum(),
                 "d_d": (d * d).sum(),
             }
+    return {**out, **_sample_moments_counted(con)}
+
+
+def _sample_moments_counted(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str], dict[str, object]]:
+    """`sample_moments` counted here from token_events, sample by sample (keyed as window_moments' rows)."""
+    events = con.sql("SELECT run_id, sample_id, consulted, mismatch FROM token_events").pl()
+    per = events.group_by("run_id", "sample_id").agg(
+        n=pl.len(), c=pl.col("consulted").sum(), m=pl.col("mismatch").sum()
+    )
+    out: dict[tuple[int, str], dict[str, object]] = {}
+    for (run,), part in per.group_by("run_id"):
+        n, c, m = (part[k].to_numpy().astype(np.int64) for k in ("n", "c", "m"))
+        r = m / n
+        out[(int(run), "all")] = {
+            "samples": part.height, "tokens": int(n.sum()), "consulted": int(c.sum()),
+            "mismatches": int(m.sum()), "m_m": int((m * m).sum()), "m_n": int((m * n).sum()),
+            "n_n": int((n * n).sum()), "r": r.sum(), "r_r": (r * r).sum(),
+        }  # fmt: skip
     return out
 
 
 def _moments_stored(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, str], dict[str, object]]:
     rows = con.sql("SELECT * FROM window_moments").pl()
-    return {(r.pop("run_id"), r.pop("window_name")): r for r in rows.iter_rows(named=True)}
+    stored = {(r.pop("run_id"), r.pop("window_name")): r for r in rows.iter_rows(named=True)}
+    runs = con.sql("SELECT * FROM sample_moments").pl()
+    return {**stored, **{(r.pop("run_id"), "all"): r for r in runs.iter_rows(named=True)}}
 
 
 def test_window_moments_equal_the_samples_counted_from_events(warehouse_path: Path) -> None:
-    """Samples split over two ingests, then a run deleted, then `rebuild-summaries`: the stored moments stay
-    those of the samples the events hold."""
+    """Samples split over two ingests, then a run deleted, then `rebuild-summaries`: the stored moments (per
+    window, and `sample_moments` per run) stay those of the samples the events hold."""
     rng = np.random.default_rng(9)
     later = []
     for name in ("a", "b"):
@@ -301,4 +321,4 @@ def test_window_moments_equal_the_samples_counted_from_events(warehouse_path: Pa
         stages += [_moments_stored(con), _moments_counted(con)]
     for got, want in zip(stages[::2], stages[1::2], strict=True):
         assert got == {k: {c: pytest.approx(v, rel=1e-12) for c, v in row.items()} for k, row in want.items()}
-    assert len(stages[0]) == 2 * len(EARLY_WINDOWS) and len(stages[2]) == len(EARLY_WINDOWS)
+    assert len(stages[0]) == 2 * (len(EARLY_WINDOWS) + 1) and len(stages[2]) == len(EARLY_WINDOWS) + 1
