@@ -42,12 +42,15 @@ FloatArray = npt.NDArray[np.float64]
 def sample_stats_sql(group_by: Sequence[str], filters: Filters | None) -> tuple[str, list[object]]:
     """SQL reducing the per-run sums over samples (`sample_moments`) to sums over a group's samples, one row
     per group: the per-sample CoF's mean and standard deviation from its Σ r and Σ r² (the deviations' sum of
-    squares Σ r² − (Σ r)²/k, clipped at 0 against rounding)."""
+    squares Σ r² − (Σ r)²/k, 0 where within rounding of it)."""
     cols = check_group_by(group_by)
     where, params = runs_where(filters)
     out = ", ".join(f'"{c}"' for c in cols)
-    k, r = "sum(s.samples)", "sum(s.r)"
-    sd = f"sqrt(greatest(sum(s.r_r) - {r} * {r} / {k}, 0) / ({k} - 1))"
+    k, r, rr = "sum(s.samples)", "sum(s.r)", "sum(s.r_r)"
+    # Samples all alike give Σ r² − (Σ r)²/k = 0 but for rounding (up to ~k·eps·Σ r²): 0 below 4.5·k·eps·Σ r²,
+    # as DuckDB's stddev_samp of the samples gives (a spread that small is below what the sums resolve).
+    deviations = f"{rr} - {r} * {r} / {k}"
+    sd = f"CASE WHEN {deviations} <= {k} * 1e-15 * {rr} THEN 0 ELSE sqrt(({deviations}) / ({k} - 1)) END"
     # The join with the runs in scope is the only filter (a semi-join on the same scope as well planned and
     # ran the scope twice).
     sql = f"""

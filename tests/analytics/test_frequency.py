@@ -106,6 +106,18 @@ def test_identical_models_have_zero_cof(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def test_samples_alike_have_no_spread(con: duckdb.DuckDBPyConnection) -> None:
+    """Seven samples with CoF 2/7 each: Σ r² − (Σ r)²/k rounds to 2e-16, not 0; the spread is 0, as the
+    samples' own standard deviation, and the mean's interval the point."""
+    add_model(con, "L", 10)
+    add_model(con, "S", 1)
+    run = add_run(con)
+    add_events(con, run, _events([[True, True] + [False] * 5] * 7))
+    row = collaboration_frequency(con).row(0, named=True)
+    assert row["cof_sd"] == 0.0 and row["cof_mean_lo"] == row["cof_mean"] == row["cof_mean_hi"]
+    assert row["cof_mean"] == pytest.approx(2 / 7, rel=1e-15)
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     st.lists(
