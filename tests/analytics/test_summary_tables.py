@@ -84,9 +84,11 @@ def test_early_share_from_summaries_equals_the_event_scan(con: duckdb.DuckDBPyCo
     assert by_k["early_tokens"].to_list() == steps["n"].to_list()
 
 
-def test_per_sample_cof_reads_sample_sums(con: duckdb.DuckDBPyConnection) -> None:
+def test_per_sample_cof_reads_sample_moments(con: duckdb.DuckDBPyConnection) -> None:
     _grid_runs(con)
     cof = collaboration_frequency(con, ["method"])
     assert cof["samples"].to_list() == [12, 12] and cof["tokens"].to_list() == [12 * 37] * 2
-    con.execute("DELETE FROM sample_sums")  # the interval comes from the summary, not the events
+    con.execute("DELETE FROM sample_sums")  # the per-run sums, not the samples' rows nor the events
+    assert collaboration_frequency(con, ["method"]).equals(cof)
+    con.execute("DELETE FROM sample_moments")
     assert collaboration_frequency(con, ["method"]).height == 0
